@@ -1,0 +1,30 @@
+/**
+ * An SMS gateway integration as the service stores and uses it. Secrets are
+ * plain text here; they are masked at the API boundary.
+ */
+export interface Integration {
+  id: string;
+  displayName: string;
+  baseUrl: string;
+  apiKeyHeader: string;
+  apiKey: string;
+  /** Empty when no second credential header is configured. */
+  secretKeyHeader: string;
+  secretKey: string;
+  defaultSender: string;
+  /** Dot path to the message id in the gateway's reply, never empty. */
+  idPath: string;
+  /** Dot path to the send date in the gateway's reply, never empty. */
+  datePath: string;
+  authenticateByToken: boolean;
+  authUrl: string;
+  tokenKey: string;
+  createTime: Date;
+  updateTime: Date;
+}
+
+/** The fields a caller sets; the store assigns the id (when empty) and the times. */
+export type IntegrationFields = Omit<Integration, "id" | "createTime" | "updateTime">;
+
+export const DEFAULT_ID_PATH = "data.id";
+export const DEFAULT_DATE_PATH = "data.date";
