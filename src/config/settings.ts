@@ -1,0 +1,183 @@
+/**
+ * Every setting of the service, in one table: its environment variable, its
+ * flag, its default and unit. `--help` and the README's settings table are
+ * written from this list.
+ */
+
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+
+/** The service's configuration after parsing, with units in the names. */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Empty selects the embedded SQLite file under `dataDir`. */
+  databaseUrl: string;
+  logLevel: LogLevel;
+  /** Both set or both empty; when set, the port serves TLS only. */
+  tlsCertFile: string;
+  tlsKeyFile: string;
+  sendTimeoutMs: number;
+  maxReplyBytes: number;
+  maxRequestBytes: number;
+  gatewayConnections: number;
+  gatewayKeepAliveMs: number;
+}
+
+/** One setting: where it is read from, its default, and how it parses. */
+export interface Setting {
+  key: keyof Config;
+  env: string;
+  flag: string;
+  /** Default as the user would write it; empty means unset. */
+  defaultValue: string;
+  /** Unit of the value, empty when it has none. */
+  unit: string;
+  description: string;
+  parse(raw: string): Config[keyof Config];
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** Parses a whole number in [min, max], or throws a message that names the range. */
+function integerIn(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const value = Number(raw);
+    if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+      throw new Error(`expected a whole number from ${min} to ${max}`);
+    }
+    return value;
+  };
+}
+
+function text(raw: string): string {
+  return raw.trim();
+}
+
+function databaseUrl(raw: string): string {
+  const value = raw.trim();
+  if (value !== "" && !/^postgres(ql)?:\/\//i.test(value)) {
+    throw new Error("expected a postgres:// or postgresql:// URL, or nothing for the embedded SQLite file");
+  }
+  return value;
+}
+
+function logLevel(raw: string): LogLevel {
+  const value = raw.trim().toLowerCase();
+  const level = LOG_LEVELS.find((l) => l === value);
+  if (level === undefined) {
+    throw new Error(`expected one of ${LOG_LEVELS.join(", ")}`);
+  }
+  return level;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    key: "host",
+    env: "HOST",
+    flag: "--host",
+    defaultValue: "127.0.0.1",
+    unit: "",
+    description: "Address to listen on. Use 0.0.0.0 or :: to accept connections from other hosts.",
+    parse: text,
+  },
+  {
+    key: "port",
+    env: "PORT",
+    flag: "--port",
+    defaultValue: "8080",
+    unit: "",
+    description: "TCP port for gRPC, Connect and gRPC-Web over HTTP/1.1 and HTTP/2. 0 picks a free port.",
+    parse: integerIn(0, 65535),
+  },
+  {
+    key: "dataDir",
+    env: "DATA_DIR",
+    flag: "--data-dir",
+    defaultValue: "./data",
+    unit: "",
+    description: "Folder of the embedded SQLite database, created when missing.",
+    parse: text,
+  },
+  {
+    key: "databaseUrl",
+    env: "DATABASE_URL",
+    flag: "--database-url",
+    defaultValue: "",
+    unit: "",
+    description: "PostgreSQL URL (postgres://user@host:5432/db). When set, integrations are stored there instead of in DATA_DIR, so replicas share them.",
+    parse: databaseUrl,
+  },
+  {
+    key: "logLevel",
+    env: "LOG_LEVEL",
+    flag: "--log-level",
+    defaultValue: "info",
+    unit: "",
+    description: `Minimum level of the JSON log lines on stdout: ${LOG_LEVELS.join(", ")}.`,
+    parse: logLevel,
+  },
+  {
+    key: "tlsCertFile",
+    env: "TLS_CERT_FILE",
+    flag: "--tls-cert-file",
+    defaultValue: "",
+    unit: "",
+    description: "PEM certificate chain. With TLS_KEY_FILE, the port serves TLS with ALPN for h2 and http/1.1.",
+    parse: text,
+  },
+  {
+    key: "tlsKeyFile",
+    env: "TLS_KEY_FILE",
+    flag: "--tls-key-file",
+    defaultValue: "",
+    unit: "",
+    description: "PEM private key of TLS_CERT_FILE.",
+    parse: text,
+  },
+  {
+    key: "sendTimeoutMs",
+    env: "SEND_TIMEOUT_MS",
+    flag: "--send-timeout-ms",
+    defaultValue: "10000",
+    unit: "ms",
+    description: "Total time for one send, token request included. A shorter caller deadline wins.",
+    parse: integerIn(1, 600_000),
+  },
+  {
+    key: "maxReplyBytes",
+    env: "MAX_REPLY_BYTES",
+    flag: "--max-reply-bytes",
+    defaultValue: "1048576",
+    unit: "bytes",
+    description: "Largest gateway reply body that is read; a longer one is cut off there.",
+    parse: integerIn(1024, 64 * 1024 * 1024),
+  },
+  {
+    key: "maxRequestBytes",
+    env: "MAX_REQUEST_BYTES",
+    flag: "--max-request-bytes",
+    defaultValue: "1048576",
+    unit: "bytes",
+    description: "Largest RPC request message accepted; larger ones fail with RESOURCE_EXHAUSTED.",
+    parse: integerIn(1024, 64 * 1024 * 1024),
+  },
+  {
+    key: "gatewayConnections",
+    env: "GATEWAY_CONNECTIONS",
+    flag: "--gateway-connections",
+    defaultValue: "128",
+    unit: "connections",
+    description: "Maximum open connections to one gateway origin; further sends wait for a free one.",
+    parse: integerIn(1, 10_000),
+  },
+  {
+    key: "gatewayKeepAliveMs",
+    env: "GATEWAY_KEEPALIVE_MS",
+    flag: "--gateway-keepalive-ms",
+    defaultValue: "4000",
+    unit: "ms",
+    description: "How long an idle connection to a gateway stays open for reuse, unless the gateway asks for less.",
+    parse: integerIn(1, 600_000),
+  },
+];

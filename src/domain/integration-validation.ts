@@ -1,0 +1,137 @@
+import type { FieldViolation } from "../errors.js";
+import { headerNameProblem, headerValueProblem } from "./http-header.js";
+import type { IntegrationFields } from "./integration.js";
+
+/** 1 to 63 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit. */
+const ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+const MAX_URL_LENGTH = 2048;
+const MAX_SECRET_LENGTH = 4096;
+const MAX_SENDER_LENGTH = 64;
+const MAX_DISPLAY_NAME_LENGTH = 200;
+const MAX_PATH_LENGTH = 256;
+
+/** Returns why `id` is not a valid integration id, or null when it is. */
+export function integrationIdProblem(id: string): string | null {
+  if (ID_PATTERN.test(id)) {
+    return null;
+  }
+  return `"${truncate(id)}" is not a valid id: use 1 to 63 characters of a-z, 0-9, "-" and "_", starting with a letter or digit`;
+}
+
+/**
+ * Checks a complete set of integration fields, after defaults and updates
+ * are applied. Field paths are prefixed with `prefix` (for example
+ * `integration.`), so the caller sees the path in its own request.
+ */
+export function validateIntegration(fields: IntegrationFields, prefix: string): FieldViolation[] {
+  const violations: FieldViolation[] = [];
+  const add = (field: string, description: string | null) => {
+    if (description !== null) {
+      violations.push({ field: prefix + field, description });
+    }
+  };
+
+  add("display_name", fields.displayName.length > MAX_DISPLAY_NAME_LENGTH ? `longer than ${MAX_DISPLAY_NAME_LENGTH} characters` : null);
+  add("base_url", urlProblem(fields.baseUrl));
+  add("api_key_header", requiredHeaderNameProblem(fields.apiKeyHeader));
+  add("api_key", secretProblem(fields.apiKey, true));
+  add("default_sender", senderProblem(fields.defaultSender));
+  add("id_path", dotPathProblem(fields.idPath));
+  add("date_path", dotPathProblem(fields.datePath));
+
+  if (fields.secretKeyHeader !== "" || fields.secretKey !== "") {
+    add("secret_key_header", requiredHeaderNameProblem(fields.secretKeyHeader, "required when secret_key is set"));
+    add("secret_key", secretProblem(fields.secretKey, true, "required when secret_key_header is set"));
+  }
+
+  if (fields.authenticateByToken) {
+    add("auth_url", urlProblem(fields.authUrl, "required when authenticate_by_token is set"));
+    add("token_key", requiredHeaderNameProblem(fields.tokenKey, "required when authenticate_by_token is set"));
+  }
+
+  const names = [
+    { field: "api_key_header", name: fields.apiKeyHeader },
+    { field: "secret_key_header", name: fields.secretKeyHeader },
+    { field: "token_key", name: fields.authenticateByToken ? fields.tokenKey : "" },
+  ].filter((entry) => entry.name !== "");
+  for (let i = 1; i < names.length; i++) {
+    const current = names[i]!;
+    const earlier = names.slice(0, i).find((entry) => entry.name.toLowerCase() === current.name.toLowerCase());
+    if (earlier !== undefined) {
+      add(current.field, `"${current.name}" is already used by ${prefix}${earlier.field}; each credential needs its own header`);
+    }
+  }
+  return violations;
+}
+
+function urlProblem(value: string, missing = "required"): string | null {
+  if (value === "") {
+    return `${missing}: the full http:// or https:// URL of the gateway endpoint`;
+  }
+  if (value.length > MAX_URL_LENGTH) {
+    return `longer than ${MAX_URL_LENGTH} characters`;
+  }
+
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `"${truncate(value)}" is not an absolute URL; write it as https://host/path`;
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return `scheme "${url.protocol.slice(0, -1)}" is not supported; use http or https`;
+  }
+  if (url.username !== "" || url.password !== "") {
+    return "must not contain a user name or password; put credentials in the API-key headers";
+  }
+  if (url.hash !== "") {
+    return "must not contain a fragment (#...), which is never sent to the server";
+  }
+  return null;
+}
+
+function requiredHeaderNameProblem(name: string, missing = "required"): string | null {
+  if (name === "") {
+    return `${missing}: the name of an HTTP header, for example X-API-KEY`;
+  }
+  return headerNameProblem(name);
+}
+
+function secretProblem(value: string, required: boolean, missing = "required"): string | null {
+  if (value === "") {
+    return required ? missing : null;
+  }
+  if (value.length > MAX_SECRET_LENGTH) {
+    return `longer than ${MAX_SECRET_LENGTH} characters`;
+  }
+  return headerValueProblem(value);
+}
+
+function senderProblem(value: string): string | null {
+  if (value.trim() === "") {
+    return "required: the sender id shown on messages, for example a phone number or a name";
+  }
+  if (value.length > MAX_SENDER_LENGTH) {
+    return `longer than ${MAX_SENDER_LENGTH} characters`;
+  }
+  if (/\p{Cc}/u.test(value)) {
+    return "contains control characters";
+  }
+  return null;
+}
+
+/** Checks a dot path such as `data.id` or `messages.0.id`. */
+export function dotPathProblem(path: string): string | null {
+  if (path.length > MAX_PATH_LENGTH) {
+    return `longer than ${MAX_PATH_LENGTH} characters`;
+  }
+  if (path.split(".").some((segment) => segment === "")) {
+    return `"${truncate(path)}" has an empty segment; write keys separated by single dots, for example data.id`;
+  }
+  return null;
+}
+
+function truncate(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}...` : value;
+}

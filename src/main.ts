@@ -1,0 +1,53 @@
+import { startApp } from "./app.js";
+import { ConfigError, loadConfig } from "./config/load-config.js";
+import { createLogger } from "./logger.js";
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  const loaded = loadConfig(process.argv.slice(2), process.env);
+  if (loaded.kind === "help") {
+    process.stdout.write(`${loaded.text}\n`);
+    return;
+  }
+
+  const { config } = loaded;
+  const logger = createLogger(config.logLevel);
+  const app = await startApp(config, logger);
+  const scheme = app.server.tls ? "https" : "http";
+  const host = app.server.host.includes(":") ? `[${app.server.host}]` : app.server.host;
+  logger.info(
+    { address: `${scheme}://${host}:${app.server.port}`, storage: app.storage, tls: app.server.tls },
+    "smsgateway listening for gRPC, Connect and gRPC-Web",
+  );
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      return;
+    }
+    stopping = true;
+    logger.info({ signal, graceMs: SHUTDOWN_GRACE_MS }, "shutting down");
+    app.close(SHUTDOWN_GRACE_MS).then(
+      () => {
+        logger.info("stopped");
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`smsgateway: ${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`smsgateway: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,25 @@
+import type { Logger } from "pino";
+
+/**
+ * What an RPC handler may know about its call, whichever server library
+ * received it. Handlers depend on this, never on Connect or grpc-js types.
+ */
+export interface CallContext {
+  /** Full procedure name, for example `smsgateway.v1.SmsService/SendSms`. */
+  readonly procedure: string;
+  /** Aborts when the caller cancels, goes away or its deadline passes. */
+  readonly signal: AbortSignal;
+  /** Returns the milliseconds left before the caller's deadline, or undefined without one. */
+  timeoutMs(): number | undefined;
+  /** Returns a request header (or metadata) value, or null when absent. */
+  requestHeader(name: string): string | null;
+  readonly requestId: string;
+  /** Logger bound to this call's procedure and request id. */
+  readonly log: Logger;
+}
+
+/** One unary RPC implementation over plain protobuf-es messages. */
+export type UnaryHandler<Request = unknown, Response = unknown> = (
+  request: Request,
+  context: CallContext,
+) => Promise<Response>;

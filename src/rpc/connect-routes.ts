@@ -1,0 +1,42 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { UnaryHandler } from "./call-context.js";
+import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
+
+/** A proto service and the handlers of its methods, keyed by method local name. */
+export interface ServiceBinding {
+  desc: DescService;
+  handlers: Record<string, UnaryHandler<never, unknown>>;
+}
+
+/**
+ * Returns the Connect routes of the given services, each method running
+ * through the pipeline. Fails at start-up when a method has no handler.
+ */
+export function connectRoutes(bindings: readonly ServiceBinding[], pipeline: CallPipeline): (router: ConnectRouter) => void {
+  return (router) => {
+    for (const { desc, handlers } of bindings) {
+      const implementation: Record<string, (request: unknown, context: HandlerContext) => Promise<unknown>> = {};
+      for (const method of desc.methods) {
+        const handler = handlers[method.localName] as UnaryHandler<unknown, unknown> | undefined;
+        if (handler === undefined || method.methodKind !== "unary") {
+          throw new Error(`no unary handler for ${desc.typeName}/${method.name}`);
+        }
+
+        const procedure = `${desc.typeName}/${method.name}`;
+        implementation[method.localName] = (request, context) =>
+          pipeline.runUnary(procedure, request, incomingCall(context), handler);
+      }
+      router.service(desc, implementation as unknown as Partial<ServiceImpl<DescService>>);
+    }
+  };
+}
+
+function incomingCall(context: HandlerContext): IncomingCall {
+  return {
+    signal: context.signal,
+    timeoutMs: () => context.timeoutMs(),
+    requestHeader: (name) => context.requestHeader.get(name),
+    setResponseHeader: (name, value) => context.responseHeader.set(name, value),
+  };
+}

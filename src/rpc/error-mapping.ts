@@ -1,0 +1,73 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  BadRequestSchema,
+  GatewayErrorSchema,
+  GatewayStage as GatewayStageProto,
+} from "../../gen/smsgateway/v1/errors_pb.js";
+import {
+  AlreadyExistsError,
+  GatewayError,
+  InvalidArgumentError,
+  NotFoundError,
+  type GatewayFailure,
+} from "../errors.js";
+
+const GATEWAY_CODES: Record<GatewayFailure, Code> = {
+  credentials_refused: Code.FailedPrecondition,
+  rejected: Code.FailedPrecondition,
+  redirected: Code.FailedPrecondition,
+  invalid_auth_reply: Code.FailedPrecondition,
+  rate_limited: Code.ResourceExhausted,
+  unavailable: Code.Unavailable,
+  timeout: Code.DeadlineExceeded,
+  canceled: Code.Canceled,
+};
+
+/**
+ * Converts any error thrown by a handler into the ConnectError that reaches
+ * the caller, with the RPC code and typed details. Errors the service does
+ * not expect become INTERNAL with a generic message, the original kept as
+ * `cause` for the log only.
+ */
+export function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) {
+    return error;
+  }
+
+  if (error instanceof InvalidArgumentError) {
+    const detail = { desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: error.violations }) };
+    return new ConnectError(error.message, Code.InvalidArgument, undefined, [detail], error);
+  }
+
+  if (error instanceof NotFoundError) {
+    return new ConnectError(error.message, Code.NotFound, undefined, undefined, error);
+  }
+
+  if (error instanceof AlreadyExistsError) {
+    return new ConnectError(error.message, Code.AlreadyExists, undefined, undefined, error);
+  }
+
+  if (error instanceof GatewayError) {
+    const { info } = error;
+    const detail = {
+      desc: GatewayErrorSchema,
+      value: create(GatewayErrorSchema, {
+        stage: info.stage === "auth" ? GatewayStageProto.AUTH : GatewayStageProto.SEND,
+        httpStatus: info.httpStatus,
+        bodyExcerpt: info.bodyExcerpt,
+        bodyTruncated: info.bodyTruncated,
+        attempts: info.attempts,
+      }),
+    };
+    const metadata = info.retryAfterSeconds === undefined ? undefined : { "retry-after": String(info.retryAfterSeconds) };
+    return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail], error);
+  }
+
+  return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);
+}
+
+/** Codes that mean the service itself failed, logged at error level. */
+export function isServerFault(code: Code): boolean {
+  return code === Code.Internal || code === Code.Unknown || code === Code.DataLoss || code === Code.Unimplemented;
+}

@@ -1,0 +1,121 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  IntegrationSchema,
+  type Integration as IntegrationMessage,
+} from "../../gen/smsgateway/v1/integration_pb.js";
+import {
+  DEFAULT_DATE_PATH,
+  DEFAULT_ID_PATH,
+  type Integration,
+  type IntegrationFields,
+} from "../domain/integration.js";
+import { InvalidArgumentError } from "../errors.js";
+
+type FieldKey = keyof IntegrationFields;
+
+/** Fields a caller may name in an update mask, by their proto (snake_case) name. */
+const MASKABLE_FIELDS: Record<string, FieldKey> = {
+  display_name: "displayName",
+  base_url: "baseUrl",
+  api_key_header: "apiKeyHeader",
+  api_key: "apiKey",
+  secret_key_header: "secretKeyHeader",
+  secret_key: "secretKey",
+  default_sender: "defaultSender",
+  id_path: "idPath",
+  date_path: "datePath",
+  authenticate_by_token: "authenticateByToken",
+  auth_url: "authUrl",
+  token_key: "tokenKey",
+};
+
+/** Reads the settable fields of a request message, filling in the default paths. */
+export function fieldsFromMessage(message: IntegrationMessage): IntegrationFields {
+  return {
+    displayName: message.displayName.trim(),
+    baseUrl: message.baseUrl.trim(),
+    apiKeyHeader: message.apiKeyHeader.trim(),
+    apiKey: message.apiKey,
+    secretKeyHeader: message.secretKeyHeader.trim(),
+    secretKey: message.secretKey,
+    defaultSender: message.defaultSender,
+    idPath: message.idPath.trim() || DEFAULT_ID_PATH,
+    datePath: message.datePath.trim() || DEFAULT_DATE_PATH,
+    authenticateByToken: message.authenticateByToken,
+    authUrl: message.authUrl.trim(),
+    tokenKey: message.tokenKey.trim(),
+  };
+}
+
+/**
+ * Computes the fields of an update. With a mask, only the named fields
+ * change. Without one, every field is replaced, except that an empty secret
+ * keeps the stored one, because reads never return secrets.
+ */
+export function applyUpdate(existing: Integration, message: IntegrationMessage, maskPaths: readonly string[]): IntegrationFields {
+  const incoming = fieldsFromMessage(message);
+  const result: IntegrationFields = { ...existing };
+  if (maskPaths.length === 0) {
+    Object.assign(result, incoming);
+    result.apiKey = incoming.apiKey || existing.apiKey;
+    result.secretKey = incoming.secretKey || existing.secretKey;
+    return result;
+  }
+
+  for (const key of maskedKeys(maskPaths)) {
+    (result as Record<FieldKey, unknown>)[key] = incoming[key];
+  }
+  return result;
+}
+
+/** Converts mask paths (snake_case or lowerCamelCase) to field keys, rejecting unknown ones. */
+function maskedKeys(paths: readonly string[]): FieldKey[] {
+  const keys: FieldKey[] = [];
+  for (const path of paths) {
+    const snake = path.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+    const key = MASKABLE_FIELDS[snake];
+    if (key === undefined) {
+      const allowed = Object.keys(MASKABLE_FIELDS).join(", ");
+      throw InvalidArgumentError.field("update_mask", `"${path}" cannot be updated; name fields among: ${allowed}`);
+    }
+    keys.push(key);
+  }
+  return keys;
+}
+
+/** Builds the API view of an integration: secrets empty, masked hints instead. */
+export function toMessage(integration: Integration): IntegrationMessage {
+  return create(IntegrationSchema, {
+    id: integration.id,
+    displayName: integration.displayName,
+    baseUrl: integration.baseUrl,
+    apiKeyHeader: integration.apiKeyHeader,
+    secretKeyHeader: integration.secretKeyHeader,
+    defaultSender: integration.defaultSender,
+    idPath: integration.idPath,
+    datePath: integration.datePath,
+    authenticateByToken: integration.authenticateByToken,
+    authUrl: integration.authUrl,
+    tokenKey: integration.tokenKey,
+    apiKeyHint: secretHint(integration.apiKey),
+    secretKeyHint: secretHint(integration.secretKey),
+    createTime: timestampFromDate(integration.createTime),
+    updateTime: timestampFromDate(integration.updateTime),
+  });
+}
+
+/**
+ * Returns a hint that lets an operator recognise a secret without revealing
+ * it: the last 4 characters behind asterisks, or asterisks alone when the
+ * secret is 8 characters or shorter.
+ */
+export function secretHint(secret: string): string {
+  if (secret === "") {
+    return "";
+  }
+  if (secret.length <= 8) {
+    return "********";
+  }
+  return `****${secret.slice(-4)}`;
+}

@@ -1,0 +1,77 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  DateSource,
+  SendSmsResponseSchema,
+  type SendSmsRequest,
+  type SendSmsResponse,
+} from "../../gen/smsgateway/v1/sms_service_pb.js";
+import type { Dispatcher } from "../dispatch/dispatcher.js";
+import { InvalidArgumentError, type FieldViolation } from "../errors.js";
+import type { CallContext } from "../rpc/call-context.js";
+import type { IntegrationService } from "./integration-service.js";
+
+const MAX_RECIPIENT_LENGTH = 64;
+const MAX_CONTENT_LENGTH = 10_000;
+const MAX_SENDER_LENGTH = 64;
+
+/** Implements `smsgateway.v1.SmsService`. */
+export class SmsService {
+  constructor(
+    private readonly integrations: IntegrationService,
+    private readonly dispatcher: Dispatcher,
+  ) {}
+
+  async sendSms(request: SendSmsRequest, context: CallContext): Promise<SendSmsResponse> {
+    validateSendRequest(request);
+
+    const integration = await this.integrations.load(request.integrationId, "integration_id");
+    const result = await this.dispatcher.send(
+      integration,
+      { to: request.to, content: request.content, sender: request.sender, passthrough: request.passthrough },
+      { signal: context.signal, deadlineMs: context.timeoutMs() },
+    );
+
+    return create(SendSmsResponseSchema, {
+      id: result.id,
+      date: timestampFromDate(result.date),
+      rawDate: result.rawDate,
+      dateSource: result.dateSource === "gateway" ? DateSource.GATEWAY : DateSource.SEND_TIME,
+      gatewayStatus: result.httpStatus,
+      attempts: result.attempts,
+      warnings: result.warnings,
+    });
+  }
+}
+
+function validateSendRequest(request: SendSmsRequest): void {
+  const violations: FieldViolation[] = [];
+  const add = (field: string, description: string) => violations.push({ field, description });
+
+  if (request.integrationId === "") {
+    add("integration_id", "required: the id of the integration to send through");
+  }
+  if (request.to.trim() === "") {
+    add("to", "required: the recipient's phone number");
+  } else if (request.to.length > MAX_RECIPIENT_LENGTH) {
+    add("to", `longer than ${MAX_RECIPIENT_LENGTH} characters`);
+  } else if (/\p{Cc}/u.test(request.to)) {
+    add("to", "contains control characters");
+  }
+  if (request.content === "") {
+    add("content", "required: the text of the message");
+  } else if (request.content.length > MAX_CONTENT_LENGTH) {
+    add("content", `longer than ${MAX_CONTENT_LENGTH} characters`);
+  }
+  if (request.sender !== undefined) {
+    if (request.sender.trim() === "") {
+      add("sender", "is empty; leave it unset to use the integration's default_sender");
+    } else if (request.sender.length > MAX_SENDER_LENGTH) {
+      add("sender", `longer than ${MAX_SENDER_LENGTH} characters`);
+    }
+  }
+
+  if (violations.length > 0) {
+    throw new InvalidArgumentError(violations);
+  }
+}

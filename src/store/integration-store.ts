@@ -1,0 +1,71 @@
+import type { Integration, IntegrationFields } from "../domain/integration.js";
+
+/**
+ * An integration as read from storage, with its row version.
+ *
+ * The version starts at 1 and grows by one on every update, so replicas can
+ * tell whether a cached copy is stale by comparing one number.
+ */
+export interface StoredIntegration extends Integration {
+  version: number;
+}
+
+/** Paging options of {@link IntegrationStore.list}. */
+export interface ListOptions {
+  /** Maximum number of integrations to return, a positive integer. */
+  limit: number;
+  /** Id of the last integration of the previous page; the page starts after it. */
+  afterId?: string;
+}
+
+/**
+ * Persistent storage of integrations, one implementation over SQLite and
+ * PostgreSQL.
+ *
+ * Every method is a single statement, so a failed call changes nothing and
+ * concurrent callers (several replicas on one PostgreSQL database included)
+ * never see a half-written integration.
+ */
+export interface IntegrationStore {
+  /**
+   * Inserts an integration. With no id (or an empty one) the store assigns a
+   * time-ordered `int_…` id, so id order is creation order.
+   *
+   * @throws AlreadyExistsError when the id is taken.
+   * @throws InvalidArgumentError when a field contains U+0000, which
+   *   PostgreSQL cannot store.
+   */
+  create(fields: IntegrationFields, id?: string): Promise<StoredIntegration>;
+
+  /** Reads one integration; returns null when it does not exist. */
+  get(id: string): Promise<StoredIntegration | null>;
+
+  /**
+   * Replaces every stored field of an existing integration, keeps its
+   * `createTime`, sets `updateTime` to now and increments `version`.
+   *
+   * @throws NotFoundError when the integration does not exist.
+   * @throws InvalidArgumentError when a field contains U+0000.
+   */
+  update(id: string, fields: IntegrationFields): Promise<StoredIntegration>;
+
+  /**
+   * Reads one page of integrations in ascending id order (byte order of the
+   * id), starting after `afterId`.
+   *
+   * @throws RangeError when `limit` is not a positive integer.
+   */
+  list(options: ListOptions): Promise<StoredIntegration[]>;
+
+  /** Deletes an integration; returns false when it did not exist. */
+  delete(id: string): Promise<boolean>;
+
+  /** Runs a trivial query, so a readiness probe can tell that storage answers. */
+  ping(): Promise<void>;
+
+  /** Closes the database file or connection pool; the store is unusable after. */
+  close(): Promise<void>;
+}
+
+/** Resource name used in the store's NotFoundError and AlreadyExistsError. */
+export const INTEGRATION_RESOURCE = "integration";

@@ -1,0 +1,167 @@
+import { sql, type Kysely } from "kysely";
+
+import type { IntegrationFields } from "../domain/integration.js";
+import { AlreadyExistsError, NotFoundError } from "../errors.js";
+import type { IntegrationRow, StoreDatabase } from "./database-schema.js";
+import { newIntegrationId } from "./integration-id.js";
+import { assertStorable, fromRow, toFieldColumns, toStoredTime } from "./integration-row.js";
+import {
+  INTEGRATION_RESOURCE,
+  type IntegrationStore,
+  type ListOptions,
+  type StoredIntegration,
+} from "./integration-store.js";
+import { StorageError } from "./storage-error.js";
+
+/** Test seams of {@link KyselyIntegrationStore}; production uses the defaults. */
+export interface KyselyIntegrationStoreOptions {
+  /** Id generator for creates without an id; defaults to {@link newIntegrationId}. */
+  newId?: () => string;
+  /** Clock of `createTime` and `updateTime`; defaults to the system clock. */
+  now?: () => Date;
+}
+
+/** No stored id contains U+0000, because the store never writes one. */
+function canBeStoredId(id: string): boolean {
+  return !id.includes("\u0000");
+}
+
+/**
+ * The integration store over a Kysely instance, the same queries on SQLite
+ * and PostgreSQL.
+ *
+ * Each method is one SQL statement: create is `INSERT … ON CONFLICT (id) DO
+ * NOTHING RETURNING`, so a taken id returns no row rather than an error that
+ * depends on the driver; update is one `UPDATE … RETURNING` that increments
+ * `version` in SQL, so concurrent updates never lose an increment. Driver
+ * errors reach callers as {@link StorageError}.
+ */
+export class KyselyIntegrationStore implements IntegrationStore {
+  readonly #db: Kysely<StoreDatabase>;
+  readonly #newId: () => string;
+  readonly #now: () => Date;
+  #closed = false;
+
+  /** Takes ownership of `db`, already migrated and scoped to its schema: {@link close} destroys it. */
+  constructor(db: Kysely<StoreDatabase>, options: KyselyIntegrationStoreOptions = {}) {
+    this.#db = db;
+    this.#newId = options.newId ?? newIntegrationId;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async create(fields: IntegrationFields, id?: string): Promise<StoredIntegration> {
+    const rowId = id === undefined || id === "" ? this.#newId() : id;
+    assertStorable(fields, rowId);
+
+    const now = toStoredTime(this.#now());
+    const row: IntegrationRow = {
+      id: rowId,
+      ...toFieldColumns(fields),
+      create_time: now,
+      update_time: now,
+      version: 1,
+    };
+
+    const inserted = await this.#run("create", () =>
+      this.#db
+        .insertInto("integrations")
+        .values(row)
+        .onConflict((conflict) => conflict.column("id").doNothing())
+        .returningAll()
+        .executeTakeFirst(),
+    );
+    if (inserted === undefined) {
+      throw new AlreadyExistsError(INTEGRATION_RESOURCE, rowId);
+    }
+    return fromRow(inserted);
+  }
+
+  async get(id: string): Promise<StoredIntegration | null> {
+    if (!canBeStoredId(id)) {
+      return null;
+    }
+
+    const row = await this.#run("get", () =>
+      this.#db.selectFrom("integrations").selectAll().where("id", "=", id).executeTakeFirst(),
+    );
+    return row === undefined ? null : fromRow(row);
+  }
+
+  async update(id: string, fields: IntegrationFields): Promise<StoredIntegration> {
+    if (!canBeStoredId(id)) {
+      throw new NotFoundError(INTEGRATION_RESOURCE, id);
+    }
+    assertStorable(fields);
+
+    const now = toStoredTime(this.#now());
+    const updated = await this.#run("update", () =>
+      this.#db
+        .updateTable("integrations")
+        .set((eb) => ({
+          ...toFieldColumns(fields),
+          update_time: now,
+          version: eb("version", "+", 1),
+        }))
+        .where("id", "=", id)
+        .returningAll()
+        .executeTakeFirst(),
+    );
+    if (updated === undefined) {
+      throw new NotFoundError(INTEGRATION_RESOURCE, id);
+    }
+    return fromRow(updated);
+  }
+
+  async list(options: ListOptions): Promise<StoredIntegration[]> {
+    const { limit } = options;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new RangeError(`list limit must be a positive integer, got ${limit}`);
+    }
+
+    // PostgreSQL rejects U+0000 in a parameter. No id contains it, so for any
+    // stored id, `id > afterId` holds exactly when `id > (afterId cut before
+    // its first U+0000)` does.
+    const afterId = options.afterId?.split("\u0000")[0] ?? "";
+
+    const rows = await this.#run("list", () => {
+      let query = this.#db.selectFrom("integrations").selectAll().orderBy("id").limit(limit);
+      if (afterId !== "") {
+        query = query.where("id", ">", afterId);
+      }
+      return query.execute();
+    });
+    return rows.map(fromRow);
+  }
+
+  async delete(id: string): Promise<boolean> {
+    if (!canBeStoredId(id)) {
+      return false;
+    }
+
+    const result = await this.#run("delete", () =>
+      this.#db.deleteFrom("integrations").where("id", "=", id).executeTakeFirst(),
+    );
+    return result.numDeletedRows > 0n;
+  }
+
+  async ping(): Promise<void> {
+    await this.#run("ping", () => sql`select 1`.execute(this.#db));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) {
+      return;
+    }
+    this.#closed = true;
+    await this.#run("close", () => this.#db.destroy());
+  }
+
+  /** Runs one statement and replaces any driver error with a StorageError that is safe to log. */
+  async #run<T>(operation: string, statement: () => Promise<T>): Promise<T> {
+    try {
+      return await statement();
+    } catch (error) {
+      throw new StorageError(operation, error);
+    }
+  }
+}

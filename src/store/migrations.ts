@@ -1,0 +1,70 @@
+import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
+
+/** The database engines the store runs on. */
+export type StoreEngine = "sqlite" | "postgres";
+
+/** Text columns of `integrations` besides the id, all `NOT NULL`. */
+const TEXT_COLUMNS = [
+  "display_name",
+  "base_url",
+  "api_key_header",
+  "api_key",
+  "secret_key_header",
+  "secret_key",
+  "default_sender",
+  "id_path",
+  "date_path",
+  "auth_url",
+  "token_key",
+  "create_time",
+  "update_time",
+] as const;
+
+async function createIntegrationsTable(db: Kysely<unknown>, engine: StoreEngine): Promise<void> {
+  let table = db.schema.createTable("integrations").addColumn("id", "text", (column) => {
+    // PostgreSQL compares text by the database's collation, which can order
+    // `a-b` after `ab`; "C" gives byte order, as SQLite's default BINARY does,
+    // so paging by `id > afterId` returns the same pages on both.
+    const ordered = engine === "postgres" ? column.modifyFront(sql`collate "C"`) : column;
+    return ordered.primaryKey();
+  });
+
+  for (const name of TEXT_COLUMNS) {
+    table = table.addColumn(name, "text", (column) => column.notNull());
+  }
+
+  table = table
+    .addColumn("authenticate_by_token", "integer", (column) =>
+      column.notNull().check(sql`authenticate_by_token in (0, 1)`),
+    )
+    .addColumn("version", "integer", (column) => column.notNull().check(sql`version >= 1`));
+
+  // STRICT makes SQLite reject values of the wrong type instead of storing
+  // them as they come, as PostgreSQL does.
+  if (engine === "sqlite") {
+    table = table.modifyEnd(sql`strict`);
+  }
+
+  await table.execute();
+}
+
+/**
+ * Builds the provider of the store's migrations, defined in code so the
+ * service needs no migration files next to it at run time.
+ *
+ * Kysely runs them in name order and records the applied names, so released
+ * migrations must never be renamed or edited; change the schema by adding
+ * one with a later name. With `schema` set (PostgreSQL only), every table is
+ * created in that schema.
+ */
+export function createMigrationProvider(engine: StoreEngine, schema?: string): MigrationProvider {
+  const scoped = (db: Kysely<unknown>) => (schema === undefined ? db : db.withSchema(schema));
+
+  const migrations: Record<string, Migration> = {
+    "0001_create_integrations": {
+      up: (db) => createIntegrationsTable(scoped(db), engine),
+    },
+  };
+
+  return { getMigrations: async () => migrations };
+}

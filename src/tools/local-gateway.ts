@@ -1,0 +1,75 @@
+/**
+ * A stand-in SMS gateway for trying the service out: it listens on loopback,
+ * prints every message it receives, and replies with an id and a date at
+ * `data.id` and `data.date`, like a real gateway's REST endpoint would.
+ *
+ * POST /auth returns a token at `data.token`, for trying token
+ * authentication (`auth_url` http://127.0.0.1:9090/auth, `token_key` token).
+ * Any other POST is taken as one SMS.
+ */
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface LocalGatewayOptions {
+  host: string;
+  port: number;
+}
+
+/** Starts the stand-in gateway; `onMessage` receives each SMS request. */
+export async function startLocalGateway(
+  options: LocalGatewayOptions,
+  onMessage: (line: string) => void,
+): Promise<{ server: http.Server; url: string }> {
+  let count = 0;
+  const server = http.createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    request.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) {
+        chunks.push(chunk);
+      }
+    });
+    request.on("end", () => {
+      const reply = (status: number, body: unknown) => {
+        response.writeHead(status, { "content-type": "application/json" });
+        response.end(JSON.stringify(body));
+      };
+      if (request.method !== "POST") {
+        reply(405, { error: "use POST" });
+        return;
+      }
+      if (request.url === "/auth") {
+        reply(200, { data: { token: `tok_${randomUUID()}`, expires_in: 3600 } });
+        return;
+      }
+
+      let message: Record<string, unknown>;
+      try {
+        message = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
+      } catch {
+        reply(400, { error: "body is not JSON" });
+        return;
+      }
+
+      count++;
+      const id = `msg_${count}_${randomUUID().slice(0, 8)}`;
+      const headers = Object.keys(request.headers).filter((name) => !["host", "connection", "content-length", "content-type"].includes(name));
+      onMessage(
+        `SMS #${count} to ${String(message.to)} from ${String(message.sender)}: ${JSON.stringify(message.content)}` +
+          ` (path ${request.url}, headers: ${headers.join(", ") || "none"}) -> id ${id}`,
+      );
+      reply(200, { data: { id, date: new Date().toISOString() } });
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  return { server, url: `http://${options.host}:${address.port}` };
+}
