@@ -39,7 +39,8 @@ function parseSetting(setting: Setting, raw: string, source: string): unknown {
     return setting.parse(raw);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(`${setting.env} (${source}): invalid value "${raw}": ${reason}.`);
+    const label = source === "default" ? `default of ${setting.env}` : source;
+    throw new ConfigError(`${label}: invalid value "${raw}": ${reason}.`);
   }
 }
 

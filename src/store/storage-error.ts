@@ -52,10 +52,13 @@ export class StorageError extends Error {
     /** Store operation that failed, for example `create`. */
     readonly operation: string,
     error: unknown,
+    /** Database the operation ran on, as the store describes it, when the message should name it. */
+    target?: string,
   ) {
     const summary = summarizeDatabaseError(error);
-    const codeText = summary.code === undefined ? "" : ` (${summary.code})`;
-    super(`storage ${operation} failed${codeText}: ${summary.message}`);
+    const on = target === undefined ? "" : ` on ${target}`;
+    const code = summary.code === undefined ? "" : ` (${summary.code})`;
+    super(`storage ${operation} failed${on}${code}: ${summary.message}`);
     this.code = summary.code;
   }
 }

@@ -1,0 +1,204 @@
+import type { IncomingHttpHeaders } from "node:http";
+
+import { GatewayError, type GatewayFailure, type GatewayStage } from "../errors.js";
+import { parseRetryAfter } from "./retry-after.js";
+import { redactSecrets, type BodyExcerpt } from "./redact.js";
+
+/** What a gateway error message names: the integration, the request and the secrets to hide. */
+export interface RequestContext {
+  integrationId: string;
+  stage: GatewayStage;
+  /** Origin of the request URL, for connection errors. */
+  origin: string;
+  /** Secret forms from `secretForms`, replaced in every message. */
+  secretForms: readonly string[];
+  /** True when the SMS request carries a token from `auth_url`. */
+  usesToken: boolean;
+}
+
+/** Maximum number of characters of gateway text that a message quotes. */
+const MAX_QUOTED_CHARS = 200;
+
+/** Error codes that mean our request was invalid, which is a bug and not a gateway failure. */
+const BUG_CODES = new Set(["UND_ERR_INVALID_ARG", "UND_ERR_INVALID_RETURN_VALUE", "UND_ERR_NOT_SUPPORTED"]);
+
+const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
+
+const CODE_DESCRIPTIONS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EPIPE: "connection closed while sending",
+  ENOTFOUND: "host name not found",
+  EAI_AGAIN: "temporary DNS failure",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  UND_ERR_SOCKET: "connection closed by the gateway",
+  UND_ERR_CLOSED: "dispatcher closed",
+  UND_ERR_DESTROYED: "dispatcher closed",
+  UND_ERR_HEADERS_OVERFLOW: "reply headers too large",
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: "reply shorter or longer than its Content-Length",
+};
+
+/** Maps the HTTP status of a failed reply (not 2xx) to the failure it means. */
+export function failureForStatus(status: number): GatewayFailure {
+  if (status === 401 || status === 403) {
+    return "credentials_refused";
+  }
+  if (status === 429) {
+    return "rate_limited";
+  }
+  if (status >= 300 && status < 400) {
+    return "redirected";
+  }
+  if (status >= 400 && status < 500) {
+    return "rejected";
+  }
+  return "unavailable";
+}
+
+/**
+ * Builds the error for a reply whose status is not 2xx.
+ *
+ * `Retry-After` is read on 429 and 503, the statuses that RFC 9110 pairs with it.
+ */
+export function statusError(
+  context: RequestContext,
+  status: number,
+  headers: IncomingHttpHeaders,
+  excerpt: BodyExcerpt,
+  nowMs: number,
+): GatewayError {
+  const failure = failureForStatus(status);
+  const retryAfterSeconds =
+    status === 429 || status === 503 ? parseRetryAfter(headers["retry-after"], nowMs) : undefined;
+  const request = requestName(context);
+  let message: string;
+  switch (failure) {
+    case "credentials_refused":
+      message =
+        `The gateway refused the credentials of integration "${context.integrationId}" with HTTP ${status} to ${request}. ` +
+        `Check api_key, secret_key and their header names${context.usesToken ? ", and token_key" : ""}.`;
+      break;
+    case "rate_limited":
+      message =
+        `The gateway rate-limited ${request} of integration "${context.integrationId}" with HTTP ${status}. ` +
+        (retryAfterSeconds === undefined ? "Retry later." : `Retry after ${retryAfterSeconds} seconds.`);
+      break;
+    case "redirected":
+      message =
+        `The gateway replied to ${request} of integration "${context.integrationId}" with a redirect, HTTP ${status} ` +
+        `${describeLocation(headers.location, context.secretForms)}, and redirects are not followed. ` +
+        `Set ${context.stage === "auth" ? "auth_url" : "base_url"} to the final URL.`;
+      break;
+    case "rejected":
+      message =
+        `The gateway rejected ${request} of integration "${context.integrationId}" with HTTP ${status}. ` +
+        "Check the request fields against the gateway's reply body.";
+      break;
+    default:
+      message =
+        `The gateway failed ${request} of integration "${context.integrationId}" with HTTP ${status}. ` +
+        "Retry later, and check the gateway's status if the failure persists.";
+  }
+
+  return new GatewayError(redactSecrets(message, context.secretForms), {
+    failure,
+    stage: context.stage,
+    httpStatus: status,
+    bodyExcerpt: excerpt.text,
+    bodyTruncated: excerpt.truncated,
+    attempts: 1,
+    ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+  });
+}
+
+/** Builds the error for a 2xx auth reply without a usable token. */
+export function invalidAuthReplyError(
+  context: RequestContext,
+  status: number,
+  excerpt: BodyExcerpt,
+  problem: string,
+): GatewayError {
+  const message =
+    `The token reply from auth_url of integration "${context.integrationId}" (HTTP ${status}) ${problem}. ` +
+    "Check token_key against the reply body.";
+  return new GatewayError(redactSecrets(message, context.secretForms), {
+    failure: "invalid_auth_reply",
+    stage: context.stage,
+    httpStatus: status,
+    bodyExcerpt: excerpt.text,
+    bodyTruncated: excerpt.truncated,
+    attempts: 1,
+  });
+}
+
+/**
+ * Builds the error for a request that got no complete reply: the deadline
+ * passed, the caller canceled, or the connection failed.
+ *
+ * `ended` says why the send's own abort signal fired, if it did. Then it
+ * decides the failure, whatever error undici raised for the abort.
+ *
+ * @throws the given error itself when it is not a gateway failure but a bug,
+ *   such as an invalid header that undici refused to send.
+ */
+export function transportError(
+  context: RequestContext,
+  error: unknown,
+  ended: "timeout" | "canceled" | undefined,
+  budgetMs: number,
+  httpStatus: number,
+): GatewayError {
+  const code = errorCode(error);
+  const request = requestName(context);
+  const info = {
+    stage: context.stage,
+    httpStatus,
+    bodyExcerpt: "",
+    bodyTruncated: false,
+    attempts: 1,
+  };
+
+  if (ended === "canceled") {
+    const message = `The caller canceled ${request} of integration "${context.integrationId}" before the gateway replied.`;
+    return new GatewayError(message, { failure: "canceled", ...info }, { cause: error });
+  }
+  if (ended === "timeout" || (code !== undefined && TIMEOUT_CODES.has(code))) {
+    const message =
+      `The gateway did not complete ${request} of integration "${context.integrationId}" within ${budgetMs} ms. ` +
+      "Check the gateway's health, or allow a longer deadline.";
+    return new GatewayError(message, { failure: "timeout", ...info }, { cause: error });
+  }
+  if (code === undefined || BUG_CODES.has(code) || code.startsWith("ERR_INVALID")) {
+    throw error;
+  }
+
+  const description = CODE_DESCRIPTIONS[code] ?? (code.startsWith("HPE_") ? "invalid HTTP reply" : "connection failed");
+  const message =
+    `Could not complete ${request} of integration "${context.integrationId}" to ${context.origin}: ` +
+    `${description} (${code}). Check ${context.stage === "auth" ? "auth_url" : "base_url"} and that the gateway is running.`;
+  return new GatewayError(redactSecrets(message, context.secretForms), { failure: "unavailable", ...info }, { cause: error });
+}
+
+function requestName(context: RequestContext): string {
+  return context.stage === "auth" ? "the token request to auth_url" : "the SMS request";
+}
+
+function describeLocation(location: string | string[] | undefined, secretForms: readonly string[]): string {
+  const raw = Array.isArray(location) ? location[0] : location;
+  if (raw === undefined || raw === "") {
+    return "without a Location header";
+  }
+  // Redact before shortening, so that the cut cannot leave part of a secret.
+  const value = redactSecrets(raw, secretForms);
+  const quoted = value.length > MAX_QUOTED_CHARS ? `${value.slice(0, MAX_QUOTED_CHARS)}...` : value;
+  return `to ${JSON.stringify(quoted)}`;
+}
+
+function errorCode(error: unknown): string | undefined {
+  if (typeof error !== "object" || error === null) {
+    return undefined;
+  }
+  const code = (error as { code?: unknown }).code;
+  return typeof code === "string" ? code : undefined;
+}

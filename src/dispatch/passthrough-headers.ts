@@ -1,0 +1,88 @@
+import { InvalidArgumentError } from "../errors.js";
+
+/** HTTP token characters (RFC 9110), the only ones allowed in a header name. */
+const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Tab, visible ASCII, space and obsolete Latin-1 text, the characters undici sends in a header value. */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * Headers that the HTTP client sets to frame the request or that control the
+ * connection. A passthrough copy would corrupt the request or smuggle a second
+ * one, so they are rejected. Names starting with `proxy-` are rejected too.
+ */
+const FRAMING_HEADERS = new Set([
+  "host",
+  "content-length",
+  "content-type",
+  "transfer-encoding",
+  "connection",
+  "keep-alive",
+  "upgrade",
+  "te",
+  "trailer",
+  "expect",
+]);
+
+/** Tells whether a text is a valid HTTP header name. */
+export function isHttpToken(text: string): boolean {
+  return HTTP_TOKEN.test(text);
+}
+
+/** Tells whether a text can be sent as an HTTP header value. */
+export function isHeaderValue(text: string): boolean {
+  return HEADER_VALUE.test(text);
+}
+
+/**
+ * Copies the passthrough headers of a send into `headers`, after checking
+ * each one.
+ *
+ * A passthrough header cannot replace a credential header (the names in
+ * `credentialNames`, lower case) or a framing header, because the caller of
+ * one send must not override the integration or the HTTP framing. Names are
+ * compared without regard to case.
+ *
+ * @throws InvalidArgumentError naming `passthrough.headers["<name>"]` for a
+ *   name that is not an HTTP token, a protected header, or a value with
+ *   control characters such as CR, LF or NUL.
+ */
+export function addPassthroughHeaders(
+  headers: Record<string, string>,
+  passthrough: Record<string, string>,
+  credentialNames: ReadonlySet<string>,
+): void {
+  for (const name of Object.keys(passthrough)) {
+    const value = passthrough[name]!;
+    const field = `passthrough.headers[${JSON.stringify(name)}]`;
+    if (!isHttpToken(name)) {
+      throw InvalidArgumentError.field(
+        field,
+        "The header name must be non-empty and use only letters, digits and !#$%&'*+-.^_`|~.",
+      );
+    }
+
+    const lowerName = name.toLowerCase();
+    if (FRAMING_HEADERS.has(lowerName) || lowerName.startsWith("proxy-")) {
+      throw InvalidArgumentError.field(
+        field,
+        `The header ${name} is set by the HTTP client and cannot be passed through. Remove it.`,
+      );
+    }
+    if (credentialNames.has(lowerName)) {
+      throw InvalidArgumentError.field(
+        field,
+        `The header ${name} carries the integration's credentials and cannot be replaced per send. ` +
+          "Remove it, or change the integration.",
+      );
+    }
+    if (!isHeaderValue(value)) {
+      throw InvalidArgumentError.field(
+        field,
+        "The header value must not contain CR, LF, NUL or other control characters, or characters above U+00FF.",
+      );
+    }
+
+    headers[name] = value;
+  }
+}

@@ -1,0 +1,106 @@
+import { StringDecoder } from "node:string_decoder";
+
+/** Text that replaces each secret in messages and body excerpts. */
+export const REDACTED = "[REDACTED]";
+
+/** Size of the reply body excerpt that errors carry, in bytes. */
+export const EXCERPT_BYTES = 1024;
+
+/** A body excerpt with the secrets replaced. */
+export interface BodyExcerpt {
+  text: string;
+  /** True when the body was longer than the excerpt. */
+  truncated: boolean;
+}
+
+/**
+ * Lists the forms in which a gateway may echo each secret: as is, escaped
+ * inside a JSON string, and percent-encoded in a URL. Empty secrets are
+ * skipped.
+ */
+export function secretForms(secrets: readonly string[]): string[] {
+  const forms = new Set<string>();
+  for (const secret of secrets) {
+    if (secret === "") {
+      continue;
+    }
+    forms.add(secret);
+    forms.add(JSON.stringify(secret).slice(1, -1));
+    forms.add(encodeURIComponent(secret));
+  }
+  return [...forms];
+}
+
+/**
+ * Returns the number of body bytes to read for an excerpt: 1 KiB plus the
+ * longest secret form.
+ *
+ * The extra bytes let `buildBodyExcerpt` see the whole of a secret that
+ * starts inside the first 1 KiB and ends after it, so no part of it leaks.
+ */
+export function excerptReadBytes(forms: readonly string[]): number {
+  let longest = 0;
+  for (const form of forms) {
+    longest = Math.max(longest, Buffer.byteLength(form));
+  }
+  return EXCERPT_BYTES + longest;
+}
+
+/** Replaces every occurrence of each secret form in a text with `[REDACTED]`. */
+export function redactSecrets(text: string, forms: readonly string[]): string {
+  return redactUpTo(text, forms, text.length);
+}
+
+/**
+ * Builds the excerpt of a reply body: its first 1 KiB as UTF-8 text, with
+ * every secret form replaced by `[REDACTED]`.
+ *
+ * `bytes` is the start of the body, read up to `excerptReadBytes(forms)`
+ * bytes, and `complete` tells whether it is the whole body. The cut falls at
+ * 1 KiB of the original body, before redaction. A secret that starts before
+ * the cut is replaced as a whole, and the cut never splits a character.
+ */
+export function buildBodyExcerpt(bytes: Buffer, complete: boolean, forms: readonly string[]): BodyExcerpt {
+  const truncated = !complete || bytes.length > EXCERPT_BYTES;
+  if (!truncated) {
+    const text = bytes.toString("utf8");
+    return { text: redactUpTo(text, forms, text.length), truncated };
+  }
+
+  // StringDecoder holds back a character split at the end of its input.
+  const text = new StringDecoder("utf8").write(bytes);
+  const cut = new StringDecoder("utf8").write(bytes.subarray(0, EXCERPT_BYTES)).length;
+  return { text: redactUpTo(text, forms, cut), truncated };
+}
+
+/**
+ * Returns `text` up to the index `cut`, with each secret form replaced. A
+ * secret that starts before the cut is replaced even when it ends after it.
+ */
+function redactUpTo(text: string, forms: readonly string[], cut: number): string {
+  const ranges: Array<[number, number]> = [];
+  for (const form of forms) {
+    let start = text.indexOf(form);
+    while (start !== -1 && start < cut) {
+      ranges.push([start, start + form.length]);
+      start = text.indexOf(form, start + 1);
+    }
+  }
+  if (ranges.length === 0) {
+    return text.slice(0, cut);
+  }
+
+  ranges.sort((a, b) => a[0] - b[0]);
+  let result = "";
+  let position = 0;
+  for (const [start, end] of ranges) {
+    if (start >= position) {
+      result += text.slice(position, start) + REDACTED;
+    }
+    position = Math.max(position, end);
+  }
+  if (position < cut) {
+    result += text.slice(position, cut);
+  }
+  return result;
+}

@@ -1,0 +1,146 @@
+import { Migrator, sql, type Kysely } from "kysely";
+import type { Logger } from "pino";
+
+import type { StoreDatabase } from "./database-schema.js";
+import type { IntegrationStore } from "./integration-store.js";
+import { KyselyIntegrationStore } from "./kysely-integration-store.js";
+import { createMigrationProvider, type StoreEngine } from "./migrations.js";
+import {
+  createPostgresDatabase,
+  DEFAULT_POSTGRES_SCHEMA,
+  describePostgresUrl,
+  isPostgresUrl,
+} from "./postgres-database.js";
+import { openSqliteDatabase } from "./sqlite-database.js";
+import { StorageError, summarizeDatabaseError } from "./storage-error.js";
+
+/** PostgreSQL truncates longer identifiers, in bytes. */
+const MAX_SCHEMA_NAME_BYTES = 63;
+
+/** Where {@link openStore} keeps integrations. */
+export interface OpenStoreOptions {
+  /**
+   * `postgres://` or `postgresql://` URL, as pg accepts it. Missing or empty
+   * selects SQLite in `dataDir`.
+   */
+  databaseUrl?: string;
+  /** Directory of the SQLite file `smsgateway.db`, created with mode 0700 when missing. */
+  dataDir: string;
+  /**
+   * PostgreSQL schema of the store's tables and of Kysely's migration
+   * tables, created when missing; defaults to `public`. Lets several
+   * deployments or test runs share one database. Rejected with SQLite.
+   */
+  schema?: string;
+  logger: Logger;
+}
+
+/** An open store and the database it uses. */
+export interface OpenedStore {
+  store: IntegrationStore;
+  /**
+   * The database for logs, with no password: `sqlite:data/smsgateway.db` or
+   * `postgres://user@host:5432/db`, plus `(schema name)` for a schema other
+   * than `public`.
+   */
+  description: string;
+}
+
+/**
+ * Opens the integration store and brings its schema up to date.
+ *
+ * Both databases get the same tables through Kysely's Migrator; running it
+ * again on an up-to-date database changes nothing, and on PostgreSQL an
+ * advisory lock makes replicas that start together migrate one at a time.
+ *
+ * @throws Error when the options are invalid.
+ * @throws StorageError when the database cannot be opened, reached or
+ *   migrated; the message names the database without its password.
+ */
+export async function openStore(options: OpenStoreOptions): Promise<OpenedStore> {
+  const { logger } = options;
+  const databaseUrl = options.databaseUrl?.trim() ?? "";
+
+  if (databaseUrl === "") {
+    if (options.schema !== undefined) {
+      throw new Error("the schema option applies only to PostgreSQL; remove it or set a postgres:// database URL");
+    }
+    const { db, description } = await openSqliteDatabase(options.dataDir, logger);
+    return prepareStore(db, "sqlite", undefined, description, logger);
+  }
+
+  if (!isPostgresUrl(databaseUrl)) {
+    const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(databaseUrl)?.[0] ?? "(none)";
+    throw new Error(
+      `unsupported database URL scheme ${scheme}: use postgres:// or postgresql://, or leave the URL empty for SQLite in the data directory`,
+    );
+  }
+
+  const schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
+  const schemaBytes = Buffer.byteLength(schema);
+  if (schemaBytes === 0 || schemaBytes > MAX_SCHEMA_NAME_BYTES) {
+    throw new Error(`invalid PostgreSQL schema "${schema}": use 1 to ${MAX_SCHEMA_NAME_BYTES} bytes`);
+  }
+
+  const description = describePostgresUrl(databaseUrl, schema);
+  const db = createPostgresDatabase(databaseUrl, description, logger);
+  return prepareStore(db, "postgres", schema, description, logger);
+}
+
+/** Checks the connection and migrates; closes `db` when either fails. */
+async function prepareStore(
+  db: Kysely<StoreDatabase>,
+  engine: StoreEngine,
+  schema: string | undefined,
+  description: string,
+  logger: Logger,
+): Promise<OpenedStore> {
+  try {
+    await checkConnection(db, description);
+    await migrate(db, engine, schema, description, logger);
+  } catch (error) {
+    await db.destroy().catch((closeError: unknown) => {
+      logger.warn({ database: description, err: summarizeDatabaseError(closeError) }, "closing the database failed");
+    });
+    throw error;
+  }
+
+  const scoped = schema === undefined ? db : db.withSchema(schema);
+  return { store: new KyselyIntegrationStore(scoped), description };
+}
+
+async function checkConnection(db: Kysely<StoreDatabase>, description: string): Promise<void> {
+  try {
+    await sql`select 1`.execute(db);
+  } catch (error) {
+    throw new StorageError("connect", error, description);
+  }
+}
+
+async function migrate(
+  db: Kysely<StoreDatabase>,
+  engine: StoreEngine,
+  schema: string | undefined,
+  description: string,
+  logger: Logger,
+): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider: createMigrationProvider(engine, schema),
+    ...(schema === undefined ? {} : { migrationTableSchema: schema }),
+  });
+
+  // migrateToLatest never throws; it returns the error and a result per migration.
+  const { error, results = [] } = await migrator.migrateToLatest();
+
+  for (const result of results) {
+    if (result.status === "Success") {
+      logger.info({ database: description, migration: result.migrationName }, "applied database migration");
+    }
+  }
+
+  if (error !== undefined) {
+    const failed = results.find((result) => result.status === "Error")?.migrationName;
+    throw new StorageError(failed === undefined ? "migrate" : `migrate ${failed}`, error, description);
+  }
+}

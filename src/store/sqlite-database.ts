@@ -1,0 +1,74 @@
+import { mkdir, stat } from "node:fs/promises";
+import path from "node:path";
+
+import Database from "better-sqlite3";
+import { Kysely, SqliteDialect } from "kysely";
+import type { Logger } from "pino";
+
+import type { StoreDatabase } from "./database-schema.js";
+import { StorageError } from "./storage-error.js";
+
+/** Name of the database file inside the data directory. */
+export const SQLITE_FILE_NAME = "smsgateway.db";
+
+/**
+ * How long a statement waits for another connection's write lock before it
+ * fails with SQLITE_BUSY, in milliseconds.
+ */
+const SQLITE_BUSY_TIMEOUT_MS = 5_000;
+
+async function warnIfShared(dataDir: string, logger: Logger): Promise<void> {
+  const { mode } = await stat(dataDir);
+  if ((mode & 0o077) !== 0) {
+    logger.warn(
+      { dataDir, mode: `0${(mode & 0o777).toString(8)}` },
+      "data directory is accessible to other users; it stores gateway secrets, so consider chmod 700",
+    );
+  }
+}
+
+/** An opened SQLite database and how to name it in logs. */
+export interface OpenedSqliteDatabase {
+  db: Kysely<StoreDatabase>;
+  /** `sqlite:` followed by the file path, for example `sqlite:data/smsgateway.db`. */
+  description: string;
+}
+
+/**
+ * Opens (and creates when missing) `smsgateway.db` in `dataDir`, in WAL mode.
+ *
+ * The data directory is created with mode 0700 because the file holds
+ * gateway secrets. An existing directory keeps its mode; the function logs a
+ * warning when other users can read it.
+ *
+ * @throws StorageError when the directory or the file cannot be opened.
+ */
+export async function openSqliteDatabase(dataDir: string, logger: Logger): Promise<OpenedSqliteDatabase> {
+  const file = path.join(dataDir, SQLITE_FILE_NAME);
+  const description = `sqlite:${file}`;
+
+  let database: Database.Database;
+  try {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await warnIfShared(dataDir, logger);
+    database = new Database(file);
+  } catch (error) {
+    throw new StorageError("open", error, description);
+  }
+
+  try {
+    // WAL lets readers run while one connection writes, and a crash
+    // mid-write leaves the last committed state intact.
+    const journalMode: unknown = database.pragma("journal_mode = WAL", { simple: true });
+    if (journalMode !== "wal") {
+      logger.warn({ database: description, journalMode }, "SQLite did not switch to WAL journal mode");
+    }
+    database.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
+    database.pragma("foreign_keys = ON");
+  } catch (error) {
+    database.close();
+    throw new StorageError("open", error, description);
+  }
+
+  return { db: new Kysely<StoreDatabase>({ dialect: new SqliteDialect({ database }) }), description };
+}

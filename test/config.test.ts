@@ -1,0 +1,52 @@
+import { describe, expect, test } from "vitest";
+import { ConfigError, helpText, loadConfig } from "../src/config/load-config.js";
+import { SETTINGS } from "../src/config/settings.js";
+
+function run(argv: string[], env: Record<string, string> = {}) {
+  const loaded = loadConfig(argv, env);
+  if (loaded.kind !== "run") {
+    throw new Error("expected a configuration");
+  }
+  return loaded.config;
+}
+
+describe("loadConfig", () => {
+  test("defaults", () => {
+    const config = run([]);
+
+    expect(config.port).toBe(8080);
+    expect(config.host).toBe("127.0.0.1");
+    expect(config.dataDir).toBe("./data");
+    expect(config.databaseUrl).toBe("");
+    expect(config.sendTimeoutMs).toBe(10_000);
+    expect(config.maxReplyBytes).toBe(1_048_576);
+  });
+
+  test("flag beats environment", () => {
+    expect(run(["--port", "9000"], { PORT: "7000" }).port).toBe(9000);
+    expect(run(["--port=9001"], { PORT: "7000" }).port).toBe(9001);
+    expect(run([], { PORT: "7000" }).port).toBe(7000);
+  });
+
+  test.each([
+    { argv: [], env: { PORT: "http" }, message: /^PORT: invalid value "http"/ },
+    { argv: ["--port", "70000"], env: {}, message: /^--port: invalid value "70000": expected a whole number from 0 to 65535/ },
+    { argv: [], env: { DATABASE_URL: "mysql://x" }, message: /postgres:\/\// },
+    { argv: [], env: { LOG_LEVEL: "loud" }, message: /expected one of/ },
+    { argv: ["--nope"], env: {}, message: /Unknown argument "--nope"/ },
+    { argv: ["--port"], env: {}, message: /--port needs a value/ },
+    { argv: [], env: { TLS_CERT_FILE: "cert.pem" }, message: /must be set together/ },
+  ])("rejects $message", ({ argv, env, message }) => {
+    expect(() => loadConfig(argv, env)).toThrow(ConfigError);
+    expect(() => loadConfig(argv, env)).toThrow(message);
+  });
+
+  test("help lists every setting", () => {
+    expect(loadConfig(["--help"], {}).kind).toBe("help");
+
+    const text = helpText();
+    for (const setting of SETTINGS) {
+      expect(text).toContain(`${setting.flag}, ${setting.env}`);
+    }
+  });
+});

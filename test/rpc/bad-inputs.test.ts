@@ -1,0 +1,148 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { BadRequestSchema } from "../../gen/smsgateway/v1/errors_pb.js";
+import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
+import type { IntegrationSchema } from "../../gen/smsgateway/v1/integration_pb.js";
+import { SmsService, type SendSmsRequest } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ConfigureIntegrationRequestSchema } from "../../gen/smsgateway/v1/integration_service_pb.js";
+import type { SendSmsRequestSchema } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { startTestService, type TestService } from "../helpers/service.js";
+
+let service: TestService;
+let integrations: ReturnType<typeof createClient<typeof IntegrationService>>;
+let sms: ReturnType<typeof createClient<typeof SmsService>>;
+let existingId: string;
+
+const VALID: MessageInitShape<typeof IntegrationSchema> = {
+  baseUrl: "http://127.0.0.1:9/sms",
+  apiKeyHeader: "X-API-KEY",
+  apiKey: "key-0123456789",
+  defaultSender: "Acme",
+};
+
+beforeAll(async () => {
+  service = await startTestService();
+  const transport = createConnectTransport({ baseUrl: service.baseUrl, httpVersion: "1.1" });
+  integrations = createClient(IntegrationService, transport);
+  sms = createClient(SmsService, transport);
+  const created = await integrations.configureIntegration({ integration: VALID });
+  existingId = created.integration?.id ?? "";
+});
+
+afterAll(async () => {
+  await service.stop();
+});
+
+async function failure(promise: Promise<unknown>): Promise<{ code: Code; fields: string[]; message: string }> {
+  try {
+    await promise;
+  } catch (thrown) {
+    const error = ConnectError.from(thrown);
+    const fields = error.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => v.field));
+    return { code: error.code, fields, message: error.rawMessage };
+  }
+  throw new Error("expected the call to fail");
+}
+
+type ConfigureInit = MessageInitShape<typeof ConfigureIntegrationRequestSchema>;
+
+const configureCases: { name: string; request: () => ConfigureInit; code: Code; field?: string }[] = [
+  { name: "no integration", request: () => ({}), code: Code.InvalidArgument, field: "integration" },
+  { name: "missing base_url", request: () => ({ integration: { ...VALID, baseUrl: "" } }), code: Code.InvalidArgument, field: "integration.base_url" },
+  { name: "relative base_url", request: () => ({ integration: { ...VALID, baseUrl: "/sms" } }), code: Code.InvalidArgument, field: "integration.base_url" },
+  { name: "ftp base_url", request: () => ({ integration: { ...VALID, baseUrl: "ftp://gw.example.test/" } }), code: Code.InvalidArgument, field: "integration.base_url" },
+  { name: "user info in base_url", request: () => ({ integration: { ...VALID, baseUrl: "https://u:p@gw.example.test/" } }), code: Code.InvalidArgument, field: "integration.base_url" },
+  { name: "header name with space", request: () => ({ integration: { ...VALID, apiKeyHeader: "X API KEY" } }), code: Code.InvalidArgument, field: "integration.api_key_header" },
+  { name: "header name Host", request: () => ({ integration: { ...VALID, apiKeyHeader: "Host" } }), code: Code.InvalidArgument, field: "integration.api_key_header" },
+  { name: "missing api_key", request: () => ({ integration: { ...VALID, apiKey: "" } }), code: Code.InvalidArgument, field: "integration.api_key" },
+  { name: "CRLF in api_key", request: () => ({ integration: { ...VALID, apiKey: "abc\r\nX-Evil: 1" } }), code: Code.InvalidArgument, field: "integration.api_key" },
+  { name: "LF in secret_key", request: () => ({ integration: { ...VALID, secretKeyHeader: "X-Secret", secretKey: "a\nb" } }), code: Code.InvalidArgument, field: "integration.secret_key" },
+  { name: "secret_key without header", request: () => ({ integration: { ...VALID, secretKey: "s3cret" } }), code: Code.InvalidArgument, field: "integration.secret_key_header" },
+  { name: "same header twice", request: () => ({ integration: { ...VALID, secretKeyHeader: "x-api-key", secretKey: "s3cret" } }), code: Code.InvalidArgument, field: "integration.secret_key_header" },
+  { name: "missing default_sender", request: () => ({ integration: { ...VALID, defaultSender: " " } }), code: Code.InvalidArgument, field: "integration.default_sender" },
+  { name: "empty id_path segment", request: () => ({ integration: { ...VALID, idPath: "data..id" } }), code: Code.InvalidArgument, field: "integration.id_path" },
+  { name: "token auth without auth_url", request: () => ({ integration: { ...VALID, authenticateByToken: true, tokenKey: "token" } }), code: Code.InvalidArgument, field: "integration.auth_url" },
+  { name: "token auth without token_key", request: () => ({ integration: { ...VALID, authenticateByToken: true, authUrl: "http://127.0.0.1:9/auth" } }), code: Code.InvalidArgument, field: "integration.token_key" },
+  { name: "invalid id", request: () => ({ integration: { ...VALID, id: "Not Valid!" } }), code: Code.InvalidArgument, field: "integration.id" },
+  { name: "unknown id", request: () => ({ integration: { ...VALID, id: "no-such-integration" } }), code: Code.NotFound },
+  { name: "mask on create", request: () => ({ integration: VALID, updateMask: { paths: ["base_url"] } }), code: Code.InvalidArgument, field: "update_mask" },
+  { name: "unknown mask path", request: () => ({ integration: { id: existingId }, updateMask: { paths: ["create_time"] } }), code: Code.InvalidArgument, field: "update_mask" },
+  { name: "masked update clears required", request: () => ({ integration: { id: existingId }, updateMask: { paths: ["base_url"] } }), code: Code.InvalidArgument, field: "integration.base_url" },
+];
+
+describe("ConfigureIntegration rejects", () => {
+  test.each(configureCases)("$name", async ({ request, code, field }) => {
+    const result = await failure(integrations.configureIntegration(request()));
+
+    expect(result.code).toBe(code);
+    if (field !== undefined) {
+      expect(result.fields).toContain(field);
+      expect(result.message).toContain(field);
+    }
+  });
+
+  test("rejected update leaves the stored integration intact", async () => {
+    await failure(integrations.configureIntegration({ integration: { id: existingId, baseUrl: "not a url" }, updateMask: { paths: ["baseUrl"] } }));
+
+    const read = await integrations.getIntegration({ id: existingId });
+    expect(read.integration?.baseUrl).toBe(VALID.baseUrl);
+    expect(read.integration?.apiKeyHint).toBe("****6789");
+  });
+});
+
+type SendInit = MessageInitShape<typeof SendSmsRequestSchema>;
+
+const sendCases: { name: string; request: () => SendInit; code: Code; field?: string }[] = [
+  { name: "missing integration_id", request: () => ({ to: "+15550001", content: "hi" }), code: Code.InvalidArgument, field: "integration_id" },
+  { name: "missing to", request: () => ({ integrationId: existingId, content: "hi" }), code: Code.InvalidArgument, field: "to" },
+  { name: "missing content", request: () => ({ integrationId: existingId, to: "+15550001" }), code: Code.InvalidArgument, field: "content" },
+  { name: "empty sender", request: () => ({ integrationId: existingId, to: "+15550001", content: "hi", sender: "" }), code: Code.InvalidArgument, field: "sender" },
+  { name: "control characters in to", request: () => ({ integrationId: existingId, to: "+1555\n0001", content: "hi" }), code: Code.InvalidArgument, field: "to" },
+  { name: "malformed integration_id", request: () => ({ integrationId: "../etc", to: "+15550001", content: "hi" }), code: Code.InvalidArgument, field: "integration_id" },
+  { name: "unknown integration", request: () => ({ integrationId: "int_missing", to: "+15550001", content: "hi" }), code: Code.NotFound },
+];
+
+describe("SendSms rejects", () => {
+  test.each(sendCases)("$name", async ({ request, code, field }) => {
+    const result = await failure(sms.sendSms(request() as SendSmsRequest));
+
+    expect(result.code).toBe(code);
+    if (field !== undefined) {
+      expect(result.fields).toContain(field);
+    }
+  });
+});
+
+describe("ListIntegrations rejects", () => {
+  test.each([
+    { name: "negative page_size", request: { pageSize: -1 }, field: "page_size" },
+    { name: "page_size over 1000", request: { pageSize: 1001 }, field: "page_size" },
+    { name: "forged page_token", request: { pageToken: "bm9wZQ" }, field: "page_token" },
+  ])("$name", async ({ request, field }) => {
+    const result = await failure(integrations.listIntegrations(request));
+
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual([field]);
+  });
+});
+
+test("ListIntegrations pages through everything", async () => {
+  for (let i = 0; i < 4; i++) {
+    await integrations.configureIntegration({ integration: VALID });
+  }
+  const seen: string[] = [];
+  let pageToken = "";
+  do {
+    const page = await integrations.listIntegrations({ pageSize: 2, pageToken });
+    expect(page.integrations.length).toBeLessThanOrEqual(2);
+    seen.push(...page.integrations.map((i) => i.id));
+    pageToken = page.nextPageToken;
+  } while (pageToken !== "");
+
+  expect(seen.length).toBe(5);
+  expect([...seen].sort()).toEqual(seen);
+  expect(new Set(seen).size).toBe(5);
+});
+

@@ -1,0 +1,131 @@
+import { mkdtemp, rm, stat, writeFile, chmod } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, test } from "vitest";
+
+import { openStore } from "../../src/store/open-store.js";
+import { StorageError } from "../../src/store/storage-error.js";
+import { capturingLogger, silentLogger } from "./integration-fixtures.js";
+import { describeStoreContract } from "./store-contract.js";
+
+async function makeTempDir(): Promise<string> {
+  return mkdtemp(path.join(tmpdir(), "smsgateway-store-"));
+}
+
+describeStoreContract("SQLite", async () => {
+  const dataDir = await makeTempDir();
+  return {
+    open: async () => (await openStore({ dataDir, logger: silentLogger() })).store,
+    dispose: () => rm(dataDir, { recursive: true, force: true }),
+  };
+});
+
+describe("SQLite store opening", () => {
+  const tempDirs: string[] = [];
+
+  async function tempDir(): Promise<string> {
+    const dir = await makeTempDir();
+    tempDirs.push(dir);
+    return dir;
+  }
+
+  afterEach(async () => {
+    for (const dir of tempDirs.splice(0)) {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("creates the data directory with mode 0700", async () => {
+    const dataDir = path.join(await tempDir(), "nested", "data");
+
+    const { store, description } = await openStore({ dataDir, logger: silentLogger() });
+    await store.close();
+
+    expect((await stat(dataDir)).mode & 0o777).toBe(0o700);
+    expect(description).toBe(`sqlite:${path.join(dataDir, "smsgateway.db")}`);
+  });
+
+  test("leaves the file in WAL journal mode", async () => {
+    const dataDir = await tempDir();
+
+    const { store } = await openStore({ dataDir, logger: silentLogger() });
+    await store.close();
+
+    const database = new Database(path.join(dataDir, "smsgateway.db"), { readonly: true });
+    try {
+      expect(database.pragma("journal_mode", { simple: true })).toBe("wal");
+    } finally {
+      database.close();
+    }
+  });
+
+  test("creates a STRICT table", async () => {
+    const dataDir = await tempDir();
+
+    const { store } = await openStore({ dataDir, logger: silentLogger() });
+    await store.close();
+
+    const database = new Database(path.join(dataDir, "smsgateway.db"), { readonly: true });
+    try {
+      const table = database.prepare("select strict from pragma_table_list where name = 'integrations'").get();
+      expect(table).toEqual({ strict: 1 });
+    } finally {
+      database.close();
+    }
+  });
+
+  test("warns when the data directory is shared", async () => {
+    const dataDir = await tempDir();
+    await chmod(dataDir, 0o755);
+    const { logger, lines } = capturingLogger();
+
+    const { store } = await openStore({ dataDir, logger });
+    await store.close();
+
+    const warnings = lines.map((line) => JSON.parse(line) as { level: number; msg: string; mode?: string });
+    expect(warnings).toContainEqual(
+      expect.objectContaining({ level: 40, mode: "0755", msg: expect.stringContaining("accessible to other users") }),
+    );
+  });
+
+  test("logs the applied migration once", async () => {
+    const dataDir = await tempDir();
+    const { logger, lines } = capturingLogger();
+
+    await (await openStore({ dataDir, logger })).store.close();
+    await (await openStore({ dataDir, logger })).store.close();
+
+    const applied = lines.filter((line) => line.includes("applied database migration"));
+    expect(applied).toHaveLength(1);
+    expect(applied[0]).toContain("0001_create_integrations");
+  });
+
+  test("rejects a data directory that is a file", async () => {
+    const dataDir = path.join(await tempDir(), "not-a-directory");
+    await writeFile(dataDir, "");
+
+    const attempt = openStore({ dataDir, logger: silentLogger() });
+
+    await expect(attempt).rejects.toBeInstanceOf(StorageError);
+    await expect(attempt).rejects.toThrow(`storage open failed on sqlite:${path.join(dataDir, "smsgateway.db")}`);
+  });
+
+  test("rejects the schema option", async () => {
+    const attempt = openStore({ dataDir: await tempDir(), schema: "other", logger: silentLogger() });
+
+    await expect(attempt).rejects.toThrow("the schema option applies only to PostgreSQL");
+  });
+
+  test("rejects an unsupported URL scheme without echoing it", async () => {
+    const attempt = openStore({
+      databaseUrl: "mysql://root:hunter2@127.0.0.1/db",
+      dataDir: await tempDir(),
+      logger: silentLogger(),
+    });
+
+    await expect(attempt).rejects.toThrow("unsupported database URL scheme mysql:");
+    await expect(attempt).rejects.not.toThrow("hunter2");
+  });
+});
