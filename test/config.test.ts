@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { ConfigError, helpText, loadConfig } from "../src/config/load-config.js";
 import { SETTINGS } from "../src/config/settings.js";
@@ -49,4 +50,21 @@ describe("loadConfig", () => {
       expect(text).toContain(`${setting.flag}, ${setting.env}`);
     }
   });
+});
+
+test("README settings table matches the code", () => {
+  const readme = readFileSync("README.md", "utf8");
+  const rows = readme
+    .split("\n")
+    .filter((line) => /^\| `[A-Z_]+` \| `--/.test(line))
+    .map((line) => line.split("|").map((cell) => cell.trim()));
+
+  expect(rows.map((cells) => cells[1])).toEqual(SETTINGS.map((s) => `\`${s.env}\``));
+  for (const setting of SETTINGS) {
+    const cells = rows.find((row) => row[1] === `\`${setting.env}\``) ?? [];
+    expect(cells[2]).toBe(`\`${setting.flag}\``);
+    expect(cells[3]).toBe(setting.defaultValue === "" ? "unset" : `\`${setting.defaultValue}\``);
+    expect(cells[4]).toBe(setting.unit);
+    expect(cells[5]).toBe(setting.description);
+  }
 });

@@ -1,5 +1,5 @@
 /**
- * Row types of the store's tables, as Kysely sees them on both databases.
+ * Row types of the store's tables, which Kysely checks every query against.
  * Column types are chosen to mean the same on SQLite and PostgreSQL, so one
  * set of queries serves both.
  */

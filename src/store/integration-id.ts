@@ -45,8 +45,8 @@ export function createIdGenerator(now: () => number = Date.now): () => string {
     } else {
       lastRandom += 1n;
       if (lastRandom >= RANDOM_LIMIT) {
-        // 2^80 ids in one millisecond cannot happen in practice; moving to the
-        // next millisecond keeps the order all the same.
+        // Reaching this takes about 2^79 ids in one millisecond. Moving on to
+        // the next millisecond keeps the ids increasing.
         lastTime += 1;
         lastRandom = randomPart();
       }

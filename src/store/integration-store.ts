@@ -60,7 +60,7 @@ export interface IntegrationStore {
   /** Deletes an integration; returns false when it did not exist. */
   delete(id: string): Promise<boolean>;
 
-  /** Runs a trivial query, so a readiness probe can tell that storage answers. */
+  /** Runs a trivial query, so a readiness probe can tell that storage responds. */
   ping(): Promise<void>;
 
   /** Closes the database file or connection pool; the store is unusable after. */

@@ -30,11 +30,11 @@ function canBeStoredId(id: string): boolean {
  * The integration store over a Kysely instance, the same queries on SQLite
  * and PostgreSQL.
  *
- * Each method is one SQL statement: create is `INSERT … ON CONFLICT (id) DO
+ * Each method is one SQL statement. Create is `INSERT … ON CONFLICT (id) DO
  * NOTHING RETURNING`, so a taken id returns no row rather than an error that
- * depends on the driver; update is one `UPDATE … RETURNING` that increments
- * `version` in SQL, so concurrent updates never lose an increment. Driver
- * errors reach callers as {@link StorageError}.
+ * differs between drivers. Update is one `UPDATE … RETURNING` that
+ * increments `version` in SQL, so concurrent updates never lose an
+ * increment. Driver errors reach callers as {@link StorageError}.
  */
 export class KyselyIntegrationStore implements IntegrationStore {
   readonly #db: Kysely<StoreDatabase>;
@@ -118,9 +118,9 @@ export class KyselyIntegrationStore implements IntegrationStore {
       throw new RangeError(`list limit must be a positive integer, got ${limit}`);
     }
 
-    // PostgreSQL rejects U+0000 in a parameter. No id contains it, so for any
-    // stored id, `id > afterId` holds exactly when `id > (afterId cut before
-    // its first U+0000)` does.
+    // PostgreSQL rejects U+0000 in a parameter. No stored id contains it, so
+    // for every stored id, `id > afterId` is true exactly when `id > (afterId
+    // cut before its first U+0000)` is.
     const afterId = options.afterId?.split("\u0000")[0] ?? "";
 
     const rows = await this.#run("list", () => {

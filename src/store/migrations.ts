@@ -23,8 +23,8 @@ const TEXT_COLUMNS = [
 async function createIntegrationsTable(db: Kysely<unknown>, engine: StoreEngine): Promise<void> {
   let table = db.schema.createTable("integrations").addColumn("id", "text", (column) => {
     // PostgreSQL compares text by the database's collation, which can order
-    // `a-b` after `ab`; "C" gives byte order, as SQLite's default BINARY does,
-    // so paging by `id > afterId` returns the same pages on both.
+    // `a-b` after `ab`. Collation "C" gives byte order, as SQLite's default
+    // BINARY does, so paging by `id > afterId` returns the same pages on both.
     const ordered = engine === "postgres" ? column.modifyFront(sql`collate "C"`) : column;
     return ordered.primaryKey();
   });
@@ -53,9 +53,9 @@ async function createIntegrationsTable(db: Kysely<unknown>, engine: StoreEngine)
  * service needs no migration files next to it at run time.
  *
  * Kysely runs them in name order and records the applied names, so released
- * migrations must never be renamed or edited; change the schema by adding
- * one with a later name. With `schema` set (PostgreSQL only), every table is
- * created in that schema.
+ * migrations must never be renamed or edited. Change the schema by adding a
+ * migration with a later name. With `schema` set (PostgreSQL only), every
+ * table is created in that schema.
  */
 export function createMigrationProvider(engine: StoreEngine, schema?: string): MigrationProvider {
   const scoped = (db: Kysely<unknown>) => (schema === undefined ? db : db.withSchema(schema));

@@ -17,7 +17,7 @@ import { StorageError, summarizeDatabaseError } from "./storage-error.js";
 /** PostgreSQL truncates longer identifiers, in bytes. */
 const MAX_SCHEMA_NAME_BYTES = 63;
 
-/** Where {@link openStore} keeps integrations. */
+/** Database selection and logger of {@link openStore}. */
 export interface OpenStoreOptions {
   /**
    * `postgres://` or `postgresql://` URL, as pg accepts it. Missing or empty
@@ -49,9 +49,10 @@ export interface OpenedStore {
 /**
  * Opens the integration store and brings its schema up to date.
  *
- * Both databases get the same tables through Kysely's Migrator; running it
- * again on an up-to-date database changes nothing, and on PostgreSQL an
- * advisory lock makes replicas that start together migrate one at a time.
+ * Both databases get the same tables through Kysely's Migrator. Running it
+ * again on an up-to-date database changes nothing. On PostgreSQL, Kysely
+ * takes an advisory lock, so replicas that start together migrate one at a
+ * time.
  *
  * @throws Error when the options are invalid.
  * @throws StorageError when the database cannot be opened, reached or
@@ -130,7 +131,8 @@ async function migrate(
     ...(schema === undefined ? {} : { migrationTableSchema: schema }),
   });
 
-  // migrateToLatest never throws; it returns the error and a result per migration.
+  // Kysely 0.28 documents that migrateToLatest never throws. It returns the
+  // error and a result per migration instead.
   const { error, results = [] } = await migrator.migrateToLatest();
 
   for (const result of results) {

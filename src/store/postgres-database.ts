@@ -9,7 +9,7 @@ import { summarizeDatabaseError } from "./storage-error.js";
 const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
 
 /**
- * Longest a statement may run, lock waits included, in milliseconds. Every
+ * Maximum time a statement may run, lock waits included, in milliseconds. Every
  * store statement touches one row or one page, so this only cuts off a
  * database that hangs.
  */

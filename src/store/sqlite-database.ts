@@ -14,6 +14,9 @@ export const SQLITE_FILE_NAME = "smsgateway.db";
 /**
  * How long a statement waits for another connection's write lock before it
  * fails with SQLITE_BUSY, in milliseconds.
+ *
+ * NOTE: better-sqlite3 runs statements synchronously, so while another
+ * process holds the lock, the wait blocks the event loop for up to this long.
  */
 const SQLITE_BUSY_TIMEOUT_MS = 5_000;
 
@@ -37,9 +40,9 @@ export interface OpenedSqliteDatabase {
 /**
  * Opens (and creates when missing) `smsgateway.db` in `dataDir`, in WAL mode.
  *
- * The data directory is created with mode 0700 because the file holds
- * gateway secrets. An existing directory keeps its mode; the function logs a
- * warning when other users can read it.
+ * The data directory is created with mode 0700 because the file contains
+ * gateway secrets. An existing directory keeps its mode, and the function
+ * logs a warning when its group or other users have any access to it.
  *
  * @throws StorageError when the directory or the file cannot be opened.
  */
@@ -57,8 +60,7 @@ export async function openSqliteDatabase(dataDir: string, logger: Logger): Promi
   }
 
   try {
-    // WAL lets readers run while one connection writes, and a crash
-    // mid-write leaves the last committed state intact.
+    // WAL lets readers run while one connection writes.
     const journalMode: unknown = database.pragma("journal_mode = WAL", { simple: true });
     if (journalMode !== "wal") {
       logger.warn({ database: description, journalMode }, "SQLite did not switch to WAL journal mode");

@@ -1,4 +1,4 @@
-/** Longest error message kept in a summary, in characters. */
+/** Maximum length of the message in a summary, in characters. */
 const MAX_MESSAGE_LENGTH = 300;
 
 /** The parts of a database error that are safe to log. */
@@ -12,9 +12,10 @@ export interface DatabaseErrorSummary {
 /**
  * Reduces a database or driver error to its name, code and message.
  *
- * Log this instead of the error itself: a pino `err` field serialises every
- * property, and pg errors carry the query's `detail` and `where` text, which
- * can hold stored values. Messages longer than 300 characters are cut.
+ * Log this instead of the error itself, because a pino `err` field
+ * serialises every property. pg errors carry `detail` and `where` text that
+ * can contain stored values, and pg-pool attaches the client (`err.client`)
+ * to errors of idle connections. Messages longer than 300 characters are cut.
  */
 export function summarizeDatabaseError(error: unknown): DatabaseErrorSummary {
   if (!(error instanceof Error)) {
@@ -22,7 +23,7 @@ export function summarizeDatabaseError(error: unknown): DatabaseErrorSummary {
   }
 
   // Node reports a failed connection to a host name with several addresses
-  // as an AggregateError with an empty message; its first error says why.
+  // as an AggregateError with an empty message. Its first error gives the cause.
   if (error instanceof AggregateError && error.message === "" && error.errors.length > 0) {
     return summarizeDatabaseError(error.errors[0]);
   }
@@ -40,8 +41,8 @@ export function summarizeDatabaseError(error: unknown): DatabaseErrorSummary {
  * A storage operation failed for a reason the caller cannot fix, such as a
  * lost connection or a locked database file.
  *
- * It holds only the summary of the driver's error, never the error itself,
- * so logging it cannot leak stored values or connection details.
+ * It keeps only the summary of the driver's error, not the error itself, so
+ * logging it never serialises the driver's detail fields or client objects.
  */
 export class StorageError extends Error {
   override readonly name = "StorageError";

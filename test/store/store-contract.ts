@@ -254,8 +254,7 @@ export function describeStoreContract(name: string, makeLocation: () => Promise<
       const contested = [store, other].map((instance, i) =>
         instance.create(sampleFields({ displayName: `contender ${i}` }), "contested"),
       );
-      const created = await Promise.all(creates);
-      const outcomes = await Promise.allSettled(contested);
+      const [created, outcomes] = await Promise.all([Promise.all(creates), Promise.allSettled(contested)]);
 
       const listed = await store.list({ limit: 1000 });
       const winners = outcomes.filter((outcome) => outcome.status === "fulfilled");

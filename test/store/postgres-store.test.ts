@@ -1,0 +1,125 @@
+import { afterEach, beforeAll, describe, expect, test } from "vitest";
+
+import { openStore } from "../../src/store/open-store.js";
+import { StorageError } from "../../src/store/storage-error.js";
+import { capturingLogger, sampleFields, silentLogger } from "./integration-fixtures.js";
+import {
+  assertPostgresReachable,
+  columnCollation,
+  dropSchema,
+  SKIP_POSTGRES,
+  tablesIn,
+  TEST_DATABASE_URL,
+  uniqueSchemaName,
+} from "./postgres-test-database.js";
+import { describeStoreContract } from "./store-contract.js";
+
+/** PostgreSQL stores never touch the data directory. */
+const UNUSED_DATA_DIR = "/nonexistent/smsgateway-unused";
+
+/** The test URL with a password; with trust authentication the server never requests it. */
+function urlWithPassword(): { url: string; password: string } {
+  const url = new URL(TEST_DATABASE_URL);
+  if (url.password === "") {
+    url.password = "not-for-logs-7f3a";
+  }
+  return { url: url.toString(), password: decodeURIComponent(url.password) };
+}
+
+if (SKIP_POSTGRES) {
+  console.warn("SKIP_POSTGRES=1: skipping the PostgreSQL store tests");
+}
+
+describe.skipIf(SKIP_POSTGRES)(`PostgreSQL store (TEST_DATABASE_URL or the local default)`, () => {
+  beforeAll(assertPostgresReachable);
+
+  describeStoreContract("PostgreSQL", async () => {
+    const schema = uniqueSchemaName();
+    return {
+      open: async () =>
+        (await openStore({ databaseUrl: TEST_DATABASE_URL, schema, dataDir: UNUSED_DATA_DIR, logger: silentLogger() }))
+          .store,
+      dispose: () => dropSchema(schema),
+    };
+  });
+
+  describe("PostgreSQL store opening", () => {
+    const schemas: string[] = [];
+
+    function newSchema(): string {
+      const schema = uniqueSchemaName();
+      schemas.push(schema);
+      return schema;
+    }
+
+    afterEach(async () => {
+      for (const schema of schemas.splice(0)) {
+        await dropSchema(schema);
+      }
+    });
+
+    test("creates its tables in the schema", async () => {
+      const schema = newSchema();
+
+      const { store } = await openStore({ databaseUrl: TEST_DATABASE_URL, schema, dataDir: UNUSED_DATA_DIR, logger: silentLogger() });
+      await store.create(sampleFields(), "in-schema");
+      await store.close();
+
+      expect(await tablesIn(schema)).toEqual(["integrations", "kysely_migration", "kysely_migration_lock"]);
+      expect(await columnCollation(schema, "integrations", "id")).toBe("C");
+    });
+
+    test("keeps schemas apart", async () => {
+      const options = { databaseUrl: TEST_DATABASE_URL, dataDir: UNUSED_DATA_DIR, logger: silentLogger() };
+      const first = (await openStore({ ...options, schema: newSchema() })).store;
+      const second = (await openStore({ ...options, schema: newSchema() })).store;
+
+      await first.create(sampleFields(), "only-in-first");
+
+      expect(await second.get("only-in-first")).toBeNull();
+      expect(await first.get("only-in-first")).not.toBeNull();
+      await first.close();
+      await second.close();
+    });
+
+    test("description and logs leave the password out", async () => {
+      const { url, password } = urlWithPassword();
+      const schema = newSchema();
+      const { logger, lines } = capturingLogger();
+
+      const { store, description } = await openStore({ databaseUrl: url, schema, dataDir: UNUSED_DATA_DIR, logger });
+      await store.close();
+
+      const expected = new URL(url);
+      expected.password = "";
+      expected.search = "";
+      expect(description).toBe(`${expected.toString()} (schema ${schema})`);
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines.join("\n")).not.toContain(password);
+    });
+
+    test("unreachable server fails without the password", async () => {
+      const { logger, lines } = capturingLogger();
+
+      const attempt = openStore({
+        databaseUrl: "postgres://postgres:not-for-logs-7f3a@127.0.0.1:1/test",
+        dataDir: UNUSED_DATA_DIR,
+        logger,
+      });
+
+      await expect(attempt).rejects.toBeInstanceOf(StorageError);
+      await expect(attempt).rejects.toMatchObject({ operation: "connect", code: "ECONNREFUSED" });
+      await expect(attempt).rejects.toThrow("storage connect failed on postgres://postgres@127.0.0.1:1/test");
+      await expect(attempt).rejects.not.toThrow("not-for-logs-7f3a");
+      expect(lines.join("\n")).not.toContain("not-for-logs-7f3a");
+    });
+
+    test("rejects an invalid schema name", async () => {
+      for (const schema of ["", "s".repeat(64)]) {
+        const attempt = openStore({ databaseUrl: TEST_DATABASE_URL, schema, dataDir: UNUSED_DATA_DIR, logger: silentLogger() });
+
+        await expect(attempt).rejects.toThrow("invalid PostgreSQL schema");
+      }
+    });
+  });
+});
