@@ -4,13 +4,66 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file smsgateway/v1/errors.proto.
  */
 export const file_smsgateway_v1_errors: GenFile = /*@__PURE__*/
-  fileDesc("ChpzbXNnYXRld2F5L3YxL2Vycm9ycy5wcm90bxINc21zZ2F0ZXdheS52MSJFCgpCYWRSZXF1ZXN0EjcKEGZpZWxkX3Zpb2xhdGlvbnMYASADKAsyHS5zbXNnYXRld2F5LnYxLkZpZWxkVmlvbGF0aW9uIjQKDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIo8BCgxHYXRld2F5RXJyb3ISKgoFc3RhZ2UYASABKA4yGy5zbXNnYXRld2F5LnYxLkdhdGV3YXlTdGFnZRITCgtodHRwX3N0YXR1cxgCIAEoBRIUCgxib2R5X2V4Y2VycHQYAyABKAkSFgoOYm9keV90cnVuY2F0ZWQYBCABKAgSEAoIYXR0ZW1wdHMYBSABKAUqXQoMR2F0ZXdheVN0YWdlEh0KGUdBVEVXQVlfU1RBR0VfVU5TUEVDSUZJRUQQABIWChJHQVRFV0FZX1NUQUdFX0FVVEgQARIWChJHQVRFV0FZX1NUQUdFX1NFTkQQAmIGcHJvdG8z");
+  fileDesc("ChpzbXNnYXRld2F5L3YxL2Vycm9ycy5wcm90bxINc21zZ2F0ZXdheS52MSKGAQoJRXJyb3JJbmZvEg4KBnJlYXNvbhgBIAEoCRI4CghtZXRhZGF0YRgCIAMoCzImLnNtc2dhdGV3YXkudjEuRXJyb3JJbmZvLk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjsKCVJldHJ5SW5mbxIuCgtyZXRyeV9kZWxheRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJFCgpCYWRSZXF1ZXN0EjcKEGZpZWxkX3Zpb2xhdGlvbnMYASADKAsyHS5zbXNnYXRld2F5LnYxLkZpZWxkVmlvbGF0aW9uIjQKDkZpZWxkVmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIqgBCgxHYXRld2F5RXJyb3ISKgoFc3RhZ2UYASABKA4yGy5zbXNnYXRld2F5LnYxLkdhdGV3YXlTdGFnZRITCgtodHRwX3N0YXR1cxgCIAEoBRIUCgxib2R5X2V4Y2VycHQYAyABKAkSFgoOYm9keV90cnVuY2F0ZWQYBCABKAgSEAoIYXR0ZW1wdHMYBSABKAUSFwoPb3V0Y29tZV91bmtub3duGAYgASgIKl0KDEdhdGV3YXlTdGFnZRIdChlHQVRFV0FZX1NUQUdFX1VOU1BFQ0lGSUVEEAASFgoSR0FURVdBWV9TVEFHRV9BVVRIEAESFgoSR0FURVdBWV9TVEFHRV9TRU5EEAJiBnByb3RvMw", [file_google_protobuf_duration]);
+
+/**
+ * Error detail attached to every error the service raises on purpose: a
+ * stable, machine-readable reason, for example `OUTBOUND_ADDRESS_BLOCKED`.
+ * Reasons are listed in the README and never change meaning.
+ *
+ * @generated from message smsgateway.v1.ErrorInfo
+ */
+export type ErrorInfo = Message<"smsgateway.v1.ErrorInfo"> & {
+  /**
+   * UPPER_SNAKE_CASE reason code.
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * Facts about this occurrence, for example `field` and `host`.
+   *
+   * @generated from field: map<string, string> metadata = 2;
+   */
+  metadata: { [key: string]: string };
+};
+
+/**
+ * Describes the message smsgateway.v1.ErrorInfo.
+ * Use `create(ErrorInfoSchema)` to create a new message.
+ */
+export const ErrorInfoSchema: GenMessage<ErrorInfo> = /*@__PURE__*/
+  messageDesc(file_smsgateway_v1_errors, 0);
+
+/**
+ * Error detail telling the caller how long to wait before trying again.
+ *
+ * @generated from message smsgateway.v1.RetryInfo
+ */
+export type RetryInfo = Message<"smsgateway.v1.RetryInfo"> & {
+  /**
+   * Minimum time to wait before the next attempt.
+   *
+   * @generated from field: google.protobuf.Duration retry_delay = 1;
+   */
+  retryDelay?: Duration | undefined;
+};
+
+/**
+ * Describes the message smsgateway.v1.RetryInfo.
+ * Use `create(RetryInfoSchema)` to create a new message.
+ */
+export const RetryInfoSchema: GenMessage<RetryInfo> = /*@__PURE__*/
+  messageDesc(file_smsgateway_v1_errors, 1);
 
 /**
  * Error detail attached to INVALID_ARGUMENT errors: which request fields are
@@ -32,7 +85,7 @@ export type BadRequest = Message<"smsgateway.v1.BadRequest"> & {
  * Use `create(BadRequestSchema)` to create a new message.
  */
 export const BadRequestSchema: GenMessage<BadRequest> = /*@__PURE__*/
-  messageDesc(file_smsgateway_v1_errors, 0);
+  messageDesc(file_smsgateway_v1_errors, 2);
 
 /**
  * One invalid request field.
@@ -61,7 +114,7 @@ export type FieldViolation = Message<"smsgateway.v1.FieldViolation"> & {
  * Use `create(FieldViolationSchema)` to create a new message.
  */
 export const FieldViolationSchema: GenMessage<FieldViolation> = /*@__PURE__*/
-  messageDesc(file_smsgateway_v1_errors, 1);
+  messageDesc(file_smsgateway_v1_errors, 3);
 
 /**
  * Error detail attached to errors caused by the gateway: what it answered.
@@ -105,6 +158,15 @@ export type GatewayError = Message<"smsgateway.v1.GatewayError"> & {
    * @generated from field: int32 attempts = 5;
    */
   attempts: number;
+
+  /**
+   * True when the gateway may have received and acted on the request (for
+   * example a timeout after the request was written), so a blind retry
+   * could send the SMS twice. Retry with the same `idempotency_key`.
+   *
+   * @generated from field: bool outcome_unknown = 6;
+   */
+  outcomeUnknown: boolean;
 };
 
 /**
@@ -112,7 +174,7 @@ export type GatewayError = Message<"smsgateway.v1.GatewayError"> & {
  * Use `create(GatewayErrorSchema)` to create a new message.
  */
 export const GatewayErrorSchema: GenMessage<GatewayError> = /*@__PURE__*/
-  messageDesc(file_smsgateway_v1_errors, 2);
+  messageDesc(file_smsgateway_v1_errors, 4);
 
 /**
  * Which step of a send reached the gateway.

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file smsgateway/v1/integration.proto.
  */
 export const file_smsgateway_v1_integration: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zbXNnYXRld2F5L3YxL2ludGVncmF0aW9uLnByb3RvEg1zbXNnYXRld2F5LnYxIqoDCgtJbnRlZ3JhdGlvbhIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEAoIYmFzZV91cmwYAyABKAkSFgoOYXBpX2tleV9oZWFkZXIYBCABKAkSDwoHYXBpX2tleRgFIAEoCRIZChFzZWNyZXRfa2V5X2hlYWRlchgGIAEoCRISCgpzZWNyZXRfa2V5GAcgASgJEhYKDmRlZmF1bHRfc2VuZGVyGAggASgJEg8KB2lkX3BhdGgYCSABKAkSEQoJZGF0ZV9wYXRoGAogASgJEh0KFWF1dGhlbnRpY2F0ZV9ieV90b2tlbhgLIAEoCBIQCghhdXRoX3VybBgMIAEoCRIRCgl0b2tlbl9rZXkYDSABKAkSFAoMYXBpX2tleV9oaW50GA4gASgJEhcKD3NlY3JldF9rZXlfaGludBgPIAEoCRIvCgtjcmVhdGVfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch9zbXNnYXRld2F5L3YxL2ludGVncmF0aW9uLnByb3RvEg1zbXNnYXRld2F5LnYxIqYECgtJbnRlZ3JhdGlvbhIKCgJpZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEAoIYmFzZV91cmwYAyABKAkSFgoOYXBpX2tleV9oZWFkZXIYBCABKAkSDwoHYXBpX2tleRgFIAEoCRIZChFzZWNyZXRfa2V5X2hlYWRlchgGIAEoCRISCgpzZWNyZXRfa2V5GAcgASgJEhYKDmRlZmF1bHRfc2VuZGVyGAggASgJEg8KB2lkX3BhdGgYCSABKAkSEQoJZGF0ZV9wYXRoGAogASgJEh0KFWF1dGhlbnRpY2F0ZV9ieV90b2tlbhgLIAEoCBIQCghhdXRoX3VybBgMIAEoCRIRCgl0b2tlbl9rZXkYDSABKAkSFAoMYXBpX2tleV9oaW50GA4gASgJEhcKD3NlY3JldF9rZXlfaGludBgPIAEoCRIvCgtjcmVhdGVfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhwKFG1heF9jb25jdXJyZW50X3NlbmRzGBIgASgFEhwKFG1heF9zZW5kc19wZXJfc2Vjb25kGBMgASgBEiMKFnRva2VuX2xpZmV0aW1lX3NlY29uZHMYFCABKAVIAIgBAUIZChdfdG9rZW5fbGlmZXRpbWVfc2Vjb25kc2IGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * An SMS gateway integration: where and how to POST one SMS, and where to
@@ -154,6 +154,35 @@ export type Integration = Message<"smsgateway.v1.Integration"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 17;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Maximum sends to this gateway in flight at once; further sends fail
+   * fast with RESOURCE_EXHAUSTED. 0 means the service default
+   * (`SEND_CONCURRENCY`).
+   *
+   * @generated from field: int32 max_concurrent_sends = 18;
+   */
+  maxConcurrentSends: number;
+
+  /**
+   * Maximum sends per second to this gateway (a token bucket that allows
+   * bursts of one second's worth); further sends fail fast with
+   * RESOURCE_EXHAUSTED and a retry delay. 0 means the service default
+   * (`SEND_RATE_PER_SECOND`).
+   *
+   * @generated from field: double max_sends_per_second = 19;
+   */
+  maxSendsPerSecond: number;
+
+  /**
+   * How long a token from `auth_url` is reused when the auth reply gives
+   * no `expires_in` and the token is not a JWT with `exp`. 0 fetches a new
+   * token for every send. Unset means the service default
+   * (`TOKEN_LIFETIME_SECONDS`).
+   *
+   * @generated from field: optional int32 token_lifetime_seconds = 20;
+   */
+  tokenLifetimeSeconds?: number | undefined;
 };
 
 /**

@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file smsgateway/v1/sms_service.proto.
  */
 export const file_smsgateway_v1_sms_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zbXNnYXRld2F5L3YxL3Ntc19zZXJ2aWNlLnByb3RvEg1zbXNnYXRld2F5LnYxIpYBCg5TZW5kU21zUmVxdWVzdBIWCg5pbnRlZ3JhdGlvbl9pZBgBIAEoCRIKCgJ0bxgCIAEoCRIPCgdjb250ZW50GAMgASgJEhMKBnNlbmRlchgEIAEoCUgAiAEBEi8KC3Bhc3N0aHJvdWdoGAUgASgLMhouc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaEIJCgdfc2VuZGVyIoICCgtQYXNzdGhyb3VnaBIlCgRib2R5GAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBI4CgdoZWFkZXJzGAIgAygLMicuc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaC5IZWFkZXJzRW50cnkSNAoFcXVlcnkYAyADKAsyJS5zbXNnYXRld2F5LnYxLlBhc3N0aHJvdWdoLlF1ZXJ5RW50cnkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLAoKUXVlcnlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsUBCg9TZW5kU21zUmVzcG9uc2USCgoCaWQYASABKAkSKAoEZGF0ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmF3X2RhdGUYAyABKAkSLgoLZGF0ZV9zb3VyY2UYBCABKA4yGS5zbXNnYXRld2F5LnYxLkRhdGVTb3VyY2USFgoOZ2F0ZXdheV9zdGF0dXMYBSABKAUSEAoIYXR0ZW1wdHMYBiABKAUSEAoId2FybmluZ3MYByADKAkqXQoKRGF0ZVNvdXJjZRIbChdEQVRFX1NPVVJDRV9VTlNQRUNJRklFRBAAEhcKE0RBVEVfU09VUkNFX0dBVEVXQVkQARIZChVEQVRFX1NPVVJDRV9TRU5EX1RJTUUQAjJYCgpTbXNTZXJ2aWNlEkoKB1NlbmRTbXMSHS5zbXNnYXRld2F5LnYxLlNlbmRTbXNSZXF1ZXN0Gh4uc21zZ2F0ZXdheS52MS5TZW5kU21zUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch9zbXNnYXRld2F5L3YxL3Ntc19zZXJ2aWNlLnByb3RvEg1zbXNnYXRld2F5LnYxIq8BCg5TZW5kU21zUmVxdWVzdBIWCg5pbnRlZ3JhdGlvbl9pZBgBIAEoCRIKCgJ0bxgCIAEoCRIPCgdjb250ZW50GAMgASgJEhMKBnNlbmRlchgEIAEoCUgAiAEBEi8KC3Bhc3N0aHJvdWdoGAUgASgLMhouc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaBIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCCQoHX3NlbmRlciKCAgoLUGFzc3Rocm91Z2gSJQoEYm9keRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSOAoHaGVhZGVycxgCIAMoCzInLnNtc2dhdGV3YXkudjEuUGFzc3Rocm91Z2guSGVhZGVyc0VudHJ5EjQKBXF1ZXJ5GAMgAygLMiUuc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaC5RdWVyeUVudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGiwKClF1ZXJ5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLXAQoPU2VuZFNtc1Jlc3BvbnNlEgoKAmlkGAEgASgJEigKBGRhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJhd19kYXRlGAMgASgJEi4KC2RhdGVfc291cmNlGAQgASgOMhkuc21zZ2F0ZXdheS52MS5EYXRlU291cmNlEhYKDmdhdGV3YXlfc3RhdHVzGAUgASgFEhAKCGF0dGVtcHRzGAYgASgFEhAKCHdhcm5pbmdzGAcgAygJEhAKCHJlcGxheWVkGAggASgIKl0KCkRhdGVTb3VyY2USGwoXREFURV9TT1VSQ0VfVU5TUEVDSUZJRUQQABIXChNEQVRFX1NPVVJDRV9HQVRFV0FZEAESGQoVREFURV9TT1VSQ0VfU0VORF9USU1FEAIyWAoKU21zU2VydmljZRJKCgdTZW5kU21zEh0uc21zZ2F0ZXdheS52MS5TZW5kU21zUmVxdWVzdBoeLnNtc2dhdGV3YXkudjEuU2VuZFNtc1Jlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Request of `SmsService.SendSms`.
@@ -55,6 +55,17 @@ export type SendSmsRequest = Message<"smsgateway.v1.SendSmsRequest"> & {
    * @generated from field: smsgateway.v1.Passthrough passthrough = 5;
    */
   passthrough?: Passthrough | undefined;
+
+  /**
+   * Makes the send safe to repeat: the first outcome for a key (success or
+   * final failure) is stored, and a repeat with the same key and the same
+   * request returns it without sending again. Reusing a key for a
+   * different request fails with FAILED_PRECONDITION. Up to 128 printable
+   * ASCII characters; sent to the gateway in an `Idempotency-Key` header.
+   *
+   * @generated from field: string idempotency_key = 6;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -158,6 +169,14 @@ export type SendSmsResponse = Message<"smsgateway.v1.SendSmsResponse"> & {
    * @generated from field: repeated string warnings = 7;
    */
   warnings: string[];
+
+  /**
+   * True when this is the stored outcome of an earlier send with the same
+   * `idempotency_key`, returned without sending again.
+   *
+   * @generated from field: bool replayed = 8;
+   */
+  replayed: boolean;
 };
 
 /**
