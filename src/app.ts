@@ -14,7 +14,7 @@ import { openStore } from "./store/open-store.js";
 /** A running service: its server, and how to stop it. */
 export interface App {
   readonly server: RunningServer;
-  /** Where integrations are stored, password removed, for logs. */
+  /** Storage location for logs, with any password removed. */
   readonly storage: string;
   /** Stops taking calls, waits up to `graceMs` for calls in progress, then closes storage. */
   close(graceMs?: number): Promise<void>;

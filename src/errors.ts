@@ -48,7 +48,7 @@ export class AlreadyExistsError extends Error {
 }
 
 /**
- * How a request to a gateway failed. The RPC code follows from it:
+ * Kind of gateway failure, which decides the RPC code:
  * `credentials_refused`, `rejected`, `redirected` and `invalid_auth_reply`
  * are FAILED_PRECONDITION (fix the integration or the request, do not
  * retry as is), `rate_limited` RESOURCE_EXHAUSTED, `unavailable`

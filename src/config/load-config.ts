@@ -5,7 +5,7 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-/** What the command line asks for: run with a configuration, or print help. */
+/** Result of reading the command line: a configuration to run with, or the help text. */
 export type LoadResult = { kind: "run"; config: Config } | { kind: "help"; text: string };
 
 /**
@@ -23,7 +23,12 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
     const fromFlag = flags.get(setting.flag);
     const fromEnv = env[setting.env];
     const raw = fromFlag ?? fromEnv ?? setting.defaultValue;
-    const source = fromFlag !== undefined ? setting.flag : fromEnv !== undefined ? setting.env : "default";
+    let source = "default";
+    if (fromFlag !== undefined) {
+      source = setting.flag;
+    } else if (fromEnv !== undefined) {
+      source = setting.env;
+    }
     values[setting.key] = parseSetting(setting, raw, source);
   }
   const config = values as unknown as Config;

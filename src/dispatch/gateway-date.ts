@@ -18,8 +18,13 @@ const DECIMAL = /^[0-9]+(?:\.[0-9]+)?$/;
 const ISO_8601 =
   /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))?)?$/;
 
-const RFC_2822 =
-  /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\s*)?(\d{1,2})\s+(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+(\d{2,4})\s+(\d{2}):(\d{2})(?::(\d{2}))?\s+([+-]\d{4}|UT|GMT|Z|[ECMP][SD]T)$/i;
+const RFC_2822 = new RegExp(
+  "^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),\\s*)?" +
+    "(\\d{1,2})\\s+(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\\s+(\\d{2,4})\\s+" +
+    "(\\d{2}):(\\d{2})(?::(\\d{2}))?\\s+" +
+    "([+-]\\d{4}|UT|GMT|Z|[ECMP][SD]T)$",
+  "i",
+);
 
 const MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 
@@ -43,7 +48,7 @@ const ZONE_OFFSET_MINUTES: Record<string, number> = {
  * or milliseconds as decimal digits.
  *
  * An ISO 8601 date-time without an offset is read as UTC, because the
- * server's own time zone says nothing about the gateway's. Epoch values below
+ * server's own time zone is unrelated to the gateway's. Epoch values below
  * 1e11 are seconds and the others milliseconds, up to 1e14. Returns
  * `undefined` when the text matches none of these formats or names a day
  * that does not exist.

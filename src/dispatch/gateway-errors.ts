@@ -4,12 +4,12 @@ import { GatewayError, type GatewayFailure, type GatewayStage } from "../errors.
 import { parseRetryAfter } from "./retry-after.js";
 import { redactSecrets, type BodyExcerpt } from "./redact.js";
 
-/** What a gateway error message names: the integration, the request and the secrets to hide. */
+/** Request details for gateway error messages: the integration, the request and the secrets to hide. */
 export interface RequestContext {
   integrationId: string;
   stage: GatewayStage;
-  /** Origin of the request URL, for connection errors. */
-  origin: string;
+  /** The request URL. Messages show only its origin. */
+  url: string;
   /** Secret forms from `secretForms`, replaced in every message. */
   secretForms: readonly string[];
   /** True when the SMS request carries a token from `auth_url`. */
@@ -22,7 +22,12 @@ const MAX_QUOTED_CHARS = 200;
 /** Error codes that mean our request was invalid, which is a bug and not a gateway failure. */
 const BUG_CODES = new Set(["UND_ERR_INVALID_ARG", "UND_ERR_INVALID_RETURN_VALUE", "UND_ERR_NOT_SUPPORTED"]);
 
-const TIMEOUT_CODES = new Set(["UND_ERR_CONNECT_TIMEOUT", "UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
+const TIMEOUT_CODES = new Set([
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "ETIMEDOUT",
+]);
 
 const CODE_DESCRIPTIONS: Record<string, string> = {
   ECONNREFUSED: "connection refused",
@@ -33,10 +38,8 @@ const CODE_DESCRIPTIONS: Record<string, string> = {
   EHOSTUNREACH: "host unreachable",
   ENETUNREACH: "network unreachable",
   UND_ERR_SOCKET: "connection closed by the gateway",
-  UND_ERR_CLOSED: "dispatcher closed",
-  UND_ERR_DESTROYED: "dispatcher closed",
-  UND_ERR_HEADERS_OVERFLOW: "reply headers too large",
-  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: "reply shorter or longer than its Content-Length",
+  UND_ERR_HEADERS_OVERFLOW: "oversized reply headers",
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: "a reply length not matching its Content-Length",
 };
 
 /** Maps the HTTP status of a failed reply (not 2xx) to the failure it means. */
@@ -71,35 +74,7 @@ export function statusError(
   const failure = failureForStatus(status);
   const retryAfterSeconds =
     status === 429 || status === 503 ? parseRetryAfter(headers["retry-after"], nowMs) : undefined;
-  const request = requestName(context);
-  let message: string;
-  switch (failure) {
-    case "credentials_refused":
-      message =
-        `The gateway refused the credentials of integration "${context.integrationId}" with HTTP ${status} to ${request}. ` +
-        `Check api_key, secret_key and their header names${context.usesToken ? ", and token_key" : ""}.`;
-      break;
-    case "rate_limited":
-      message =
-        `The gateway rate-limited ${request} of integration "${context.integrationId}" with HTTP ${status}. ` +
-        (retryAfterSeconds === undefined ? "Retry later." : `Retry after ${retryAfterSeconds} seconds.`);
-      break;
-    case "redirected":
-      message =
-        `The gateway replied to ${request} of integration "${context.integrationId}" with a redirect, HTTP ${status} ` +
-        `${describeLocation(headers.location, context.secretForms)}, and redirects are not followed. ` +
-        `Set ${context.stage === "auth" ? "auth_url" : "base_url"} to the final URL.`;
-      break;
-    case "rejected":
-      message =
-        `The gateway rejected ${request} of integration "${context.integrationId}" with HTTP ${status}. ` +
-        "Check the request fields against the gateway's reply body.";
-      break;
-    default:
-      message =
-        `The gateway failed ${request} of integration "${context.integrationId}" with HTTP ${status}. ` +
-        "Retry later, and check the gateway's status if the failure persists.";
-  }
+  const message = statusMessage(context, failure, status, headers, retryAfterSeconds);
 
   return new GatewayError(redactSecrets(message, context.secretForms), {
     failure,
@@ -110,6 +85,44 @@ export function statusError(
     attempts: 1,
     ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
   });
+}
+
+function statusMessage(
+  context: RequestContext,
+  failure: GatewayFailure,
+  status: number,
+  headers: IncomingHttpHeaders,
+  retryAfterSeconds: number | undefined,
+): string {
+  const request = `${requestName(context)} of integration "${context.integrationId}"`;
+  switch (failure) {
+    case "credentials_refused":
+      return (
+        `The gateway refused the credentials in ${request} with HTTP ${status}. ` +
+        `Check api_key, secret_key and their header names${context.usesToken ? ", and token_key" : ""}.`
+      );
+    case "rate_limited":
+      return (
+        `The gateway rate-limited ${request} with HTTP ${status}. ` +
+        (retryAfterSeconds === undefined ? "Retry later." : `Retry after ${retryAfterSeconds} seconds.`)
+      );
+    case "redirected":
+      return (
+        `The gateway replied to ${request} with a redirect, HTTP ${status} ` +
+        `${describeLocation(headers.location, context.secretForms)}, and redirects are not followed. ` +
+        `Set ${urlField(context)} to the final URL.`
+      );
+    case "rejected":
+      return (
+        `The gateway rejected ${request} with HTTP ${status}. ` +
+        "Check the request fields against the gateway's reply body."
+      );
+    default:
+      return (
+        `The gateway failed ${request} with HTTP ${status}. ` +
+        "Retry later, and check the gateway's status if the failure persists."
+      );
+  }
 }
 
 /** Builds the error for a 2xx auth reply without a usable token. */
@@ -132,56 +145,94 @@ export function invalidAuthReplyError(
   });
 }
 
+/** The state of a request that got no complete reply. */
+export interface TransportOutcome {
+  /** Reason the send's own abort signal fired, if it did. */
+  ended: "timeout" | "canceled" | undefined;
+  /** Total time allowed for the send, in milliseconds. */
+  budgetMs: number;
+  /** Status of the reply whose body failed, 0 when no reply arrived. */
+  httpStatus: number;
+  /** Requests sent for this stage, 0 when the send ended before the request. */
+  attempts: number;
+}
+
 /**
  * Builds the error for a request that got no complete reply: the deadline
  * passed, the caller canceled, or the connection failed.
  *
- * `ended` says why the send's own abort signal fired, if it did. Then it
- * decides the failure, whatever error undici raised for the abort.
+ * When the send's own abort signal fired, its reason decides the failure,
+ * whatever error undici raised for the abort.
  *
  * @throws the given error itself when it is not a gateway failure but a bug,
  *   such as an invalid header that undici refused to send.
  */
-export function transportError(
-  context: RequestContext,
-  error: unknown,
-  ended: "timeout" | "canceled" | undefined,
-  budgetMs: number,
-  httpStatus: number,
-): GatewayError {
+export function transportError(context: RequestContext, error: unknown, outcome: TransportOutcome): GatewayError {
   const code = errorCode(error);
-  const request = requestName(context);
+  const request = `${requestName(context)} of integration "${context.integrationId}"`;
   const info = {
     stage: context.stage,
-    httpStatus,
+    httpStatus: outcome.httpStatus,
     bodyExcerpt: "",
     bodyTruncated: false,
-    attempts: 1,
+    attempts: outcome.attempts,
   };
 
-  if (ended === "canceled") {
-    const message = `The caller canceled ${request} of integration "${context.integrationId}" before the gateway replied.`;
+  if (outcome.ended === "canceled") {
+    const message = `The caller canceled ${request} before the gateway replied.`;
     return new GatewayError(message, { failure: "canceled", ...info }, { cause: error });
   }
-  if (ended === "timeout" || (code !== undefined && TIMEOUT_CODES.has(code))) {
+  if (outcome.ended === "timeout" || (code !== undefined && TIMEOUT_CODES.has(code))) {
     const message =
-      `The gateway did not complete ${request} of integration "${context.integrationId}" within ${budgetMs} ms. ` +
+      `The gateway did not complete ${request} within ${outcome.budgetMs} ms. ` +
       "Check the gateway's health, or allow a longer deadline.";
     return new GatewayError(message, { failure: "timeout", ...info }, { cause: error });
   }
   if (code === undefined || BUG_CODES.has(code) || code.startsWith("ERR_INVALID")) {
     throw error;
   }
+  if (code === "UND_ERR_CLOSED" || code === "UND_ERR_DESTROYED") {
+    return closedError(context, { cause: error });
+  }
 
-  const description = CODE_DESCRIPTIONS[code] ?? (code.startsWith("HPE_") ? "invalid HTTP reply" : "connection failed");
+  const description =
+    CODE_DESCRIPTIONS[code] ?? (code.startsWith("HPE_") ? "an invalid HTTP reply" : "a connection error");
   const message =
-    `Could not complete ${request} of integration "${context.integrationId}" to ${context.origin}: ` +
-    `${description} (${code}). Check ${context.stage === "auth" ? "auth_url" : "base_url"} and that the gateway is running.`;
-  return new GatewayError(redactSecrets(message, context.secretForms), { failure: "unavailable", ...info }, { cause: error });
+    `${capitalize(request)} to ${originOf(context.url)} failed with ${description} (${code}). ` +
+    `Check ${urlField(context)} and that the gateway is running.`;
+  return new GatewayError(
+    redactSecrets(message, context.secretForms),
+    { failure: "unavailable", ...info },
+    { cause: error },
+  );
+}
+
+/** Builds the error for a send after `Dispatcher.close`, which sent nothing. */
+export function closedError(context: RequestContext, options?: { cause?: unknown }): GatewayError {
+  const message =
+    `${capitalize(requestName(context))} of integration "${context.integrationId}" was not sent ` +
+    "because the dispatcher is closed, as it is during shutdown.";
+  const info = {
+    failure: "unavailable" as const,
+    stage: context.stage,
+    httpStatus: 0,
+    bodyExcerpt: "",
+    bodyTruncated: false,
+    attempts: 0,
+  };
+  return new GatewayError(message, info, options);
+}
+
+function capitalize(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
 function requestName(context: RequestContext): string {
   return context.stage === "auth" ? "the token request to auth_url" : "the SMS request";
+}
+
+function urlField(context: RequestContext): string {
+  return context.stage === "auth" ? "auth_url" : "base_url";
 }
 
 function describeLocation(location: string | string[] | undefined, secretForms: readonly string[]): string {
@@ -201,4 +252,12 @@ function errorCode(error: unknown): string | undefined {
   }
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" ? code : undefined;
+}
+
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "an invalid URL";
+  }
 }

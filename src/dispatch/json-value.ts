@@ -1,4 +1,4 @@
-import { parse } from "lossless-json";
+import { isLosslessNumber, parse } from "lossless-json";
 
 /**
  * A JSON value as plain JavaScript data.
@@ -29,4 +29,33 @@ export function isJsonObject(value: unknown): value is Record<string, unknown> {
  */
 export function parseJsonLossless(text: string): unknown {
   return parse(text, null, { onDuplicateKey: ({ newValue }) => newValue });
+}
+
+/** Maximum number of object keys that `describeJsonValue` lists. */
+const MAX_LISTED_KEYS = 5;
+
+/**
+ * Describes a parsed JSON value in a few words for a warning, such as
+ * `an object with the keys "id", "status"` or `an array of 2 items`.
+ */
+export function describeJsonValue(value: unknown): string {
+  if (Array.isArray(value)) {
+    return `an array of ${value.length} ${value.length === 1 ? "item" : "items"}`;
+  }
+  if (isJsonObject(value)) {
+    const keys = Object.keys(value);
+    if (keys.length === 0) {
+      return "an empty object";
+    }
+    const listed = keys.slice(0, MAX_LISTED_KEYS).map((key) => JSON.stringify(key));
+    const more = keys.length > MAX_LISTED_KEYS ? ` and ${keys.length - MAX_LISTED_KEYS} more` : "";
+    return `an object with the keys ${listed.join(", ")}${more}`;
+  }
+  if (isLosslessNumber(value)) {
+    return `the number ${value.value}`;
+  }
+  if (typeof value === "string") {
+    return `the string ${JSON.stringify(value)}`;
+  }
+  return String(value);
 }

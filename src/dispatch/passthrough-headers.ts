@@ -1,38 +1,5 @@
+import { isFramingHeader, isHeaderValue, isHttpToken } from "../domain/http-header.js";
 import { InvalidArgumentError } from "../errors.js";
-
-/** HTTP token characters (RFC 9110), the only ones allowed in a header name. */
-const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-/** Tab, visible ASCII, space and obsolete Latin-1 text, the characters undici sends in a header value. */
-const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-
-/**
- * Headers that the HTTP client sets to frame the request or that control the
- * connection. A passthrough copy would corrupt the request or smuggle a second
- * one, so they are rejected. Names starting with `proxy-` are rejected too.
- */
-const FRAMING_HEADERS = new Set([
-  "host",
-  "content-length",
-  "content-type",
-  "transfer-encoding",
-  "connection",
-  "keep-alive",
-  "upgrade",
-  "te",
-  "trailer",
-  "expect",
-]);
-
-/** Tells whether a text is a valid HTTP header name. */
-export function isHttpToken(text: string): boolean {
-  return HTTP_TOKEN.test(text);
-}
-
-/** Tells whether a text can be sent as an HTTP header value. */
-export function isHeaderValue(text: string): boolean {
-  return HEADER_VALUE.test(text);
-}
 
 /**
  * Copies the passthrough headers of a send into `headers`, after checking
@@ -63,7 +30,7 @@ export function addPassthroughHeaders(
     }
 
     const lowerName = name.toLowerCase();
-    if (FRAMING_HEADERS.has(lowerName) || lowerName.startsWith("proxy-")) {
+    if (isFramingHeader(name)) {
       throw InvalidArgumentError.field(
         field,
         `The header ${name} is set by the HTTP client and cannot be passed through. Remove it.`,

@@ -1,5 +1,7 @@
 import type { Readable } from "node:stream";
 
+import type { Dispatcher } from "undici";
+
 /** The start of a reply body. */
 export interface BodyStart {
   bytes: Buffer;
@@ -12,8 +14,7 @@ export interface BodyStart {
  * the body turns out to be longer.
  *
  * A gateway can send a reply of any size, so a read must stop at a bound
- * instead of buffering it all. A destroyed body also closes its connection,
- * because undici cannot reuse a connection with unread data on it.
+ * instead of buffering it all.
  *
  * @throws the stream's error, for example when the connection resets or the
  *   request is aborted while the body arrives.
@@ -36,7 +37,20 @@ export async function readBodyStart(body: Readable, limitBytes: number): Promise
   return { bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), complete: true };
 }
 
-/** Discards a reply body without reading it. */
-export function discardBody(body: Readable): void {
-  body.destroy();
+/** A body that was not read: empty and marked incomplete. */
+export const UNREAD_BODY: BodyStart = { bytes: Buffer.alloc(0), complete: false };
+
+/**
+ * Reads a reply body up to `limitBytes`, like `readBodyStart`, but skips a
+ * body whose Content-Length already exceeds the limit and returns `UNREAD_BODY`.
+ */
+export async function readBodyUnlessTooLong(
+  response: Dispatcher.ResponseData,
+  limitBytes: number,
+): Promise<BodyStart> {
+  if (Number(response.headers["content-length"]) > limitBytes) {
+    response.body.destroy();
+    return UNREAD_BODY;
+  }
+  return readBodyStart(response.body, limitBytes);
 }

@@ -56,7 +56,7 @@ export function redactSecrets(text: string, forms: readonly string[]): string {
  * every secret form replaced by `[REDACTED]`.
  *
  * `bytes` is the start of the body, read up to `excerptReadBytes(forms)`
- * bytes, and `complete` tells whether it is the whole body. The cut falls at
+ * bytes, and `complete` is true when it is the whole body. The cut falls at
  * 1 KiB of the original body, before redaction. A secret that starts before
  * the cut is replaced as a whole, and the cut never splits a character.
  */

@@ -9,7 +9,7 @@ const DELAY_SECONDS = /^[0-9]+$/;
  * as `Sun, 06 Nov 1994 08:49:37 GMT`). A date in the past gives 0. Returns
  * `undefined` for a missing or unparseable header.
  *
- * NOTE: the obsolete RFC 850 and asctime date forms that RFC 9110 asks
+ * NOTE: the obsolete RFC 850 and asctime date forms that RFC 9110 requires
  * recipients to accept are not parsed and give `undefined`.
  */
 export function parseRetryAfter(header: string | string[] | undefined, nowMs: number): number | undefined {

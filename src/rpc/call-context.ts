@@ -1,8 +1,8 @@
 import type { Logger } from "pino";
 
 /**
- * What an RPC handler may know about its call, whichever server library
- * received it. Handlers depend on this, never on Connect or grpc-js types.
+ * Call facts an RPC handler may use, whichever server library received the
+ * call. Handlers depend on this, never on Connect or grpc-js types.
  */
 export interface CallContext {
   /** Full procedure name, for example `smsgateway.v1.SmsService/SendSms`. */

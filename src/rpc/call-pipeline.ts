@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import type { CallContext, UnaryHandler } from "./call-context.js";
 import { isServerFault, toConnectError } from "./error-mapping.js";
 
-/** What a server library gives the pipeline about one incoming call. */
+/** Incoming call as a server library hands it to the pipeline. */
 export interface IncomingCall {
   readonly signal: AbortSignal;
   timeoutMs(): number | undefined;

@@ -3,6 +3,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
+import { ConnectionTracker } from "./connection-tracker.js";
 
 /** A request handler that works for both HTTP/1.1 and HTTP/2 requests. */
 export type RequestHandler = (
@@ -38,10 +39,9 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
  * anything else to the HTTP/1.1 server. With TLS, ALPN decides.
  */
 export async function startServer(handler: RequestHandler, options: ListenOptions): Promise<RunningServer> {
-  const sockets = new Set<net.Socket>();
-  const sessions = new Set<http2.Http2Session>();
+  const tracker = new ConnectionTracker();
+  const tracked = tracker.wrap(handler);
   let listener: net.Server;
-  let http1: http.Server | undefined;
 
   if (options.tls !== undefined) {
     const secure = http2.createSecureServer(
@@ -51,22 +51,17 @@ export async function startServer(handler: RequestHandler, options: ListenOption
         allowHTTP1: true,
         ALPNProtocols: ["h2", "http/1.1"],
       },
-      handler,
+      tracked,
     );
-    secure.on("session", (session) => trackSession(sessions, session));
+    secure.on("session", (session) => tracker.addSession(session));
     listener = secure;
   } else {
-    const h2 = http2.createServer({}, handler);
-    h2.on("session", (session) => trackSession(sessions, session));
-    http1 = http.createServer(handler);
-    const h1 = http1;
-    listener = net.createServer((socket) => routeByPreface(socket, h1, h2));
+    const h2 = http2.createServer({}, tracked);
+    h2.on("session", (session) => tracker.addSession(session));
+    const h1 = http.createServer(tracked);
+    listener = net.createServer((socket) => routeByPreface(socket, h1, h2, tracker));
   }
-
-  listener.on("connection", (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
-  });
+  listener.on("connection", (socket: net.Socket) => tracker.addSocket(socket));
 
   await new Promise<void>((resolve, reject) => {
     listener.once("error", reject);
@@ -81,20 +76,15 @@ export async function startServer(handler: RequestHandler, options: ListenOption
     host: address.address,
     port: address.port,
     tls: options.tls !== undefined,
-    close: (graceMs) => closeGracefully(listener, http1, sessions, sockets, graceMs),
+    close: (graceMs) => tracker.drain(new Promise<void>((resolve) => listener.close(() => resolve())), graceMs),
   };
-}
-
-function trackSession(sessions: Set<http2.Http2Session>, session: http2.Http2Session): void {
-  sessions.add(session);
-  session.once("close", () => sessions.delete(session));
 }
 
 /**
  * Reads bytes until they either match the HTTP/2 preface or cannot, then
  * hands the socket, with those bytes put back, to the matching server.
  */
-function routeByPreface(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+function routeByPreface(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, tracker: ConnectionTracker): void {
   let received = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     received = Buffer.concat([received, chunk]);
@@ -107,35 +97,17 @@ function routeByPreface(socket: net.Socket, h1: http.Server, h2: http2.Http2Serv
     socket.off("data", onData);
     socket.pause();
     socket.unshift(received);
-    (isHttp2 ? h2 : h1).emit("connection", socket);
-    socket.resume();
+    if (isHttp2) {
+      // The HTTP/2 session drains the bytes buffered on the socket when it
+      // starts, and then reads the handle itself. Resuming the socket here
+      // would steal its input.
+      tracker.markHttp2(socket);
+      h2.emit("connection", socket);
+    } else {
+      h1.emit("connection", socket);
+      socket.resume();
+    }
   };
   socket.on("data", onData);
   socket.on("error", () => socket.destroy());
-}
-
-async function closeGracefully(
-  listener: net.Server,
-  http1: http.Server | undefined,
-  sessions: Set<http2.Http2Session>,
-  sockets: Set<net.Socket>,
-  graceMs: number,
-): Promise<void> {
-  const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
-
-  // Ask clients to stop opening streams (HTTP/2 GOAWAY) and to stop reusing
-  // connections (HTTP/1.1); requests already running go on.
-  for (const session of sessions) {
-    session.close();
-  }
-  http1?.closeIdleConnections();
-
-  const deadline = setTimeout(() => {
-    for (const socket of sockets) {
-      socket.destroy();
-    }
-  }, graceMs);
-  deadline.unref();
-  await closed;
-  clearTimeout(deadline);
 }

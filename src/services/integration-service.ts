@@ -75,7 +75,7 @@ export class IntegrationService {
     const limit = request.pageSize || DEFAULT_PAGE_SIZE;
     const afterId = decodePageToken(request.pageToken, "page_token");
 
-    // One extra row tells whether another page follows without a count query.
+    // Reading one extra row shows whether another page follows, without a count query.
     const rows = await this.store.list({ limit: limit + 1, afterId });
     const page = rows.slice(0, limit);
     const last = page.at(-1);

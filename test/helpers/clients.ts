@@ -1,4 +1,4 @@
-import { fromBinary, toBinary, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
@@ -53,7 +53,7 @@ function callUnary(
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
       `/${method.parent.typeName}/${method.name}`,
-      (message: unknown) => Buffer.from(toBinary(method.input, message as never)),
+      (message: unknown) => Buffer.from(toBinary(method.input, create(method.input, message as never))),
       (bytes: Buffer) => fromBinary(method.output, bytes),
       request,
       metadata,

@@ -150,7 +150,7 @@ describe("service state", () => {
       const after = kind.create(IntegrationService, second.baseUrl);
       const read = await after.client.getIntegration({ id: integration?.id ?? "" });
       expect(read.integration?.baseUrl).toBe(`${gatewayUrl}/sms`);
-      expect(read.integration?.apiKeyHint).toBe("********");
+      expect(read.integration?.apiKeyHint).toBe("****-key");
     } finally {
       await second.stop();
       await first.stop().catch(() => undefined);

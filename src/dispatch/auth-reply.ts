@@ -1,0 +1,54 @@
+import { isLosslessNumber } from "lossless-json";
+
+import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
+import { isHeaderValue } from "../domain/http-header.js";
+import type { BodyStart } from "./read-body.js";
+
+/** The token from a 2xx auth reply, or why the reply has none. */
+export type AuthReply = { token: string } | { problem: string };
+
+/**
+ * Reads the token at `data.<tokenKey>` from a 2xx reply to the token request.
+ *
+ * `tokenKey` is one key, even when it contains dots. A string token is used
+ * as is and a number token digit-exact. An empty token or one that cannot be
+ * sent as a header value is a problem, as is a reply larger than `maxBytes`.
+ * The problem text completes the sentence "The token reply ...".
+ */
+export function readAuthReply(reply: BodyStart, tokenKey: string, maxBytes: number): AuthReply {
+  if (!reply.complete) {
+    return { problem: `is larger than ${maxBytes} bytes` };
+  }
+  let root: unknown;
+  try {
+    root = parseJsonLossless(reply.bytes.toString("utf8").replace(/^\uFEFF/, ""));
+  } catch {
+    return { problem: "is not JSON" };
+  }
+
+  const data = isJsonObject(root) && Object.hasOwn(root, "data") ? root["data"] : undefined;
+  if (!isJsonObject(data)) {
+    return { problem: `has no object at data, so no token at data.${tokenKey}` };
+  }
+  if (!Object.hasOwn(data, tokenKey)) {
+    return { problem: `has no token at data.${tokenKey}` };
+  }
+
+  const value = data[tokenKey];
+  let token: string;
+  if (typeof value === "string") {
+    token = value;
+  } else if (isLosslessNumber(value)) {
+    token = value.value;
+  } else {
+    return { problem: `has ${describeJsonValue(value)} at data.${tokenKey} instead of a string or number token` };
+  }
+
+  if (token === "") {
+    return { problem: `has an empty token at data.${tokenKey}` };
+  }
+  if (!isHeaderValue(token)) {
+    return { problem: `has a token at data.${tokenKey} with characters that cannot be sent in a header` };
+  }
+  return { token };
+}

@@ -1,0 +1,299 @@
+import type { Logger } from "pino";
+import { Agent, type Dispatcher as UndiciDispatcher, request } from "undici";
+
+import type { Integration } from "../domain/integration.js";
+import { GatewayError, type GatewayStage } from "../errors.js";
+import { readAuthReply } from "./auth-reply.js";
+import {
+  closedError,
+  invalidAuthReplyError,
+  statusError,
+  transportError,
+  type RequestContext,
+} from "./gateway-errors.js";
+import { describeBodyFailure, readSendReply, unreadSendReply } from "./gateway-reply.js";
+import { maskPhone } from "./mask.js";
+import { readBodyStart, readBodyUnlessTooLong, UNREAD_BODY, type BodyStart } from "./read-body.js";
+import { buildBodyExcerpt, excerptReadBytes, redactSecrets, secretForms, type BodyExcerpt } from "./redact.js";
+import { SendDeadline } from "./send-deadline.js";
+import { buildSmsRequest, credentialHeaders, type SmsMessage } from "./sms-request.js";
+
+export type { JsonObject, JsonValue } from "./json-value.js";
+export type { Passthrough, SmsMessage } from "./sms-request.js";
+
+/** Settings of a `Dispatcher`. The config module owns their defaults. */
+export interface DispatcherOptions {
+  /** Total time for one send in milliseconds, the token request included. */
+  timeoutMs: number;
+  /** Maximum size of a reply body that is read, in bytes. */
+  maxResponseBytes: number;
+  /** Maximum number of connections to one gateway origin. */
+  maxConnectionsPerOrigin: number;
+  /** Time an idle connection stays open for reuse, in milliseconds. */
+  keepAliveTimeoutMs: number;
+  logger: Logger;
+}
+
+/** Per-send options of `Dispatcher.send`. */
+export interface SendOptions {
+  /** Aborts the send. The outbound request is aborted and the send fails as `canceled`. */
+  signal?: AbortSignal;
+  /** Time the caller allows for the send in milliseconds, used when it is below `timeoutMs`. */
+  deadlineMs?: number;
+}
+
+/** The outcome of a send that the gateway accepted with a 2xx reply. */
+export interface SendResult {
+  /** The gateway's message id, digit-exact for numbers, `""` when the reply had none. */
+  id: string;
+  /** The gateway's date, else the send time. */
+  date: Date;
+  /** The date exactly as the gateway gave it, `""` when it gave none. */
+  rawDate: string;
+  dateSource: "gateway" | "send_time";
+  /** Status of the gateway's reply to the SMS request. */
+  httpStatus: number;
+  /** Number of SMS requests sent. */
+  attempts: number;
+  /** Problems with the reply that did not stop the send, such as `no id at data.id`. */
+  warnings: string[];
+}
+
+/** A 2xx reply whose body was read up to the size limit. */
+interface AcceptedReply {
+  status: number;
+  body: BodyStart;
+  /** Reason the body could not be read, set only when it failed to arrive. */
+  bodyFailure?: string;
+}
+
+/** One request of a send: where it goes, and what its errors must name and hide. */
+interface Exchange {
+  integration: Integration;
+  stage: GatewayStage;
+  url: string;
+  headers: Record<string, string>;
+  body: string;
+  /** Secrets that error messages and excerpts must not show. */
+  secrets: readonly string[];
+}
+
+/**
+ * Sends SMS by POSTing JSON to the REST endpoint of an integration's gateway.
+ *
+ * One instance serves every integration. It owns a single undici `Agent`
+ * that pools keep-alive connections per gateway origin, so create one
+ * `Dispatcher` per process and call `close` on shutdown. Redirects are never
+ * followed, because a redirect would carry the credential headers to a
+ * host that the integration does not name.
+ */
+export class Dispatcher {
+  private readonly agent: Agent;
+  private readonly log: Logger;
+  private readonly timeoutMs: number;
+  private readonly maxResponseBytes: number;
+  private closed = false;
+
+  constructor(options: DispatcherOptions) {
+    this.timeoutMs = options.timeoutMs;
+    this.maxResponseBytes = options.maxResponseBytes;
+    this.log = options.logger.child({ component: "dispatcher" });
+    this.agent = new Agent({
+      connections: options.maxConnectionsPerOrigin,
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: options.keepAliveTimeoutMs,
+      connect: { timeout: options.timeoutMs },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+  }
+
+  /**
+   * Sends one SMS through an integration and returns what the gateway replied.
+   *
+   * With token authentication, a token request to `authUrl` comes first, and
+   * its failure stops the send before any SMS request. Any 2xx reply to the
+   * SMS request is a send, even without an id: check `warnings`. The send
+   * takes at most `timeoutMs`, or `deadlineMs` when that is smaller.
+   *
+   * @throws InvalidArgumentError when the passthrough headers or query are
+   *   invalid. Nothing is sent then.
+   * @throws GatewayError when the gateway did not accept the message. Its
+   *   `info.failure` names the cause, and neither its message nor its excerpt contains the secrets.
+   */
+  async send(integration: Integration, message: SmsMessage, options: SendOptions = {}): Promise<SendResult> {
+    const sms = buildSmsRequest(integration, message);
+    // A NaN deadline compares false, so it falls back to timeoutMs like a missing one.
+    const budgetMs =
+      options.deadlineMs !== undefined && options.deadlineMs < this.timeoutMs ? options.deadlineMs : this.timeoutMs;
+    const deadline = new SendDeadline(budgetMs, options.signal);
+    const secrets = [integration.apiKey, integration.secretKey];
+    const exchange: Exchange = { integration, stage: "send", secrets, ...sms };
+
+    try {
+      if (this.closed) {
+        throw closedError(requestContext({ ...exchange, stage: firstStage(integration) }));
+      }
+      if (deadline.ended !== undefined) {
+        const context = requestContext({ ...exchange, stage: firstStage(integration) });
+        throw transportError(context, deadline.signal.reason, {
+          ended: deadline.ended,
+          budgetMs,
+          httpStatus: 0,
+          attempts: 0,
+        });
+      }
+
+      if (integration.authenticateByToken) {
+        const token = await this.fetchToken(integration, deadline);
+        sms.headers[integration.tokenKey] = token;
+        secrets.push(token);
+      }
+
+      const sendTime = new Date();
+      const reply = await this.post(exchange, deadline, this.maxResponseBytes);
+      const fields =
+        reply.bodyFailure === undefined
+          ? readSendReply(reply.body, this.maxResponseBytes, integration, sendTime)
+          : unreadSendReply(reply.bodyFailure, integration.idPath, sendTime);
+      const warnings =
+        fields.warnings.length === 0
+          ? fields.warnings
+          : fields.warnings.map((warning) => redactSecrets(warning, secretForms(secrets)));
+      if (this.log.isLevelEnabled("debug")) {
+        this.log.debug(
+          { integrationId: integration.id, to: maskPhone(message.to), status: reply.status, warnings },
+          "SMS accepted by the gateway",
+        );
+      }
+      return { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
+    } finally {
+      deadline.dispose();
+    }
+  }
+
+  /**
+   * Closes the pooled connections after the sends in progress finish.
+   * Later sends fail as `unavailable`.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.agent.close();
+  }
+
+  /** Fetches a token from `authUrl` with the credential headers. */
+  private async fetchToken(integration: Integration, deadline: SendDeadline): Promise<string> {
+    const exchange: Exchange = {
+      integration,
+      stage: "auth",
+      url: integration.authUrl,
+      headers: credentialHeaders(integration),
+      body: "{}",
+      secrets: [integration.apiKey, integration.secretKey],
+    };
+    const reply = await this.post(exchange, deadline, this.maxResponseBytes);
+
+    const result = readAuthReply(reply.body, integration.tokenKey, this.maxResponseBytes);
+    if ("token" in result) {
+      return result.token;
+    }
+    const context = requestContext(exchange);
+    const excerpt = buildBodyExcerpt(reply.body.bytes, reply.body.complete, context.secretForms);
+    throw this.logged(exchange, invalidAuthReplyError(context, reply.status, excerpt, result.problem));
+  }
+
+  /**
+   * POSTs one request and returns its 2xx reply with the body read up to
+   * `readLimit` bytes.
+   *
+   * A 2xx status means the gateway accepted the SMS, so when its body then
+   * fails to arrive (timeout, reset, cancel) the reply is still returned, with
+   * `bodyFailure` set. On the token request the same failure is an error,
+   * because the token is in the body.
+   *
+   * @throws GatewayError for any other status, or for a timeout, a cancel or
+   *   a connection failure before the status arrived.
+   */
+  private async post(exchange: Exchange, deadline: SendDeadline, readLimit: number): Promise<AcceptedReply> {
+    const startedAt = performance.now();
+    let response: UndiciDispatcher.ResponseData;
+    try {
+      const remainingMs = deadline.remainingMs();
+      response = await request(exchange.url, {
+        dispatcher: this.agent,
+        method: "POST",
+        headers: exchange.headers,
+        body: exchange.body,
+        signal: deadline.signal,
+        headersTimeout: remainingMs,
+        bodyTimeout: remainingMs,
+      });
+    } catch (error) {
+      throw this.logged(exchange, this.transportFailure(exchange, deadline, error, 0));
+    }
+
+    const status = response.statusCode;
+    if (this.log.isLevelEnabled("debug")) {
+      const durationMs = Math.round(performance.now() - startedAt);
+      const fields = { integrationId: exchange.integration.id, stage: exchange.stage, status, durationMs };
+      this.log.debug(fields, "gateway replied");
+    }
+
+    if (status >= 200 && status < 300) {
+      try {
+        return { status, body: await readBodyUnlessTooLong(response, readLimit) };
+      } catch (error) {
+        if (exchange.stage === "auth") {
+          throw this.logged(exchange, this.transportFailure(exchange, deadline, error, status));
+        }
+        return { status, body: UNREAD_BODY, bodyFailure: describeBodyFailure(error, deadline.ended) };
+      }
+    }
+
+    // The status decides the failure, so a body that fails to arrive only leaves the excerpt empty.
+    const context = requestContext(exchange);
+    let excerpt: BodyExcerpt = { text: "", truncated: true };
+    try {
+      const start = await readBodyStart(response.body, excerptReadBytes(context.secretForms));
+      excerpt = buildBodyExcerpt(start.bytes, start.complete, context.secretForms);
+    } catch {
+      // Keep the empty excerpt.
+    }
+    throw this.logged(exchange, statusError(context, status, response.headers, excerpt, Date.now()));
+  }
+
+  private transportFailure(
+    exchange: Exchange,
+    deadline: SendDeadline,
+    error: unknown,
+    httpStatus: number,
+  ): GatewayError {
+    const outcome = { ended: deadline.ended, budgetMs: deadline.budgetMs, httpStatus, attempts: 1 };
+    return transportError(requestContext(exchange), error, outcome);
+  }
+
+  /** Logs a gateway failure without secrets and returns it for throwing. */
+  private logged(exchange: Exchange, error: GatewayError): GatewayError {
+    const { failure, httpStatus } = error.info;
+    this.log.debug(
+      { integrationId: exchange.integration.id, stage: exchange.stage, failure, status: httpStatus },
+      "gateway request failed",
+    );
+    return error;
+  }
+}
+
+function requestContext(exchange: Exchange): RequestContext {
+  return {
+    integrationId: exchange.integration.id,
+    stage: exchange.stage,
+    url: exchange.url,
+    secretForms: secretForms(exchange.secrets),
+    usesToken: exchange.integration.authenticateByToken,
+  };
+}
+
+/** Returns the stage of the first request of a send. */
+function firstStage(integration: Integration): GatewayStage {
+  return integration.authenticateByToken ? "auth" : "send";
+}

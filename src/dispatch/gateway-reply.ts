@@ -1,0 +1,175 @@
+import { isLosslessNumber } from "lossless-json";
+
+import { parseEpoch, parseGatewayDate } from "./gateway-date.js";
+import { readJsonPath } from "./json-path.js";
+import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
+import type { BodyStart } from "./read-body.js";
+import type { DeadlineEnd } from "./send-deadline.js";
+
+/** Message id and date read from a 2xx reply to the SMS request. */
+export interface SendReply {
+  /** The message id, digit-exact for numbers, `""` when the reply has none. */
+  id: string;
+  /** The gateway's date, else the send time. */
+  date: Date;
+  /** The date exactly as the gateway gave it, `""` when it gave none. */
+  rawDate: string;
+  dateSource: "gateway" | "send_time";
+  warnings: string[];
+}
+
+/** Dot paths to the id and the date in the reply. */
+export interface ReplyPaths {
+  idPath: string;
+  datePath: string;
+}
+
+/** Maximum length of a gateway value that a warning quotes. */
+const MAX_QUOTED_CHARS = 100;
+
+/**
+ * Reads the message id and date from a 2xx reply to the SMS request.
+ *
+ * Any 2xx reply means the gateway accepted the message, so this function
+ * returns fields for every reply and never throws. A reply that is empty, not
+ * JSON, larger than `maxBytes` or without an id at `idPath` gives an empty id
+ * and a warning. A missing date gives the send time and no warning. A date
+ * that does not parse gives the send time and a warning.
+ */
+export function readSendReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, sendTime: Date): SendReply {
+  const warnings: string[] = [];
+  const root = parseReply(reply, maxBytes, paths.idPath, warnings);
+  if (root === undefined) {
+    return { id: "", date: sendTime, rawDate: "", dateSource: "send_time", warnings };
+  }
+
+  const id = readId(root, paths.idPath, warnings);
+  return { id, ...readDate(root, paths.datePath, sendTime, warnings), warnings };
+}
+
+/**
+ * Builds the reply fields for a 2xx reply whose body failed to arrive: no id,
+ * the send time, and a warning that starts with `reason`.
+ */
+export function unreadSendReply(reason: string, idPath: string, sendTime: Date): SendReply {
+  const warnings = [`${reason}, so there is no id at ${idPath}`];
+  return { id: "", date: sendTime, rawDate: "", dateSource: "send_time", warnings };
+}
+
+/**
+ * Describes why a 2xx body failed to arrive, as the start of a warning.
+ *
+ * `ended` is why the send's abort signal fired, if it did, which explains
+ * the error better than the error itself.
+ */
+export function describeBodyFailure(error: unknown, ended: DeadlineEnd | undefined): string {
+  if (ended === "timeout") {
+    return "reply body did not arrive within the deadline";
+  }
+  if (ended === "canceled") {
+    return "reply body was not read because the caller canceled";
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  return `reply body failed to arrive${typeof code === "string" ? ` (${code})` : ""}`;
+}
+
+/** Parses the reply body, or adds a warning and returns `undefined`. */
+function parseReply(reply: BodyStart, maxBytes: number, idPath: string, warnings: string[]): unknown {
+  if (!reply.complete) {
+    warnings.push(`reply is larger than ${maxBytes} bytes and was not parsed, so there is no id at ${idPath}`);
+    return undefined;
+  }
+  const text = reply.bytes.toString("utf8").replace(/^\uFEFF/, "");
+  if (text.trim() === "") {
+    warnings.push(`reply body is empty, so there is no id at ${idPath}`);
+    return undefined;
+  }
+  try {
+    return parseJsonLossless(text);
+  } catch {
+    warnings.push(`reply is not JSON, so there is no id at ${idPath}`);
+    return undefined;
+  }
+}
+
+function readId(root: unknown, idPath: string, warnings: string[]): string {
+  const lookup = readJsonPath(root, idPath);
+  if (!lookup.found) {
+    warnings.push(`no id at ${idPath}`);
+    return "";
+  }
+
+  const value = lookup.value;
+  if (typeof value === "string") {
+    if (value === "") {
+      warnings.push(`the id at ${idPath} is an empty string`);
+    }
+    return value;
+  }
+  if (isLosslessNumber(value)) {
+    return value.value;
+  }
+  if (value === null) {
+    warnings.push(`no id at ${idPath} because the value is null`);
+    return "";
+  }
+
+  // An object or array must never become "[object Object]" or a list of ids.
+  const example = suggestIdPath(value, idPath);
+  warnings.push(
+    `found ${describeJsonValue(value)} at ${idPath} instead of a string or number id. ` +
+      `Set id_path to the field that holds the message id${example === undefined ? "" : `, for example ${example}`}.`,
+  );
+  return "";
+}
+
+/** Suggests a path to an `id` inside an object or array found at the id path. */
+function suggestIdPath(value: unknown, idPath: string): string | undefined {
+  if (isJsonObject(value) && Object.hasOwn(value, "id")) {
+    return `${idPath}.id`;
+  }
+  if (Array.isArray(value) && value.length > 0) {
+    const first = value[0];
+    return isJsonObject(first) && Object.hasOwn(first, "id") ? `${idPath}.0.id` : `${idPath}.0`;
+  }
+  return undefined;
+}
+
+function readDate(
+  root: unknown,
+  datePath: string,
+  sendTime: Date,
+  warnings: string[],
+): Pick<SendReply, "date" | "rawDate" | "dateSource"> {
+  const fallback = { date: sendTime, rawDate: "", dateSource: "send_time" as const };
+  const lookup = readJsonPath(root, datePath);
+  if (!lookup.found || lookup.value === null) {
+    return fallback;
+  }
+
+  const value = lookup.value;
+  let rawDate: string;
+  let date: Date | undefined;
+  if (typeof value === "string") {
+    rawDate = value;
+    date = parseGatewayDate(value);
+  } else if (isLosslessNumber(value)) {
+    rawDate = value.value;
+    date = parseEpoch(Number(value.value));
+  } else {
+    warnings.push(`found ${describeJsonValue(value)} at ${datePath} instead of a date, so the date is the send time`);
+    return fallback;
+  }
+
+  if (date === undefined) {
+    // A long value is not quoted in part, because a cut could split a secret that the caller then cannot redact.
+    const shown =
+      rawDate.length > MAX_QUOTED_CHARS ? `of ${rawDate.length} characters` : JSON.stringify(rawDate);
+    warnings.push(
+      `could not parse the date ${shown} at ${datePath}, so the date is the send time. ` +
+        "Expected ISO 8601, RFC 2822, or epoch seconds or milliseconds.",
+    );
+    return { ...fallback, rawDate };
+  }
+  return { date, rawDate, dateSource: "gateway" };
+}

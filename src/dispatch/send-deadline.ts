@@ -1,0 +1,69 @@
+/** Reason a send's deadline signal fired. */
+export type DeadlineEnd = "timeout" | "canceled";
+
+/**
+ * The time budget of one send, and the abort signal that ends its requests
+ * when the budget runs out or the caller aborts.
+ *
+ * One timer and one listener per send replace `AbortSignal.timeout` and
+ * `AbortSignal.any`, so that both are released as soon as the send settles
+ * and the cause of an abort is known exactly. Call `dispose` when the send
+ * settles.
+ */
+export class SendDeadline {
+  /** Aborts the send's requests. */
+  readonly signal: AbortSignal;
+
+  private readonly controller = new AbortController();
+  private readonly deadlineAt: number;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private endedBy: DeadlineEnd | undefined;
+
+  constructor(
+    readonly budgetMs: number,
+    private readonly callerSignal: AbortSignal | undefined,
+  ) {
+    this.signal = this.controller.signal;
+    this.deadlineAt = performance.now() + budgetMs;
+
+    if (callerSignal?.aborted) {
+      this.end("canceled");
+      return;
+    }
+    if (budgetMs <= 0) {
+      this.end("timeout");
+      return;
+    }
+    this.timer = setTimeout(() => this.end("timeout"), budgetMs);
+    callerSignal?.addEventListener("abort", this.onCallerAbort, { once: true });
+  }
+
+  /** Reason the signal fired, or `undefined` while it has not. */
+  get ended(): DeadlineEnd | undefined {
+    return this.endedBy;
+  }
+
+  /** Returns the milliseconds left in the budget, at least 1. */
+  remainingMs(): number {
+    return Math.max(1, Math.ceil(this.deadlineAt - performance.now()));
+  }
+
+  /** Stops the timer and the caller listener. */
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.callerSignal?.removeEventListener("abort", this.onCallerAbort);
+  }
+
+  private readonly onCallerAbort = (): void => {
+    this.end("canceled");
+  };
+
+  private end(reason: DeadlineEnd): void {
+    if (this.endedBy !== undefined) {
+      return;
+    }
+    this.endedBy = reason;
+    const message = reason === "timeout" ? "send deadline exceeded" : "send canceled by the caller";
+    this.controller.abort(new DOMException(message, reason === "timeout" ? "TimeoutError" : "AbortError"));
+  }
+}

@@ -1,0 +1,242 @@
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
+
+import type { SendResult, SmsMessage } from "../../src/dispatch/dispatcher.js";
+import { ScriptedGateway, type ScriptedReply } from "../helpers/scripted-gateway.js";
+import { makeDispatcher, makeIntegration } from "./fixtures.js";
+
+const MAX_RESPONSE_BYTES = 4096;
+const dispatcher = makeDispatcher({ maxResponseBytes: MAX_RESPONSE_BYTES });
+let gateway: ScriptedGateway;
+
+beforeEach(async () => {
+  gateway = await ScriptedGateway.start();
+});
+afterEach(() => gateway.close());
+afterAll(() => dispatcher.close());
+
+const message: SmsMessage = { to: "+15551234567", content: "hi" };
+
+/** Sends one SMS to a gateway that replies as scripted, and records the send window. */
+async function sendWith(reply: ScriptedReply, paths: { idPath?: string; datePath?: string } = {}) {
+  gateway.on("/sms", reply);
+  const before = Date.now();
+  const result = await dispatcher.send(makeIntegration(gateway.url(), paths), message);
+  return { result, before, after: Date.now() };
+}
+
+/** Checks that the result's date is the send time. */
+function expectSendTime(result: SendResult, before: number, after: number): void {
+  expect(result.dateSource).toBe("send_time");
+  expect(result.date.getTime()).toBeGreaterThanOrEqual(before);
+  expect(result.date.getTime()).toBeLessThanOrEqual(after);
+}
+
+describe("Dispatcher.send reply status", () => {
+  test.each([200, 201, 202])("accepts HTTP %d with an id", async (status) => {
+    const { result } = await sendWith({ status, json: { data: { id: "m1", date: "2026-01-02T03:04:05Z" } } });
+
+    expect(result).toEqual({
+      id: "m1",
+      date: new Date("2026-01-02T03:04:05Z"),
+      rawDate: "2026-01-02T03:04:05Z",
+      dateSource: "gateway",
+      httpStatus: status,
+      attempts: 1,
+      warnings: [],
+    });
+  });
+
+  test("accepts HTTP 204 without a body", async () => {
+    const { result, before, after } = await sendWith({ status: 204 });
+
+    expect(result.id).toBe("");
+    expect(result.httpStatus).toBe(204);
+    expect(result.rawDate).toBe("");
+    expect(result.warnings).toEqual(["reply body is empty, so there is no id at data.id"]);
+    expectSendTime(result, before, after);
+  });
+
+  const unparsedCases: Array<[string, ScriptedReply, string]> = [
+    ["HTML", { body: "<html>queued</html>", headers: { "content-type": "text/html" } }, "reply is not JSON"],
+    ["plain text", { body: "OK" }, "reply is not JSON"],
+    ["truncated JSON", { body: '{"data": {"id": "m1"' }, "reply is not JSON"],
+    ["whitespace", { body: "  \n" }, "reply body is empty"],
+  ];
+
+  test.each(unparsedCases)("accepts a 2xx %s reply", async (_name, reply, warning) => {
+    const { result, before, after } = await sendWith(reply);
+
+    expect(result.id).toBe("");
+    expect(result.httpStatus).toBe(200);
+    expect(result.warnings).toEqual([`${warning}, so there is no id at data.id`]);
+    expectSendTime(result, before, after);
+  });
+
+  const oversizeCases: Array<[string, ScriptedReply]> = [
+    ["with Content-Length", { body: `{"data":{"id":"m1","pad":"${"x".repeat(MAX_RESPONSE_BYTES)}"}}` }],
+    [
+      "chunked",
+      {
+        body: `{"data":{"id":"m1","pad":"${"x".repeat(MAX_RESPONSE_BYTES)}"}}`,
+        headers: { "transfer-encoding": "chunked" },
+      },
+    ],
+  ];
+
+  test.each(oversizeCases)("accepts an oversize reply %s", async (_name, reply) => {
+    const { result } = await sendWith(reply);
+
+    expect(result.id).toBe("");
+    expect(result.httpStatus).toBe(200);
+    expect(result.warnings).toEqual([
+      `reply is larger than ${MAX_RESPONSE_BYTES} bytes and was not parsed, so there is no id at data.id`,
+    ]);
+
+    // The pool must still work after a body was cut off.
+    gateway.on("/sms", { json: { data: { id: "m2" } } });
+    const next = await dispatcher.send(makeIntegration(gateway.url()), message);
+    expect(next.id).toBe("m2");
+  });
+
+  test("reads a reply of exactly the maximum size", async () => {
+    const prefix = '{"data":{"id":"m1","pad":"';
+    const body = prefix + "x".repeat(MAX_RESPONSE_BYTES - prefix.length - 3) + '"}}';
+    expect(body).toHaveLength(MAX_RESPONSE_BYTES);
+    const { result } = await sendWith({ body, headers: { "transfer-encoding": "chunked" } });
+
+    expect(result.id).toBe("m1");
+    expect(result.warnings).toEqual([]);
+  });
+});
+
+describe("Dispatcher.send with a broken 2xx body", () => {
+  const TIMEOUT_MS = 300;
+  const shortDispatcher = makeDispatcher({ timeoutMs: TIMEOUT_MS });
+  afterAll(() => shortDispatcher.close());
+
+  const cases: Array<[string, ScriptedReply, RegExp]> = [
+    ["hangs", { hangBody: true }, /^reply body did not arrive within the deadline, so there is no id at data\.id$/],
+    ["resets", { resetBody: true }, /^reply body failed to arrive \(\w+\), so there is no id at data\.id$/],
+  ];
+
+  // The 2xx status already shows that the gateway accepted the SMS, so a retry would send it twice.
+  test.each(cases)("accepts a send whose body %s", async (_name, reply, warning) => {
+    gateway.on("/sms", { body: '{"data":{"id":"m1"', ...reply });
+    const startedAt = performance.now();
+
+    const result = await shortDispatcher.send(makeIntegration(gateway.url()), message);
+
+    expect(result.id).toBe("");
+    expect(result.httpStatus).toBe(200);
+    expect(result.dateSource).toBe("send_time");
+    expect(result.warnings).toHaveLength(1);
+    expect(result.warnings[0]).toMatch(warning);
+    expect(performance.now() - startedAt).toBeLessThan(TIMEOUT_MS + 1_000);
+  });
+});
+
+describe("Dispatcher.send id path", () => {
+  const cases: Array<[string, string, string, string | undefined]> = [
+    ["data.id", '{"data": {"id": "m1"}}', "m1", undefined],
+    ["message.id", '{"message": {"id": "msg_123", "date": "2026-01-02T03:04:05Z"}}', "msg_123", undefined],
+    ["messages.0.id", '{"messages": [{"id": "a1"}, {"id": "a2"}]}', "a1", undefined],
+    ["messages.1.id", '{"messages": [{"id": "a1"}, {"id": "a2"}]}', "a2", undefined],
+    ["result.message-id", '{"result": {"message-id": "h-1"}}', "h-1", undefined],
+    ["data.id", '{"data": {"id": 12345678901234567890123}}', "12345678901234567890123", undefined],
+    ["data.id", '{"data": {"id": 42}}', "42", undefined],
+    ["data.id", '{"data": {"id": 1.5e3}}', "1.5e3", undefined],
+    ["data.id", '{"data": {}}', "", "no id at data.id"],
+    ["data.id", '{"status": "queued"}', "", "no id at data.id"],
+    ["messages.2.id", '{"messages": [{"id": "a1"}]}', "", "no id at messages.2.id"],
+    ["data.id", '{"data": {"id": null}}', "", "no id at data.id because the value is null"],
+    ["data.id", '{"data": {"id": ""}}', "", "the id at data.id is an empty string"],
+    ["data.id", "[1, 2]", "", "no id at data.id"],
+    [
+      "data.id",
+      '{"data": {"id": true}}',
+      "",
+      "found true at data.id instead of a string or number id. Set id_path to the field that holds the message id.",
+    ],
+    [
+      "data.message",
+      '{"data": {"message": {"id": "m1", "status": "queued"}}}',
+      "",
+      'found an object with the keys "id", "status" at data.message instead of a string or number id. ' +
+        "Set id_path to the field that holds the message id, for example data.message.id.",
+    ],
+    [
+      "data.id",
+      '{"data": {"id": {"value": "m1"}}}',
+      "",
+      'found an object with the keys "value" at data.id instead of a string or number id. ' +
+        "Set id_path to the field that holds the message id.",
+    ],
+    [
+      "data.messages",
+      '{"data": {"messages": [{"id": "m1"}, {"id": "m2"}]}}',
+      "",
+      "found an array of 2 items at data.messages instead of a string or number id. " +
+        "Set id_path to the field that holds the message id, for example data.messages.0.id.",
+    ],
+  ];
+
+  test.each(cases)("reads %s from %s", async (idPath, body, id, warning) => {
+    const { result } = await sendWith({ body, headers: { "content-type": "application/json" } }, { idPath });
+
+    expect(result.id).toBe(id);
+    expect(result.id).not.toContain("[object");
+    expect(result.warnings).toEqual(warning === undefined ? [] : [warning]);
+  });
+});
+
+describe("Dispatcher.send date path", () => {
+  const parsed: Array<[string, string, string, string]> = [
+    ["data.date", '"2026-01-02T03:04:05Z"', "2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05Z"],
+    ["data.date", '"2026-01-02T05:04:05.250+02:00"', "2026-01-02T03:04:05.250Z", "2026-01-02T05:04:05.250+02:00"],
+    ["data.date", '"Fri, 02 Jan 2026 03:04:05 +0000"', "2026-01-02T03:04:05.000Z", "Fri, 02 Jan 2026 03:04:05 +0000"],
+    ["data.date", "1767323045", "2026-01-02T03:04:05.000Z", "1767323045"],
+    ["data.date", "1767323045123", "2026-01-02T03:04:05.123Z", "1767323045123"],
+    ["data.date", '"1767323045"', "2026-01-02T03:04:05.000Z", "1767323045"],
+    ["data.events.0.at", '"2026-01-02T03:04:05Z"', "2026-01-02T03:04:05.000Z", "2026-01-02T03:04:05Z"],
+  ];
+
+  test.each(parsed)("reads %s = %s", async (datePath, dateJson, iso, rawDate) => {
+    const body =
+      datePath === "data.events.0.at"
+        ? `{"data": {"id": "m1", "events": [{"at": ${dateJson}}]}}`
+        : `{"data": {"id": "m1", "date": ${dateJson}}}`;
+    const { result } = await sendWith({ body }, { datePath });
+
+    expect(result.date.toISOString()).toBe(iso);
+    expect(result.rawDate).toBe(rawDate);
+    expect(result.dateSource).toBe("gateway");
+    expect(result.warnings).toEqual([]);
+  });
+
+  const fallback: Array<[string, string, string, string | undefined]> = [
+    ["missing", '{"data": {"id": "m1"}}', "", undefined],
+    ["null", '{"data": {"id": "m1", "date": null}}', "", undefined],
+    [
+      "unparseable",
+      '{"data": {"id": "m1", "date": "next tuesday"}}',
+      "next tuesday",
+      'could not parse the date "next tuesday" at data.date, so the date is the send time. ' +
+        "Expected ISO 8601, RFC 2822, or epoch seconds or milliseconds.",
+    ],
+    [
+      "an object",
+      '{"data": {"id": "m1", "date": {"seconds": 1}}}',
+      "",
+      'found an object with the keys "seconds" at data.date instead of a date, so the date is the send time',
+    ],
+  ];
+
+  test.each(fallback)("uses the send time for a %s date", async (_name, body, rawDate, warning) => {
+    const { result, before, after } = await sendWith({ body });
+
+    expect(result.id).toBe("m1");
+    expect(result.rawDate).toBe(rawDate);
+    expect(result.warnings).toEqual(warning === undefined ? [] : [warning]);
+    expectSendTime(result, before, after);
+  });
+});

@@ -1,0 +1,79 @@
+import { describe, expect, test } from "vitest";
+
+import {
+  buildBodyExcerpt,
+  EXCERPT_BYTES,
+  excerptReadBytes,
+  redactSecrets,
+  secretForms,
+} from "../../src/dispatch/redact.js";
+
+const SECRET = "sk_live_0123456789abcdef";
+
+describe("redactSecrets", () => {
+  const cases: Array<[string, string, string[], string]> = [
+    ["replaces every occurrence", `a ${SECRET} b ${SECRET}`, [SECRET], "a [REDACTED] b [REDACTED]"],
+    ["replaces several secrets", "key=k1&secret=s2", ["k1", "s2"], "key=[REDACTED]&secret=[REDACTED]"],
+    ["replaces overlapping secrets once", "abcdef", ["abcd", "cdef"], "[REDACTED]"],
+    ["replaces the JSON-escaped form", '{"echo":"a\\"b\\\\c"}', ['a"b\\c'], '{"echo":"[REDACTED]"}'],
+    ["replaces the percent-encoded form", "https://x/?k=a%2Fb%20c", ["a/b c"], "https://x/?k=[REDACTED]"],
+    ["skips empty secrets", "text", [""], "text"],
+    ["keeps text without secrets", "nothing here", [SECRET], "nothing here"],
+  ];
+
+  test.each(cases)("%s", (_name, text, secrets, expected) => {
+    expect(redactSecrets(text, secretForms(secrets))).toBe(expected);
+  });
+});
+
+describe("buildBodyExcerpt", () => {
+  const forms = secretForms([SECRET]);
+
+  test("keeps a short body whole", () => {
+    const excerpt = buildBodyExcerpt(Buffer.from(`{"error":"bad key ${SECRET}"}`), true, forms);
+    expect(excerpt).toEqual({ text: '{"error":"bad key [REDACTED]"}', truncated: false });
+  });
+
+  test("cuts a long body at 1 KiB", () => {
+    const body = Buffer.from("x".repeat(5000));
+    const excerpt = buildBodyExcerpt(body.subarray(0, excerptReadBytes(forms) + 1), false, forms);
+    expect(excerpt.text).toBe("x".repeat(EXCERPT_BYTES));
+    expect(excerpt.truncated).toBe(true);
+  });
+
+  test("marks a body of 1 KiB and one byte as truncated", () => {
+    const excerpt = buildBodyExcerpt(Buffer.from("y".repeat(EXCERPT_BYTES + 1)), true, forms);
+    expect(excerpt.text).toHaveLength(EXCERPT_BYTES);
+    expect(excerpt.truncated).toBe(true);
+  });
+
+  test("keeps a body of exactly 1 KiB whole", () => {
+    const excerpt = buildBodyExcerpt(Buffer.from("y".repeat(EXCERPT_BYTES)), true, forms);
+    expect(excerpt.truncated).toBe(false);
+  });
+
+  // A secret that starts before the cut must not leave any part of it behind.
+  test.each([1, 5, SECRET.length - 1])("redacts a secret cut %d characters in", (charsBeforeCut) => {
+    const body = Buffer.from("x".repeat(EXCERPT_BYTES - charsBeforeCut) + SECRET + "z".repeat(100));
+    const excerpt = buildBodyExcerpt(body.subarray(0, excerptReadBytes(forms) + 1), false, forms);
+    expect(excerpt.text).toBe("x".repeat(EXCERPT_BYTES - charsBeforeCut) + "[REDACTED]");
+    expect(excerpt.text).not.toContain(SECRET.slice(0, charsBeforeCut));
+  });
+
+  test("cuts by the original body when redaction shortens it", () => {
+    // Each redaction shortens the text, which must not pull a later secret's start into the excerpt.
+    const prefix = `${SECRET} `.repeat(10);
+    const filler = "x".repeat(EXCERPT_BYTES - prefix.length - 3);
+    const body = Buffer.from(prefix + filler + "abc" + "y".repeat(10) + SECRET);
+    const excerpt = buildBodyExcerpt(body.subarray(0, excerptReadBytes(forms) + 1), false, forms);
+    expect(excerpt.text).toBe("[REDACTED] ".repeat(10) + filler + "abc");
+    expect(excerpt.text).not.toContain(SECRET.slice(0, 5));
+  });
+
+  test("never splits a multi-byte character", () => {
+    const body = Buffer.from("x".repeat(EXCERPT_BYTES - 1) + "é".repeat(50));
+    const excerpt = buildBodyExcerpt(body.subarray(0, excerptReadBytes(forms) + 1), false, forms);
+    expect(excerpt.text).toBe("x".repeat(EXCERPT_BYTES - 1));
+    expect(excerpt.text).not.toContain("\uFFFD");
+  });
+});

@@ -1,0 +1,166 @@
+import { once } from "node:events";
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** One request that the gateway received. */
+export interface RecordedRequest {
+  method: string;
+  /** Path and query, as sent on the request line. */
+  url: string;
+  /** Header names in lower case. */
+  headers: IncomingHttpHeaders;
+  /** Header names and values as sent, alternating. */
+  rawHeaders: string[];
+  body: string;
+  /** Client port of the connection, to check whether connections were reused. */
+  remotePort: number;
+}
+
+/** How the gateway replies to one request. */
+export interface ScriptedReply {
+  /** HTTP status, 200 unless set. */
+  status?: number;
+  headers?: Record<string, string | string[]>;
+  /** Sent through `JSON.stringify` with `content-type: application/json`. */
+  json?: unknown;
+  /** Sent as is, in place of `json`. */
+  body?: string | Buffer;
+  /** Never reply, keeping the connection open. */
+  hang?: boolean;
+  /** Send the status, the headers and part of the body, then nothing more. */
+  hangBody?: boolean;
+  /** Send the status, the headers and part of the body, then destroy the connection. */
+  resetBody?: boolean;
+  /** Destroy the connection without a reply. */
+  reset?: boolean;
+}
+
+/** A fixed reply, or a function that builds the reply from the request. */
+export type ReplyScript = ScriptedReply | ((request: RecordedRequest) => ScriptedReply | Promise<ScriptedReply>);
+
+/**
+ * An HTTP server on 127.0.0.1 that replaces an SMS gateway in tests.
+ *
+ * It records every request and replies as each test scripts it, per path.
+ * Paths without a script get the default reply, which is 404 unless set.
+ */
+export class ScriptedGateway {
+  /** Every request received, in order of arrival. */
+  readonly requests: RecordedRequest[] = [];
+
+  private readonly routes = new Map<string, ReplyScript>();
+  private defaultReply: ReplyScript = { status: 404, json: { error: "no script for this path" } };
+
+  private constructor(private readonly server: Server) {}
+
+  /** Starts a gateway on a free loopback port. */
+  static async start(): Promise<ScriptedGateway> {
+    const server = createServer();
+    const gateway = new ScriptedGateway(server);
+    server.on("request", (request, response) => {
+      void gateway.handle(request, response);
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    return gateway;
+  }
+
+  /** Returns the URL of a path on this gateway, such as `http://127.0.0.1:41234/sms`. */
+  url(path = "/sms"): string {
+    const { port } = this.server.address() as AddressInfo;
+    return `http://127.0.0.1:${port}${path}`;
+  }
+
+  /** Sets the reply for requests to a path, compared without the query. */
+  on(path: string, reply: ReplyScript): this {
+    this.routes.set(path, reply);
+    return this;
+  }
+
+  /** Sets the reply for paths without their own script. */
+  otherwise(reply: ReplyScript): this {
+    this.defaultReply = reply;
+    return this;
+  }
+
+  /** Returns the recorded requests to a path, compared without the query. */
+  requestsTo(path: string): RecordedRequest[] {
+    return this.requests.filter((request) => pathOf(request.url) === path);
+  }
+
+  /** Closes the server and every open connection, including hanging ones. */
+  async close(): Promise<void> {
+    const closed = once(this.server, "close");
+    this.server.close();
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) {
+      chunks.push(chunk as Buffer);
+    }
+    const recorded: RecordedRequest = {
+      method: request.method ?? "",
+      url: request.url ?? "",
+      headers: request.headers,
+      rawHeaders: request.rawHeaders,
+      body: Buffer.concat(chunks).toString("utf8"),
+      remotePort: request.socket.remotePort ?? 0,
+    };
+    this.requests.push(recorded);
+
+    const script = this.routes.get(pathOf(recorded.url)) ?? this.defaultReply;
+    const reply = typeof script === "function" ? await script(recorded) : script;
+    if (reply.reset) {
+      request.socket.destroy();
+      return;
+    }
+    if (reply.hang) {
+      return;
+    }
+
+    const headers: Record<string, string | string[]> = { ...reply.headers };
+    let body: string | Buffer = "";
+    if (reply.body !== undefined) {
+      body = reply.body;
+    } else if (reply.json !== undefined) {
+      body = JSON.stringify(reply.json);
+      headers["content-type"] ??= "application/json";
+    }
+    if (reply.hangBody || reply.resetBody) {
+      // Announce more bytes than are sent, so the client waits for the rest.
+      response.writeHead(reply.status ?? 200, { ...headers, "content-length": String(body.length + 100) });
+      response.write(body);
+      if (reply.resetBody) {
+        setTimeout(() => request.socket.destroy(), 20);
+      }
+      return;
+    }
+    response.writeHead(reply.status ?? 200, headers);
+    response.end(body);
+  }
+}
+
+/** Returns a loopback URL on which nothing listens, for connection-refused tests. */
+export async function closedLoopbackUrl(path = "/sms"): Promise<string> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  await once(server, "close");
+  return `http://127.0.0.1:${port}${path}`;
+}
+
+function pathOf(url: string): string {
+  const query = url.indexOf("?");
+  return query === -1 ? url : url.slice(0, query);
+}
