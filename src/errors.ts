@@ -125,7 +125,7 @@ export class OutboundBlockedError extends Error {
     /** Request path of the URL, such as `integration.base_url`; empty when not yet known. */
     readonly field: string,
     readonly reason: OutboundBlockReason,
-    /** What is wrong and how to fix it, without the field name. */
+    /** Description of the problem and its fix, without the field name. */
     readonly problem: string,
     /** Facts for the `ErrorInfo` detail, such as `host`, `address` and `range`. */
     readonly metadata: Readonly<Record<string, string>>,

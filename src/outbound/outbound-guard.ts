@@ -62,10 +62,10 @@ export function outboundTargets(fields: IntegrationFields): OutboundTarget[] {
  * standard form. `OUTBOUND_ALLOW` entries lift the name and address rules
  * (see `OutboundAllowList`), never the scheme and user info rules.
  *
- * URLs are checked when an integration is saved and before each send, and
- * `connector` checks again when a connection opens and connects only to
- * the addresses it checked, so a DNS answer that changes between the check
- * and the connection (DNS rebinding) cannot reach a blocked address.
+ * URLs are checked when an integration is saved and before each send.
+ * `connector` checks again when a connection opens, and connects only to
+ * the addresses it checked. So a DNS record that changes between the check
+ * and the connection (DNS rebinding) cannot lead to a blocked address.
  */
 export class OutboundGuard {
   private readonly allowList: OutboundAllowList;
@@ -136,7 +136,7 @@ export class OutboundGuard {
         field,
         "OUTBOUND_HOST_BLOCKED",
         `host "${hostName}" ${blockedName.description}, and the SSRF guard blocks it. ` +
-          `For a gateway on a private network, add "${name}" to OUTBOUND_ALLOW.`,
+          `If it is a gateway on a private network you trust, add "${name}" to OUTBOUND_ALLOW.`,
         { host: hostName, rule: blockedName.rule },
       );
     }
@@ -150,7 +150,7 @@ export class OutboundGuard {
           field,
           "OUTBOUND_ADDRESS_BLOCKED",
           `host "${hostName}" resolves to ${address}, which is in the ${range} range that the SSRF guard blocks. ` +
-            `For a gateway on a private network, add "${name}" or ${address} to OUTBOUND_ALLOW.`,
+            `If it is a gateway on a private network you trust, add "${name}" or ${address} to OUTBOUND_ALLOW.`,
           { host: hostName, address, range },
         );
       }
@@ -175,7 +175,7 @@ export class OutboundGuard {
       field,
       "OUTBOUND_ADDRESS_BLOCKED",
       `address ${host} is in the ${range} range that the SSRF guard blocks. ` +
-        `For a gateway on a private network, add ${shown} to OUTBOUND_ALLOW.`,
+        `If it is a gateway on a private network you trust, add ${shown} to OUTBOUND_ALLOW.`,
       { host, address: shown, range },
     );
   }

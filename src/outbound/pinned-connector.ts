@@ -18,11 +18,11 @@ export interface ConnectionChecks {
  *
  * A host that is an IP address is checked before any socket exists. A
  * host name is resolved through the guard in place of Node.js's own
- * `dns.lookup`, so the socket connects only to the addresses the guard
- * returned, all checked, and a name whose DNS answer has changed to a
- * blocked address since the check before the send fails before the
- * socket connects. The host name is untouched: undici still sends it in
- * `Host` and as the TLS server name (SNI), and checks the certificate
+ * `dns.lookup`, so the socket connects only to the checked addresses that
+ * the guard returns. When the name has come to resolve to a blocked
+ * address since the check before the send, the connection fails before
+ * the socket connects. The host name itself is kept: undici still sends it
+ * in `Host` and as the TLS server name (SNI), and checks the certificate
  * against it.
  */
 export function pinnedConnector(

@@ -60,16 +60,20 @@ describe("OutboundAllowList.parse", () => {
 });
 
 describe("OUTBOUND_ALLOW setting", () => {
-  test("defaults to the empty list", () => {
-    const loaded = loadConfig([], {});
+  function allowEntries(argv: string[], env: Record<string, string>): readonly string[] {
+    const loaded = loadConfig(argv, env);
+    if (loaded.kind !== "run") {
+      throw new Error("expected a configuration");
+    }
+    return loaded.config.outboundAllow.entries;
+  }
 
-    expect(loaded.kind === "run" && loaded.config.outboundAllow.entries).toEqual([]);
+  test("defaults to the empty list", () => {
+    expect(allowEntries([], {})).toEqual([]);
   });
 
   test("flag beats environment", () => {
-    const loaded = loadConfig(["--outbound-allow", "192.168.0.0/16"], { OUTBOUND_ALLOW: "10.0.0.0/8" });
-
-    expect(loaded.kind === "run" && loaded.config.outboundAllow.entries).toEqual(["192.168.0.0/16"]);
+    expect(allowEntries(["--outbound-allow", "192.168.0.0/16"], { OUTBOUND_ALLOW: "10.0.0.0/8" })).toEqual(["192.168.0.0/16"]);
   });
 
   test("invalid entry fails start-up naming the setting", () => {

@@ -2,7 +2,7 @@ import { Code } from "@connectrpc/connect";
 import type { buildConnector } from "undici";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { ErrorInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
+import { BadRequestSchema, ErrorInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import type { Integration } from "../../src/domain/integration.js";
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
 import { OutboundBlockedError } from "../../src/errors.js";
@@ -183,6 +183,8 @@ function expectBlocked(error: unknown, expected: HostileCase, field: string): vo
   if (expected.range !== undefined) {
     expect(info?.metadata.range ?? info?.metadata.rule).toBe(expected.range);
   }
+  const violations = rpcError.findDetails(BadRequestSchema).flatMap((detail) => detail.fieldViolations);
+  expect(violations.map((violation) => violation.field)).toEqual(expected.code === Code.InvalidArgument ? [field] : []);
 }
 
 test("table has at least 40 hostile URLs", () => {

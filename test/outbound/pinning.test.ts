@@ -20,9 +20,9 @@ import { ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { SocketCounter } from "../helpers/socket-counter.js";
 import { StubResolver } from "../helpers/stub-resolver.js";
 
-// Every address in these tests is on loopback. 127.0.0.1 is allowed; 127.0.0.2
-// stands in for a blocked address, so a check that failed to block would still
-// not leave the machine, and the trap server there counts any connection.
+// Every address in these tests is on loopback. 127.0.0.1 is allowed, and 127.0.0.2
+// plays a blocked address: a check that failed to block would still not leave the
+// machine, and the trap server on 127.0.0.2 counts any connection.
 
 const message: SmsMessage = { to: "+15551234567", content: "hi" };
 const ALLOW_127_0_0_1 = OutboundAllowList.parse("127.0.0.1/32");
@@ -148,6 +148,29 @@ describe("pinned connection", () => {
     expect(error).toBeInstanceOf(OutboundBlockedError);
     expect(sockets.count).toBe(socketsBefore);
     expect(trapConnections).toBe(0);
+  });
+});
+
+describe("resolution before the send", () => {
+  test.each([
+    { name: "deadline", deadlineMs: 50, abort: false, failure: "timeout" },
+    { name: "caller cancel", deadlineMs: undefined, abort: true, failure: "canceled" },
+  ])("ends a stuck lookup on $name", async ({ deadlineMs, abort, failure }) => {
+    const stuck = { resolve: () => new Promise<never>(() => undefined) };
+    const guard = new OutboundGuard({ allowList: ALLOW_127_0_0_1, resolver: stuck });
+    const dispatcher = makeDispatcher({ outbound: guard });
+    const controller = new AbortController();
+    const options = { deadlineMs, signal: controller.signal };
+
+    const sending = gatewayErrorOf(dispatcher.send(makeIntegration(`http://stuck.gateway.test:${port}/sms`), message, options));
+    if (abort) {
+      controller.abort();
+    }
+    const error = await sending;
+    await dispatcher.close();
+
+    expect(error.info).toMatchObject({ failure, stage: "send", attempts: 0 });
+    expect(gateway.requests).toHaveLength(0);
   });
 });
 

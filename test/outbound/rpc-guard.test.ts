@@ -2,21 +2,21 @@ import { once } from "node:events";
 import { createServer, type Server } from "node:net";
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { ErrorInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import type { IntegrationSchema } from "../../gen/smsgateway/v1/integration_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { CLIENT_KINDS } from "../helpers/clients.js";
+import { CLIENT_KINDS, rejection } from "../helpers/clients.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 import { StubResolver } from "../helpers/stub-resolver.js";
 
 // The service runs with the tests' allow-list (127.0.0.1/32 and ::1/128) and a
-// stub resolver. 127.0.0.2 stands in for a blocked address at send time, so a
-// failed check would still not leave the machine; the trap there counts connections.
+// stub resolver. 127.0.0.2 plays a blocked address at send time, so a failed
+// check would still not leave the machine, and the trap on 127.0.0.2 counts connections.
 
 const resolver = new StubResolver();
 let service: TestService;
@@ -50,15 +50,6 @@ afterAll(async () => {
   await gateway.close();
   trap.close();
 });
-
-async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to fail");
-}
 
 function errorInfo(error: ConnectError) {
   const [info] = error.findDetails(ErrorInfoSchema);
