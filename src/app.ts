@@ -4,6 +4,8 @@ import { IntegrationService as IntegrationServiceDesc } from "../gen/smsgateway/
 import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_pb.js";
 import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { OutboundGuard } from "./outbound/outbound-guard.js";
+import type { Resolver } from "./outbound/resolver.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
@@ -20,20 +22,31 @@ export interface App {
   close(graceMs?: number): Promise<void>;
 }
 
+/** Dependencies that tests replace. */
+export interface AppOptions {
+  /** Resolves gateway host names for the SSRF guard; the operating system's resolver when unset. */
+  resolver?: Resolver;
+}
+
 const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
 /** Opens storage, builds the services and starts listening. */
-export async function startApp(config: Config, logger: Logger): Promise<App> {
+export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
   const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const outbound = new OutboundGuard({ allowList: config.outboundAllow, resolver: options.resolver });
+  if (config.outboundAllow.entries.length > 0) {
+    logger.info({ outboundAllow: config.outboundAllow.toString() }, "SSRF guard lets the OUTBOUND_ALLOW entries through");
+  }
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
     maxResponseBytes: config.maxReplyBytes,
     maxConnectionsPerOrigin: config.gatewayConnections,
     keepAliveTimeoutMs: config.gatewayKeepAliveMs,
+    outbound,
     logger,
   });
 
-  const integrations = new IntegrationService(store);
+  const integrations = new IntegrationService(store, outbound);
   const sms = new SmsService(integrations, dispatcher);
   const routes = connectRoutes(
     [

@@ -92,3 +92,54 @@ export class GatewayError extends Error {
     super(message, options);
   }
 }
+
+/**
+ * Stable reason codes of `OutboundBlockedError`, sent in the
+ * `smsgateway.v1.ErrorInfo` detail and listed in the README.
+ */
+export type OutboundBlockReason =
+  | "OUTBOUND_URL_INVALID"
+  | "OUTBOUND_SCHEME_BLOCKED"
+  | "OUTBOUND_USERINFO_BLOCKED"
+  | "OUTBOUND_HOST_BLOCKED"
+  | "OUTBOUND_ADDRESS_BLOCKED";
+
+/** Reasons that no setting can lift, because the URL itself is unusable. */
+const MALFORMED_URL_REASONS: ReadonlySet<OutboundBlockReason> = new Set([
+  "OUTBOUND_URL_INVALID",
+  "OUTBOUND_SCHEME_BLOCKED",
+  "OUTBOUND_USERINFO_BLOCKED",
+]);
+
+/**
+ * The SSRF guard refused a gateway URL (`base_url` or `auth_url`), when the
+ * integration was saved or before a request was sent. Nothing was sent.
+ *
+ * A malformed URL is INVALID_ARGUMENT; a host or address that the guard's
+ * rules block, which `OUTBOUND_ALLOW` could allow, is PERMISSION_DENIED.
+ */
+export class OutboundBlockedError extends Error {
+  override readonly name = "OutboundBlockedError";
+
+  constructor(
+    /** Request path of the URL, such as `integration.base_url`; empty when not yet known. */
+    readonly field: string,
+    readonly reason: OutboundBlockReason,
+    /** Description of the problem and its fix, without the field name. */
+    readonly problem: string,
+    /** Facts for the `ErrorInfo` detail, such as `host`, `address` and `range`. */
+    readonly metadata: Readonly<Record<string, string>>,
+  ) {
+    super(field === "" ? problem : `${field}: ${problem}`);
+  }
+
+  /** True when the URL is unusable whatever the settings. */
+  get malformed(): boolean {
+    return MALFORMED_URL_REASONS.has(this.reason);
+  }
+
+  /** Returns the same error naming `field`. */
+  withField(field: string): OutboundBlockedError {
+    return new OutboundBlockedError(field, this.reason, this.problem, this.metadata);
+  }
+}

@@ -4,6 +4,8 @@
  * written from this list.
  */
 
+import { OutboundAllowList } from "../outbound/allow-list.js";
+
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 /** The service's configuration after parsing, with units in the names. */
@@ -22,6 +24,8 @@ export interface Config {
   maxRequestBytes: number;
   gatewayConnections: number;
   gatewayKeepAliveMs: number;
+  /** Networks and host names that the SSRF guard lets through; empty by default. */
+  outboundAllow: OutboundAllowList;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -179,5 +183,15 @@ export const SETTINGS: readonly Setting[] = [
     unit: "ms",
     description: "How long an idle connection to a gateway stays open for reuse, unless the gateway asks for less.",
     parse: integerIn(1, 600_000),
+  },
+  {
+    key: "outboundAllow",
+    env: "OUTBOUND_ALLOW",
+    flag: "--outbound-allow",
+    defaultValue: "",
+    unit: "",
+    description:
+      "Comma-separated CIDRs and host names that base_url and auth_url may reach although the SSRF guard blocks them, for gateways on private networks, for example 10.0.0.0/8,sms.internal,127.0.0.1. A host name entry also allows every address it resolves to.",
+    parse: (raw) => OutboundAllowList.parse(raw),
   },
 ];

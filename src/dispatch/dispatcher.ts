@@ -2,7 +2,8 @@ import type { Logger } from "pino";
 import { Agent, type Dispatcher as UndiciDispatcher, request } from "undici";
 
 import type { Integration } from "../domain/integration.js";
-import { GatewayError, type GatewayStage } from "../errors.js";
+import { GatewayError, OutboundBlockedError, type GatewayStage } from "../errors.js";
+import { outboundField, outboundTargets, type OutboundGuard } from "../outbound/outbound-guard.js";
 import { readAuthReply } from "./auth-reply.js";
 import {
   closedError,
@@ -31,6 +32,8 @@ export interface DispatcherOptions {
   maxConnectionsPerOrigin: number;
   /** Time an idle connection stays open for reuse, in milliseconds. */
   keepAliveTimeoutMs: number;
+  /** The SSRF guard: checks the URLs before each send, and every connection through its connector. */
+  outbound: OutboundGuard;
   logger: Logger;
 }
 
@@ -89,6 +92,7 @@ interface Exchange {
  */
 export class Dispatcher {
   private readonly agent: Agent;
+  private readonly outbound: OutboundGuard;
   private readonly log: Logger;
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number;
@@ -98,11 +102,12 @@ export class Dispatcher {
     this.timeoutMs = options.timeoutMs;
     this.maxResponseBytes = options.maxResponseBytes;
     this.log = options.logger.child({ component: "dispatcher" });
+    this.outbound = options.outbound;
     this.agent = new Agent({
       connections: options.maxConnectionsPerOrigin,
       keepAliveTimeout: options.keepAliveTimeoutMs,
       keepAliveMaxTimeout: options.keepAliveTimeoutMs,
-      connect: { timeout: options.timeoutMs },
+      connect: options.outbound.connector({ timeout: options.timeoutMs }),
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
     });
@@ -143,6 +148,8 @@ export class Dispatcher {
           attempts: 0,
         });
       }
+
+      await this.checkOutbound(exchange, deadline);
 
       if (integration.authenticateByToken) {
         const token = await this.fetchToken(integration, deadline);
@@ -229,6 +236,10 @@ export class Dispatcher {
         bodyTimeout: remainingMs,
       });
     } catch (error) {
+      if (error instanceof OutboundBlockedError) {
+        // The connector checked the address again and refused to connect.
+        throw this.blocked(exchange, error.withField(outboundField(exchange.stage)));
+      }
       throw this.logged(exchange, this.transportFailure(exchange, deadline, error, 0));
     }
 
@@ -260,6 +271,38 @@ export class Dispatcher {
       // Keep the empty excerpt.
     }
     throw this.logged(exchange, statusError(context, status, response.headers, excerpt, Date.now()));
+  }
+
+  /**
+   * Checks `auth_url` and `base_url` with the SSRF guard before any request
+   * of the send, so that a blocked URL opens no socket.
+   *
+   * @throws OutboundBlockedError when a URL is blocked.
+   * @throws GatewayError when a host name does not resolve, or the send's
+   *   deadline passes while resolving.
+   */
+  private async checkOutbound(exchange: Exchange, deadline: SendDeadline): Promise<void> {
+    for (const target of outboundTargets(exchange.integration)) {
+      try {
+        await this.outbound.checkUrl(target.field, target.url, deadline.signal);
+      } catch (error) {
+        if (error instanceof OutboundBlockedError) {
+          throw this.blocked(exchange, error);
+        }
+        const context = requestContext({ ...exchange, stage: target.stage, url: target.url });
+        const outcome = { ended: deadline.ended, budgetMs: deadline.budgetMs, httpStatus: 0, attempts: 0 };
+        throw this.logged(exchange, transportError(context, error, outcome));
+      }
+    }
+  }
+
+  /** Logs a request that the SSRF guard blocked and returns the error for throwing. */
+  private blocked(exchange: Exchange, error: OutboundBlockedError): OutboundBlockedError {
+    this.log.warn(
+      { integrationId: exchange.integration.id, field: error.field, reason: error.reason, ...error.metadata },
+      "SSRF guard blocked a gateway request",
+    );
+    return error;
   }
 
   private transportFailure(

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   BadRequestSchema,
+  ErrorInfoSchema,
   GatewayErrorSchema,
   GatewayStage as GatewayStageProto,
 } from "../../gen/smsgateway/v1/errors_pb.js";
@@ -10,6 +11,7 @@ import {
   GatewayError,
   InvalidArgumentError,
   NotFoundError,
+  OutboundBlockedError,
   type GatewayFailure,
 } from "../errors.js";
 
@@ -62,6 +64,17 @@ export function toConnectError(error: unknown): ConnectError {
     };
     const metadata = info.retryAfterSeconds === undefined ? undefined : { "retry-after": String(info.retryAfterSeconds) };
     return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail], error);
+  }
+
+  if (error instanceof OutboundBlockedError) {
+    const metadata = { field: error.field, ...error.metadata };
+    const info = { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: error.reason, metadata }) };
+    if (error.malformed) {
+      const violations = [{ field: error.field, description: error.problem }];
+      const badRequest = { desc: BadRequestSchema, value: create(BadRequestSchema, { fieldViolations: violations }) };
+      return new ConnectError(error.message, Code.InvalidArgument, undefined, [badRequest, info], error);
+    }
+    return new ConnectError(error.message, Code.PermissionDenied, undefined, [info], error);
   }
 
   return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);

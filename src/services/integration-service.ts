@@ -13,9 +13,10 @@ import {
   type ListIntegrationsRequest,
   type ListIntegrationsResponse,
 } from "../../gen/smsgateway/v1/integration_service_pb.js";
-import type { Integration } from "../domain/integration.js";
+import type { Integration, IntegrationFields } from "../domain/integration.js";
 import { integrationIdProblem, validateIntegration } from "../domain/integration-validation.js";
 import { InvalidArgumentError, NotFoundError } from "../errors.js";
+import type { OutboundGuard } from "../outbound/outbound-guard.js";
 import type { CallContext } from "../rpc/call-context.js";
 import type { IntegrationStore } from "../store/integration-store.js";
 import { applyUpdate, fieldsFromMessage, toMessage } from "./integration-message.js";
@@ -26,7 +27,10 @@ const MAX_PAGE_SIZE = 1000;
 
 /** Implements `smsgateway.v1.IntegrationService`. */
 export class IntegrationService {
-  constructor(private readonly store: IntegrationStore) {}
+  constructor(
+    private readonly store: IntegrationStore,
+    private readonly outbound: OutboundGuard,
+  ) {}
 
   async configureIntegration(request: ConfigureIntegrationRequest, context: CallContext): Promise<ConfigureIntegrationResponse> {
     const input = request.integration;
@@ -39,7 +43,7 @@ export class IntegrationService {
       if (maskPaths.length > 0) {
         throw InvalidArgumentError.field("update_mask", "only valid when updating; set integration.id to the integration to update");
       }
-      const created = await this.store.create(validated(fieldsFromMessage(input)));
+      const created = await this.store.create(await this.accepted(fieldsFromMessage(input), context));
       context.log.info({ integrationId: created.id }, "integration created");
       return create(ConfigureIntegrationResponseSchema, { integration: toMessage(created), created: true });
     }
@@ -50,14 +54,14 @@ export class IntegrationService {
       if (!request.allowMissing) {
         throw new NotFoundError("integration", input.id);
       }
-      const created = await this.store.create(validated(fieldsFromMessage(input)), input.id);
+      const created = await this.store.create(await this.accepted(fieldsFromMessage(input), context), input.id);
       context.log.info({ integrationId: created.id }, "integration created");
       return create(ConfigureIntegrationResponseSchema, { integration: toMessage(created), created: true });
     }
 
     // NOTE: two concurrent partial updates of one integration can each read
     // the old row, and the later write wins for the fields both masks name.
-    const updated = await this.store.update(input.id, validated(applyUpdate(existing, input, maskPaths)));
+    const updated = await this.store.update(input.id, await this.accepted(applyUpdate(existing, input, maskPaths), context));
     context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
     return create(ConfigureIntegrationResponseSchema, { integration: toMessage(updated), created: false });
   }
@@ -98,6 +102,19 @@ export class IntegrationService {
     }
 
     return create(DeleteIntegrationResponseSchema, {});
+  }
+
+  /**
+   * Validates the fields of an integration about to be saved, then checks
+   * its URLs with the SSRF guard.
+   */
+  private async accepted<T extends IntegrationFields>(fields: T, context: CallContext): Promise<T> {
+    validated(fields);
+    const unresolved = await this.outbound.checkIntegration(fields);
+    for (const { field, host, code } of unresolved) {
+      context.log.info({ field, host, code }, "gateway host did not resolve; the check before each send will judge it");
+    }
+    return fields;
   }
 
   /** Returns the integration with the given id, or throws NOT_FOUND. */

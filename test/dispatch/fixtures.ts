@@ -6,6 +6,8 @@ import { expect } from "vitest";
 import type { Integration } from "../../src/domain/integration.js";
 import { GatewayError, InvalidArgumentError } from "../../src/errors.js";
 import { Dispatcher, type DispatcherOptions } from "../../src/dispatch/dispatcher.js";
+import { OutboundGuard } from "../../src/outbound/outbound-guard.js";
+import { LOOPBACK_ALLOW_LIST } from "../helpers/stub-resolver.js";
 
 export const API_KEY = "key-4f1c9a7e2b";
 export const SECRET_KEY = "sec-93bd0e6a51";
@@ -44,13 +46,14 @@ export function captureLogger(): { logger: Logger; lines: string[] } {
   return { logger: pino({ level: "debug" }, stream), lines };
 }
 
-/** Creates a dispatcher with test defaults and a silent logger. */
+/** Creates a dispatcher with test defaults, a silent logger, and an SSRF guard that allows loopback. */
 export function makeDispatcher(options: Partial<DispatcherOptions> = {}): Dispatcher {
   return new Dispatcher({
     timeoutMs: 5_000,
     maxResponseBytes: 1024 * 1024,
     maxConnectionsPerOrigin: 4,
     keepAliveTimeoutMs: 1_000,
+    outbound: new OutboundGuard({ allowList: LOOPBACK_ALLOW_LIST }),
     logger: pino({ level: "silent" }),
     ...options,
   });

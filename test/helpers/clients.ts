@@ -88,3 +88,13 @@ export const CLIENT_KINDS: readonly ClientKind[] = [
   connectKind("gRPC-Web over HTTP/2", (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "2" })),
   grpcJsKind,
 ];
+
+/** Awaits an RPC that must fail and returns its error as a ConnectError. */
+export async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await promise;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  throw new Error("expected the call to fail");
+}

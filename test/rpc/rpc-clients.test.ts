@@ -1,12 +1,12 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { BadRequestSchema, GatewayErrorSchema, GatewayStage } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { DateSource, SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { startLocalGateway } from "../../src/tools/local-gateway.js";
-import { CLIENT_KINDS } from "../helpers/clients.js";
+import { CLIENT_KINDS, rejection } from "../helpers/clients.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 
 let service: TestService;
@@ -37,15 +37,6 @@ afterAll(async () => {
     server.close();
   }
 });
-
-async function rejection(promise: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await promise;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe.each(CLIENT_KINDS)("$name", (kind) => {
   test("every RPC, from create to delete", async () => {
