@@ -4,6 +4,7 @@ import { IntegrationService as IntegrationServiceDesc } from "../gen/smsgateway/
 import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_pb.js";
 import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { SendGate } from "./flow/send-gate.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
@@ -16,6 +17,8 @@ export interface App {
   readonly server: RunningServer;
   /** Storage location for logs, with any password removed. */
   readonly storage: string;
+  /** Flow control of every send, whose `flowStates` reports each integration's circuit. */
+  readonly sendGate: SendGate;
   /** Stops taking calls, waits up to `graceMs` for calls in progress, then closes storage. */
   close(graceMs?: number): Promise<void>;
 }
@@ -33,8 +36,19 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     logger,
   });
 
+  const sendGate = new SendGate({
+    defaults: { sendConcurrency: config.sendConcurrency, sendRatePerSecond: config.sendRatePerSecond },
+    circuit: {
+      failureThreshold: config.circuitFailureThreshold,
+      openMs: config.circuitOpenMs,
+      halfOpenProbes: config.circuitHalfOpenProbes,
+    },
+    sendTimeoutMs: config.sendTimeoutMs,
+    logger,
+  });
+
   const integrations = new IntegrationService(store);
-  const sms = new SmsService(integrations, dispatcher);
+  const sms = new SmsService(integrations, dispatcher, sendGate);
   const routes = connectRoutes(
     [
       { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
@@ -60,6 +74,7 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
   return {
     server,
     storage: description,
+    sendGate,
     async close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
       await server.close(graceMs);
       await dispatcher.close();

@@ -1,0 +1,70 @@
+/**
+ * A token bucket: tokens refill continuously at `ratePerSecond` and each
+ * send takes one. The bucket holds one second's worth of tokens, and at
+ * least one, so a rate of 5 allows a burst of 5 and a rate of 0.5 a burst
+ * of 1.
+ *
+ * Times are milliseconds from a monotonic clock supplied by the caller, so
+ * the bucket needs no timers and tests can drive it.
+ */
+export class TokenBucket {
+  #ratePerSecond: number;
+  #capacity: number;
+  #tokens: number;
+  #updatedAtMs: number;
+
+  /** Creates a full bucket. `ratePerSecond` must be positive and finite. */
+  constructor(ratePerSecond: number, nowMs: number) {
+    this.#ratePerSecond = ratePerSecond;
+    this.#capacity = capacityFor(ratePerSecond);
+    this.#tokens = this.#capacity;
+    this.#updatedAtMs = nowMs;
+  }
+
+  get ratePerSecond(): number {
+    return this.#ratePerSecond;
+  }
+
+  /**
+   * Changes the rate from now on. Tokens earned so far are kept, cut to the
+   * new capacity, so lowering the rate never grants a new burst.
+   */
+  setRate(ratePerSecond: number, nowMs: number): void {
+    if (ratePerSecond === this.#ratePerSecond) {
+      return;
+    }
+    this.#refill(nowMs);
+    this.#ratePerSecond = ratePerSecond;
+    this.#capacity = capacityFor(ratePerSecond);
+    this.#tokens = Math.min(this.#tokens, this.#capacity);
+  }
+
+  /**
+   * Takes one token and returns 0, or, when none is available, takes nothing
+   * and returns the milliseconds until one is (at least 1).
+   */
+  tryTake(nowMs: number): number {
+    this.#refill(nowMs);
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil(((1 - this.#tokens) / this.#ratePerSecond) * 1000));
+  }
+
+  /** Returns true when a new bucket would behave the same: no token is missing. */
+  isFull(nowMs: number): boolean {
+    this.#refill(nowMs);
+    return this.#tokens >= this.#capacity;
+  }
+
+  #refill(nowMs: number): void {
+    const elapsedMs = Math.max(0, nowMs - this.#updatedAtMs);
+    this.#tokens = Math.min(this.#capacity, this.#tokens + (elapsedMs / 1000) * this.#ratePerSecond);
+    this.#updatedAtMs = Math.max(this.#updatedAtMs, nowMs);
+  }
+}
+
+function capacityFor(ratePerSecond: number): number {
+  return Math.max(1, ratePerSecond);
+}
