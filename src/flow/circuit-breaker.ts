@@ -4,12 +4,12 @@
  */
 export type CircuitState = "closed" | "open" | "half_open";
 
-/** How a finished send bears on the gateway's health; see `classifySendOutcome`. */
+/** Effect of a finished send on the circuit breaker, as `classifySendOutcome` decides it. */
 export type SendOutcome = "success" | "failure" | "ignored";
 
 /** Service-wide settings of every integration's circuit breaker. */
 export interface CircuitBreakerSettings {
-  /** Consecutive failures that open the circuit; 0 turns the breaker off. */
+  /** Consecutive failures that open the circuit, or 0 to turn the breaker off. */
   failureThreshold: number;
   /** Time an open circuit rejects every send before probes may pass, in milliseconds. */
   openMs: number;
@@ -19,13 +19,13 @@ export interface CircuitBreakerSettings {
 
 /** A send the breaker let through, to hand back to `record` with its outcome. */
 export interface CircuitPermit {
-  /** The breaker's generation at admission; outcomes of older generations are ignored. */
+  /** The breaker's generation at admission. Outcomes of older generations are ignored. */
   readonly generation: number;
   /** True when the send is a half-open probe. */
   readonly probe: boolean;
 }
 
-/** Why the breaker rejects a send now. */
+/** Reason the breaker rejects a send now. */
 export type CircuitRejection =
   | { state: "open"; /** Milliseconds until probes may pass, at least 1. */ remainingMs: number }
   | { state: "half_open"; /** Every probe slot is taken by a send in flight. */ probesInFlight: number };
@@ -36,8 +36,8 @@ export type CircuitTransition = "opened" | "closed" | "reopened";
 /**
  * A circuit breaker for one gateway.
  *
- * Closed, it lets every send through and counts consecutive failures; at
- * `failureThreshold` it opens. Open, it rejects every send for `openMs`.
+ * Closed, it lets every send through and counts consecutive failures, and
+ * it opens at `failureThreshold` of them. Open, it rejects every send for `openMs`.
  * Then it is half-open and lets up to `halfOpenProbes` sends through at
  * once as probes: the first probe that succeeds closes it, the first that
  * fails opens it again for another `openMs`.
@@ -64,7 +64,7 @@ export class CircuitBreaker {
     return nowMs < this.#openedAtMs + this.settings.openMs ? "open" : "half_open";
   }
 
-  /** Consecutive failures counted while closed; the count that opened it while open. */
+  /** Consecutive failures counted while closed, or the count that opened the circuit while open. */
   get consecutiveFailures(): number {
     return this.#consecutiveFailures;
   }

@@ -38,9 +38,9 @@ export function rateLimitError(integrationId: string, limits: SendLimits, retryD
 
 /**
  * Builds the error for a send rejected by the integration's circuit breaker.
- * While open, the delay is the rest of the cool-down; while half-open with
- * every probe slot taken, it is `probeDelayMs`, an estimate of when a probe
- * finishes.
+ * While the circuit is open, the retry delay is the rest of the cool-down.
+ * While it is half-open with every probe slot taken, the delay is
+ * `probeDelayMs`, an estimate of when a probe finishes.
  */
 export function circuitOpenError(
   integrationId: string,

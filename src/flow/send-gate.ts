@@ -22,7 +22,7 @@ export interface SendGateOptions {
   /** `SEND_TIMEOUT_MS`, to tell a gateway timeout from one a shorter caller deadline caused. */
   sendTimeoutMs: number;
   logger: Logger;
-  /** Monotonic clock in milliseconds; `performance.now` unless a test drives time. */
+  /** Monotonic clock in milliseconds, `performance.now` unless a test drives time. */
   now?: () => number;
 }
 
@@ -36,7 +36,7 @@ export interface GateSendOptions {
 export interface IntegrationFlowState {
   integrationId: string;
   circuit: CircuitState;
-  /** Consecutive failures counted while closed; the count that opened it while open. */
+  /** Consecutive failures counted while closed, or the count that opened the circuit while open. */
   consecutiveFailures: number;
   /** Milliseconds until probes may pass, 0 unless the circuit is open. */
   circuitOpenRemainingMs: number;
@@ -47,7 +47,7 @@ export interface IntegrationFlowState {
 /** An integration that has been idle this long, with nothing pending, is forgotten. */
 export const IDLE_ENTRY_MS = 60_000;
 
-/** Time between sweeps for idle entries; a sweep walks every entry. */
+/** Time between sweeps for idle entries, because a sweep walks every entry. */
 const SWEEP_INTERVAL_MS = 10_000;
 
 /** Retry delay for CONCURRENCY_LIMIT before any send of the integration has finished. */
@@ -80,14 +80,14 @@ interface GateEntry {
  * checks run in this order and the first that rejects wins: circuit
  * breaker, concurrency, rate. Nothing is taken unless every check passes.
  *
- * State is per process and per integration id, in a map from which entries
- * are dropped once they have been idle for `IDLE_ENTRY_MS` with no send in
- * flight, no open cool-down and a full token bucket. Such an entry only
- * forgets a failure count below the threshold or a half-open state, which
- * then starts over as closed. The map therefore holds the integrations
- * active in the last minute plus those with an open circuit. Limits are
- * read from the integration on every send, so a change applies to the next
- * one.
+ * State is per process and per integration id, in a map. An entry is
+ * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight,
+ * no open cool-down and a full token bucket. Dropping it loses at most a
+ * failure count below the threshold or a half-open state, so the
+ * integration starts over with a closed circuit. The map therefore contains
+ * only integrations active in the last minute, or with a send in flight, an
+ * open circuit or a token bucket still refilling. Limits are read from the
+ * integration on every send, so a change applies to the next one.
  */
 export class SendGate {
   readonly #entries = new Map<string, GateEntry>();
@@ -111,7 +111,7 @@ export class SendGate {
    * Runs `send` for `integration` if its limits and circuit allow, and
    * records the outcome.
    *
-   * @throws FlowLimitError when a limit or the circuit rejects the send;
+   * @throws FlowLimitError when a limit or the circuit rejects the send.
    *   `send` is not called then.
    * @throws whatever `send` throws.
    */
@@ -138,7 +138,7 @@ export class SendGate {
     }
   }
 
-  /** Returns the flow-control state of each integration in the map; an integration not listed is closed and idle. */
+  /** Returns the flow-control state of each integration in the map. An integration not listed is closed and idle. */
   flowStates(): IntegrationFlowState[] {
     const nowMs = this.#now();
     return [...this.#entries].map(([integrationId, entry]) => {
@@ -193,7 +193,7 @@ export class SendGate {
     entry.lastActiveMs = nowMs;
     const permit = entry.breaker.admit(nowMs);
     if (permit.probe) {
-      this.#log.info({ integrationId, probesInFlight: entry.breaker.probesInFlight }, "circuit half-open; probe send let through");
+      this.#log.info({ integrationId, probesInFlight: entry.breaker.probesInFlight }, "probe send let through the half-open circuit");
     }
     return permit;
   }
@@ -206,7 +206,7 @@ export class SendGate {
     if (entry.bucket === undefined) {
       return new TokenBucket(ratePerSecond, nowMs);
     }
-    entry.bucket.setRate(ratePerSecond, nowMs);
+    entry.bucket.setRate(ratePerSecond);
     return entry.bucket;
   }
 
@@ -229,11 +229,11 @@ export class SendGate {
     const transition = entry.breaker.record(permit, outcome, nowMs);
     const fields = { integrationId, consecutiveFailures: entry.breaker.consecutiveFailures, openMs: this.#circuit.openMs };
     if (transition === "opened") {
-      this.#log.warn(fields, "circuit opened; sends fail fast with UNAVAILABLE until the cool-down ends");
+      this.#log.warn(fields, "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends");
     } else if (transition === "reopened") {
-      this.#log.warn(fields, "circuit opened again after a failed probe send");
+      this.#log.warn(fields, "circuit opened again because a probe send failed");
     } else if (transition === "closed") {
-      this.#log.info({ integrationId }, "circuit closed after a successful probe send");
+      this.#log.info({ integrationId }, "circuit closed because a probe send succeeded");
     }
   }
 

@@ -13,7 +13,7 @@ import type { SendOutcome } from "./circuit-breaker.js";
  *   a token reply without a token. The caller or the integration must
  *   change something, but the gateway is up. A send that returns is a
  *   success too, which the caller records without calling this.
- * - `ignored`: the outcome says nothing about the gateway. No request was
+ * - `ignored`: the outcome tells nothing about the gateway's health. No request was
  *   made (`attempts` 0, as after shutdown or a deadline that passed before
  *   the first request), the caller canceled, or the error is our own, such
  *   as an invalid passthrough header or a bug.

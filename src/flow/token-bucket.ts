@@ -1,7 +1,7 @@
 /**
  * A token bucket: tokens refill continuously at `ratePerSecond` and each
- * send takes one. The bucket holds one second's worth of tokens, and at
- * least one, so a rate of 5 allows a burst of 5 and a rate of 0.5 a burst
+ * send takes one. The bucket has room for one second's worth of tokens,
+ * and at least one, so a rate of 5 allows a burst of 5 and a rate of 0.5 a burst
  * of 1.
  *
  * Times are milliseconds from a monotonic clock supplied by the caller, so
@@ -26,14 +26,11 @@ export class TokenBucket {
   }
 
   /**
-   * Changes the rate from now on. Tokens earned so far are kept, cut to the
-   * new capacity, so lowering the rate never grants a new burst.
+   * Changes the rate. The time since the last refill is credited at the new
+   * rate, so a raised rate applies to the next send at once, and tokens are
+   * cut to the new capacity, so a lowered rate never grants a new burst.
    */
-  setRate(ratePerSecond: number, nowMs: number): void {
-    if (ratePerSecond === this.#ratePerSecond) {
-      return;
-    }
-    this.#refill(nowMs);
+  setRate(ratePerSecond: number): void {
     this.#ratePerSecond = ratePerSecond;
     this.#capacity = capacityFor(ratePerSecond);
     this.#tokens = Math.min(this.#tokens, this.#capacity);

@@ -30,6 +30,8 @@ export class SmsService {
     const integration = await this.integrations.load(request.integrationId, "integration_id");
     const message = { to: request.to, content: request.content, sender: request.sender, passthrough: request.passthrough };
     const deadlineMs = context.timeoutMs();
+    // NOTE: the dispatcher validates the passthrough fields after the gate
+    // admitted the send, so an invalid passthrough still takes a rate token.
     const result = await this.gate.run(integration, { deadlineMs }, () =>
       this.dispatcher.send(integration, message, { signal: context.signal, deadlineMs }),
     );
