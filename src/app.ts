@@ -6,6 +6,7 @@ import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { OutboundGuard } from "./outbound/outbound-guard.js";
 import type { Resolver } from "./outbound/resolver.js";
+import { SendGate } from "./flow/send-gate.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
@@ -18,6 +19,8 @@ export interface App {
   readonly server: RunningServer;
   /** Storage location for logs, with any password removed. */
   readonly storage: string;
+  /** Flow control of every send, whose `flowStates` reports each integration's circuit. */
+  readonly sendGate: SendGate;
   /** Stops taking calls, waits up to `graceMs` for calls in progress, then closes storage. */
   close(graceMs?: number): Promise<void>;
 }
@@ -46,8 +49,19 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     logger,
   });
 
+  const sendGate = new SendGate({
+    defaults: { sendConcurrency: config.sendConcurrency, sendRatePerSecond: config.sendRatePerSecond },
+    circuit: {
+      failureThreshold: config.circuitFailureThreshold,
+      openMs: config.circuitOpenMs,
+      halfOpenProbes: config.circuitHalfOpenProbes,
+    },
+    sendTimeoutMs: config.sendTimeoutMs,
+    logger,
+  });
+
   const integrations = new IntegrationService(store, outbound);
-  const sms = new SmsService(integrations, dispatcher);
+  const sms = new SmsService(integrations, dispatcher, sendGate);
   const routes = connectRoutes(
     [
       { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
@@ -73,6 +87,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   return {
     server,
     storage: description,
+    sendGate,
     async close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
       await server.close(graceMs);
       await dispatcher.close();

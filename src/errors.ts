@@ -143,3 +143,33 @@ export class OutboundBlockedError extends Error {
     return new OutboundBlockedError(field, this.reason, this.problem, this.metadata);
   }
 }
+
+/** Flow control that rejected a send, as the stable `ErrorInfo.reason` callers see. */
+export type FlowLimitReason = "CONCURRENCY_LIMIT" | "RATE_LIMITED" | "CIRCUIT_OPEN";
+
+export interface FlowLimitInfo {
+  reason: FlowLimitReason;
+  integrationId: string;
+  /** The limit that applied: sends in flight, sends per second, or consecutive failures that open the circuit. */
+  limit: string;
+  /** Time to wait before trying again, in milliseconds, at least 1. */
+  retryDelayMs: number;
+  /** More facts for `ErrorInfo.metadata`, with snake_case keys. */
+  metadata?: Record<string, string>;
+}
+
+/**
+ * A send that flow control rejected before any request reached the gateway.
+ * CONCURRENCY_LIMIT and RATE_LIMITED become RESOURCE_EXHAUSTED, CIRCUIT_OPEN
+ * UNAVAILABLE, each with the retry delay.
+ */
+export class FlowLimitError extends Error {
+  override readonly name = "FlowLimitError";
+
+  constructor(
+    message: string,
+    readonly info: FlowLimitInfo,
+  ) {
+    super(message);
+  }
+}

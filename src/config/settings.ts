@@ -1,3 +1,5 @@
+import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from "../flow/flow-limits.js";
+
 /**
  * Every setting of the service, in one table: its environment variable, its
  * flag, its default and unit. `--help` and the README's settings table are
@@ -26,6 +28,13 @@ export interface Config {
   gatewayKeepAliveMs: number;
   /** Networks and host names that the SSRF guard lets through; empty by default. */
   outboundAllow: OutboundAllowList;
+  sendConcurrency: number;
+  /** 0 means no rate limit. */
+  sendRatePerSecond: number;
+  /** 0 turns the circuit breaker off. */
+  circuitFailureThreshold: number;
+  circuitOpenMs: number;
+  circuitHalfOpenProbes: number;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -52,6 +61,15 @@ function integerIn(min: number, max: number): (raw: string) => number {
     }
     return value;
   };
+}
+
+/** Parses 0 (no limit) or a decimal rate from MIN_SENDS_PER_SECOND to MAX_SENDS_PER_SECOND. */
+function sendRate(raw: string): number {
+  const value = Number(raw);
+  if (!/^\d+(\.\d+)?$/.test(raw.trim()) || (value !== 0 && (value < MIN_SENDS_PER_SECOND || value > MAX_SENDS_PER_SECOND))) {
+    throw new Error(`expected 0 for no limit, or a number from ${MIN_SENDS_PER_SECOND} to ${MAX_SENDS_PER_SECOND}`);
+  }
+  return value;
 }
 
 function text(raw: string): string {
@@ -193,5 +211,50 @@ export const SETTINGS: readonly Setting[] = [
     description:
       "Comma-separated CIDRs and host names that base_url and auth_url may reach although the SSRF guard blocks them, for gateways on private networks, for example 10.0.0.0/8,sms.internal,127.0.0.1. A host name entry also allows every address it resolves to.",
     parse: (raw) => OutboundAllowList.parse(raw),
+  },
+  {
+    key: "sendConcurrency",
+    env: "SEND_CONCURRENCY",
+    flag: "--send-concurrency",
+    defaultValue: "64",
+    unit: "sends",
+    description: "Maximum sends in flight per integration whose max_concurrent_sends is 0; further sends fail fast with RESOURCE_EXHAUSTED.",
+    parse: integerIn(1, MAX_CONCURRENT_SENDS),
+  },
+  {
+    key: "sendRatePerSecond",
+    env: "SEND_RATE_PER_SECOND",
+    flag: "--send-rate-per-second",
+    defaultValue: "0",
+    unit: "sends/s",
+    description: "Maximum sends per second per integration whose max_sends_per_second is 0, with bursts of one second's worth; 0 means no limit.",
+    parse: sendRate,
+  },
+  {
+    key: "circuitFailureThreshold",
+    env: "CIRCUIT_FAILURE_THRESHOLD",
+    flag: "--circuit-failure-threshold",
+    defaultValue: "5",
+    unit: "failures",
+    description: "Consecutive gateway failures (5xx, connection failures, timeouts) that open an integration's circuit; 0 turns the breaker off.",
+    parse: integerIn(0, 10_000),
+  },
+  {
+    key: "circuitOpenMs",
+    env: "CIRCUIT_OPEN_MS",
+    flag: "--circuit-open-ms",
+    defaultValue: "30000",
+    unit: "ms",
+    description: "How long an open circuit rejects every send with UNAVAILABLE before letting probe sends through.",
+    parse: integerIn(1, 3_600_000),
+  },
+  {
+    key: "circuitHalfOpenProbes",
+    env: "CIRCUIT_HALF_OPEN_PROBES",
+    flag: "--circuit-half-open-probes",
+    defaultValue: "1",
+    unit: "sends",
+    description: "Probe sends let through at once after the cool-down; a success closes the circuit, a failure opens it again.",
+    parse: integerIn(1, 10_000),
   },
 ];

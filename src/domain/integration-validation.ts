@@ -1,4 +1,5 @@
 import type { FieldViolation } from "../errors.js";
+import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from "../flow/flow-limits.js";
 import { headerNameProblem, headerValueProblem } from "./http-header.js";
 import type { IntegrationFields } from "./integration.js";
 
@@ -39,6 +40,8 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
   add("default_sender", senderProblem(fields.defaultSender));
   add("id_path", dotPathProblem(fields.idPath));
   add("date_path", dotPathProblem(fields.datePath));
+  add("max_concurrent_sends", concurrencyLimitProblem(fields.maxConcurrentSends));
+  add("max_sends_per_second", rateLimitProblem(fields.maxSendsPerSecond));
 
   if (fields.secretKeyHeader !== "" || fields.secretKey !== "") {
     add("secret_key_header", requiredHeaderNameProblem(fields.secretKeyHeader, "required when secret_key is set"));
@@ -119,6 +122,27 @@ function senderProblem(value: string): string | null {
     return "contains control characters";
   }
   return null;
+}
+
+function concurrencyLimitProblem(value: number): string | null {
+  if (Number.isInteger(value) && value >= 0 && value <= MAX_CONCURRENT_SENDS) {
+    return null;
+  }
+  return (
+    `${value} is out of range: use 0 for the service default (SEND_CONCURRENCY), ` +
+    `or a whole number of sends in flight from 1 to ${MAX_CONCURRENT_SENDS}`
+  );
+}
+
+function rateLimitProblem(value: number): string | null {
+  if (value === 0 || (value >= MIN_SENDS_PER_SECOND && value <= MAX_SENDS_PER_SECOND)) {
+    return null;
+  }
+  const problem = Number.isFinite(value) ? "is out of range" : "is not a finite number";
+  return (
+    `${value} ${problem}: use 0 for the service default (SEND_RATE_PER_SECOND), ` +
+    `or a number of sends per second from ${MIN_SENDS_PER_SECOND} to ${MAX_SENDS_PER_SECOND}`
+  );
 }
 
 /** Checks a dot path such as `data.id` or `messages.0.id`. */

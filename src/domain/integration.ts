@@ -19,6 +19,10 @@ export interface Integration {
   authenticateByToken: boolean;
   authUrl: string;
   tokenKey: string;
+  /** Maximum sends in flight at once; 0 means the service default (`SEND_CONCURRENCY`). */
+  maxConcurrentSends: number;
+  /** Maximum sends per second; 0 means the service default (`SEND_RATE_PER_SECOND`). */
+  maxSendsPerSecond: number;
   createTime: Date;
   updateTime: Date;
 }

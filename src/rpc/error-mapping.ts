@@ -1,13 +1,16 @@
 import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   BadRequestSchema,
   ErrorInfoSchema,
   GatewayErrorSchema,
+  RetryInfoSchema,
   GatewayStage as GatewayStageProto,
 } from "../../gen/smsgateway/v1/errors_pb.js";
 import {
   AlreadyExistsError,
+  FlowLimitError,
   GatewayError,
   InvalidArgumentError,
   NotFoundError,
@@ -77,7 +80,28 @@ export function toConnectError(error: unknown): ConnectError {
     return new ConnectError(error.message, Code.PermissionDenied, undefined, [info], error);
   }
 
+  if (error instanceof FlowLimitError) {
+    return flowLimitConnectError(error);
+  }
+
   return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);
+}
+
+/**
+ * Converts a flow-control rejection: RESOURCE_EXHAUSTED, or UNAVAILABLE for
+ * an open circuit, with `ErrorInfo` and `RetryInfo` details and the delay
+ * in whole seconds, rounded up, in a `retry-after` header.
+ */
+function flowLimitConnectError(error: FlowLimitError): ConnectError {
+  const { info } = error;
+  const metadata = { integration_id: info.integrationId, limit: info.limit, ...info.metadata };
+  const details = [
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: info.reason, metadata }) },
+    { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(info.retryDelayMs) }) },
+  ];
+  const code = info.reason === "CIRCUIT_OPEN" ? Code.Unavailable : Code.ResourceExhausted;
+  const headers = { "retry-after": String(Math.ceil(info.retryDelayMs / 1000)) };
+  return new ConnectError(error.message, code, headers, details, error);
 }
 
 /** Codes that mean the service itself failed, logged at error level. */

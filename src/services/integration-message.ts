@@ -28,6 +28,8 @@ const MASKABLE_FIELDS: Record<string, FieldKey> = {
   authenticate_by_token: "authenticateByToken",
   auth_url: "authUrl",
   token_key: "tokenKey",
+  max_concurrent_sends: "maxConcurrentSends",
+  max_sends_per_second: "maxSendsPerSecond",
 };
 
 /** Reads the settable fields of a request message, filling in the default paths. */
@@ -45,6 +47,8 @@ export function fieldsFromMessage(message: IntegrationMessage): IntegrationField
     authenticateByToken: message.authenticateByToken,
     authUrl: message.authUrl.trim(),
     tokenKey: message.tokenKey.trim(),
+    maxConcurrentSends: message.maxConcurrentSends,
+    maxSendsPerSecond: message.maxSendsPerSecond,
   };
 }
 
@@ -98,6 +102,8 @@ export function toMessage(integration: Integration): IntegrationMessage {
     authenticateByToken: integration.authenticateByToken,
     authUrl: integration.authUrl,
     tokenKey: integration.tokenKey,
+    maxConcurrentSends: integration.maxConcurrentSends,
+    maxSendsPerSecond: integration.maxSendsPerSecond,
     apiKeyHint: secretHint(integration.apiKey),
     secretKeyHint: secretHint(integration.secretKey),
     createTime: timestampFromDate(integration.createTime),

@@ -8,6 +8,7 @@ import {
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
+import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import type { IntegrationService } from "./integration-service.js";
 
@@ -20,16 +21,19 @@ export class SmsService {
   constructor(
     private readonly integrations: IntegrationService,
     private readonly dispatcher: Dispatcher,
+    private readonly gate: SendGate,
   ) {}
 
   async sendSms(request: SendSmsRequest, context: CallContext): Promise<SendSmsResponse> {
     validateSendRequest(request);
 
     const integration = await this.integrations.load(request.integrationId, "integration_id");
-    const result = await this.dispatcher.send(
-      integration,
-      { to: request.to, content: request.content, sender: request.sender, passthrough: request.passthrough },
-      { signal: context.signal, deadlineMs: context.timeoutMs() },
+    const message = { to: request.to, content: request.content, sender: request.sender, passthrough: request.passthrough };
+    const deadlineMs = context.timeoutMs();
+    // NOTE: the dispatcher validates the passthrough fields after the gate
+    // admitted the send, so an invalid passthrough still takes a rate token.
+    const result = await this.gate.run(integration, { deadlineMs }, () =>
+      this.dispatcher.send(integration, message, { signal: context.signal, deadlineMs }),
     );
 
     return create(SendSmsResponseSchema, {

@@ -23,6 +23,10 @@ export interface IntegrationRow {
   authenticate_by_token: number;
   auth_url: string;
   token_key: string;
+  /** 0 means the service default; added by migration `0002_integration_limits`. */
+  max_concurrent_sends: number;
+  /** 0 means the service default; REAL on SQLite, DOUBLE PRECISION on PostgreSQL. */
+  max_sends_per_second: number;
   /** ISO-8601 in UTC with milliseconds (`2026-01-02T03:04:05.678Z`), so text order is time order. */
   create_time: string;
   /** Same format as `create_time`. */

@@ -66,6 +66,8 @@ export function toFieldColumns(fields: IntegrationFields): IntegrationFieldColum
     authenticate_by_token: fields.authenticateByToken ? 1 : 0,
     auth_url: fields.authUrl,
     token_key: fields.tokenKey,
+    max_concurrent_sends: fields.maxConcurrentSends,
+    max_sends_per_second: fields.maxSendsPerSecond,
   };
 }
 
@@ -90,6 +92,8 @@ export function fromRow(row: IntegrationRow): StoredIntegration {
     authenticateByToken: row.authenticate_by_token === 1,
     authUrl: row.auth_url,
     tokenKey: row.token_key,
+    maxConcurrentSends: row.max_concurrent_sends,
+    maxSendsPerSecond: row.max_sends_per_second,
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     version: row.version,

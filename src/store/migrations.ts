@@ -49,6 +49,26 @@ async function createIntegrationsTable(db: Kysely<unknown>, engine: StoreEngine)
 }
 
 /**
+ * Adds the per-integration flow-control limits, 0 (the service default) on
+ * existing rows. SQLite's STRICT tables know REAL, PostgreSQL calls the same
+ * 8-byte float DOUBLE PRECISION.
+ */
+async function addIntegrationLimits(db: Kysely<unknown>, engine: StoreEngine): Promise<void> {
+  await db.schema
+    .alterTable("integrations")
+    .addColumn("max_concurrent_sends", "integer", (column) =>
+      column.notNull().defaultTo(0).check(sql`max_concurrent_sends >= 0`),
+    )
+    .execute();
+  await db.schema
+    .alterTable("integrations")
+    .addColumn("max_sends_per_second", engine === "postgres" ? "double precision" : "real", (column) =>
+      column.notNull().defaultTo(0).check(sql`max_sends_per_second >= 0`),
+    )
+    .execute();
+}
+
+/**
  * Builds the provider of the store's migrations, defined in code so the
  * service needs no migration files next to it at run time.
  *
@@ -63,6 +83,9 @@ export function createMigrationProvider(engine: StoreEngine, schema?: string): M
   const migrations: Record<string, Migration> = {
     "0001_create_integrations": {
       up: (db) => createIntegrationsTable(scoped(db), engine),
+    },
+    "0002_integration_limits": {
+      up: (db) => addIntegrationLimits(scoped(db), engine),
     },
   };
 

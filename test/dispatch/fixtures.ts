@@ -28,6 +28,8 @@ export function makeIntegration(baseUrl: string, overrides: Partial<Integration>
     authenticateByToken: false,
     authUrl: "",
     tokenKey: "",
+    maxConcurrentSends: 0,
+    maxSendsPerSecond: 0,
     createTime: new Date("2026-01-01T00:00:00Z"),
     updateTime: new Date("2026-01-01T00:00:00Z"),
     ...overrides,

@@ -17,6 +17,8 @@ export function sampleFields(overrides: Partial<IntegrationFields> = {}): Integr
     authenticateByToken: false,
     authUrl: "",
     tokenKey: "",
+    maxConcurrentSends: 0,
+    maxSendsPerSecond: 0,
     ...overrides,
   };
 }

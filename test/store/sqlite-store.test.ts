@@ -5,6 +5,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, describe, expect, test } from "vitest";
 
+import { createMigrationProvider } from "../../src/store/migrations.js";
 import { openStore } from "../../src/store/open-store.js";
 import { StorageError } from "../../src/store/storage-error.js";
 import { capturingLogger, silentLogger } from "./integration-fixtures.js";
@@ -90,16 +91,20 @@ describe("SQLite store opening", () => {
     );
   });
 
-  test("logs the applied migration once", async () => {
+  test("logs each applied migration once", async () => {
     const dataDir = await tempDir();
     const { logger, lines } = capturingLogger();
 
     await (await openStore({ dataDir, logger })).store.close();
     await (await openStore({ dataDir, logger })).store.close();
 
-    const applied = lines.filter((line) => line.includes("applied database migration"));
-    expect(applied).toHaveLength(1);
-    expect(applied[0]).toContain("0001_create_integrations");
+    const applied = lines
+      .map((line) => JSON.parse(line) as { msg: string; migration?: string })
+      .filter((line) => line.msg === "applied database migration")
+      .map((line) => line.migration);
+    const defined = Object.keys(await createMigrationProvider("sqlite").getMigrations()).sort();
+    expect(applied).toEqual(defined);
+    expect(applied[0]).toBe("0001_create_integrations");
   });
 
   test("rejects a data directory that is a file", async () => {

@@ -111,6 +111,21 @@ export function describeStoreContract(name: string, makeLocation: () => Promise<
       expect(read).toEqual(created);
     });
 
+    test("flow limits round-trip", async () => {
+      const limits = { maxConcurrentSends: 10_000, maxSendsPerSecond: 0.1 + 0.2 };
+      await store.create(sampleFields(limits), "limited");
+      await store.update("limited", sampleFields({ maxConcurrentSends: 3, maxSendsPerSecond: 2.5 }));
+      await store.create(sampleFields(limits), "limited-2");
+
+      const updated = await store.get("limited");
+      const created = await store.get("limited-2");
+
+      expect(updated?.maxConcurrentSends).toBe(3);
+      expect(updated?.maxSendsPerSecond).toBe(2.5);
+      expect(created?.maxConcurrentSends).toBe(10_000);
+      expect(created?.maxSendsPerSecond).toBe(0.1 + 0.2);
+    });
+
     test("boolean false round-trips", async () => {
       await store.create(sampleFields({ authenticateByToken: false }), "plain");
 

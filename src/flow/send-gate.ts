@@ -1,0 +1,260 @@
+import { performance } from "node:perf_hooks";
+
+import type { Logger } from "pino";
+
+import type { Integration } from "../domain/integration.js";
+import {
+  CircuitBreaker,
+  type CircuitBreakerSettings,
+  type CircuitPermit,
+  type CircuitState,
+  type SendOutcome,
+} from "./circuit-breaker.js";
+import { resolveSendLimits, type FlowDefaults, type SendLimits } from "./flow-limits.js";
+import { circuitOpenError, concurrencyLimitError, rateLimitError } from "./flow-rejection.js";
+import { classifySendOutcome } from "./send-outcome.js";
+import { TokenBucket } from "./token-bucket.js";
+
+/** Settings of a `SendGate`. The config module owns their defaults. */
+export interface SendGateOptions {
+  defaults: FlowDefaults;
+  circuit: CircuitBreakerSettings;
+  /** `SEND_TIMEOUT_MS`, to tell a gateway timeout from one a shorter caller deadline caused. */
+  sendTimeoutMs: number;
+  logger: Logger;
+  /** Monotonic clock in milliseconds, `performance.now` unless a test drives time. */
+  now?: () => number;
+}
+
+/** Per-send options of `SendGate.run`. */
+export interface GateSendOptions {
+  /** The caller's deadline in milliseconds, as the dispatcher gets it. */
+  deadlineMs?: number;
+}
+
+/** Flow-control state of one integration, for metrics and diagnostics. */
+export interface IntegrationFlowState {
+  integrationId: string;
+  circuit: CircuitState;
+  /** Consecutive failures counted while closed, or the count that opened the circuit while open. */
+  consecutiveFailures: number;
+  /** Milliseconds until probes may pass, 0 unless the circuit is open. */
+  circuitOpenRemainingMs: number;
+  /** Sends in flight, probes included. */
+  inFlight: number;
+}
+
+/** An integration that has been idle this long, with nothing pending, is forgotten. */
+export const IDLE_ENTRY_MS = 60_000;
+
+/** Time between sweeps for idle entries, because a sweep walks every entry. */
+const SWEEP_INTERVAL_MS = 10_000;
+
+/** Retry delay for CONCURRENCY_LIMIT before any send of the integration has finished. */
+const INITIAL_SEND_ESTIMATE_MS = 100;
+
+/** Smallest retry delay given for a slot to free up. */
+const MIN_SLOT_DELAY_MS = 10;
+
+/** Weight of the newest send in the moving average of send durations. */
+const DURATION_WEIGHT = 0.2;
+
+/** Flow-control state of one integration. */
+interface GateEntry {
+  inFlight: number;
+  /** Undefined while the integration has no rate limit. */
+  bucket: TokenBucket | undefined;
+  breaker: CircuitBreaker;
+  /** Clock time of the last admission or completion. */
+  lastActiveMs: number;
+  /** Exponential moving average of send durations, undefined before the first one finishes. */
+  averageSendMs: number | undefined;
+}
+
+/**
+ * Applies each integration's concurrency limit, rate limit and circuit
+ * breaker around its sends, so that an overloaded or failing gateway is
+ * protected and callers fail fast instead of queueing.
+ *
+ * A rejected send throws `FlowLimitError` before any request is made. The
+ * checks run in this order and the first that rejects wins: circuit
+ * breaker, concurrency, rate. Nothing is taken unless every check passes.
+ *
+ * State is per process and per integration id, in a map. An entry is
+ * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight,
+ * no open cool-down and a full token bucket. Dropping it loses at most a
+ * failure count below the threshold or a half-open state, so the
+ * integration starts over with a closed circuit. The map therefore contains
+ * only integrations active in the last minute, or with a send in flight, an
+ * open circuit or a token bucket still refilling. Limits are read from the
+ * integration on every send, so a change applies to the next one.
+ */
+export class SendGate {
+  readonly #entries = new Map<string, GateEntry>();
+  readonly #defaults: FlowDefaults;
+  readonly #circuit: CircuitBreakerSettings;
+  readonly #sendTimeoutMs: number;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #lastSweepMs: number;
+
+  constructor(options: SendGateOptions) {
+    this.#defaults = options.defaults;
+    this.#circuit = options.circuit;
+    this.#sendTimeoutMs = options.sendTimeoutMs;
+    this.#log = options.logger.child({ component: "send-gate" });
+    this.#now = options.now ?? (() => performance.now());
+    this.#lastSweepMs = this.#now();
+  }
+
+  /**
+   * Runs `send` for `integration` if its limits and circuit allow, and
+   * records the outcome.
+   *
+   * @throws FlowLimitError when a limit or the circuit rejects the send.
+   *   `send` is not called then.
+   * @throws whatever `send` throws.
+   */
+  async run<T>(integration: Integration, options: GateSendOptions, send: () => Promise<T>): Promise<T> {
+    const startMs = this.#now();
+    this.#sweepIfDue(startMs);
+
+    const limits = resolveSendLimits(integration, this.#defaults);
+    const entry = this.#entryFor(integration.id, startMs);
+    const permit = this.#admit(integration.id, entry, limits, startMs);
+
+    // A NaN deadline compares false, so it counts as the full send time, as in the dispatcher.
+    const deadlineCutShort = options.deadlineMs !== undefined && options.deadlineMs < this.#sendTimeoutMs;
+    let outcome: SendOutcome = "ignored";
+    try {
+      const result = await send();
+      outcome = "success";
+      return result;
+    } catch (error) {
+      outcome = classifySendOutcome(error, deadlineCutShort);
+      throw error;
+    } finally {
+      this.#finish(integration.id, entry, permit, outcome, startMs);
+    }
+  }
+
+  /** Returns the flow-control state of each integration in the map. An integration not listed is closed and idle. */
+  flowStates(): IntegrationFlowState[] {
+    const nowMs = this.#now();
+    return [...this.#entries].map(([integrationId, entry]) => {
+      const rejection = entry.breaker.rejection(nowMs);
+      return {
+        integrationId,
+        circuit: entry.breaker.state(nowMs),
+        consecutiveFailures: entry.breaker.consecutiveFailures,
+        circuitOpenRemainingMs: rejection?.state === "open" ? rejection.remainingMs : 0,
+        inFlight: entry.inFlight,
+      };
+    });
+  }
+
+  /** Number of integrations the gate keeps state for. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  #entryFor(integrationId: string, nowMs: number): GateEntry {
+    let entry = this.#entries.get(integrationId);
+    if (entry === undefined) {
+      entry = {
+        inFlight: 0,
+        bucket: undefined,
+        breaker: new CircuitBreaker(this.#circuit),
+        lastActiveMs: nowMs,
+        averageSendMs: undefined,
+      };
+      this.#entries.set(integrationId, entry);
+    }
+    return entry;
+  }
+
+  /** Checks every limit, then takes the slot, the token and the circuit permit together. */
+  #admit(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number): CircuitPermit {
+    const rejection = entry.breaker.rejection(nowMs);
+    if (rejection !== undefined) {
+      throw circuitOpenError(integrationId, rejection, this.#circuit.failureThreshold, this.#slotDelayMs(entry));
+    }
+    if (entry.inFlight >= limits.maxConcurrentSends) {
+      throw concurrencyLimitError(integrationId, limits, this.#slotDelayMs(entry));
+    }
+
+    entry.bucket = this.#bucketFor(entry, limits.maxSendsPerSecond, nowMs);
+    const waitMs = entry.bucket?.tryTake(nowMs) ?? 0;
+    if (waitMs > 0) {
+      throw rateLimitError(integrationId, limits, waitMs);
+    }
+
+    entry.inFlight += 1;
+    entry.lastActiveMs = nowMs;
+    const permit = entry.breaker.admit(nowMs);
+    if (permit.probe) {
+      this.#log.info({ integrationId, probesInFlight: entry.breaker.probesInFlight }, "probe send let through the half-open circuit");
+    }
+    return permit;
+  }
+
+  /** Returns the entry's bucket for the current rate, created or changed as needed. */
+  #bucketFor(entry: GateEntry, ratePerSecond: number, nowMs: number): TokenBucket | undefined {
+    if (ratePerSecond === 0) {
+      return undefined;
+    }
+    if (entry.bucket === undefined) {
+      return new TokenBucket(ratePerSecond, nowMs);
+    }
+    entry.bucket.setRate(ratePerSecond);
+    return entry.bucket;
+  }
+
+  #finish(
+    integrationId: string,
+    entry: GateEntry,
+    permit: CircuitPermit,
+    outcome: SendOutcome,
+    startMs: number,
+  ): void {
+    const nowMs = this.#now();
+    entry.inFlight -= 1;
+    entry.lastActiveMs = nowMs;
+    const durationMs = nowMs - startMs;
+    entry.averageSendMs =
+      entry.averageSendMs === undefined
+        ? durationMs
+        : entry.averageSendMs + DURATION_WEIGHT * (durationMs - entry.averageSendMs);
+
+    const transition = entry.breaker.record(permit, outcome, nowMs);
+    const fields = { integrationId, consecutiveFailures: entry.breaker.consecutiveFailures, openMs: this.#circuit.openMs };
+    if (transition === "opened") {
+      this.#log.warn(fields, "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends");
+    } else if (transition === "reopened") {
+      this.#log.warn(fields, "circuit opened again because a probe send failed");
+    } else if (transition === "closed") {
+      this.#log.info({ integrationId }, "circuit closed because a probe send succeeded");
+    }
+  }
+
+  /** Estimates when a send in flight finishes: the recent average send time, within [10 ms, SEND_TIMEOUT_MS]. */
+  #slotDelayMs(entry: GateEntry): number {
+    const estimateMs = entry.averageSendMs ?? INITIAL_SEND_ESTIMATE_MS;
+    return Math.ceil(Math.min(this.#sendTimeoutMs, Math.max(MIN_SLOT_DELAY_MS, estimateMs)));
+  }
+
+  /** Drops entries that are idle with nothing pending, at most once per sweep interval. */
+  #sweepIfDue(nowMs: number): void {
+    if (nowMs - this.#lastSweepMs < SWEEP_INTERVAL_MS) {
+      return;
+    }
+    this.#lastSweepMs = nowMs;
+
+    for (const [integrationId, entry] of this.#entries) {
+      const idle = entry.inFlight === 0 && nowMs - entry.lastActiveMs >= IDLE_ENTRY_MS;
+      if (idle && entry.breaker.state(nowMs) !== "open" && (entry.bucket?.isFull(nowMs) ?? true)) {
+        this.#entries.delete(integrationId);
+      }
+    }
+  }
+}

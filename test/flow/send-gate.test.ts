@@ -1,0 +1,411 @@
+import { describe, expect, test } from "vitest";
+
+import type { Integration } from "../../src/domain/integration.js";
+import { FlowLimitError, GatewayError, type FlowLimitReason, type GatewayFailure } from "../../src/errors.js";
+import { IDLE_ENTRY_MS, SendGate, type SendGateOptions } from "../../src/flow/send-gate.js";
+import { captureLogger, makeIntegration } from "../dispatch/fixtures.js";
+
+const SEND_TIMEOUT_MS = 5_000;
+
+/** Creates a gate on a clock that the test moves with `advance`. */
+function makeGate(overrides: Partial<SendGateOptions> = {}) {
+  const clock = { nowMs: 0 };
+  const { logger, lines } = captureLogger();
+  const gate = new SendGate({
+    defaults: { sendConcurrency: 64, sendRatePerSecond: 0 },
+    circuit: { failureThreshold: 3, openMs: 1_000, halfOpenProbes: 1 },
+    sendTimeoutMs: SEND_TIMEOUT_MS,
+    logger,
+    now: () => clock.nowMs,
+    ...overrides,
+  });
+  return {
+    gate,
+    logLines: lines,
+    advance(ms: number) {
+      clock.nowMs += ms;
+    },
+  };
+}
+
+function integration(id: string, overrides: Partial<Integration> = {}): Integration {
+  return makeIntegration("http://127.0.0.1:9/sms", { id, ...overrides });
+}
+
+/** Creates a send that stays in flight until the test settles it. */
+function heldSend() {
+  let settle!: (error?: Error) => void;
+  const done = new Promise<string>((resolve, reject) => {
+    settle = (error) => (error === undefined ? resolve("sent") : reject(error));
+  });
+  return { send: () => done, succeed: () => settle(), fail: (error: Error) => settle(error) };
+}
+
+function gatewayFailure(failure: GatewayFailure, httpStatus: number): GatewayError {
+  return new GatewayError(`gateway ${failure}`, {
+    failure,
+    stage: "send",
+    httpStatus,
+    bodyExcerpt: "",
+    bodyTruncated: false,
+    attempts: 1,
+  });
+}
+
+/** Runs a send through the gate that must be rejected, and returns the rejection. */
+async function rejectionOf(gate: SendGate, target: Integration): Promise<FlowLimitError> {
+  let called = false;
+  const error = await gate
+    .run(target, {}, async () => {
+      called = true;
+      return "sent";
+    })
+    .then(
+      () => new Error("expected the gate to reject the send"),
+      (reason: unknown) => reason,
+    );
+  expect(called).toBe(false);
+  expect(error).toBeInstanceOf(FlowLimitError);
+  return error as FlowLimitError;
+}
+
+async function sendOk(gate: SendGate, target: Integration): Promise<void> {
+  await expect(gate.run(target, {}, async () => "sent")).resolves.toBe("sent");
+}
+
+async function sendFailing(gate: SendGate, target: Integration, error: Error, deadlineMs?: number): Promise<void> {
+  await expect(gate.run(target, { deadlineMs }, () => Promise.reject(error))).rejects.toBe(error);
+}
+
+function reasonOf(error: FlowLimitError): FlowLimitReason {
+  return error.info.reason;
+}
+
+describe("SendGate concurrency", () => {
+  test("rejects the send past the limit", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 2 });
+    const held = [heldSend(), heldSend()];
+    const running = held.map((h) => gate.run(acme, {}, h.send));
+
+    const rejected = await rejectionOf(gate, acme);
+
+    expect(reasonOf(rejected)).toBe("CONCURRENCY_LIMIT");
+    expect(rejected.info.limit).toBe("2");
+    expect(rejected.info.integrationId).toBe("acme");
+    held[0]!.succeed();
+    await running[0];
+    await sendOk(gate, acme);
+    held[1]!.succeed();
+    await running[1];
+  });
+
+  test("uses SEND_CONCURRENCY when the field is 0", async () => {
+    const { gate } = makeGate({ defaults: { sendConcurrency: 1, sendRatePerSecond: 0 } });
+    const acme = integration("acme");
+    const held = heldSend();
+    const running = gate.run(acme, {}, held.send);
+
+    const rejected = await rejectionOf(gate, acme);
+
+    expect(rejected.info.limit).toBe("1");
+    expect(rejected.message).toContain("SEND_CONCURRENCY");
+    held.succeed();
+    await running;
+  });
+
+  test("limits each integration on its own", async () => {
+    const { gate } = makeGate();
+    const held = heldSend();
+    const running = gate.run(integration("acme", { maxConcurrentSends: 1 }), {}, held.send);
+
+    await sendOk(gate, integration("other", { maxConcurrentSends: 1 }));
+
+    held.succeed();
+    await running;
+  });
+
+  test("a raised limit applies to the next send", async () => {
+    const { gate } = makeGate();
+    const held = heldSend();
+    const running = gate.run(integration("acme", { maxConcurrentSends: 1 }), {}, held.send);
+    await rejectionOf(gate, integration("acme", { maxConcurrentSends: 1 }));
+
+    await sendOk(gate, integration("acme", { maxConcurrentSends: 2 }));
+
+    held.succeed();
+    await running;
+  });
+
+  test("retry delay follows the average send time", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = heldSend();
+    const running = gate.run(acme, {}, first.send);
+    expect((await rejectionOf(gate, acme)).info.retryDelayMs).toBe(100);
+    advance(400);
+    first.succeed();
+    await running;
+
+    expect((await rejectionOfWhileHeld(gate, acme)).info.retryDelayMs).toBe(400);
+    expect((await rejectionOfWhileHeld(gate, acme)).info.retryDelayMs).toBe(320);
+  });
+
+  test("retry delay stays within its bounds", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    await sendOk(gate, acme);
+    expect((await rejectionOfWhileHeld(gate, acme)).info.retryDelayMs).toBe(10);
+
+    const stuck = heldSend();
+    const running = gate.run(integration("slow", { maxConcurrentSends: 1 }), {}, stuck.send);
+    advance(10 * SEND_TIMEOUT_MS);
+    stuck.succeed();
+    await running;
+
+    const rejected = await rejectionOfWhileHeld(gate, integration("slow", { maxConcurrentSends: 1 }));
+    expect(rejected.info.retryDelayMs).toBe(SEND_TIMEOUT_MS);
+  });
+
+  test("a failed send frees its slot", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+
+    await sendFailing(gate, acme, gatewayFailure("rejected", 400));
+
+    await sendOk(gate, acme);
+  });
+});
+
+/** Holds one send of `target` in flight, rejects the next one, then lets the first finish. */
+async function rejectionOfWhileHeld(gate: SendGate, target: Integration): Promise<FlowLimitError> {
+  const held = heldSend();
+  const running = gate.run(target, {}, held.send);
+  const rejected = await rejectionOf(gate, target);
+  held.succeed();
+  await running;
+  return rejected;
+}
+
+describe("SendGate rate limit", () => {
+  test("allows a burst, then rejects until a token is back", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 2 });
+    await sendOk(gate, acme);
+    await sendOk(gate, acme);
+
+    const rejected = await rejectionOf(gate, acme);
+
+    expect(reasonOf(rejected)).toBe("RATE_LIMITED");
+    expect(rejected.info.retryDelayMs).toBe(500);
+    expect(rejected.info.limit).toBe("2");
+    advance(200);
+    expect((await rejectionOf(gate, acme)).info.retryDelayMs).toBe(300);
+    advance(300);
+    await sendOk(gate, acme);
+  });
+
+  test("uses SEND_RATE_PER_SECOND when the field is 0", async () => {
+    const { gate } = makeGate({ defaults: { sendConcurrency: 64, sendRatePerSecond: 1 } });
+    const acme = integration("acme");
+    await sendOk(gate, acme);
+
+    const rejected = await rejectionOf(gate, acme);
+
+    expect(rejected.info.limit).toBe("1");
+    expect(rejected.message).toContain("SEND_RATE_PER_SECOND");
+  });
+
+  test("no limit when both are 0", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme");
+
+    for (let i = 0; i < 1_000; i++) {
+      await sendOk(gate, acme);
+    }
+  });
+
+  test("a changed rate applies to the next send", async () => {
+    const { gate, advance } = makeGate();
+    await sendOk(gate, integration("acme", { maxSendsPerSecond: 1 }));
+    await rejectionOf(gate, integration("acme", { maxSendsPerSecond: 1 }));
+
+    expect((await rejectionOf(gate, integration("acme", { maxSendsPerSecond: 100 }))).info.retryDelayMs).toBe(10);
+    advance(10);
+    await sendOk(gate, integration("acme", { maxSendsPerSecond: 100 }));
+    await sendOk(gate, integration("acme", { maxSendsPerSecond: 0 }));
+  });
+
+  test("a concurrency rejection takes no token", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1, maxSendsPerSecond: 2 });
+    const held = heldSend();
+    const running = gate.run(acme, {}, held.send);
+
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("CONCURRENCY_LIMIT");
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("CONCURRENCY_LIMIT");
+    held.succeed();
+    await running;
+
+    await sendOk(gate, acme);
+  });
+});
+
+describe("SendGate circuit breaker", () => {
+  const acme = integration("acme");
+
+  async function openCircuit(gate: SendGate): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      await sendFailing(gate, acme, gatewayFailure("unavailable", 503));
+    }
+  }
+
+  test("opens after consecutive failures and rejects", async () => {
+    const { gate, advance } = makeGate();
+    await openCircuit(gate);
+    advance(250);
+
+    const rejected = await rejectionOf(gate, acme);
+
+    expect(reasonOf(rejected)).toBe("CIRCUIT_OPEN");
+    expect(rejected.info.retryDelayMs).toBe(750);
+    expect(rejected.info.limit).toBe("3");
+    expect(rejected.info.metadata).toEqual({ circuit_state: "open" });
+  });
+
+  test("comes before the concurrency check", async () => {
+    const { gate } = makeGate();
+    const limited = integration("acme", { maxConcurrentSends: 1 });
+    for (let i = 0; i < 2; i++) {
+      await sendFailing(gate, limited, gatewayFailure("unavailable", 0));
+    }
+    const held = heldSend();
+    const running = gate.run(limited, {}, held.send);
+    held.fail(gatewayFailure("unavailable", 502));
+    await expect(running).rejects.toBeInstanceOf(GatewayError);
+
+    expect(reasonOf(await rejectionOf(gate, limited))).toBe("CIRCUIT_OPEN");
+  });
+
+  test("probes after the cool-down and closes on success", async () => {
+    const { gate, advance, logLines } = makeGate();
+    await openCircuit(gate);
+    advance(1_000);
+    const probe = heldSend();
+    const probing = gate.run(acme, {}, probe.send);
+
+    const whileProbing = await rejectionOf(gate, acme);
+    probe.succeed();
+    await probing;
+
+    expect(reasonOf(whileProbing)).toBe("CIRCUIT_OPEN");
+    expect(whileProbing.info.metadata).toEqual({ circuit_state: "half_open" });
+    expect(gate.flowStates()).toEqual([
+      { integrationId: "acme", circuit: "closed", consecutiveFailures: 0, circuitOpenRemainingMs: 0, inFlight: 0 },
+    ]);
+    await sendOk(gate, acme);
+    const messages = logLines.map((line) => (JSON.parse(line) as { msg: string }).msg);
+    expect(messages).toEqual([
+      "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends",
+      "probe send let through the half-open circuit",
+      "circuit closed because a probe send succeeded",
+    ]);
+  });
+
+  test("reopens when the probe fails", async () => {
+    const { gate, advance } = makeGate();
+    await openCircuit(gate);
+    advance(1_000);
+
+    await sendFailing(gate, acme, gatewayFailure("timeout", 0));
+
+    const rejected = await rejectionOf(gate, acme);
+    expect(rejected.info.retryDelayMs).toBe(1_000);
+    expect(gate.flowStates()[0]).toMatchObject({ circuit: "open", circuitOpenRemainingMs: 1_000 });
+  });
+
+  test("4xx replies do not open it", async () => {
+    const { gate } = makeGate();
+
+    for (const [failure, status] of [["rejected", 400], ["credentials_refused", 401], ["rate_limited", 429]] as const) {
+      for (let i = 0; i < 3; i++) {
+        await sendFailing(gate, acme, gatewayFailure(failure, status));
+      }
+    }
+
+    await sendOk(gate, acme);
+    expect(gate.flowStates()[0]).toMatchObject({ circuit: "closed", consecutiveFailures: 0 });
+  });
+
+  test("timeouts under a short caller deadline do not count", async () => {
+    const { gate } = makeGate();
+
+    for (let i = 0; i < 5; i++) {
+      await sendFailing(gate, acme, gatewayFailure("timeout", 0), SEND_TIMEOUT_MS - 1);
+    }
+    expect(gate.flowStates()[0]).toMatchObject({ circuit: "closed", consecutiveFailures: 0 });
+
+    for (let i = 0; i < 3; i++) {
+      await sendFailing(gate, acme, gatewayFailure("timeout", 0), SEND_TIMEOUT_MS);
+    }
+    expect(gate.flowStates()[0]).toMatchObject({ circuit: "open", consecutiveFailures: 3 });
+  });
+
+  test("circuits of other integrations stay closed", async () => {
+    const { gate } = makeGate();
+    await openCircuit(gate);
+
+    await sendOk(gate, integration("other"));
+  });
+});
+
+describe("SendGate state map", () => {
+  test("forgets idle integrations", async () => {
+    const { gate, advance } = makeGate();
+    for (let i = 0; i < 1_000; i++) {
+      await sendOk(gate, integration(`gw-${i}`, { maxSendsPerSecond: 5 }));
+    }
+    expect(gate.size).toBe(1_000);
+
+    advance(IDLE_ENTRY_MS);
+    await sendOk(gate, integration("trigger"));
+
+    expect(gate.size).toBe(1);
+    expect(gate.flowStates().map((state) => state.integrationId)).toEqual(["trigger"]);
+  });
+
+  test("keeps integrations with pending state", async () => {
+    const { gate, advance } = makeGate({ circuit: { failureThreshold: 1, openMs: 2 * IDLE_ENTRY_MS, halfOpenProbes: 1 } });
+    const held = heldSend();
+    const inFlight = gate.run(integration("in-flight"), {}, held.send);
+    await sendFailing(gate, integration("open-circuit"), gatewayFailure("unavailable", 503));
+    await sendOk(gate, integration("slow-bucket", { maxSendsPerSecond: 0.01 }));
+    await sendOk(gate, integration("idle"));
+
+    advance(IDLE_ENTRY_MS);
+    await sendOk(gate, integration("trigger"));
+
+    const kept = gate.flowStates().map((state) => state.integrationId);
+    expect(kept).toEqual(["in-flight", "open-circuit", "slow-bucket", "trigger"]);
+    held.succeed();
+    await inFlight;
+
+    advance(2 * IDLE_ENTRY_MS);
+    await sendOk(gate, integration("trigger-2"));
+    expect(gate.flowStates().map((state) => state.integrationId)).toEqual(["trigger-2"]);
+  });
+
+  test("sweeps at most once per interval", async () => {
+    const { gate, advance } = makeGate();
+    await sendOk(gate, integration("first"));
+    advance(IDLE_ENTRY_MS);
+    await sendOk(gate, integration("second"));
+    expect(gate.size).toBe(1);
+
+    advance(IDLE_ENTRY_MS);
+    await sendOk(gate, integration("third"));
+    await sendOk(gate, integration("fourth"));
+
+    expect(gate.size).toBe(2);
+  });
+});
