@@ -6,7 +6,9 @@ import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
+import { withHttpRoutes } from "./server/http-routes.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
+import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
 import { openStore } from "./store/open-store.js";
@@ -24,6 +26,8 @@ const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
 /** Opens storage, builds the services and starts listening. */
 export async function startApp(config: Config, logger: Logger): Promise<App> {
+  // The console builds while storage opens; a failed build is logged, never thrown.
+  const consoleRoutes = webConsoleRoutes(logger);
   const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
@@ -42,7 +46,10 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     ],
     new CallPipeline(logger),
   );
-  const handler = connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes });
+  const handler = withHttpRoutes(
+    [...(await consoleRoutes)],
+    connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes }),
+  );
 
   let server: RunningServer;
   try {
