@@ -88,13 +88,13 @@ function violationList(violations: readonly FieldViolation[]): HTMLUListElement 
 }
 
 /**
- * Marks the form controls that the violations name: `aria-invalid` and the
- * description right under the control. `prefix` is the request path of the
+ * Marks the form controls that the violations name: `aria-invalid`, and the
+ * description right under the control, linked by `aria-describedby` so
+ * screen readers read it with the field. `prefix` is the request path of the
  * form's message (`integration.`), stripped before matching control names.
  */
 export function markInvalidFields(form: HTMLFormElement, violations: readonly FieldViolation[], prefix: string): void {
   clearInvalidFields(form);
-  let first: HTMLElement | undefined;
   for (const violation of violations) {
     const path = violation.field.startsWith(prefix) ? violation.field.slice(prefix.length) : violation.field;
     const control = form.elements.namedItem(path.split(".")[0] ?? "");
@@ -102,13 +102,18 @@ export function markInvalidFields(form: HTMLFormElement, violations: readonly Fi
       continue;
     }
 
-    const message = element("p", { class: "field-error", id: `${control.id}-error` }, violation.description);
+    const messageId = `${control.id}-error`;
+    const existing = document.getElementById(messageId);
+    if (existing !== null) {
+      existing.append(` ${violation.description}`);
+      continue;
+    }
+    control.closest(".field")?.append(element("p", { class: "field-error", id: messageId }, violation.description));
     control.setAttribute("aria-invalid", "true");
-    control.setAttribute("aria-errormessage", message.id);
-    control.closest(".field")?.append(message);
-    first ??= control;
+    control.setAttribute("aria-describedby", [control.getAttribute("aria-describedby"), messageId].filter(Boolean).join(" "));
   }
-  first?.focus();
+  // The first marked control in page order, whatever order the service listed the fields in.
+  form.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
 }
 
 /** Removes the marks of `markInvalidFields`. */
@@ -118,6 +123,11 @@ export function clearInvalidFields(form: HTMLFormElement): void {
   }
   for (const control of form.querySelectorAll("[aria-invalid]")) {
     control.removeAttribute("aria-invalid");
-    control.removeAttribute("aria-errormessage");
+    const described = (control.getAttribute("aria-describedby") ?? "").split(" ").filter((id) => id !== `${control.id}-error`);
+    if (described.length > 0) {
+      control.setAttribute("aria-describedby", described.join(" "));
+    } else {
+      control.removeAttribute("aria-describedby");
+    }
   }
 }

@@ -8,7 +8,7 @@ export interface RowAction {
   run(integration: Integration): void | Promise<void>;
 }
 
-/** What the row actions do, supplied by the page. */
+/** Callbacks behind the row actions, supplied by the page. */
 export interface RowActionHandlers {
   edit(integration: Integration): void;
   useForSending(integration: Integration): void;

@@ -13,7 +13,7 @@ export interface IntegrationEditor {
   openEdit(integration: Integration): void;
 }
 
-/** What a save did, for the page to show and to refresh the list. */
+/** Result of a save, for the page to announce and to refresh the list. */
 export interface SavedIntegration {
   integration: Integration;
   created: boolean;

@@ -22,13 +22,13 @@ type EditableKey =
   | "maxSendsPerSecond"
   | "tokenLifetimeSeconds";
 
-/** The settable fields of an integration, as the form holds them. */
+/** The settable fields of an integration, as read from the form. */
 export type IntegrationValues = Pick<Integration, EditableKey>;
 
 /**
- * How a form control maps to a field: `secret` is write-only text, `count`
- * a whole number where empty means 0, `optionalCount` one where empty means
- * unset, and `rate` a decimal number where empty means 0.
+ * Kind of value a form control edits. `secret` is write-only text, `count`
+ * a whole number where empty means 0, `optionalCount` a whole number where
+ * empty means unset, and `rate` a decimal number where empty means 0.
  */
 type FieldKind = "text" | "secret" | "flag" | "count" | "optionalCount" | "rate";
 

@@ -18,7 +18,7 @@ export interface IntegrationList {
 interface ListCallbacks {
   edit(integration: Integration): void;
   useForSending(integration: Integration): void;
-  /** Runs after every load with all integrations shown so far. */
+  /** Runs after every load with all integrations listed so far. */
   loaded(integrations: readonly Integration[]): void;
 }
 
@@ -29,26 +29,26 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
   const errorBox = byId("list-error", HTMLDivElement);
   const loadMore = byId("load-more", HTMLButtonElement);
 
-  let shown: Integration[] = [];
+  let listed: Integration[] = [];
   let nextPageToken = "";
 
   const load = async (pageToken: string) => {
     errorBox.replaceChildren();
     try {
       const page = await integrationClient.listIntegrations({ pageSize: PAGE_SIZE, pageToken });
-      shown = pageToken === "" ? page.integrations : [...shown, ...page.integrations];
+      listed = pageToken === "" ? page.integrations : [...listed, ...page.integrations];
       nextPageToken = page.nextPageToken;
     } catch (error) {
       errorBox.replaceChildren(renderError(error).view);
       return;
     }
 
-    rows.replaceChildren(...shown.map((integration) => row(integration, actions)));
-    if (shown.length === 0) {
+    rows.replaceChildren(...listed.map((integration) => row(integration, actions)));
+    if (listed.length === 0) {
       rows.append(element("tr", {}, element("td", { colspan: "6", class: "empty" }, "No integrations yet. Create one with “New integration”.")));
     }
     loadMore.hidden = nextPageToken === "";
-    callbacks.loaded(shown);
+    callbacks.loaded(listed);
   };
 
   const announce = (text: string) => {
@@ -68,8 +68,8 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
         errorBox.replaceChildren(renderError(error).view);
         return;
       }
-      announce(`Deleted ${integration.id}.`);
       await load("");
+      announce(`Deleted ${integration.id}.`);
     },
   };
   const actions = rowActions(handlers);

@@ -10,8 +10,7 @@ import { createSendForm } from "./send-form.js";
 
 const sendForm = createSendForm();
 const editor = createIntegrationEditor(({ integration, created }) => {
-  list.announce(`${created ? "Created" : "Saved"} ${integration.id}.`);
-  void list.reload();
+  void list.reload().then(() => list.announce(`${created ? "Created" : "Saved"} ${integration.id}.`));
 });
 const list = createIntegrationList({
   edit: (integration) => editor.openEdit(integration),

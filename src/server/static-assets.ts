@@ -14,7 +14,7 @@ export interface WebAsset {
 /**
  * Headers on every console response. The policy allows scripts, styles and
  * images from the service's own origin only, and no inline code, so an
- * injected string cannot run; `connect-src 'self'` lets the page call the
+ * injected string cannot run. `connect-src 'self'` lets the page call the
  * API on the same origin and nowhere else.
  */
 const SECURITY_HEADERS: Readonly<Record<string, string>> = {
@@ -39,7 +39,7 @@ interface PlainResponse {
 /**
  * Returns one route per asset. Responses carry an ETag and `no-cache`, so
  * browsers revalidate on each load and get a 304 while the service runs the
- * same build; the body is gzipped when the client accepts it.
+ * same build. The body is gzipped when the client accepts gzip.
  */
 export function staticAssetRoutes(assets: readonly WebAsset[]): HttpRoute[] {
   return assets.map((asset) => {
@@ -73,7 +73,7 @@ export function staticAssetRoutes(assets: readonly WebAsset[]): HttpRoute[] {
   });
 }
 
-/** Returns routes that answer 503 with `reason` on each path, for a console that could not be built. */
+/** Returns routes that respond with 503 and `reason` on each path, for a console that could not be built. */
 export function unavailableRoutes(paths: readonly string[], reason: string): HttpRoute[] {
   const handler: RequestHandler = (request, response) => {
     const reply = response as PlainResponse;
@@ -85,7 +85,7 @@ export function unavailableRoutes(paths: readonly string[], reason: string): Htt
   return paths.map((path) => ({ path, handler }));
 }
 
-/** Answers 405 and returns false unless the method is GET or HEAD. */
+/** Responds with 405 and returns false, unless the method is GET or HEAD. */
 function allowMethod(method: string | undefined, reply: PlainResponse): boolean {
   if (method === "GET" || method === "HEAD") {
     return true;

@@ -61,7 +61,8 @@ const builds = new Map<string, Promise<WebAsset[]>>();
 /**
  * Builds the console, once per process and source folder, and returns its
  * routes. A failed build does not stop the service, because the API works
- * without the console: the error is logged and the console's paths answer 503.
+ * without the console: the error is logged and the console's paths respond
+ * with 503.
  */
 export async function webConsoleRoutes(logger: Logger, sourceDir: string = WEB_SOURCE_DIR): Promise<HttpRoute[]> {
   const started = performance.now();
@@ -77,7 +78,7 @@ export async function webConsoleRoutes(logger: Logger, sourceDir: string = WEB_S
     logger.debug({ durationMs: Math.round(performance.now() - started), bytes }, "web console built");
     return staticAssetRoutes(assets);
   } catch (error) {
-    logger.error({ err: error, sourceDir }, "web console build failed; its pages answer 503 until a restart");
+    logger.error({ err: error, sourceDir }, "web console build failed; its paths respond with 503 until a restart");
     return unavailableRoutes(
       CONSOLE_FILES.map((file) => file.path),
       "The web console is unavailable because its build failed at start-up; the service log has the error. The API works.",

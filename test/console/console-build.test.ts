@@ -16,7 +16,7 @@ afterEach(async () => {
   }
 });
 
-/** Serves the routes in front of a fallback that answers 418, on a loopback port. */
+/** Serves the routes in front of a fallback that responds with 418, on a loopback port. */
 async function serve(routes: readonly HttpRoute[]): Promise<string> {
   const fallback: RequestHandler = (_request, response) => {
     (response as { writeHead(status: number): unknown }).writeHead(418);
@@ -64,7 +64,7 @@ describe("web console build", () => {
     expect(await page.text()).toContain("build failed");
     expect(page.headers.get("x-content-type-options")).toBe("nosniff");
     expect(script.status).toBe(503);
-    const logged = lines.find((line) => line.msg === "web console build failed; its pages answer 503 until a restart");
+    const logged = lines.find((line) => line.msg === "web console build failed; its paths respond with 503 until a restart");
     expect(logged?.level).toBe(50);
     expect(JSON.stringify(logged?.err)).toContain("main.ts");
   });
@@ -94,6 +94,14 @@ describe("HTTP routes", () => {
 
     expect(() => withHttpRoutes([{ path: "/a", handler: fallback }, { path: "/a", handler: fallback }], fallback)).toThrow(
       "two HTTP routes for the path /a",
+    );
+  });
+
+  test("reject an RPC-shaped path", () => {
+    const fallback = answer("fallback");
+
+    expect(() => withHttpRoutes([{ path: "/smsgateway.v1.SmsService/SendSms", handler: fallback }], fallback)).toThrow(
+      "has the form of an RPC path",
     );
   });
 });

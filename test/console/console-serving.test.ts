@@ -62,7 +62,7 @@ describe("console assets", () => {
 
   test("bundle is gzipped only when accepted", async () => {
     const plain = await get("/console.js", { "accept-encoding": "identity" });
-    const refused = await get("/console.js", { "accept-encoding": "gzip;q=0, *" });
+    const gzipDeclined = await get("/console.js", { "accept-encoding": "gzip;q=0, *" });
     const url = new URL(`${service.baseUrl}/console.js`);
     const raw = await new Promise<{ headers: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
       const session = http2.connect(url.origin);
@@ -82,7 +82,7 @@ describe("console assets", () => {
 
     expect(plain.headers.get("content-encoding")).toBeNull();
     expect(plain.headers.get("vary")).toBe("accept-encoding");
-    expect(refused.headers.get("content-encoding")).toBeNull();
+    expect(gzipDeclined.headers.get("content-encoding")).toBeNull();
     expect(raw.headers[":status"]).toBe(200);
     expect(raw.headers["content-encoding"]).toBe("gzip");
     expect(Number(raw.headers["content-length"])).toBe(raw.body.length);
