@@ -26,8 +26,6 @@ const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
 /** Opens storage, builds the services and starts listening. */
 export async function startApp(config: Config, logger: Logger): Promise<App> {
-  // The console builds while storage opens; a failed build is logged, never thrown.
-  const consoleRoutes = webConsoleRoutes(logger);
   const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
@@ -47,7 +45,7 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     new CallPipeline(logger),
   );
   const handler = withHttpRoutes(
-    [...(await consoleRoutes)],
+    [...webConsoleRoutes(logger)],
     connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes }),
   );
 

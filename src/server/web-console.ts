@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import type { Logger } from "pino";
 import type { HttpRoute } from "./http-routes.js";
+import type { RequestHandler } from "./one-port-server.js";
 import { staticAssetRoutes, unavailableRoutes, type WebAsset } from "./static-assets.js";
 
 /** The console's sources: `web/` at the repository root. */
@@ -59,12 +60,29 @@ export async function buildWebConsole(sourceDir: string = WEB_SOURCE_DIR): Promi
 const builds = new Map<string, Promise<WebAsset[]>>();
 
 /**
- * Builds the console, once per process and source folder, and returns its
- * routes. A failed build does not stop the service, because the API works
- * without the console: the error is logged and the console's paths respond
- * with 503.
+ * Returns the console's routes and starts building it, once per process and
+ * source folder. The build runs in the background, so the API is served
+ * without waiting for it, and a console request that arrives first waits.
+ * A failed build does not stop the service, because the API works without
+ * the console: the error is logged and the console's paths respond with 503.
  */
-export async function webConsoleRoutes(logger: Logger, sourceDir: string = WEB_SOURCE_DIR): Promise<HttpRoute[]> {
+export function webConsoleRoutes(logger: Logger, sourceDir: string = WEB_SOURCE_DIR): HttpRoute[] {
+  const handlers = loadConsole(logger, sourceDir).then((routes) => new Map(routes.map((route) => [route.path, route.handler])));
+
+  return CONSOLE_FILES.map(({ path }) => ({
+    path,
+    handler: (request, response) => {
+      void handlers.then((byPath) => {
+        // Both outcomes of loadConsole have a route for every path of CONSOLE_FILES.
+        const handler = byPath.get(path) as RequestHandler;
+        handler(request, response);
+      });
+    },
+  }));
+}
+
+/** Builds the console and returns its routes: the assets, or 503 responses when the build failed. Never rejects. */
+async function loadConsole(logger: Logger, sourceDir: string): Promise<HttpRoute[]> {
   const started = performance.now();
   let pending = builds.get(sourceDir);
   if (pending === undefined) {

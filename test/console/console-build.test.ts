@@ -56,7 +56,7 @@ describe("web console build", () => {
     writeFileSync(path.join(sourceDir, "console.css"), "body {}\n");
     const { logger, lines } = capturedLogger();
 
-    const baseUrl = await serve(await webConsoleRoutes(logger, sourceDir));
+    const baseUrl = await serve(webConsoleRoutes(logger, sourceDir));
     const page = await fetch(`${baseUrl}/`);
     const script = await fetch(`${baseUrl}/console.js`);
 
