@@ -13,12 +13,18 @@ const editor = createIntegrationEditor(({ integration, created }) => {
   void list.reload().then(() => list.announce(`${created ? "Created" : "Saved"} ${integration.id}.`));
 });
 const list = createIntegrationList({
-  edit: (integration) => editor.openEdit(integration),
+  edit: (integration) => {
+    list.announce("");
+    editor.openEdit(integration);
+  },
   useForSending: (integration) => sendForm.choose(integration.id),
   loaded: (integrations) => sendForm.setIntegrations(integrations),
 });
 
-byId("new-integration", HTMLButtonElement).addEventListener("click", () => editor.openNew());
+byId("new-integration", HTMLButtonElement).addEventListener("click", () => {
+  list.announce("");
+  editor.openNew();
+});
 byId("refresh-list", HTMLButtonElement).addEventListener("click", () => {
   list.announce("");
   void list.reload();

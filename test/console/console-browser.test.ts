@@ -45,6 +45,12 @@ const apiRequests: Request[] = [];
 const pageErrors: string[] = [];
 const blockedUrls: string[] = [];
 
+/** Returns the JSON body of the latest call to an RPC method, as the page sent it. */
+function lastCallBody(method: string): unknown {
+  const call = apiRequests.findLast((request) => request.url().endsWith(`/${method}`));
+  return JSON.parse(call?.postData() ?? "null");
+}
+
 /** Runs only where Chromium is installed; in CI a missing Chromium fails the run instead. */
 describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromiumInstalled ? "" : `, ${CHROMIUM_PATH} missing`}`, () => {
   beforeAll(async () => {
@@ -147,7 +153,57 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     await page.getByText("Saved demo.").waitFor();
     const update = service.logLines.find((line) => line.msg === "integration updated");
     expect(update?.fields).toEqual(["default_sender"]);
+    expect(lastCallBody("ConfigureIntegration")).toEqual({
+      integration: { id: "demo", defaultSender: "AcmeBank" },
+      updateMask: "defaultSender",
+    });
     await page.getByRole("row", { name: /demo/ }).getByText("AcmeBank").waitFor();
+  });
+
+  test("secret key is set and removed", async () => {
+    await page.getByRole("button", { name: "Edit demo" }).click();
+    await page.getByLabel("Secret key header").fill("X-SECRET-KEY");
+    await page.getByLabel("Secret key", { exact: true }).fill("demo-secret-4321");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Saved demo.").waitFor();
+    expect(lastCallBody("ConfigureIntegration")).toEqual({
+      integration: { id: "demo", secretKeyHeader: "X-SECRET-KEY", secretKey: "demo-secret-4321" },
+      updateMask: "secretKeyHeader,secretKey",
+    });
+
+    await page.getByRole("button", { name: "Edit demo" }).click();
+    expect(await page.locator("#f-secret_key-hint").innerText()).toContain("****4321");
+    await page.getByLabel("Secret key header").fill("");
+    await page.getByLabel("Remove the stored secret key").check();
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Saved demo.").waitFor();
+    expect(lastCallBody("ConfigureIntegration")).toEqual({
+      integration: { id: "demo" },
+      updateMask: "secretKeyHeader,secretKey",
+    });
+
+    await page.getByRole("button", { name: "Edit demo" }).click();
+    expect(await page.locator("#f-secret_key-hint").innerText()).toBe("Write-only. None stored.");
+    expect(await page.getByLabel("Remove the stored secret key").isHidden()).toBe(true);
+    await page.getByRole("button", { name: "Cancel" }).click();
+  });
+
+  test("token authentication is configured", async () => {
+    await page.getByRole("button", { name: "Edit demo" }).click();
+    await page.getByLabel("Authenticate by token").check();
+    await page.getByRole("button", { name: "Save" }).click();
+
+    const outcome = page.locator("#editor-outcome");
+    await outcome.getByText("INVALID_ARGUMENT").waitFor();
+    expect(await outcome.innerText()).toContain("integration.auth_url");
+    await page.getByLabel("Auth URL").fill(`${gateway.url}/auth`);
+    await page.getByLabel("Token key").fill("token");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Saved demo.").waitFor();
+    expect(lastCallBody("ConfigureIntegration")).toEqual({
+      integration: { id: "demo", authenticateByToken: true, authUrl: `${gateway.url}/auth`, tokenKey: "token" },
+      updateMask: "authenticateByToken,authUrl,tokenKey",
+    });
   });
 
   test("sent SMS shows the gateway's id", async () => {
@@ -162,6 +218,7 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     expect(gatewayId).toMatch(/^msg_1_/);
     expect(await outcome.innerText()).toContain(gatewayId);
     expect(gatewayLines.at(-1)).toContain("from AcmeBank");
+    expect(gatewayLines.at(-1)).toMatch(/headers: .*\btoken\b/);
     await page.screenshot({ path: path.join(ARTIFACTS_DIR, "console.png"), fullPage: true });
   });
 
@@ -209,17 +266,19 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
   });
 
   test("service API key is sent as a bearer token", async () => {
+    const isListCall = (request: Request) => request.url().endsWith("/ListIntegrations");
     await page.getByLabel("Service API key").fill("console-key-0001");
+    const withKey = page.waitForRequest(isListCall);
     await page.getByRole("button", { name: "Use key" }).click();
-    await page.getByText("Calls are sent with your key").waitFor();
-    const withKey = apiRequests.at(-1);
+    const withKeyHeaders = await (await withKey).allHeaders();
+    const withoutKey = page.waitForRequest(isListCall);
     await page.getByRole("button", { name: "Forget" }).click();
-    await page.getByText("No key: calls are sent without one.").waitFor();
-    const withoutKey = apiRequests.at(-1);
+    const withoutKeyHeaders = await (await withoutKey).allHeaders();
 
-    expect(withKey === withoutKey).toBe(false);
-    expect((await withKey?.allHeaders())?.authorization).toBe("Bearer console-key-0001");
-    expect((await withoutKey?.allHeaders())?.authorization).toBeUndefined();
+    expect(withKeyHeaders.authorization).toBe("Bearer console-key-0001");
+    expect(withoutKeyHeaders.authorization).toBeUndefined();
+    expect(await page.getByLabel("Service API key").inputValue()).toBe("");
+    expect(await page.evaluate("sessionStorage.length")).toBe(0);
   });
 
   test("layout fits a phone screen", async () => {
