@@ -19,7 +19,7 @@ export interface SavedIntegration {
   created: boolean;
 }
 
-/** Problems of a save that the service never saw, or the save's request. */
+/** Next step of a save: problems to show without calling the service, the request to send, or nothing to do. */
 type Plan = { violations: FieldViolation[] } | { request: Parameters<typeof integrationClient.configureIntegration>[0] } | { nothing: true };
 
 /** Connects the integration editor section; `onSaved` runs after each successful save. */
