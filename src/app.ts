@@ -9,7 +9,9 @@ import type { Resolver } from "./outbound/resolver.js";
 import { SendGate } from "./flow/send-gate.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
+import { withHttpRoutes } from "./server/http-routes.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
+import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
 import { openStore } from "./store/open-store.js";
@@ -69,7 +71,10 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     ],
     new CallPipeline(logger),
   );
-  const handler = connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes });
+  const handler = withHttpRoutes(
+    [...webConsoleRoutes(logger)],
+    connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes }),
+  );
 
   let server: RunningServer;
   try {

@@ -1,0 +1,102 @@
+import type { Integration } from "../gen/smsgateway/v1/integration_pb.js";
+import { integrationClient } from "./api.js";
+import { byId, element } from "./dom.js";
+import { renderError } from "./error-view.js";
+import { rowActions, type RowActionHandlers } from "./integration-actions.js";
+
+/** Integrations fetched per page; the API allows up to 1000. */
+const PAGE_SIZE = 100;
+
+/** The integration table. */
+export interface IntegrationList {
+  /** Fetches the first page again, replacing the rows. */
+  reload(): Promise<void>;
+  /** Shows a short confirmation above the table. */
+  announce(text: string): void;
+}
+
+interface ListCallbacks {
+  edit(integration: Integration): void;
+  useForSending(integration: Integration): void;
+  /** Runs after every load with all integrations listed so far. */
+  loaded(integrations: readonly Integration[]): void;
+}
+
+/** Connects the integrations section: the table, paging, and the row actions. */
+export function createIntegrationList(callbacks: ListCallbacks): IntegrationList {
+  const rows = byId("integration-rows", HTMLTableSectionElement);
+  const status = byId("list-status", HTMLParagraphElement);
+  const errorBox = byId("list-error", HTMLDivElement);
+  const loadMore = byId("load-more", HTMLButtonElement);
+
+  let listed: Integration[] = [];
+  let nextPageToken = "";
+
+  const load = async (pageToken: string) => {
+    errorBox.replaceChildren();
+    try {
+      const page = await integrationClient.listIntegrations({ pageSize: PAGE_SIZE, pageToken });
+      listed = pageToken === "" ? page.integrations : [...listed, ...page.integrations];
+      nextPageToken = page.nextPageToken;
+    } catch (error) {
+      errorBox.replaceChildren(renderError(error).view);
+      return;
+    }
+
+    rows.replaceChildren(...listed.map((integration) => row(integration, actions)));
+    if (listed.length === 0) {
+      rows.append(element("tr", {}, element("td", { colspan: "6", class: "empty" }, "No integrations yet. Create one with “New integration”.")));
+    }
+    loadMore.hidden = nextPageToken === "";
+    callbacks.loaded(listed);
+  };
+
+  const announce = (text: string) => {
+    status.textContent = text;
+  };
+
+  const handlers: RowActionHandlers = {
+    edit: callbacks.edit,
+    useForSending: callbacks.useForSending,
+    async remove(integration) {
+      if (!window.confirm(`Delete the integration "${integration.id}"? Sends that name it will fail.`)) {
+        return;
+      }
+      try {
+        await integrationClient.deleteIntegration({ id: integration.id });
+      } catch (error) {
+        errorBox.replaceChildren(renderError(error).view);
+        return;
+      }
+      await load("");
+      announce(`Deleted ${integration.id}.`);
+    },
+  };
+  const actions = rowActions(handlers);
+
+  loadMore.addEventListener("click", () => void load(nextPageToken));
+  return { reload: () => load(""), announce };
+}
+
+function row(integration: Integration, actions: ReturnType<typeof rowActions>): HTMLTableRowElement {
+  const cell = (label: string, text: string) => element("td", { "data-label": label }, text);
+  const buttons = actions.map((action) => {
+    const button = element("button", { type: "button", "aria-label": `${action.label} ${integration.id}` }, action.label);
+    if (action.danger === true) {
+      button.classList.add("danger");
+    }
+    button.addEventListener("click", () => void action.run(integration));
+    return button;
+  });
+
+  return element(
+    "tr",
+    {},
+    element("th", { scope: "row", "data-label": "Id" }, integration.id),
+    cell("Name", integration.displayName),
+    cell("Base URL", integration.baseUrl),
+    cell("Default sender", integration.defaultSender),
+    cell("API key", integration.apiKeyHint),
+    element("td", { class: "row-actions" }, ...buttons),
+  );
+}

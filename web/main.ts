@@ -1,0 +1,33 @@
+/**
+ * Entry point of the web console: connects the page's sections to the
+ * IntegrationService and SmsService APIs of the service that serves it.
+ */
+import { wireApiKeyForm } from "./api-key.js";
+import { byId } from "./dom.js";
+import { createIntegrationEditor } from "./integration-editor.js";
+import { createIntegrationList } from "./integration-list.js";
+import { createSendForm } from "./send-form.js";
+
+const sendForm = createSendForm();
+const editor = createIntegrationEditor(({ integration, created }) => {
+  void list.reload().then(() => list.announce(`${created ? "Created" : "Saved"} ${integration.id}.`));
+});
+const list = createIntegrationList({
+  edit: (integration) => {
+    list.announce("");
+    editor.openEdit(integration);
+  },
+  useForSending: (integration) => sendForm.choose(integration.id),
+  loaded: (integrations) => sendForm.setIntegrations(integrations),
+});
+
+byId("new-integration", HTMLButtonElement).addEventListener("click", () => {
+  list.announce("");
+  editor.openNew();
+});
+byId("refresh-list", HTMLButtonElement).addEventListener("click", () => {
+  list.announce("");
+  void list.reload();
+});
+wireApiKeyForm(() => void list.reload());
+void list.reload();

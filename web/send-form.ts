@@ -1,0 +1,138 @@
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { FieldViolationSchema } from "../gen/smsgateway/v1/errors_pb.js";
+import type { Integration } from "../gen/smsgateway/v1/integration_pb.js";
+import { DateSource, PassthroughSchema, type Passthrough, type SendSmsResponse } from "../gen/smsgateway/v1/sms_service_pb.js";
+import { smsClient } from "./api.js";
+import { byId, element, facts } from "./dom.js";
+import { clearInvalidFields, markInvalidFields, renderError, renderLocalProblems } from "./error-view.js";
+
+/** The send form. */
+export interface SendForm {
+  /** Offers these integrations in the integration list, keeping the current choice when it is still there. */
+  setIntegrations(integrations: readonly Integration[]): void;
+  /** Picks an integration and moves to the form. */
+  choose(integrationId: string): void;
+}
+
+/** Connects the "Send an SMS" section. */
+export function createSendForm(): SendForm {
+  const form = byId("send-form", HTMLFormElement);
+  const select = byId("s-integration_id", HTMLSelectElement);
+  const to = byId("s-to", HTMLInputElement);
+  const content = byId("s-content", HTMLTextAreaElement);
+  const sender = byId("s-sender", HTMLInputElement);
+  const passthrough = byId("s-passthrough", HTMLTextAreaElement);
+  const idempotencyKey = byId("s-idempotency_key", HTMLInputElement);
+  const sendButton = byId("send-sms", HTMLButtonElement);
+  const outcome = byId("send-outcome", HTMLDivElement);
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearInvalidFields(form);
+    outcome.replaceChildren();
+    outcome.className = "outcome";
+
+    const parsed = parsePassthrough(passthrough.value);
+    if (typeof parsed === "string") {
+      const violations = [create(FieldViolationSchema, { field: "passthrough", description: parsed })];
+      showError(renderLocalProblems(violations));
+      markInvalidFields(form, violations, "");
+      return;
+    }
+
+    sendButton.disabled = true;
+    void smsClient
+      .sendSms({
+        integrationId: select.value,
+        to: to.value,
+        content: content.value,
+        sender: sender.value === "" ? undefined : sender.value,
+        passthrough: parsed,
+        idempotencyKey: idempotencyKey.value,
+      })
+      .then(
+        (response) => {
+          outcome.classList.add(response.warnings.length > 0 || response.id === "" ? "warning" : "success");
+          outcome.replaceChildren(renderSent(response));
+        },
+        (error: unknown) => {
+          const rendered = renderError(error);
+          showError(rendered.view);
+          markInvalidFields(form, rendered.violations, "");
+        },
+      )
+      .finally(() => {
+        sendButton.disabled = false;
+      });
+  });
+
+  const showError = (view: HTMLElement) => {
+    outcome.classList.add("failure");
+    outcome.replaceChildren(view);
+  };
+
+  return {
+    setIntegrations(integrations) {
+      const current = select.value;
+      select.replaceChildren(
+        ...integrations.map((integration) => {
+          const label = integration.displayName === "" ? integration.id : `${integration.id} (${integration.displayName})`;
+          return element("option", { value: integration.id }, label);
+        }),
+      );
+      if (integrations.length === 0) {
+        select.append(element("option", { value: "" }, "No integrations yet"));
+      }
+      if (integrations.some((integration) => integration.id === current)) {
+        select.value = current;
+      }
+    },
+    choose(integrationId) {
+      select.value = integrationId;
+      form.scrollIntoView({ block: "start" });
+      to.focus();
+    },
+  };
+}
+
+/**
+ * Parses the passthrough box: empty means none, otherwise the JSON form of
+ * `smsgateway.v1.Passthrough`. Returns the problem as text when it is not.
+ */
+function parsePassthrough(text: string): Passthrough | undefined | string {
+  if (text.trim() === "") {
+    return undefined;
+  }
+  let json: JsonValue;
+  try {
+    json = JSON.parse(text) as JsonValue;
+  } catch (error) {
+    return `is not valid JSON (${error instanceof Error ? error.message : String(error)})`;
+  }
+  try {
+    return fromJson(PassthroughSchema, json);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return `must look like {"body": {...}, "headers": {...}, "query": {...}}: ${reason}`;
+  }
+}
+
+function renderSent(response: SendSmsResponse): HTMLElement {
+  const view = element("div", { class: "sent-view" });
+  view.append(element("p", { class: "headline" }, element("strong", {}, response.replayed ? "Sent earlier (replayed)" : "Sent")));
+  view.append(
+    facts([
+      ["Message id", response.id === "" ? "none in the gateway reply" : response.id],
+      ["Date", response.date === undefined ? "" : timestampDate(response.date).toISOString()],
+      ["Date source", response.dateSource === DateSource.GATEWAY ? "gateway reply" : "send time"],
+      ["Gateway date", response.rawDate],
+      ["Gateway status", String(response.gatewayStatus)],
+      ["Attempts", String(response.attempts)],
+    ]),
+  );
+  if (response.warnings.length > 0) {
+    view.append(element("h3", {}, "Warnings"), element("ul", { class: "warnings" }, ...response.warnings.map((text) => element("li", {}, text))));
+  }
+  return view;
+}
