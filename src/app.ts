@@ -6,6 +6,8 @@ import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
+import { EncryptingIntegrationStore } from "./security/encrypting-integration-store.js";
+import { prepareSecurity } from "./security/security-setup.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
@@ -22,9 +24,17 @@ export interface App {
 
 const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
-/** Opens storage, builds the services and starts listening. */
+/**
+ * Opens storage, builds the services and starts listening.
+ *
+ * @throws ConfigError before anything is opened when the security settings
+ *   are invalid or unsafe (see `prepareSecurity`).
+ */
 export async function startApp(config: Config, logger: Logger): Promise<App> {
-  const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const security = await prepareSecurity(config, logger);
+  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const { description } = opened;
+  const store = new EncryptingIntegrationStore(opened.store, security.cipher);
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
     maxResponseBytes: config.maxReplyBytes,
@@ -40,7 +50,7 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
       { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
       { desc: SmsServiceDesc, handlers: bindMethods(sms) },
     ],
-    new CallPipeline(logger),
+    new CallPipeline(logger, security.access),
   );
   const handler = connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes });
 

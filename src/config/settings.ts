@@ -22,6 +22,14 @@ export interface Config {
   maxRequestBytes: number;
   gatewayConnections: number;
   gatewayKeepAliveMs: number;
+  /** `keyId:base64key` entries, comma-separated, the last one used for writes; empty when unset. */
+  encryptionKeys: string;
+  /** File with the same entries as `encryptionKeys`; empty when unset. */
+  encryptionKeysFile: string;
+  /** `name:scope+scope:sha256hex` entries, comma-separated; empty when unset. */
+  apiKeys: string;
+  /** File with the same entries as `apiKeys`; empty when unset. */
+  apiKeysFile: string;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -179,5 +187,41 @@ export const SETTINGS: readonly Setting[] = [
     unit: "ms",
     description: "How long an idle connection to a gateway stays open for reuse, unless the gateway asks for less.",
     parse: integerIn(1, 600_000),
+  },
+  {
+    key: "encryptionKeys",
+    env: "ENCRYPTION_KEYS",
+    flag: "--encryption-keys",
+    defaultValue: "",
+    unit: "",
+    description: "Keys that encrypt the stored gateway secrets, as comma-separated keyId:base64key entries of 32-byte keys. The last one encrypts new writes.",
+    parse: text,
+  },
+  {
+    key: "encryptionKeysFile",
+    env: "ENCRYPTION_KEYS_FILE",
+    flag: "--encryption-keys-file",
+    defaultValue: "",
+    unit: "",
+    description: "File of ENCRYPTION_KEYS entries, one per line or comma-separated. Without either setting, SQLite uses DATA_DIR/encryption-keys, created on first start.",
+    parse: text,
+  },
+  {
+    key: "apiKeys",
+    env: "API_KEYS",
+    flag: "--api-keys",
+    defaultValue: "",
+    unit: "",
+    description: "Callers' API keys, as comma-separated name:scope+scope:sha256hex entries (npm run create-api-key prints one). Unset turns caller authentication off, which is allowed only on a loopback HOST.",
+    parse: text,
+  },
+  {
+    key: "apiKeysFile",
+    env: "API_KEYS_FILE",
+    flag: "--api-keys-file",
+    defaultValue: "",
+    unit: "",
+    description: "File of API_KEYS entries, one per line or comma-separated.",
+    parse: text,
   },
 ];

@@ -10,6 +10,9 @@ import {
   GatewayError,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
+  SecretUnreadableError,
+  UnauthenticatedError,
   type GatewayFailure,
 } from "../errors.js";
 
@@ -62,6 +65,19 @@ export function toConnectError(error: unknown): ConnectError {
     };
     const metadata = info.retryAfterSeconds === undefined ? undefined : { "retry-after": String(info.retryAfterSeconds) };
     return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail], error);
+  }
+
+  if (error instanceof UnauthenticatedError) {
+    // RFC 6750 asks for this header on a missing or invalid bearer token.
+    return new ConnectError(error.message, Code.Unauthenticated, { "www-authenticate": "Bearer" }, undefined, error);
+  }
+
+  if (error instanceof PermissionDeniedError) {
+    return new ConnectError(error.message, Code.PermissionDenied, undefined, undefined, error);
+  }
+
+  if (error instanceof SecretUnreadableError) {
+    return new ConnectError(error.message, Code.FailedPrecondition, undefined, undefined, error);
   }
 
   return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);

@@ -13,11 +13,11 @@ import {
   type ListIntegrationsRequest,
   type ListIntegrationsResponse,
 } from "../../gen/smsgateway/v1/integration_service_pb.js";
-import type { Integration } from "../domain/integration.js";
 import { integrationIdProblem, validateIntegration } from "../domain/integration-validation.js";
 import { InvalidArgumentError, NotFoundError } from "../errors.js";
 import type { CallContext } from "../rpc/call-context.js";
-import type { IntegrationStore } from "../store/integration-store.js";
+import { assertUnreadableSecretsReplaced } from "../security/unreadable-secrets.js";
+import type { IntegrationStore, StoredIntegration } from "../store/integration-store.js";
 import { applyUpdate, fieldsFromMessage, toMessage } from "./integration-message.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 
@@ -57,7 +57,9 @@ export class IntegrationService {
 
     // NOTE: two concurrent partial updates of one integration can each read
     // the old row, and the later write wins for the fields both masks name.
-    const updated = await this.store.update(input.id, validated(applyUpdate(existing, input, maskPaths)));
+    const fields = applyUpdate(existing, input, maskPaths);
+    assertUnreadableSecretsReplaced(existing, fields);
+    const updated = await this.store.update(input.id, validated(fields));
     context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
     return create(ConfigureIntegrationResponseSchema, { integration: toMessage(updated), created: false });
   }
@@ -101,7 +103,7 @@ export class IntegrationService {
   }
 
   /** Returns the integration with the given id, or throws NOT_FOUND. */
-  async load(id: string, field: string): Promise<Integration> {
+  async load(id: string, field: string): Promise<StoredIntegration> {
     requireId(id, field);
     const integration = await this.store.get(id);
     if (integration === null) {

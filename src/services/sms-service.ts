@@ -9,6 +9,7 @@ import {
 import type { Dispatcher } from "../dispatch/dispatcher.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
 import type { CallContext } from "../rpc/call-context.js";
+import { assertSecretsReadable } from "../security/unreadable-secrets.js";
 import type { IntegrationService } from "./integration-service.js";
 
 const MAX_RECIPIENT_LENGTH = 64;
@@ -26,6 +27,7 @@ export class SmsService {
     validateSendRequest(request);
 
     const integration = await this.integrations.load(request.integrationId, "integration_id");
+    assertSecretsReadable(integration, context.log);
     const result = await this.dispatcher.send(
       integration,
       { to: request.to, content: request.content, sender: request.sender, passthrough: request.passthrough },

@@ -2,7 +2,7 @@ import { Migrator, sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 
 import type { StoreDatabase } from "./database-schema.js";
-import type { IntegrationStore } from "./integration-store.js";
+import type { IntegrationStore, SecretColumnsStore } from "./integration-store.js";
 import { KyselyIntegrationStore } from "./kysely-integration-store.js";
 import { createMigrationProvider, type StoreEngine } from "./migrations.js";
 import {
@@ -37,7 +37,8 @@ export interface OpenStoreOptions {
 
 /** An open store and the database it uses. */
 export interface OpenedStore {
-  store: IntegrationStore;
+  /** Stores secrets exactly as given: wrap it in an EncryptingIntegrationStore. */
+  store: IntegrationStore & SecretColumnsStore;
   /**
    * The database for logs, with no password: `sqlite:data/smsgateway.db` or
    * `postgres://user@host:5432/db`, plus `(schema name)` for a schema other
