@@ -35,6 +35,9 @@ export interface ReencryptResult {
 
 type RowOutcome = "reencrypted" | "current" | "gone";
 
+/** The store operations a re-encryption pass uses. */
+export type ReencryptableStore = Pick<IntegrationStore, "list" | "get"> & SecretColumnsStore;
+
 /**
  * Rewrites every stored secret that is legacy plain text or encrypted under
  * an older key, so that it is encrypted under the newest key.
@@ -48,7 +51,7 @@ type RowOutcome = "reencrypted" | "current" | "gone";
  * @param store the store without encryption, whose `apiKey` and `secretKey` are the stored values.
  */
 export async function reencryptSecrets(
-  store: IntegrationStore & SecretColumnsStore,
+  store: ReencryptableStore,
   cipher: SecretCipher,
   logger: Logger,
 ): Promise<ReencryptResult> {
@@ -89,7 +92,7 @@ class ConcurrentChangeError extends Error {
 }
 
 async function reencryptRow(
-  store: IntegrationStore & SecretColumnsStore,
+  store: ReencryptableStore,
   cipher: SecretCipher,
   integrationId: string,
   read: StoredSecrets,
