@@ -15,7 +15,7 @@ export interface IncomingCall {
 
 /**
  * Authentication and authorization, run by the pipeline before each
- * handler. It sees calls through {@link IncomingCall}, so it works the same
+ * handler. It receives calls as {@link IncomingCall}, so it works the same
  * for every server library.
  */
 export interface CallAccessControl {
@@ -40,10 +40,10 @@ export const REQUEST_ID_HEADER = "x-request-id";
 const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
 /**
- * Runs every RPC the same way, whichever server received it: assigns the
- * request id, authenticates and authorizes the caller when access control
- * is given, calls the handler, converts its error, and logs one line with
- * the procedure, caller name, code and duration.
+ * Runs every RPC the same way, whichever server received it. It assigns
+ * the request id, authenticates and authorizes the caller when access
+ * control is given, and calls the handler. Then it converts the handler's
+ * error and logs one line with the procedure, caller name, code and duration.
  */
 export class CallPipeline {
   constructor(

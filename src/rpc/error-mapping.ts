@@ -68,7 +68,7 @@ export function toConnectError(error: unknown): ConnectError {
   }
 
   if (error instanceof UnauthenticatedError) {
-    // RFC 6750 asks for this header on a missing or invalid bearer token.
+    // RFC 6750 (section 3) has the server send this challenge when a bearer token is missing or invalid.
     return new ConnectError(error.message, Code.Unauthenticated, { "www-authenticate": "Bearer" }, undefined, error);
   }
 

@@ -6,7 +6,7 @@ import { PermissionDeniedError, UnauthenticatedError } from "../errors.js";
 import type { CallAccessControl, IncomingCall } from "../rpc/call-pipeline.js";
 import { hashApiKey, type ApiKeyEntry, type Scope } from "./api-keys.js";
 
-/** Which scope each procedure needs, and which procedures need none. */
+/** The scope each procedure needs, and the procedures that need none. */
 export interface ProcedureAccess {
   scopes: Readonly<Record<string, Scope>>;
   publicProcedures: ReadonlySet<string>;
@@ -46,7 +46,7 @@ export class ApiKeyAuthenticator implements CallAccessControl {
    * is off or the procedure is public.
    *
    * @throws UnauthenticatedError when the header is missing, malformed or
-   *   holds an unknown key. The message never repeats the header.
+   *   contains an unknown key. The message never repeats the header.
    */
   authenticate(procedure: string, call: IncomingCall): string | undefined {
     if (!this.enabled || this.#access.publicProcedures.has(procedure)) {
@@ -70,7 +70,7 @@ export class ApiKeyAuthenticator implements CallAccessControl {
   }
 
   /**
-   * Checks that the caller's key holds the scope the procedure needs.
+   * Checks that the caller's key has the scope the procedure needs.
    *
    * @throws PermissionDeniedError naming the scope needed, or when no scope
    *   is defined for the procedure, which is logged as an error because

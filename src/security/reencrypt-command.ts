@@ -7,7 +7,7 @@ import { loadEncryptionKeys } from "./encryption-key-source.js";
 import { reencryptSecrets } from "./reencrypt-secrets.js";
 import { SecretCipher } from "./secret-cipher.js";
 
-/** Where the command writes: its result, its errors, and the service's JSON log lines. */
+/** Outputs of the command: its result, its errors, and the service's JSON log lines. */
 export interface CommandOutput {
   out(line: string): void;
   err(line: string): void;

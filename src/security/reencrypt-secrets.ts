@@ -20,7 +20,7 @@ export interface ReencryptFailure {
   reason: string;
 }
 
-/** What one re-encryption pass did. */
+/** Counts and failures of one re-encryption pass. */
 export interface ReencryptResult {
   /** Key id every rewritten secret is now encrypted under. */
   keyId: string;

@@ -10,11 +10,11 @@ const ALGORITHM = "aes-256-gcm";
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-/** The stored columns that hold secrets. */
+/** The stored columns that contain secrets. */
 export type SecretField = "api_key" | "secret_key";
 
 /**
- * Where a secret is stored. It is bound to the ciphertext as additional
+ * Location of a secret: its integration and column. It is bound to the ciphertext as additional
  * authenticated data, so a ciphertext copied to another row or column fails
  * to decrypt instead of sending one integration's key to another gateway.
  */
@@ -24,10 +24,10 @@ export interface SecretBinding {
 }
 
 /**
- * Why a stored secret could not be decrypted: `unknown_key` when no
- * configured key has its id, `authentication_failed` when the key is there
- * but the ciphertext, its key id or its row was altered (or the key under
- * that id changed), `malformed` when the value is not in the `v1:` format.
+ * Reason a stored secret could not be decrypted. `unknown_key`: no
+ * configured key has its id. `authentication_failed`: the key is there, but
+ * the ciphertext, its key id or its row was altered, or the key under that
+ * id changed. `malformed`: the value is not in the `v1:` format.
  */
 export type DecryptionFailure = "unknown_key" | "authentication_failed" | "malformed";
 
@@ -129,9 +129,9 @@ export class SecretCipher {
 /**
  * Returns whether a stored value is a ciphertext rather than legacy plain text.
  *
- * NOTE: a legacy plain-text secret that itself starts with `v1:` is taken
- * for a ciphertext and fails to decrypt; reconfigure such an integration's
- * secret through the API.
+ * NOTE: a legacy plain-text secret that starts with `v1:` is taken for a
+ * ciphertext, so it fails to decrypt. Set such an integration's secret
+ * again through the API.
  */
 export function isEncrypted(stored: string): boolean {
   return stored.startsWith(CIPHERTEXT_PREFIX);

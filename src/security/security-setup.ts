@@ -9,7 +9,7 @@ import { loadEncryptionKeys } from "./encryption-key-source.js";
 import { isLoopbackHost } from "./loopback-host.js";
 import { SecretCipher } from "./secret-cipher.js";
 
-/** What the service needs to authenticate callers and encrypt stored secrets. */
+/** Caller authentication and the cipher of stored secrets, ready for the service. */
 export interface Security {
   access: ApiKeyAuthenticator;
   cipher: SecretCipher;

@@ -24,7 +24,7 @@ const VALUE_OF: Record<SecretField, "apiKey" | "secretKey"> = {
   secret_key: "secretKey",
 };
 
-/** Builds the error that tells an operator how to make the integration usable again. */
+/** Builds the error that explains how an operator makes the integration usable again. */
 export function unreadableSecretError(integrationId: string, secret: UnreadableSecret): SecretUnreadableError {
   const stored = `stored ${secret.field} of integration "${integrationId}"`;
   const reconfigure = `reconfigure the integration's ${secret.field}`;
