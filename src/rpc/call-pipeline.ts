@@ -17,6 +17,10 @@ export interface IncomingCall {
  * Authentication and authorization, run by the pipeline before each
  * handler. It receives calls as {@link IncomingCall}, so it works the same
  * for every server library.
+ *
+ * NOTE: the server library decodes the request message before the pipeline
+ * runs, so a caller without credentials can still make the service parse up
+ * to MAX_REQUEST_BYTES per call.
  */
 export interface CallAccessControl {
   /**

@@ -40,11 +40,15 @@ export async function loadEncryptionKeys(settings: EncryptionKeySettings, logger
     throw new ConfigError("ENCRYPTION_KEYS and ENCRYPTION_KEYS_FILE are both set; set only one of them.");
   }
   if (encryptionKeys !== "") {
-    return { ring: parsed(encryptionKeys, "ENCRYPTION_KEYS"), source: "ENCRYPTION_KEYS" };
+    const ring = parsed(encryptionKeys, "ENCRYPTION_KEYS");
+    await warnAboutGeneratedKeys(settings, ring, logger);
+    return { ring, source: "ENCRYPTION_KEYS" };
   }
   if (encryptionKeysFile !== "") {
     const text = await readKeyFile(encryptionKeysFile, "ENCRYPTION_KEYS_FILE", logger);
-    return { ring: parsed(text, `ENCRYPTION_KEYS_FILE ${encryptionKeysFile}`), source: encryptionKeysFile };
+    const ring = parsed(text, `ENCRYPTION_KEYS_FILE ${encryptionKeysFile}`);
+    await warnAboutGeneratedKeys(settings, ring, logger);
+    return { ring, source: encryptionKeysFile };
   }
   if (settings.databaseUrl !== "") {
     throw new ConfigError(
@@ -72,6 +76,35 @@ function parsed(text: string, source: string): EncryptionKeyRing {
     return parseEncryptionKeys(text, source);
   } catch (error) {
     throw new ConfigError(`${(error as Error).message}.`);
+  }
+}
+
+/**
+ * Warns when the SQLite store has a generated key file whose keys the
+ * configured keys leave out, because secrets written under them no longer
+ * decrypt. This happens when an operator moves from the generated file to
+ * ENCRYPTION_KEYS without copying its key.
+ */
+async function warnAboutGeneratedKeys(settings: EncryptionKeySettings, ring: EncryptionKeyRing, logger: Logger): Promise<void> {
+  if (settings.databaseUrl !== "") {
+    return;
+  }
+
+  const file = path.join(settings.dataDir, GENERATED_KEY_FILE_NAME);
+  let generated: EncryptionKeyRing;
+  try {
+    generated = parseEncryptionKeys(await readFile(file, "utf8"), file);
+  } catch {
+    // No generated file, or one that is not usable: there is nothing to compare.
+    return;
+  }
+  const missing = generated.ids.filter((id) => ring.key(id) === undefined);
+  if (missing.length > 0) {
+    logger.warn(
+      { file, missingKeyIds: missing },
+      "the generated key file in DATA_DIR has keys that the configured keys leave out; secrets stored under them " +
+        "cannot be decrypted until those keys are added (then run npm run reencrypt)",
+    );
   }
 }
 

@@ -153,6 +153,21 @@ describe("loadEncryptionKeys", () => {
     expect(logged).not.toContain(created.ring.current.key.toString("base64"));
   });
 
+  test("warns when the generated key is not configured", async () => {
+    const dataDir = await tempDir();
+    const generated = await loadEncryptionKeys(settings({ dataDir }), silentLogger());
+    const generatedEntry = `${generated.ring.current.id}:${generated.ring.current.key.toString("base64")}`;
+    const left = capturingLogger();
+    const kept = capturingLogger();
+
+    await loadEncryptionKeys(settings({ dataDir, encryptionKeys: keyEntry("fresh") }), left.logger);
+    await loadEncryptionKeys(settings({ dataDir, encryptionKeys: `${generatedEntry},${keyEntry("fresh")}` }), kept.logger);
+
+    const warning = left.lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.level === 40);
+    expect(warning).toMatchObject({ missingKeyIds: [generated.ring.current.id], msg: expect.stringContaining("cannot be decrypted") });
+    expect(kept.lines.join("")).not.toContain("missingKeyIds");
+  });
+
   test("concurrent first starts share one key", async () => {
     const dataDir = await tempDir();
 
