@@ -1,3 +1,4 @@
+import { parseFlags } from "../config/load-config.js";
 import { apiKeyNameProblem, formatApiKeyEntry, generateApiKey, hashApiKey, parseScopes, SCOPES, type Scope } from "./api-keys.js";
 
 const USAGE = [
@@ -51,22 +52,9 @@ export function runCreateApiKeyCommand(argv: readonly string[], out: (text: stri
 }
 
 function parseArguments(argv: readonly string[]): CreateApiKeyArguments | "help" {
-  const values = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? "";
-    if (arg === "--help" || arg === "-h") {
-      return "help";
-    }
-    const equals = arg.indexOf("=");
-    const name = equals === -1 ? arg : arg.slice(0, equals);
-    if (name !== "--name" && name !== "--scopes") {
-      throw new Error(`unknown argument "${arg}"`);
-    }
-    const value = equals === -1 ? argv[++i] : arg.slice(equals + 1);
-    if (value === undefined || value === "") {
-      throw new Error(`${name} needs a value`);
-    }
-    values.set(name, value);
+  const values = parseFlags(argv, new Set(["--name", "--scopes"]));
+  if (values === "help") {
+    return "help";
   }
 
   const name = values.get("--name");

@@ -72,7 +72,7 @@ describe("create-api-key", () => {
     { argv: ["--name", "ci", "--scopes", "sms:all"], message: /unknown scope "sms:all"/ },
     { argv: ["--name", "c/i", "--scopes", "sms:send"], message: /--name: name "c\/i" is invalid/ },
     { argv: ["--name"], message: /--name needs a value/ },
-    { argv: ["--nmae", "ci"], message: /unknown argument "--nmae"/ },
+    { argv: ["--nmae", "ci"], message: /Unknown argument "--nmae"/ },
   ])("rejects $argv", ({ argv, message }) => {
     let error = "";
     const code = runCreateApiKeyCommand(argv, () => undefined, (text) => (error += text));
