@@ -10,6 +10,8 @@ import { SendGate } from "./flow/send-gate.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
 import { withHttpRoutes } from "./server/http-routes.js";
+import { EncryptingIntegrationStore } from "./security/encrypting-integration-store.js";
+import { prepareSecurity } from "./security/security-setup.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
 import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
@@ -35,9 +37,17 @@ export interface AppOptions {
 
 const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
-/** Opens storage, builds the services and starts listening. */
+/**
+ * Opens storage, builds the services and starts listening.
+ *
+ * @throws ConfigError before anything is opened when the security settings
+ *   are invalid or unsafe (see `prepareSecurity`).
+ */
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
-  const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const security = await prepareSecurity(config, logger);
+  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const { description } = opened;
+  const store = new EncryptingIntegrationStore(opened.store, security.cipher);
   const outbound = new OutboundGuard({ allowList: config.outboundAllow, resolver: options.resolver });
   if (config.outboundAllow.entries.length > 0) {
     logger.info({ outboundAllow: config.outboundAllow.toString() }, "SSRF guard lets the OUTBOUND_ALLOW entries through");
@@ -69,7 +79,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
       { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
       { desc: SmsServiceDesc, handlers: bindMethods(sms) },
     ],
-    new CallPipeline(logger),
+    new CallPipeline(logger, security.access),
   );
   const handler = withHttpRoutes(
     [...webConsoleRoutes(logger)],

@@ -173,3 +173,41 @@ export class FlowLimitError extends Error {
     super(message);
   }
 }
+
+/** The caller sent no API key, a malformed `authorization` header, or a key the service does not know. */
+export class UnauthenticatedError extends Error {
+  override readonly name = "UnauthenticatedError";
+}
+
+/** The caller's API key is valid but lacks the scope the procedure needs. */
+export class PermissionDeniedError extends Error {
+  override readonly name = "PermissionDeniedError";
+
+  constructor(
+    message: string,
+    /** Name of the caller's API key. */
+    readonly caller: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A stored gateway secret that the configured encryption keys cannot
+ * decrypt. The integration cannot send until an operator configures the
+ * key or sets the secret again.
+ */
+export class SecretUnreadableError extends Error {
+  override readonly name = "SecretUnreadableError";
+
+  constructor(
+    message: string,
+    readonly integrationId: string,
+    /** Stored column, `api_key` or `secret_key`. */
+    readonly field: string,
+    /** Key id written in the ciphertext, empty when the value is malformed. */
+    readonly keyId: string,
+  ) {
+    super(message);
+  }
+}

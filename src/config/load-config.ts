@@ -49,9 +49,16 @@ function parseSetting(setting: Setting, raw: string, source: string): unknown {
   }
 }
 
-/** Parses `--name value` and `--name=value` pairs; returns "help" for `--help` or `-h`. */
-function parseFlags(argv: readonly string[]): Map<string, string> | "help" {
-  const known = new Set(SETTINGS.map((s) => s.flag));
+/**
+ * Parses `--name value` and `--name=value` pairs of the `known` flags (by
+ * default the settings' flags); returns "help" for `--help` or `-h`.
+ *
+ * @throws ConfigError for an unknown flag or a flag without a value.
+ */
+export function parseFlags(
+  argv: readonly string[],
+  known: ReadonlySet<string> = new Set(SETTINGS.map((s) => s.flag)),
+): Map<string, string> | "help" {
   const flags = new Map<string, string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";

@@ -35,6 +35,14 @@ export interface Config {
   circuitFailureThreshold: number;
   circuitOpenMs: number;
   circuitHalfOpenProbes: number;
+  /** `keyId:base64key` entries, comma-separated, the last one used for writes; empty when unset. */
+  encryptionKeys: string;
+  /** File with the same entries as `encryptionKeys`; empty when unset. */
+  encryptionKeysFile: string;
+  /** `name:scope+scope:sha256hex` entries, comma-separated; empty when unset. */
+  apiKeys: string;
+  /** File with the same entries as `apiKeys`; empty when unset. */
+  apiKeysFile: string;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -256,5 +264,41 @@ export const SETTINGS: readonly Setting[] = [
     unit: "sends",
     description: "Probe sends let through at once after the cool-down; a success closes the circuit, a failure opens it again.",
     parse: integerIn(1, 10_000),
+  },
+  {
+    key: "encryptionKeys",
+    env: "ENCRYPTION_KEYS",
+    flag: "--encryption-keys",
+    defaultValue: "",
+    unit: "",
+    description: "Keys that encrypt the stored gateway secrets, as comma-separated keyId:base64key entries of 32-byte keys. The last one encrypts new writes.",
+    parse: text,
+  },
+  {
+    key: "encryptionKeysFile",
+    env: "ENCRYPTION_KEYS_FILE",
+    flag: "--encryption-keys-file",
+    defaultValue: "",
+    unit: "",
+    description: "File of ENCRYPTION_KEYS entries, one per line or comma-separated. Without either setting, SQLite uses DATA_DIR/encryption-keys, created on first start.",
+    parse: text,
+  },
+  {
+    key: "apiKeys",
+    env: "API_KEYS",
+    flag: "--api-keys",
+    defaultValue: "",
+    unit: "",
+    description: "Callers' API keys, as comma-separated name:scope+scope:sha256hex entries (npm run create-api-key prints one). Unset turns caller authentication off, which is allowed only on a loopback HOST.",
+    parse: text,
+  },
+  {
+    key: "apiKeysFile",
+    env: "API_KEYS_FILE",
+    flag: "--api-keys-file",
+    defaultValue: "",
+    unit: "",
+    description: "File of API_KEYS entries, one per line or comma-separated.",
+    parse: text,
   },
 ];

@@ -163,10 +163,11 @@ export class Dispatcher {
         reply.bodyFailure === undefined
           ? readSendReply(reply.body, this.maxResponseBytes, integration, sendTime)
           : unreadSendReply(reply.bodyFailure, integration.idPath, sendTime);
-      const warnings =
-        fields.warnings.length === 0
-          ? fields.warnings
-          : fields.warnings.map((warning) => redactSecrets(warning, secretForms(secrets)));
+      // A gateway may echo a credential anywhere in its reply, so every text taken from it is redacted.
+      const forms = secretForms(secrets);
+      const warnings = fields.warnings.map((warning) => redactSecrets(warning, forms));
+      fields.id = redactSecrets(fields.id, forms);
+      fields.rawDate = redactSecrets(fields.rawDate, forms);
       if (this.log.isLevelEnabled("debug")) {
         this.log.debug(
           { integrationId: integration.id, to: maskPhone(message.to), status: reply.status, warnings },

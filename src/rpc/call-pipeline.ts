@@ -13,18 +13,47 @@ export interface IncomingCall {
   setResponseHeader(name: string, value: string): void;
 }
 
+/**
+ * Authentication and authorization, run by the pipeline before each
+ * handler. It receives calls as {@link IncomingCall}, so it works the same
+ * for every server library.
+ *
+ * NOTE: the server library decodes the request message before the pipeline
+ * runs, so a caller without credentials can still make the service parse up
+ * to MAX_REQUEST_BYTES per call.
+ */
+export interface CallAccessControl {
+  /**
+   * Identifies the caller from the request headers.
+   *
+   * @returns the caller's name for the log, or undefined for an anonymous call.
+   * @throws UnauthenticatedError when the call must carry credentials and does not.
+   */
+  authenticate(procedure: string, call: IncomingCall): string | undefined;
+  /**
+   * Checks that the caller may call the procedure.
+   *
+   * @throws PermissionDeniedError when it may not.
+   */
+  authorize(procedure: string, caller: string | undefined): void;
+}
+
 export const REQUEST_ID_HEADER = "x-request-id";
 
 /** A caller-supplied request id is kept when it is short printable ASCII. */
 const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
 /**
- * Runs every RPC the same way, whichever server received it: assigns the
- * request id, calls the handler, converts its error, and logs one line with
- * the procedure, code and duration.
+ * Runs every RPC the same way, whichever server received it. It assigns
+ * the request id, authenticates and authorizes the caller when access
+ * control is given, and calls the handler. Then it converts the handler's
+ * error and logs one line with the procedure, caller name, code and duration.
  */
 export class CallPipeline {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly access?: CallAccessControl,
+  ) {}
 
   async runUnary<Request, Response>(
     procedure: string,
@@ -37,17 +66,22 @@ export class CallPipeline {
     const requestId = suppliedId !== null && REQUEST_ID_PATTERN.test(suppliedId) ? suppliedId : randomUUID();
     call.setResponseHeader(REQUEST_ID_HEADER, requestId);
 
-    const log = this.logger.child({ procedure, requestId });
-    const context: CallContext = {
-      procedure,
-      signal: call.signal,
-      timeoutMs: () => call.timeoutMs(),
-      requestHeader: (name) => call.requestHeader(name),
-      requestId,
-      log,
-    };
-
+    let log = this.logger.child({ procedure, requestId });
     try {
+      const caller = this.access?.authenticate(procedure, call);
+      if (caller !== undefined) {
+        log = log.child({ caller });
+      }
+      this.access?.authorize(procedure, caller);
+
+      const context: CallContext = {
+        procedure,
+        signal: call.signal,
+        timeoutMs: () => call.timeoutMs(),
+        requestHeader: (name) => call.requestHeader(name),
+        requestId,
+        log,
+      };
       const response = await handler(request, context);
       log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
       return response;

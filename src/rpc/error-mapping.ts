@@ -15,6 +15,9 @@ import {
   InvalidArgumentError,
   NotFoundError,
   OutboundBlockedError,
+  PermissionDeniedError,
+  SecretUnreadableError,
+  UnauthenticatedError,
   type GatewayFailure,
 } from "../errors.js";
 
@@ -82,6 +85,19 @@ export function toConnectError(error: unknown): ConnectError {
 
   if (error instanceof FlowLimitError) {
     return flowLimitConnectError(error);
+  }
+
+  if (error instanceof UnauthenticatedError) {
+    // RFC 6750 (section 3) has the server send this challenge when a bearer token is missing or invalid.
+    return new ConnectError(error.message, Code.Unauthenticated, { "www-authenticate": "Bearer" }, undefined, error);
+  }
+
+  if (error instanceof PermissionDeniedError) {
+    return new ConnectError(error.message, Code.PermissionDenied, undefined, undefined, error);
+  }
+
+  if (error instanceof SecretUnreadableError) {
+    return new ConnectError(error.message, Code.FailedPrecondition, undefined, undefined, error);
   }
 
   return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);

@@ -18,7 +18,8 @@ import { integrationIdProblem, validateIntegration } from "../domain/integration
 import { InvalidArgumentError, NotFoundError } from "../errors.js";
 import type { OutboundGuard } from "../outbound/outbound-guard.js";
 import type { CallContext } from "../rpc/call-context.js";
-import type { IntegrationStore } from "../store/integration-store.js";
+import { assertUnreadableSecretsReplaced } from "../security/unreadable-secrets.js";
+import type { IntegrationStore, StoredIntegration } from "../store/integration-store.js";
 import { applyUpdate, fieldsFromMessage, toMessage } from "./integration-message.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 
@@ -61,7 +62,9 @@ export class IntegrationService {
 
     // NOTE: two concurrent partial updates of one integration can each read
     // the old row, and the later write wins for the fields both masks name.
-    const updated = await this.store.update(input.id, await this.accepted(applyUpdate(existing, input, maskPaths), context));
+    const fields = applyUpdate(existing, input, maskPaths);
+    assertUnreadableSecretsReplaced(existing, fields);
+    const updated = await this.store.update(input.id, await this.accepted(fields, context));
     context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
     return create(ConfigureIntegrationResponseSchema, { integration: toMessage(updated), created: false });
   }
@@ -118,7 +121,7 @@ export class IntegrationService {
   }
 
   /** Returns the integration with the given id, or throws NOT_FOUND. */
-  async load(id: string, field: string): Promise<Integration> {
+  async load(id: string, field: string): Promise<StoredIntegration> {
     requireId(id, field);
     const integration = await this.store.get(id);
     if (integration === null) {

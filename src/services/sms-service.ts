@@ -10,6 +10,7 @@ import type { Dispatcher } from "../dispatch/dispatcher.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
+import { assertSecretsReadable } from "../security/unreadable-secrets.js";
 import type { IntegrationService } from "./integration-service.js";
 
 const MAX_RECIPIENT_LENGTH = 64;
@@ -32,6 +33,7 @@ export class SmsService {
     const deadlineMs = context.timeoutMs();
     // NOTE: the dispatcher validates the passthrough fields after the gate
     // admitted the send, so an invalid passthrough still takes a rate token.
+    assertSecretsReadable(integration, context.log);
     const result = await this.gate.run(integration, { deadlineMs }, () =>
       this.dispatcher.send(integration, message, { signal: context.signal, deadlineMs }),
     );

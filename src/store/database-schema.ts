@@ -11,10 +11,10 @@ export interface IntegrationRow {
   display_name: string;
   base_url: string;
   api_key_header: string;
-  /** Plain text today; wide enough for base64 ciphertext later. */
+  /** `v1:<keyId>:<base64url>` ciphertext from the encrypting store, or legacy plain text. */
   api_key: string;
   secret_key_header: string;
-  /** Plain text today; wide enough for base64 ciphertext later. */
+  /** Same format as `api_key`; "" when there is no second credential. */
   secret_key: string;
   default_sender: string;
   id_path: string;

@@ -1,4 +1,5 @@
 import type { Integration, IntegrationFields } from "../domain/integration.js";
+import type { UnreadableSecret } from "../security/unreadable-secrets.js";
 
 /**
  * An integration as read from storage, with its row version.
@@ -8,6 +9,11 @@ import type { Integration, IntegrationFields } from "../domain/integration.js";
  */
 export interface StoredIntegration extends Integration {
   version: number;
+  /**
+   * Secrets that the configured encryption keys cannot decrypt; each such
+   * field reads as "". Set, and only when not empty, by the encrypting store.
+   */
+  unreadableSecrets?: readonly UnreadableSecret[];
 }
 
 /** Paging options of {@link IntegrationStore.list}. */
@@ -65,6 +71,26 @@ export interface IntegrationStore {
 
   /** Closes the database file or connection pool; the store is unusable after. */
   close(): Promise<void>;
+}
+
+/** The secret columns of a row exactly as stored: ciphertext, legacy plain text, or "". */
+export interface StoredSecrets {
+  apiKey: string;
+  secretKey: string;
+}
+
+/** Rewrites the secret columns of a row in place, for re-encryption under a new key. */
+export interface SecretColumnsStore {
+  /**
+   * Replaces the stored `api_key` and `secret_key` of an integration when
+   * both still equal `expected`, in one statement, so a concurrent update is
+   * never overwritten. Keeps `updateTime` and `version`, because the secrets'
+   * plain text does not change, only how it is stored.
+   *
+   * @returns false when the integration is gone or its secrets changed since
+   *   `expected` was read.
+   */
+  replaceSecrets(id: string, expected: StoredSecrets, replacement: StoredSecrets): Promise<boolean>;
 }
 
 /** Resource name used in the store's NotFoundError and AlreadyExistsError. */

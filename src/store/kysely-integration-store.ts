@@ -9,7 +9,9 @@ import {
   INTEGRATION_RESOURCE,
   type IntegrationStore,
   type ListOptions,
+  type SecretColumnsStore,
   type StoredIntegration,
+  type StoredSecrets,
 } from "./integration-store.js";
 import { StorageError } from "./storage-error.js";
 
@@ -36,7 +38,7 @@ function canBeStoredId(id: string): boolean {
  * increments `version` in SQL, so concurrent updates never lose an
  * increment. Driver errors reach callers as {@link StorageError}.
  */
-export class KyselyIntegrationStore implements IntegrationStore {
+export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsStore {
   readonly #db: Kysely<StoreDatabase>;
   readonly #newId: () => string;
   readonly #now: () => Date;
@@ -142,6 +144,23 @@ export class KyselyIntegrationStore implements IntegrationStore {
       this.#db.deleteFrom("integrations").where("id", "=", id).executeTakeFirst(),
     );
     return result.numDeletedRows > 0n;
+  }
+
+  async replaceSecrets(id: string, expected: StoredSecrets, replacement: StoredSecrets): Promise<boolean> {
+    if (!canBeStoredId(id)) {
+      return false;
+    }
+
+    const result = await this.#run("replace secrets", () =>
+      this.#db
+        .updateTable("integrations")
+        .set({ api_key: replacement.apiKey, secret_key: replacement.secretKey })
+        .where("id", "=", id)
+        .where("api_key", "=", expected.apiKey)
+        .where("secret_key", "=", expected.secretKey)
+        .executeTakeFirst(),
+    );
+    return result.numUpdatedRows > 0n;
   }
 
   async ping(): Promise<void> {

@@ -2,7 +2,7 @@ import { Migrator, sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 
 import type { StoreDatabase } from "./database-schema.js";
-import type { IntegrationStore } from "./integration-store.js";
+import type { IntegrationStore, SecretColumnsStore } from "./integration-store.js";
 import { KyselyIntegrationStore } from "./kysely-integration-store.js";
 import { createMigrationProvider, type StoreEngine } from "./migrations.js";
 import {
@@ -13,6 +13,20 @@ import {
 } from "./postgres-database.js";
 import { openSqliteDatabase } from "./sqlite-database.js";
 import { StorageError, summarizeDatabaseError } from "./storage-error.js";
+
+/**
+ * Attempts of the migration when a concurrent DROP SCHEMA disturbs it.
+ * Kysely 0.28's migrator lists the tables of every schema through
+ * `has_schema_privilege` and `pg_get_serial_sequence`, which fail with
+ * SQLSTATE 3F000 when another session drops a schema during the listing.
+ * Nothing is applied before that listing, so migrating again is safe.
+ */
+const MIGRATE_ATTEMPTS = 5;
+
+/** Returns whether an error is PostgreSQL's invalid_schema_name (3F000). */
+function isDroppedSchemaError(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === "3F000";
+}
 
 /** PostgreSQL truncates longer identifiers, in bytes. */
 const MAX_SCHEMA_NAME_BYTES = 63;
@@ -37,7 +51,8 @@ export interface OpenStoreOptions {
 
 /** An open store and the database it uses. */
 export interface OpenedStore {
-  store: IntegrationStore;
+  /** Stores secrets exactly as given: wrap it in an EncryptingIntegrationStore. */
+  store: IntegrationStore & SecretColumnsStore;
   /**
    * The database for logs, with no password: `sqlite:data/smsgateway.db` or
    * `postgres://user@host:5432/db`, plus `(schema name)` for a schema other
@@ -133,7 +148,15 @@ async function migrate(
 
   // Kysely 0.28 documents that migrateToLatest never throws. It returns the
   // error and a result per migration instead.
-  const { error, results = [] } = await migrator.migrateToLatest();
+  let outcome = await migrator.migrateToLatest();
+  for (let attempt = 1; attempt < MIGRATE_ATTEMPTS && isDroppedSchemaError(outcome.error); attempt++) {
+    logger.warn(
+      { database: description, attempt, err: summarizeDatabaseError(outcome.error) },
+      "another schema was dropped while the migrator read the catalog; migrating again",
+    );
+    outcome = await migrator.migrateToLatest();
+  }
+  const { error, results = [] } = outcome;
 
   for (const result of results) {
     if (result.status === "Success") {

@@ -1,0 +1,59 @@
+import { readFile } from "node:fs/promises";
+
+import { ConfigError } from "../config/load-config.js";
+import type { Config } from "../config/settings.js";
+import { parseApiKeys, type ApiKeyEntry } from "./api-keys.js";
+
+/** The settings that list the callers' API keys. */
+export type ApiKeySettings = Pick<Config, "apiKeys" | "apiKeysFile">;
+
+/** The configured API keys and where they were read, for the start-up log. */
+export interface LoadedApiKeys {
+  keys: ApiKeyEntry[];
+  /** `API_KEYS`, the path of the file, or empty when none is configured. */
+  source: string;
+}
+
+/**
+ * Reads the API keys from `API_KEYS`, else from the file `API_KEYS_FILE`.
+ * Neither set means no keys, which turns authentication off. A file that
+ * is set but lists no key is rejected, because its owner meant to turn
+ * authentication on.
+ *
+ * @throws ConfigError when both are set, the file cannot be read, or an entry is invalid.
+ */
+export async function loadApiKeys(settings: ApiKeySettings): Promise<LoadedApiKeys> {
+  const { apiKeys, apiKeysFile } = settings;
+  if (apiKeys !== "" && apiKeysFile !== "") {
+    throw new ConfigError("API_KEYS and API_KEYS_FILE are both set; set only one of them.");
+  }
+  if (apiKeys !== "") {
+    return { keys: parsed(apiKeys, "API_KEYS"), source: "API_KEYS" };
+  }
+  if (apiKeysFile === "") {
+    return { keys: [], source: "" };
+  }
+
+  let text: string;
+  try {
+    text = await readFile(apiKeysFile, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
+    throw new ConfigError(`API_KEYS_FILE ${apiKeysFile} cannot be read (${code}); check the path and its permissions.`);
+  }
+  const keys = parsed(text, `API_KEYS_FILE ${apiKeysFile}`);
+  if (keys.length === 0) {
+    throw new ConfigError(
+      `API_KEYS_FILE ${apiKeysFile} lists no API key; add name:scope+scope:sha256hex lines (npm run create-api-key) or unset API_KEYS_FILE.`,
+    );
+  }
+  return { keys, source: apiKeysFile };
+}
+
+function parsed(text: string, source: string): ApiKeyEntry[] {
+  try {
+    return parseApiKeys(text, source);
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}.`);
+  }
+}

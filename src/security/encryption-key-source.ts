@@ -1,0 +1,185 @@
+import { randomBytes } from "node:crypto";
+import { link, mkdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+import type { Logger } from "pino";
+
+import { ConfigError } from "../config/load-config.js";
+import type { Config } from "../config/settings.js";
+import { ENCRYPTION_KEY_BYTES, parseEncryptionKeys, type EncryptionKeyRing } from "./encryption-key-ring.js";
+
+/** Name of the key file created in the data directory when no key is configured. */
+export const GENERATED_KEY_FILE_NAME = "encryption-keys";
+
+/** The settings that decide where the encryption keys come from. */
+export type EncryptionKeySettings = Pick<Config, "encryptionKeys" | "encryptionKeysFile" | "databaseUrl" | "dataDir">;
+
+/** The configured keys and where they were read, for the start-up log. */
+export interface LoadedEncryptionKeys {
+  ring: EncryptionKeyRing;
+  /** `ENCRYPTION_KEYS`, or the path of the key file. */
+  source: string;
+}
+
+/**
+ * Loads the keys that encrypt stored secrets: from `ENCRYPTION_KEYS`, else
+ * from `ENCRYPTION_KEYS_FILE`, else, on the embedded SQLite store only, from
+ * `DATA_DIR/encryption-keys`, which is created with one new key on first
+ * start and reused afterwards. A warning names that file at every start,
+ * because losing it makes the stored secrets unreadable.
+ *
+ * PostgreSQL gets no generated key: replicas share the database, and a key
+ * generated on one machine would leave the others unable to decrypt.
+ *
+ * @throws ConfigError when the settings conflict, no key is configured for
+ *   PostgreSQL, or a key or file is invalid. Messages never contain key material.
+ */
+export async function loadEncryptionKeys(settings: EncryptionKeySettings, logger: Logger): Promise<LoadedEncryptionKeys> {
+  const { encryptionKeys, encryptionKeysFile } = settings;
+  if (encryptionKeys !== "" && encryptionKeysFile !== "") {
+    throw new ConfigError("ENCRYPTION_KEYS and ENCRYPTION_KEYS_FILE are both set; set only one of them.");
+  }
+  if (encryptionKeys !== "") {
+    const ring = parsed(encryptionKeys, "ENCRYPTION_KEYS");
+    await warnAboutGeneratedKeys(settings, ring, logger);
+    return { ring, source: "ENCRYPTION_KEYS" };
+  }
+  if (encryptionKeysFile !== "") {
+    const text = await readKeyFile(encryptionKeysFile, "ENCRYPTION_KEYS_FILE", logger);
+    const ring = parsed(text, `ENCRYPTION_KEYS_FILE ${encryptionKeysFile}`);
+    await warnAboutGeneratedKeys(settings, ring, logger);
+    return { ring, source: encryptionKeysFile };
+  }
+  if (settings.databaseUrl !== "") {
+    throw new ConfigError(
+      "No encryption key is configured for the PostgreSQL store (DATABASE_URL is set). Set ENCRYPTION_KEYS or " +
+        "ENCRYPTION_KEYS_FILE to keyId:base64key entries, with the same keys on every replica " +
+        "(make a key with: openssl rand -base64 32).",
+    );
+  }
+
+  const file = path.join(settings.dataDir, GENERATED_KEY_FILE_NAME);
+  const created = await createKeyFileIfMissing(file);
+  const text = await readKeyFile(file, "the generated key file", logger);
+  const ring = parsed(text, file);
+  logger.warn(
+    { file, keyId: ring.current.id },
+    created
+      ? "created an encryption key file for stored gateway secrets because ENCRYPTION_KEYS is not set; back it up with the database"
+      : "encrypting stored gateway secrets with the key file in DATA_DIR because ENCRYPTION_KEYS is not set; back it up with the database",
+  );
+  return { ring, source: file };
+}
+
+function parsed(text: string, source: string): EncryptionKeyRing {
+  try {
+    return parseEncryptionKeys(text, source);
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}.`);
+  }
+}
+
+/**
+ * Warns when the SQLite store has a generated key file whose keys the
+ * configured keys leave out, because secrets written under them no longer
+ * decrypt. This happens when an operator moves from the generated file to
+ * ENCRYPTION_KEYS without copying its key.
+ */
+async function warnAboutGeneratedKeys(settings: EncryptionKeySettings, ring: EncryptionKeyRing, logger: Logger): Promise<void> {
+  if (settings.databaseUrl !== "") {
+    return;
+  }
+
+  const file = path.join(settings.dataDir, GENERATED_KEY_FILE_NAME);
+  let generated: EncryptionKeyRing;
+  try {
+    generated = parseEncryptionKeys(await readFile(file, "utf8"), file);
+  } catch {
+    // No generated file, or one that is not usable: there is nothing to compare.
+    return;
+  }
+  const missing = generated.ids.filter((id) => ring.key(id) === undefined);
+  if (missing.length > 0) {
+    logger.warn(
+      { file, missingKeyIds: missing },
+      "the generated key file in DATA_DIR has keys that the configured keys leave out; secrets stored under them " +
+        "cannot be decrypted until those keys are added (then run npm run reencrypt)",
+    );
+  }
+}
+
+/** Reads a key file, and warns when users other than the owner may read it. */
+async function readKeyFile(file: string, setting: string, logger: Logger): Promise<string> {
+  try {
+    const { mode } = await stat(file);
+    if ((mode & 0o077) !== 0) {
+      logger.warn(
+        { file, mode: `0${(mode & 0o777).toString(8)}` },
+        "encryption key file is accessible to other users; restrict it with chmod 600",
+      );
+    }
+    return await readFile(file, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
+    throw new ConfigError(`${setting} ${file} cannot be read (${code}); check the path and its permissions.`);
+  }
+}
+
+/**
+ * Creates the key file with one new key, readable by the owner only, unless
+ * it exists. Writing a temporary file and hard-linking it into place means
+ * two processes starting together never see a half-written file, and only
+ * one of their keys is kept.
+ *
+ * @returns true when this call created the file.
+ */
+async function createKeyFileIfMissing(file: string): Promise<boolean> {
+  const directory = path.dirname(file);
+  const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  try {
+    await mkdir(directory, { recursive: true, mode: 0o700 });
+    if (await exists(file)) {
+      return false;
+    }
+    await writeFile(temporary, generatedKeyFile(new Date()), { mode: 0o600, flag: "wx" });
+    await link(temporary, file);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") {
+      return false;
+    }
+    throw new ConfigError(
+      `cannot create the encryption key file ${file} (${code ?? "unknown error"}); make DATA_DIR writable or set ENCRYPTION_KEYS.`,
+    );
+  } finally {
+    await unlink(temporary).catch(() => undefined);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+      return false;
+    }
+    throw error;
+  }
+}
+
+/** Returns the text of a new key file: a comment on what it is, and one key named after today's date. */
+function generatedKeyFile(now: Date): string {
+  const keyId = `local-${now.toISOString().slice(0, 10).replaceAll("-", "")}`;
+  const key = randomBytes(ENCRYPTION_KEY_BYTES).toString("base64");
+  return [
+    `# Encryption keys of smsgateway's stored gateway secrets, created ${now.toISOString()}`,
+    "# because neither ENCRYPTION_KEYS nor ENCRYPTION_KEYS_FILE was set.",
+    "# Back this file up with smsgateway.db: without it the stored secrets cannot be decrypted.",
+    "# To rotate, append a new keyId:base64key line (the last key encrypts new writes),",
+    "# restart, then run: npm run reencrypt",
+    `${keyId}:${key}`,
+    "",
+  ].join("\n");
+}

@@ -1,0 +1,81 @@
+import type { DestinationStream } from "pino";
+
+import { ConfigError, helpText, loadConfig } from "../config/load-config.js";
+import { createLogger } from "../logger.js";
+import { openStore } from "../store/open-store.js";
+import { loadEncryptionKeys } from "./encryption-key-source.js";
+import { reencryptSecrets } from "./reencrypt-secrets.js";
+import { SecretCipher } from "./secret-cipher.js";
+
+/** Outputs of the command: its result, its errors, and the service's JSON log lines. */
+export interface CommandOutput {
+  out(line: string): void;
+  err(line: string): void;
+  logs: DestinationStream;
+}
+
+/** Test seams of {@link runReencryptCommand}. */
+export interface ReencryptCommandOptions {
+  /** PostgreSQL schema of the store, so tests can use one of their own; defaults to `public`. */
+  schema?: string;
+}
+
+/**
+ * Runs `npm run reencrypt`: reads the settings as the service does (flags,
+ * environment, defaults), opens the same store with the same keys, and
+ * rewrites every stored secret under the newest key.
+ *
+ * @returns the exit code: 0 when every secret is under the newest key, 1
+ *   when some could not be re-encrypted or the store failed, 2 for a
+ *   configuration error.
+ */
+export async function runReencryptCommand(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  output: CommandOutput,
+  options: ReencryptCommandOptions = {},
+): Promise<number> {
+  try {
+    const loaded = loadConfig(argv, env);
+    if (loaded.kind === "help") {
+      output.out(
+        "Usage: npm run reencrypt -- [--flag value ...]\n\n" +
+          "Re-encrypts every stored gateway secret under the newest encryption key, with the service's settings.\n\n" +
+          helpText(),
+      );
+      return 0;
+    }
+
+    const { config } = loaded;
+    const logger = createLogger(config.logLevel, output.logs);
+    const keys = await loadEncryptionKeys(config, logger);
+    const cipher = new SecretCipher(keys.ring);
+    const { store, description } = await openStore({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      schema: options.schema,
+      logger,
+    });
+
+    try {
+      const result = await reencryptSecrets(store, cipher, logger);
+      output.out(
+        `re-encrypted ${result.reencrypted} of ${result.examined} integrations under key ${result.keyId} ` +
+          `in ${description} (${result.alreadyCurrent} already current, ${result.failures.length} failed)`,
+      );
+      for (const failure of result.failures) {
+        output.err(`integration ${failure.integrationId}: ${failure.reason}`);
+      }
+      return result.failures.length === 0 ? 0 : 1;
+    } finally {
+      await store.close();
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      output.err(`reencrypt: ${error.message}`);
+      return 2;
+    }
+    output.err(`reencrypt: failed: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
+}

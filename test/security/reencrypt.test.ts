@@ -1,0 +1,225 @@
+import { execFile } from "node:child_process";
+import path from "node:path";
+import { Writable } from "node:stream";
+import { promisify } from "node:util";
+
+import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
+
+import { runReencryptCommand } from "../../src/security/reencrypt-command.js";
+import { reencryptSecrets, type ReencryptableStore } from "../../src/security/reencrypt-secrets.js";
+import { EncryptingIntegrationStore } from "../../src/security/encrypting-integration-store.js";
+import { sampleFields, silentLogger } from "../store/integration-fixtures.js";
+import { assertPostgresReachable } from "../store/postgres-test-database.js";
+import { cipherOf, keyEntry } from "./security-fixtures.js";
+import { STORE_ENGINES, type EngineLocation } from "./store-engines.js";
+
+const run = promisify(execFile);
+const TSX = path.resolve("node_modules/.bin/tsx");
+
+const OLD = keyEntry("old");
+const NEW = keyEntry("new");
+
+/** Runs the command in this process and returns its exit code and output. */
+async function reencrypt(location: EngineLocation, keys: string): Promise<{ code: number; out: string; err: string; logs: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      logs.push(chunk.toString("utf8"));
+      callback();
+    },
+  });
+  const env = { ...location.command.env, ENCRYPTION_KEYS: keys, LOG_LEVEL: "info" };
+  const code = await runReencryptCommand([], env, { out: (line) => out.push(line), err: (line) => err.push(line), logs: sink }, {
+    schema: location.command.schema,
+  });
+  return { code, out: out.join("\n"), err: err.join("\n"), logs: logs.join("") };
+}
+
+describe.each(STORE_ENGINES)("$name", (engine) => {
+  describe.skipIf(engine.skip)("re-encrypt command", () => {
+    let location: EngineLocation;
+
+    beforeAll(async () => {
+      if (engine.name === "PostgreSQL") {
+        await assertPostgresReachable();
+      }
+    });
+
+    beforeEach(async () => {
+      location = await engine.open();
+    });
+
+    afterEach(async () => {
+      await location.dispose();
+    });
+
+    /** Writes rows under the old key, one legacy plain-text row, and returns the plain texts by id. */
+    async function seed(): Promise<Map<string, { apiKey: string; secretKey: string }>> {
+      const plain = await location.openPlain();
+      const store = new EncryptingIntegrationStore(plain, cipherOf(OLD));
+      const expected = new Map<string, { apiKey: string; secretKey: string }>();
+      try {
+        for (const id of ["a", "b"]) {
+          const secrets = { apiKey: `api-${id}-0123456789`, secretKey: `secret-${id}-0123456789` };
+          await store.create(sampleFields(secrets), id);
+          expected.set(id, secrets);
+        }
+        await store.create(sampleFields({ apiKey: "api-c-0123456789", secretKeyHeader: "", secretKey: "" }), "c");
+        expected.set("c", { apiKey: "api-c-0123456789", secretKey: "" });
+        await plain.create(sampleFields({ apiKey: "legacy-api-0123", secretKey: "legacy-secret-0123" }), "legacy");
+        expected.set("legacy", { apiKey: "legacy-api-0123", secretKey: "legacy-secret-0123" });
+      } finally {
+        await store.close();
+      }
+      return expected;
+    }
+
+    test("rotates every secret to the newest key", async () => {
+      const expected = await seed();
+      const before = await location.rawRow("a");
+
+      const first = await reencrypt(location, `${OLD},${NEW}`);
+
+      expect(first.err).toBe("");
+      expect(first.code).toBe(0);
+      expect(first.out).toMatch(/^re-encrypted 4 of 4 integrations under key new .*\(0 already current, 0 failed\)$/);
+      for (const id of expected.keys()) {
+        const row = await location.rawRow(id);
+        expect(row?.api_key).toMatch(/^v1:new:/);
+        expect(row?.secret_key === "" || String(row?.secret_key).startsWith("v1:new:")).toBe(true);
+      }
+      const after = await location.rawRow("a");
+      expect(after?.version).toBe(before?.version);
+      expect(after?.update_time).toBe(before?.update_time);
+      expect(first.logs).not.toContain("0123456789");
+
+      const newOnly = new EncryptingIntegrationStore(await location.openPlain(), cipherOf(NEW));
+      try {
+        for (const [id, secrets] of expected) {
+          const read = await newOnly.get(id);
+          expect(read).toMatchObject(secrets);
+          expect(read?.unreadableSecrets).toBeUndefined();
+        }
+      } finally {
+        await newOnly.close();
+      }
+    });
+
+    test("second run changes nothing", async () => {
+      await seed();
+      await reencrypt(location, `${OLD},${NEW}`);
+      const rowBefore = await location.rawRow("b");
+
+      const second = await reencrypt(location, `${OLD},${NEW}`);
+
+      expect(second.code).toBe(0);
+      expect(second.out).toMatch(/^re-encrypted 0 of 4 integrations under key new .*\(4 already current, 0 failed\)$/);
+      expect(await location.rawRow("b")).toEqual(rowBefore);
+    });
+
+    test("legacy plain text gets encrypted", async () => {
+      const plain = await location.openPlain();
+      await plain.create(sampleFields({ apiKey: "legacy-api-0123", secretKey: "legacy-secret-0123" }), "legacy");
+      await plain.close();
+
+      const result = await reencrypt(location, OLD);
+
+      expect(result.code).toBe(0);
+      const row = await location.rawRow("legacy");
+      expect(row?.api_key).toMatch(/^v1:old:/);
+      expect(JSON.stringify(row)).not.toContain("legacy-api-0123");
+      expect(JSON.stringify(row)).not.toContain("legacy-secret-0123");
+    });
+
+    test("unknown key is reported and the rest is rewritten", async () => {
+      await seed();
+      const lost = new EncryptingIntegrationStore(await location.openPlain(), cipherOf(keyEntry("lost")));
+      await lost.create(sampleFields(), "orphan");
+      await lost.close();
+
+      const result = await reencrypt(location, `${OLD},${NEW}`);
+
+      expect(result.code).toBe(1);
+      expect(result.out).toMatch(/^re-encrypted 4 of 5 integrations .*\(0 already current, 1 failed\)$/);
+      expect(result.err).toContain('integration orphan: stored api_key of integration "orphan" cannot be decrypted');
+      expect(result.err).toContain("key id lost");
+      expect((await location.rawRow("orphan"))?.api_key).toMatch(/^v1:lost:/);
+      expect((await location.rawRow("a"))?.api_key).toMatch(/^v1:new:/);
+    });
+
+    test("a concurrent update is kept, then re-encrypted", async () => {
+      const plain = await location.openPlain();
+      const service = new EncryptingIntegrationStore(await location.openPlain(), cipherOf(OLD));
+      await service.create(sampleFields({ apiKey: "before-0123456789" }), "busy");
+      let raced = false;
+      // The service updates the row after the command read it and before the command writes it.
+      const racing: ReencryptableStore = {
+        list: (options) => plain.list(options),
+        get: (id) => plain.get(id),
+        replaceSecrets: async (...args) => {
+          if (!raced) {
+            raced = true;
+            await service.update("busy", sampleFields({ apiKey: "during-0123456789" }));
+          }
+          return plain.replaceSecrets(...args);
+        },
+      };
+
+      try {
+        const result = await reencryptSecrets(racing, cipherOf(OLD, NEW), silentLogger());
+
+        expect(raced).toBe(true);
+        expect(result).toMatchObject({ examined: 1, reencrypted: 1, failures: [] });
+        const newOnly = new EncryptingIntegrationStore(await location.openPlain(), cipherOf(NEW));
+        expect((await newOnly.get("busy"))?.apiKey).toBe("during-0123456789");
+        await newOnly.close();
+      } finally {
+        await service.close();
+        await plain.close();
+      }
+    });
+
+    test("invalid keys are a configuration error", async () => {
+      const result = await reencrypt(location, "new:dG9vLXNob3J0");
+
+      expect(result.code).toBe(2);
+      expect(result.err).toMatch(/^reencrypt: ENCRYPTION_KEYS: entry 1 \(key id "new"\): the key must be 32 bytes/);
+    });
+  });
+});
+
+describe("npm run reencrypt", () => {
+  test("runs on the SQLite store with the service's settings", async () => {
+    const location = await STORE_ENGINES[0]!.open();
+    try {
+      const store = new EncryptingIntegrationStore(await location.openPlain(), cipherOf(OLD));
+      await store.create(sampleFields(), "one");
+      await store.close();
+
+      const { stdout } = await run(TSX, ["src/tools/reencrypt.ts", "--log-level", "warn"], {
+        env: { ...process.env, ...location.command.env, ENCRYPTION_KEYS: `${OLD},${NEW}` },
+        timeout: 60_000,
+      });
+
+      expect(stdout).toMatch(/^re-encrypted 1 of 1 integrations under key new in sqlite:.*\n$/);
+      expect((await location.rawRow("one"))?.api_key).toMatch(/^v1:new:/);
+    } finally {
+      await location.dispose();
+    }
+  });
+
+  test("exits 2 for PostgreSQL without a key", async () => {
+    const failure = await run(TSX, ["src/tools/reencrypt.ts"], {
+      env: { ...process.env, DATABASE_URL: "postgres://postgres@127.0.0.1:1/unused", ENCRYPTION_KEYS: "", ENCRYPTION_KEYS_FILE: "" },
+      timeout: 60_000,
+    }).then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+
+    expect(failure?.code).toBe(2);
+    expect(failure?.stderr).toContain("reencrypt: No encryption key is configured for the PostgreSQL store");
+  });
+});
