@@ -1,12 +1,24 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ServerReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_smsgateway_v1_errors } from "../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService as IntegrationServiceDesc } from "../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_pb.js";
 import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { ServiceMetrics } from "./observability/metrics.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
+import { CorsPolicy } from "./server/cors.js";
+import { DescriptorIndex } from "./server/descriptor-index.js";
+import { createFrontHandler } from "./server/front-handler.js";
+import { HealthStatusBoard, registerHealthService } from "./server/health-service.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
+import { ReadinessProbe } from "./server/readiness.js";
+import { registerReflectionService } from "./server/reflection-service.js";
+import { ServiceLifecycle } from "./server/service-lifecycle.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
 import { openStore } from "./store/open-store.js";
@@ -16,33 +28,63 @@ export interface App {
   readonly server: RunningServer;
   /** Storage location for logs, with any password removed. */
   readonly storage: string;
-  /** Stops taking calls, waits up to `graceMs` for calls in progress, then closes storage. */
+  readonly metrics: ServiceMetrics;
+  readonly health: HealthStatusBoard;
+  /**
+   * Shuts down: health turns NOT_SERVING, new calls are rejected, calls in
+   * progress get up to `graceMs` (default `SHUTDOWN_GRACE_MS`) to finish and
+   * are then cancelled, and storage closes. Later calls return the same promise.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
-const DEFAULT_CLOSE_GRACE_MS = 5_000;
+/** Time cancelled calls get to send their error before their connections close, in milliseconds. */
+const CANCEL_FLUSH_MS = 1_000;
 
 /** Opens storage, builds the services and starts listening. */
 export async function startApp(config: Config, logger: Logger): Promise<App> {
   const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const metrics = new ServiceMetrics({ processMetrics: true });
+  const lifecycle = new ServiceLifecycle();
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
     maxResponseBytes: config.maxReplyBytes,
     maxConnectionsPerOrigin: config.gatewayConnections,
     keepAliveTimeoutMs: config.gatewayKeepAliveMs,
     logger,
+    metrics,
   });
 
   const integrations = new IntegrationService(store);
   const sms = new SmsService(integrations, dispatcher);
-  const routes = connectRoutes(
+  const apiRoutes = connectRoutes(
     [
       { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
       { desc: SmsServiceDesc, handlers: bindMethods(sms) },
     ],
-    new CallPipeline(logger),
+    new CallPipeline(logger, { metrics, lifecycle }),
   );
-  const handler = connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes });
+  const health = new HealthStatusBoard([IntegrationServiceDesc.typeName, SmsServiceDesc.typeName]);
+  const schema = new DescriptorIndex(
+    [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha],
+    [file_smsgateway_v1_errors],
+  );
+  const rpc = connectNodeAdapter({
+    routes: (router) => {
+      apiRoutes(router);
+      registerHealthService(router, health);
+      registerReflectionService(router, schema, lifecycle.stoppingSignal);
+    },
+    readMaxBytes: config.maxRequestBytes,
+    shutdownSignal: lifecycle.forceSignal,
+  });
+  const handler = createFrontHandler({
+    rpc,
+    readiness: new ReadinessProbe(store, lifecycle, logger),
+    metrics,
+    cors: new CorsPolicy(config.corsAllowedOrigins),
+    logger,
+  });
 
   let server: RunningServer;
   try {
@@ -57,13 +99,36 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     throw error;
   }
 
+  let closing: Promise<void> | undefined;
+  const shutDown = async (graceMs: number) => {
+    lifecycle.beginShutdown();
+    health.shutdown();
+    logger.info({ callsInProgress: lifecycle.callsInProgress, graceMs }, "shutdown started: not serving, no new calls");
+
+    const cancelTimer = setTimeout(() => {
+      logger.warn({ callsInProgress: lifecycle.callsInProgress, graceMs }, "shutdown grace period ended: cancelling the calls in progress");
+      lifecycle.forceStop();
+    }, graceMs);
+    try {
+      await server.close(graceMs + CANCEL_FLUSH_MS);
+    } finally {
+      clearTimeout(cancelTimer);
+    }
+    logger.info({ callsInProgress: lifecycle.callsInProgress }, "connections closed");
+
+    await dispatcher.close();
+    await store.close();
+    logger.info({ storage: description }, "storage closed");
+  };
+
   return {
     server,
     storage: description,
-    async close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
-      await server.close(graceMs);
-      await dispatcher.close();
-      await store.close();
+    metrics,
+    health,
+    close(graceMs = config.shutdownGraceMs) {
+      closing ??= shutDown(graceMs);
+      return closing;
     },
   };
 }

@@ -4,6 +4,8 @@
  * written from this list.
  */
 
+import { parseAllowedOrigins } from "../server/cors.js";
+
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
 /** The service's configuration after parsing, with units in the names. */
@@ -22,6 +24,10 @@ export interface Config {
   maxRequestBytes: number;
   gatewayConnections: number;
   gatewayKeepAliveMs: number;
+  /** Time calls in progress may take to finish after SIGTERM or SIGINT. */
+  shutdownGraceMs: number;
+  /** Origins allowed to call from a browser; `*` for any, empty for no CORS headers. */
+  corsAllowedOrigins: string[];
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -179,5 +185,23 @@ export const SETTINGS: readonly Setting[] = [
     unit: "ms",
     description: "How long an idle connection to a gateway stays open for reuse, unless the gateway asks for less.",
     parse: integerIn(1, 600_000),
+  },
+  {
+    key: "shutdownGraceMs",
+    env: "SHUTDOWN_GRACE_MS",
+    flag: "--shutdown-grace-ms",
+    defaultValue: "20000",
+    unit: "ms",
+    description: "On SIGTERM or SIGINT, how long calls in progress may take to finish; then they are cancelled and storage closes.",
+    parse: integerIn(0, 600_000),
+  },
+  {
+    key: "corsAllowedOrigins",
+    env: "CORS_ALLOWED_ORIGINS",
+    flag: "--cors-allowed-origins",
+    defaultValue: "",
+    unit: "",
+    description: "Comma-separated origins that browsers may call the API from (https://app.example.com), or * for any. Unset sends no CORS headers.",
+    parse: parseAllowedOrigins,
   },
 ];

@@ -1,7 +1,9 @@
-import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { Code, type ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import type { ServiceMetrics } from "../observability/metrics.js";
+import { REQUEST_ID_HEADER, resolveRequestId, runWithRequestId } from "../observability/request-id.js";
+import type { ServiceLifecycle } from "../server/service-lifecycle.js";
 import type { CallContext, UnaryHandler } from "./call-context.js";
 import { isServerFault, toConnectError } from "./error-mapping.js";
 
@@ -13,18 +15,27 @@ export interface IncomingCall {
   setResponseHeader(name: string, value: string): void;
 }
 
-export const REQUEST_ID_HEADER = "x-request-id";
+export { REQUEST_ID_HEADER };
 
-/** A caller-supplied request id is kept when it is short printable ASCII. */
-const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+/** What the pipeline reports to and checks besides the log; each part is optional. */
+export interface CallPipelineOptions {
+  /** Counts each call by procedure and code, and records its duration. */
+  metrics?: ServiceMetrics;
+  /** Rejects new calls once shutdown has begun, and counts calls in progress. */
+  lifecycle?: ServiceLifecycle;
+}
 
 /**
  * Runs every RPC the same way, whichever server received it: assigns the
- * request id, calls the handler, converts its error, and logs one line with
- * the procedure, code and duration.
+ * request id, rejects the call while the service shuts down, calls the
+ * handler, converts its error, logs one line with the procedure, code and
+ * duration, and counts the call in the metrics.
  */
 export class CallPipeline {
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly options: CallPipelineOptions = {},
+  ) {}
 
   async runUnary<Request, Response>(
     procedure: string,
@@ -33,11 +44,11 @@ export class CallPipeline {
     handler: UnaryHandler<Request, Response>,
   ): Promise<Response> {
     const started = performance.now();
-    const suppliedId = call.requestHeader(REQUEST_ID_HEADER);
-    const requestId = suppliedId !== null && REQUEST_ID_PATTERN.test(suppliedId) ? suppliedId : randomUUID();
+    const requestId = resolveRequestId(call.requestHeader(REQUEST_ID_HEADER));
     call.setResponseHeader(REQUEST_ID_HEADER, requestId);
-
-    const log = this.logger.child({ procedure, requestId });
+    // The logger's mixin adds the request id to this line and to every other
+    // line written during the call, so the child binds only the procedure.
+    const log = this.logger.child({ procedure });
     const context: CallContext = {
       procedure,
       signal: call.signal,
@@ -47,15 +58,29 @@ export class CallPipeline {
       log,
     };
 
-    try {
-      const response = await handler(request, context);
-      log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
-      return response;
-    } catch (thrown) {
-      const error = toConnectError(thrown);
-      logFailure(log, error, elapsedMs(started));
-      throw error;
-    }
+    return runWithRequestId(requestId, async () => {
+      const callEnded = this.options.lifecycle?.callStarted();
+      try {
+        if (this.options.lifecycle?.shuttingDown === true) {
+          throw new ConnectError("the service is shutting down; retry on another instance", Code.Unavailable);
+        }
+        const response = await handler(request, context);
+        this.finished(procedure, "OK", started);
+        log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
+        return response;
+      } catch (thrown) {
+        const error = toConnectError(thrown);
+        this.finished(procedure, codeName(error.code), started);
+        logFailure(log, error, elapsedMs(started));
+        throw error;
+      } finally {
+        callEnded?.();
+      }
+    });
+  }
+
+  private finished(procedure: string, code: string, started: number): void {
+    this.options.metrics?.rpcFinished(procedure, code, (performance.now() - started) / 1000);
   }
 }
 
