@@ -63,10 +63,12 @@ export class DescriptorIndex {
   }
 
   private addFile(file: DescFile): void {
-    if (this.files.has(file.name)) {
+    // DescFile.name drops the .proto suffix; reflection uses the full path.
+    const path = file.proto.name;
+    if (this.files.has(path)) {
       return;
     }
-    this.files.set(file.name, file);
+    this.files.set(path, file);
     for (const dependency of file.dependencies) {
       this.addFile(dependency);
     }
@@ -105,10 +107,10 @@ export class DescriptorIndex {
     const ordered: DescFile[] = [];
     const seen = new Set<string>();
     const visit = (file: DescFile) => {
-      if (seen.has(file.name)) {
+      if (seen.has(file.proto.name)) {
         return;
       }
-      seen.add(file.name);
+      seen.add(file.proto.name);
       ordered.push(file);
       file.dependencies.forEach(visit);
     };
@@ -117,10 +119,10 @@ export class DescriptorIndex {
   }
 
   private serialize(file: DescFile): Uint8Array {
-    let bytes = this.serialized.get(file.name);
+    let bytes = this.serialized.get(file.proto.name);
     if (bytes === undefined) {
       bytes = toBinary(FileDescriptorProtoSchema, file.proto);
-      this.serialized.set(file.name, bytes);
+      this.serialized.set(file.proto.name, bytes);
     }
     return bytes;
   }
