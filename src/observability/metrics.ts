@@ -94,7 +94,7 @@ export class ServiceMetrics {
     });
     this.sendsInFlight = new Gauge({
       name: "smsgateway_sends_in_flight",
-      help: "Sends in progress: started and not yet answered by the gateway or failed.",
+      help: "Sends in progress: started, and not yet accepted by the gateway or failed.",
       registers,
     });
     this.circuit = new Gauge({
@@ -130,7 +130,7 @@ export class ServiceMetrics {
 
   /**
    * Counts one URL rejected by the SSRF guard. `integrationId` is empty when
-   * the integration has no id yet; `reason` is a fixed word such as
+   * the integration has no id yet. `reason` is a fixed word such as
    * `private` or `link_local`, never the address or host name.
    */
   ssrfRefusal(integrationId: string, reason: string): void {

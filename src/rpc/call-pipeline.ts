@@ -17,7 +17,7 @@ export interface IncomingCall {
 
 export { REQUEST_ID_HEADER };
 
-/** What the pipeline reports to and checks besides the log; each part is optional. */
+/** Optional collaborators of the pipeline besides the logger. */
 export interface CallPipelineOptions {
   /** Counts each call by procedure and code, and records its duration. */
   metrics?: ServiceMetrics;
@@ -26,10 +26,10 @@ export interface CallPipelineOptions {
 }
 
 /**
- * Runs every RPC the same way, whichever server received it: assigns the
+ * Runs every RPC the same way, whichever server received it. It assigns the
  * request id, rejects the call while the service shuts down, calls the
- * handler, converts its error, logs one line with the procedure, code and
- * duration, and counts the call in the metrics.
+ * handler and converts its error. Then it logs one line with the procedure,
+ * code and duration, and counts the call in the metrics.
  */
 export class CallPipeline {
   constructor(

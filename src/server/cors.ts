@@ -5,12 +5,12 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 /** Request headers a browser may send: Connect's and gRPC-Web's, plus the service's own. */
 const ALLOWED_HEADERS = unique([...connectCors.allowedHeaders, "Authorization", "X-Request-Id"]);
 
-/** Response headers a browser script may read, so it sees the real error code, details and request id. */
+/** Response headers a browser script may read, so it can show the real error code, details and request id. */
 const EXPOSED_HEADERS = unique([...connectCors.exposedHeaders, "X-Request-Id", "Retry-After"]);
 
 const ALLOWED_METHODS = unique([...connectCors.allowedMethods]);
 
-/** How long a browser may cache a preflight answer, in seconds. */
+/** How long a browser may cache a preflight response, in seconds. */
 const PREFLIGHT_MAX_AGE_SECONDS = 7200;
 
 /**
@@ -31,8 +31,8 @@ export class CorsPolicy {
   }
 
   /**
-   * Adds the CORS headers to a response, and answers a preflight request.
-   * Returns true when it answered the request, so nothing else must.
+   * Adds the CORS headers to a response, and responds to a preflight
+   * request. Returns true when it has responded, so nothing else must.
    */
   apply(
     request: IncomingMessage | Http2ServerRequest,
@@ -44,7 +44,7 @@ export class CorsPolicy {
     const origin = request.headers.origin;
     const isPreflight = request.method === "OPTIONS" && origin !== undefined && request.headers["access-control-request-method"] !== undefined;
     if (!this.anyOrigin) {
-      // The answer depends on the Origin header, so caches must key on it.
+      // The response depends on the Origin header, so caches must key on it.
       response.setHeader("Vary", "Origin");
     }
 

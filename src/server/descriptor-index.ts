@@ -4,7 +4,8 @@ import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 
 /**
  * The protobuf files a server is built from, looked up the ways server
- * reflection asks: by file name, by fully-qualified symbol, and by extension.
+ * reflection requests them: by file name, by fully-qualified symbol, and by
+ * extension.
  *
  * It holds the given files and every file they import, directly or not, so
  * a client can rebuild each type from what it receives.

@@ -21,11 +21,12 @@ export interface FrontHandlerOptions {
 }
 
 /**
- * Returns the handler of every HTTP request on the service's port. It gives
- * each request a request id (the caller's `x-request-id` when valid), which
- * the response carries and the RPC pipeline reuses; applies CORS; serves
- * `GET /healthz`, `/readyz` and `/metrics`; and hands everything else to
- * the RPC handler.
+ * Returns the handler of every HTTP request on the service's port.
+ *
+ * It gives each request a request id (the caller's `x-request-id` when
+ * valid), which the response carries and the RPC pipeline reuses. Then it
+ * applies CORS, serves `GET /healthz`, `/readyz` and `/metrics`, and hands
+ * everything else to the RPC handler.
  */
 export function createFrontHandler(options: FrontHandlerOptions): RequestHandler {
   const routes = new Map<string, (response: AnyResponse) => Promise<void>>([

@@ -99,8 +99,9 @@ export class HealthStatusBoard {
 }
 
 /**
- * Registers `grpc.health.v1.Health` on a Connect router, answering from the
- * board: Check and List for probes, Watch for clients that follow changes.
+ * Registers `grpc.health.v1.Health` on a Connect router, serving the
+ * board's statuses: Check and List for probes, Watch for clients that follow
+ * changes.
  */
 export function registerHealthService(router: ConnectRouter, board: HealthStatusBoard): void {
   router.service(Health, {
@@ -126,8 +127,8 @@ export function registerHealthService(router: ConnectRouter, board: HealthStatus
         yield create(HealthCheckResponseSchema, { status });
       }
       if (!context.signal.aborted) {
-        // The board ended the watch because the server is shutting down; the
-        // protocol asks clients to call again later, which reaches another instance.
+        // The board ended the watch because the server is shutting down. The
+        // protocol tells clients to call again later, which reaches another instance.
         throw new ConnectError("the server is shutting down", Code.Unavailable);
       }
     },

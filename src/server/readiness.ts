@@ -3,7 +3,7 @@ import { summarizeDatabaseError } from "../store/storage-error.js";
 import type { ServiceLifecycle } from "./service-lifecycle.js";
 
 /**
- * Longest wait for the storage ping, in milliseconds. Probes such as
+ * Maximum wait for the storage ping, in milliseconds. Probes such as
  * Kubernetes' give up after about a second by default, so a longer wait
  * would only pile up probes against a stuck database.
  */
@@ -13,8 +13,8 @@ export const STORE_PING_TIMEOUT_MS = 2_000;
 export type Readiness = { ready: true } | { ready: false; reason: string };
 
 /**
- * Decides whether the service should get traffic: storage answers a ping
- * and shutdown has not begun.
+ * Decides whether the service should get traffic: storage responds to a
+ * ping and shutdown has not begun.
  *
  * Probes that arrive while a ping is running share it, so a slow database
  * sees one ping at a time. The log gets one line when readiness changes,
@@ -37,7 +37,7 @@ export class ReadinessProbe {
     if (ready !== this.lastReady) {
       this.lastReady = ready;
       if (ready) {
-        this.logger.info("ready again: storage answers");
+        this.logger.info("ready again: storage responds to pings");
       } else {
         this.logger.warn({ reason }, "not ready");
       }
@@ -45,7 +45,7 @@ export class ReadinessProbe {
     return reason === undefined ? { ready: true } : { ready: false, reason };
   }
 
-  /** Pings storage; returns undefined when it answered in time, else the reason. */
+  /** Pings storage. Returns undefined when it responded in time, else the reason. */
   private async pingStore(): Promise<string | undefined> {
     this.pendingPing ??= this.store.ping().then(
       () => undefined,

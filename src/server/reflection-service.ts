@@ -21,7 +21,7 @@ type MessageResponse = MessageInitShape<typeof ResponseV1Schema>["messageRespons
  * Registers server reflection, `grpc.reflection.v1.ServerReflection` and the
  * older `grpc.reflection.v1alpha.ServerReflection`, on a Connect router.
  *
- * Each stream answers its requests in order until the client closes it, or
+ * Each stream responds to its requests in order until the client closes it, or
  * until `stopping` aborts at shutdown. A question that cannot be answered
  * gets an `error_response` with a gRPC code, and the stream goes on.
  */
@@ -46,7 +46,7 @@ export function registerReflectionService(router: ConnectRouter, index: Descript
   });
 }
 
-/** Returns the answer to one reflection request. */
+/** Builds the response to one reflection request. */
 export function answer(index: DescriptorIndex, request: ServerReflectionRequest): ServerReflectionResponse {
   return create(ResponseV1Schema, {
     validHost: request.host,

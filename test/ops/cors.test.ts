@@ -5,7 +5,7 @@ import { startTestService, type TestService } from "../helpers/service.js";
 const APP_ORIGIN = "https://app.example.com";
 const GET_INTEGRATION = "/smsgateway.v1.IntegrationService/GetIntegration";
 
-/** Headers the browser clients send, as the preflight asks for them. */
+/** Headers the browser clients send, listed in the preflight request. */
 const CLIENT_HEADERS = [
   "connect-protocol-version",
   "connect-timeout-ms",

@@ -48,7 +48,7 @@ describe("probes of the running service", () => {
 
 /**
  * Serves the front handler with real probes in front of a given store, on a
- * loopback port, the way the app does; RPC paths answer 404.
+ * loopback port, the way the app does. RPC paths return 404.
  */
 async function startProbeServer(
   store: { ping(): Promise<void> },

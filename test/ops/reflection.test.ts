@@ -31,16 +31,16 @@ afterAll(async () => {
 /** Sends the requests on one reflection stream and returns the responses in order. */
 async function reflect(version: "v1" | "v1alpha", requests: Request[], transport = "grpc"): Promise<ServerReflectionResponse[]> {
   const baseUrl = service.baseUrl;
-  const made =
+  const chosen =
     transport === "grpc" ? createGrpcTransport({ baseUrl }) : createConnectTransport({ baseUrl, httpVersion: "2" });
   const responses: ServerReflectionResponse[] = [];
   if (version === "v1") {
-    const client = createClient(ServerReflectionV1, made);
+    const client = createClient(ServerReflectionV1, chosen);
     for await (const response of client.serverReflectionInfo(streamOf(requests))) {
       responses.push(response);
     }
   } else {
-    const client = createClient(ServerReflectionV1alpha, made);
+    const client = createClient(ServerReflectionV1alpha, chosen);
     const alphaRequests = requests as MessageInitShape<typeof ServerReflectionRequestV1alphaSchema>[];
     for await (const response of client.serverReflectionInfo(streamOf(alphaRequests))) {
       // The same fields under the same numbers; read them through v1 for one set of assertions.

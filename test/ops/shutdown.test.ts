@@ -131,16 +131,16 @@ describe("graceful shutdown", () => {
     for (const outcome of succeeded) {
       expect(issued.get(outcome.content)).toBe(outcome.id);
     }
-    // Every SMS that reached the gateway was answered OK: none was lost half-way.
+    // Every SMS that reached the gateway got an OK response: none was lost half-way.
     const reachedGateway = gateway.requests.map((request) => (JSON.parse(request.body) as { content: string }).content);
     expect(new Set(succeeded.map((outcome) => outcome.content))).toEqual(new Set(reachedGateway));
     // Calls after SIGTERM fail without reaching the gateway (checked above), and
     // each one settles with a code. Refused connections and calls rejected
-    // during shutdown are UNAVAILABLE. Racing the close of a connection (a
-    // request written to an idle HTTP/1.1 connection as the server closes it,
-    // an HTTP/2 stream opened before the client read GOAWAY) surfaces as the
-    // client library maps the transport error: ABORTED (ECONNRESET) or, in
-    // connect-node 2.1, INTERNAL (EPIPE, REFUSED_STREAM).
+    // during shutdown are UNAVAILABLE. A call can also race the close of its
+    // connection: a request written to an idle HTTP/1.1 connection as the
+    // server closes it, or an HTTP/2 stream opened before the client read
+    // GOAWAY. The client library then reports the transport error, as ABORTED
+    // (ECONNRESET) or, in connect-node 2.1, as INTERNAL (EPIPE, REFUSED_STREAM).
     for (const outcome of failed) {
       expect(outcome.error).toBeInstanceOf(ConnectError);
       expect([Code.Unavailable, Code.Aborted, Code.Internal]).toContain((outcome.error as ConnectError).code);
