@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { summarizeDatabaseError } from "../store/storage-error.js";
+import { summarizeDatabaseError, type DatabaseErrorSummary } from "../store/storage-error.js";
 import type { ServiceLifecycle } from "./service-lifecycle.js";
 
 /**
@@ -21,7 +21,7 @@ export type Readiness = { ready: true } | { ready: false; reason: string };
  * not one per probe.
  */
 export class ReadinessProbe {
-  private pendingPing: Promise<string | undefined> | undefined;
+  private pendingPing: Promise<NotReady | undefined> | undefined;
   private lastReady = true;
 
   constructor(
@@ -32,44 +32,52 @@ export class ReadinessProbe {
   ) {}
 
   async check(): Promise<Readiness> {
-    const reason = this.lifecycle.shuttingDown ? "the service is shutting down" : await this.pingStore();
-    const ready = reason === undefined;
+    const notReady = this.lifecycle.shuttingDown ? { reason: "the service is shutting down" } : await this.pingStore();
+    const ready = notReady === undefined;
     if (ready !== this.lastReady) {
       this.lastReady = ready;
-      if (ready) {
+      if (notReady === undefined) {
         this.logger.info("ready again: storage responds to pings");
       } else {
-        this.logger.warn({ reason }, "not ready");
+        this.logger.warn(notReady, "not ready");
       }
     }
-    return reason === undefined ? { ready: true } : { ready: false, reason };
+    return notReady === undefined ? { ready: true } : { ready: false, reason: notReady.reason };
   }
 
-  /** Pings storage. Returns undefined when it responded in time, else the reason. */
-  private async pingStore(): Promise<string | undefined> {
-    this.pendingPing ??= this.store.ping().then(
-      () => undefined,
-      (error: unknown) => {
-        const { code } = summarizeDatabaseError(error);
-        this.logger.warn({ err: summarizeDatabaseError(error) }, "storage ping failed");
-        return code === undefined ? "storage is unreachable" : `storage is unreachable (${code})`;
-      },
-    );
-    const ping = this.pendingPing;
-    void ping.finally(() => {
-      if (this.pendingPing === ping) {
-        this.pendingPing = undefined;
-      }
-    });
+  /** Pings storage. Returns undefined when it responded in time, else why not. */
+  private async pingStore(): Promise<NotReady | undefined> {
+    if (this.pendingPing === undefined) {
+      const ping = this.store.ping().then(
+        () => undefined,
+        (error: unknown): NotReady => {
+          const summary = summarizeDatabaseError(error);
+          const reason = summary.code === undefined ? "storage is unreachable" : `storage is unreachable (${summary.code})`;
+          return { reason, err: summary };
+        },
+      );
+      this.pendingPing = ping;
+      void ping.finally(() => {
+        if (this.pendingPing === ping) {
+          this.pendingPing = undefined;
+        }
+      });
+    }
 
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve(`storage did not answer within ${this.pingTimeoutMs} ms`), this.pingTimeoutMs);
+    const timeout = new Promise<NotReady>((resolve) => {
+      timer = setTimeout(() => resolve({ reason: `storage did not respond within ${this.pingTimeoutMs} ms` }), this.pingTimeoutMs);
     });
     try {
-      return await Promise.race([ping, timeout]);
+      return await Promise.race([this.pendingPing, timeout]);
     } finally {
       clearTimeout(timer);
     }
   }
+}
+
+/** Why the service is not ready, with the storage error's safe summary when there was one. */
+interface NotReady {
+  reason: string;
+  err?: DatabaseErrorSummary;
 }

@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import {
   ServerReflection as ServerReflectionV1,
   ServerReflectionRequestSchema as RequestV1Schema,
@@ -31,6 +31,7 @@ export function registerReflectionService(router: ConnectRouter, index: Descript
       for await (const request of untilAborted(requests, stopping, context.signal)) {
         yield answer(index, request);
       }
+      throwIfStopped(stopping);
     },
   });
 
@@ -42,8 +43,16 @@ export function registerReflectionService(router: ConnectRouter, index: Descript
         const asV1 = fromBinary(RequestV1Schema, toBinary(RequestV1alphaSchema, request));
         yield fromBinary(ResponseV1alphaSchema, toBinary(ResponseV1Schema, answer(index, asV1)));
       }
+      throwIfStopped(stopping);
     },
   });
+}
+
+/** Ends a stream that shutdown cut short with UNAVAILABLE, so the client knows to call again elsewhere. */
+function throwIfStopped(stopping: AbortSignal): void {
+  if (stopping.aborted) {
+    throw new ConnectError("the server is shutting down", Code.Unavailable);
+  }
 }
 
 /** Builds the response to one reflection request. */

@@ -125,6 +125,8 @@ describe("/readyz when not ready", () => {
     expect(second.status).toBe(503);
     const transitions = probes.logLines.filter((line) => line.msg === "not ready");
     expect(transitions).toHaveLength(1);
+    expect(transitions[0]).toMatchObject({ reason: "storage is unreachable (ECONNREFUSED)", err: { code: "ECONNREFUSED" } });
+    expect(probes.logLines).toHaveLength(1);
     expect(JSON.stringify(probes.logLines)).not.toContain("password");
   });
 
@@ -149,7 +151,7 @@ describe("/readyz when not ready", () => {
 
     expect(await getJson(`${probes.url}/readyz`)).toEqual({
       status: 503,
-      body: { status: "not_ready", reason: "storage did not answer within 200 ms" },
+      body: { status: "not_ready", reason: "storage did not respond within 200 ms" },
     });
   });
 });

@@ -1,6 +1,6 @@
 import { create, createFileRegistry, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
@@ -170,6 +170,38 @@ test("reflection works over the Connect protocol too", async () => {
   const [response] = await reflect("v1", [{ messageRequest: { case: "listServices", value: "" } }], "connect");
 
   expect(response?.messageResponse.case).toBe("listServicesResponse");
+});
+
+test("open reflection streams end at shutdown", async () => {
+  const own = await startTestService();
+  const client = createClient(ServerReflectionV1, createGrpcTransport({ baseUrl: own.baseUrl }));
+  let stopClient = () => {};
+  const clientDone = new Promise<void>((resolve) => (stopClient = resolve));
+  async function* oneRequestThenWait() {
+    yield create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } });
+    await clientDone;
+  }
+  const responses: ServerReflectionResponse[] = [];
+  const stream = (async () => {
+    for await (const response of client.serverReflectionInfo(oneRequestThenWait())) {
+      responses.push(response);
+    }
+  })().catch((error: unknown) => error);
+  for (let i = 0; i < 1_000 && responses.length === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+
+  // With a grace period far beyond the test timeout, close returns in time
+  // only because the stream ends as soon as shutdown begins. The server ends
+  // it with UNAVAILABLE and then resets it, since the client never ended its
+  // side; connect-node reports that reset as its own error.
+  await own.app.close(60_000);
+  const ended = await stream;
+  stopClient();
+  await own.stop();
+
+  expect(responses).toHaveLength(1);
+  expect(ended).toBeInstanceOf(ConnectError);
 });
 
 describe("DescriptorIndex extensions", () => {
