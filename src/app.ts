@@ -14,6 +14,7 @@ import { connectRoutes } from "./rpc/connect-routes.js";
 import { CorsPolicy } from "./server/cors.js";
 import { DescriptorIndex } from "./server/descriptor-index.js";
 import { createFrontHandler } from "./server/front-handler.js";
+import { shutDownGracefully } from "./server/graceful-shutdown.js";
 import { HealthStatusBoard, registerHealthService } from "./server/health-service.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
 import { ReadinessProbe } from "./server/readiness.js";
@@ -37,9 +38,6 @@ export interface App {
    */
   close(graceMs?: number): Promise<void>;
 }
-
-/** Time cancelled calls get to send their error before their connections close, in milliseconds. */
-const CANCEL_FLUSH_MS = 1_000;
 
 /** Opens storage, builds the services and starts listening. */
 export async function startApp(config: Config, logger: Logger): Promise<App> {
@@ -100,34 +98,13 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
   }
 
   let closing: Promise<void> | undefined;
-  const shutDown = async (graceMs: number) => {
-    lifecycle.beginShutdown();
-    health.shutdown();
-    logger.info({ callsInProgress: lifecycle.callsInProgress, graceMs }, "shutdown started: not serving, no new calls");
-
-    const cancelTimer = setTimeout(() => {
-      logger.warn({ callsInProgress: lifecycle.callsInProgress, graceMs }, "shutdown grace period ended: cancelling the calls in progress");
-      lifecycle.forceStop();
-    }, graceMs);
-    try {
-      await server.close(graceMs + CANCEL_FLUSH_MS);
-    } finally {
-      clearTimeout(cancelTimer);
-    }
-    logger.info({ callsInProgress: lifecycle.callsInProgress }, "connections closed");
-
-    await dispatcher.close();
-    await store.close();
-    logger.info({ storage: description }, "storage closed");
-  };
-
   return {
     server,
     storage: description,
     metrics,
     health,
     close(graceMs = config.shutdownGraceMs) {
-      closing ??= shutDown(graceMs);
+      closing ??= shutDownGracefully({ lifecycle, health, server, dispatcher, store, storage: description, logger }, graceMs);
       return closing;
     },
   };
