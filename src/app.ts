@@ -1,18 +1,31 @@
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ServerReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_smsgateway_v1_errors } from "../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService as IntegrationServiceDesc } from "../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_pb.js";
 import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { SendGate } from "./flow/send-gate.js";
+import { ServiceMetrics } from "./observability/metrics.js";
 import { OutboundGuard } from "./outbound/outbound-guard.js";
 import type { Resolver } from "./outbound/resolver.js";
-import { SendGate } from "./flow/send-gate.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
-import { withHttpRoutes } from "./server/http-routes.js";
 import { EncryptingIntegrationStore } from "./security/encrypting-integration-store.js";
 import { prepareSecurity } from "./security/security-setup.js";
+import { CorsPolicy } from "./server/cors.js";
+import { DescriptorIndex } from "./server/descriptor-index.js";
+import { createFrontHandler } from "./server/front-handler.js";
+import { shutDownGracefully } from "./server/graceful-shutdown.js";
+import { HealthStatusBoard, registerHealthService } from "./server/health-service.js";
+import { withHttpRoutes } from "./server/http-routes.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
+import { ReadinessProbe } from "./server/readiness.js";
+import { registerReflectionService } from "./server/reflection-service.js";
+import { ServiceLifecycle } from "./server/service-lifecycle.js";
 import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
@@ -25,7 +38,13 @@ export interface App {
   readonly storage: string;
   /** Flow control of every send, whose `flowStates` reports each integration's circuit. */
   readonly sendGate: SendGate;
-  /** Stops taking calls, waits up to `graceMs` for calls in progress, then closes storage. */
+  readonly metrics: ServiceMetrics;
+  readonly health: HealthStatusBoard;
+  /**
+   * Shuts down: health turns NOT_SERVING, new calls are rejected, calls in
+   * progress get up to `graceMs` (default `SHUTDOWN_GRACE_MS`) to finish and
+   * are then cancelled, and storage closes. Later calls return the same promise.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -34,8 +53,6 @@ export interface AppOptions {
   /** Resolves gateway host names for the SSRF guard; the operating system's resolver when unset. */
   resolver?: Resolver;
 }
-
-const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
 /**
  * Opens storage, builds the services and starts listening.
@@ -52,6 +69,8 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   if (config.outboundAllow.entries.length > 0) {
     logger.info({ outboundAllow: config.outboundAllow.toString() }, "SSRF guard lets the OUTBOUND_ALLOW entries through");
   }
+  const metrics = new ServiceMetrics({ processMetrics: true });
+  const lifecycle = new ServiceLifecycle();
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
     maxResponseBytes: config.maxReplyBytes,
@@ -59,8 +78,8 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     keepAliveTimeoutMs: config.gatewayKeepAliveMs,
     outbound,
     logger,
+    metrics,
   });
-
   const sendGate = new SendGate({
     defaults: { sendConcurrency: config.sendConcurrency, sendRatePerSecond: config.sendRatePerSecond },
     circuit: {
@@ -74,17 +93,34 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
 
   const integrations = new IntegrationService(store, outbound);
   const sms = new SmsService(integrations, dispatcher, sendGate);
-  const routes = connectRoutes(
+  const apiRoutes = connectRoutes(
     [
       { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
       { desc: SmsServiceDesc, handlers: bindMethods(sms) },
     ],
-    new CallPipeline(logger, security.access),
+    new CallPipeline(logger, { metrics, lifecycle, access: security.access }),
   );
-  const handler = withHttpRoutes(
-    [...webConsoleRoutes(logger)],
-    connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes }),
+  const health = new HealthStatusBoard([IntegrationServiceDesc.typeName, SmsServiceDesc.typeName]);
+  const schema = new DescriptorIndex(
+    [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha],
+    [file_smsgateway_v1_errors],
   );
+  const rpc = connectNodeAdapter({
+    routes: (router) => {
+      apiRoutes(router);
+      registerHealthService(router, health);
+      registerReflectionService(router, schema, lifecycle.stoppingSignal);
+    },
+    readMaxBytes: config.maxRequestBytes,
+    shutdownSignal: lifecycle.forceSignal,
+  });
+  const handler = createFrontHandler({
+    rpc: withHttpRoutes([...webConsoleRoutes(logger)], rpc),
+    readiness: new ReadinessProbe(store, lifecycle, logger),
+    metrics,
+    cors: new CorsPolicy(config.corsAllowedOrigins),
+    logger,
+  });
 
   let server: RunningServer;
   try {
@@ -99,14 +135,16 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     throw error;
   }
 
+  let closing: Promise<void> | undefined;
   return {
     server,
     storage: description,
     sendGate,
-    async close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
-      await server.close(graceMs);
-      await dispatcher.close();
-      await store.close();
+    metrics,
+    health,
+    close(graceMs = config.shutdownGraceMs) {
+      closing ??= shutDownGracefully({ lifecycle, health, server, dispatcher, store, storage: description, logger }, graceMs);
+      return closing;
     },
   };
 }

@@ -2,8 +2,6 @@ import { startApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config/load-config.js";
 import { createLogger } from "./logger.js";
 
-const SHUTDOWN_GRACE_MS = 10_000;
-
 async function main(): Promise<void> {
   const loaded = loadConfig(process.argv.slice(2), process.env);
   if (loaded.kind === "help") {
@@ -24,11 +22,14 @@ async function main(): Promise<void> {
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
+      // Wrappers such as npm and tsx may pass on the same Ctrl-C once more,
+      // so a repeated signal must not cut the grace period short.
+      logger.info({ signal }, "shutdown already in progress");
       return;
     }
     stopping = true;
-    logger.info({ signal, graceMs: SHUTDOWN_GRACE_MS }, "shutting down");
-    app.close(SHUTDOWN_GRACE_MS).then(
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down");
+    app.close(config.shutdownGraceMs).then(
       () => {
         logger.info("stopped");
         process.exit(0);

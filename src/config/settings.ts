@@ -7,6 +7,7 @@ import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from
  */
 
 import { OutboundAllowList } from "../outbound/allow-list.js";
+import { parseAllowedOrigins } from "../server/cors.js";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -43,6 +44,10 @@ export interface Config {
   apiKeys: string;
   /** File with the same entries as `apiKeys`; empty when unset. */
   apiKeysFile: string;
+  /** Time calls in progress may take to finish after SIGTERM or SIGINT. */
+  shutdownGraceMs: number;
+  /** Origins allowed to call from a browser; `*` for any, empty for no CORS headers. */
+  corsAllowedOrigins: string[];
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -300,5 +305,23 @@ export const SETTINGS: readonly Setting[] = [
     unit: "",
     description: "File of API_KEYS entries, one per line or comma-separated.",
     parse: text,
+  },
+  {
+    key: "shutdownGraceMs",
+    env: "SHUTDOWN_GRACE_MS",
+    flag: "--shutdown-grace-ms",
+    defaultValue: "20000",
+    unit: "ms",
+    description: "On SIGTERM or SIGINT, how long calls in progress may take to finish; then they are cancelled and storage closes.",
+    parse: integerIn(0, 600_000),
+  },
+  {
+    key: "corsAllowedOrigins",
+    env: "CORS_ALLOWED_ORIGINS",
+    flag: "--cors-allowed-origins",
+    defaultValue: "",
+    unit: "",
+    description: "Comma-separated origins that browsers may call the API from (https://app.example.com), or * for any. Unset sends no CORS headers.",
+    parse: parseAllowedOrigins,
   },
 ];

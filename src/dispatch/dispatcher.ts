@@ -3,6 +3,7 @@ import { Agent, type Dispatcher as UndiciDispatcher, request } from "undici";
 
 import type { Integration } from "../domain/integration.js";
 import { GatewayError, OutboundBlockedError, type GatewayStage } from "../errors.js";
+import { ServiceMetrics, type GatewayOutcome } from "../observability/metrics.js";
 import { outboundField, outboundTargets, type OutboundGuard } from "../outbound/outbound-guard.js";
 import { readAuthReply } from "./auth-reply.js";
 import {
@@ -35,6 +36,8 @@ export interface DispatcherOptions {
   /** The SSRF guard: checks the URLs before each send, and every connection through its connector. */
   outbound: OutboundGuard;
   logger: Logger;
+  /** Counts sends in flight, SMS requests and token requests; a private registry when unset. */
+  metrics?: ServiceMetrics;
 }
 
 /** Per-send options of `Dispatcher.send`. */
@@ -96,6 +99,7 @@ export class Dispatcher {
   private readonly log: Logger;
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number;
+  private readonly metrics: ServiceMetrics;
   private closed = false;
 
   constructor(options: DispatcherOptions) {
@@ -103,6 +107,7 @@ export class Dispatcher {
     this.maxResponseBytes = options.maxResponseBytes;
     this.log = options.logger.child({ component: "dispatcher" });
     this.outbound = options.outbound;
+    this.metrics = options.metrics ?? new ServiceMetrics();
     this.agent = new Agent({
       connections: options.maxConnectionsPerOrigin,
       keepAliveTimeout: options.keepAliveTimeoutMs,
@@ -134,6 +139,7 @@ export class Dispatcher {
     const deadline = new SendDeadline(budgetMs, options.signal);
     const secrets = [integration.apiKey, integration.secretKey];
     const exchange: Exchange = { integration, stage: "send", secrets, ...sms };
+    const sendEnded = this.metrics.sendStarted();
 
     try {
       if (this.closed) {
@@ -158,7 +164,7 @@ export class Dispatcher {
       }
 
       const sendTime = new Date();
-      const reply = await this.post(exchange, deadline, this.maxResponseBytes);
+      const reply = await this.recorded(exchange, () => this.post(exchange, deadline, this.maxResponseBytes));
       const fields =
         reply.bodyFailure === undefined
           ? readSendReply(reply.body, this.maxResponseBytes, integration, sendTime)
@@ -177,6 +183,7 @@ export class Dispatcher {
       return { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
     } finally {
       deadline.dispose();
+      sendEnded();
     }
   }
 
@@ -199,15 +206,39 @@ export class Dispatcher {
       body: "{}",
       secrets: [integration.apiKey, integration.secretKey],
     };
-    const reply = await this.post(exchange, deadline, this.maxResponseBytes);
+    return this.recorded(exchange, async () => {
+      const reply = await this.post(exchange, deadline, this.maxResponseBytes);
 
-    const result = readAuthReply(reply.body, integration.tokenKey, this.maxResponseBytes);
-    if ("token" in result) {
-      return result.token;
+      const result = readAuthReply(reply.body, integration.tokenKey, this.maxResponseBytes);
+      if ("token" in result) {
+        return result.token;
+      }
+      const context = requestContext(exchange);
+      const excerpt = buildBodyExcerpt(reply.body.bytes, reply.body.complete, context.secretForms);
+      throw this.logged(exchange, invalidAuthReplyError(context, reply.status, excerpt, result.problem));
+    });
+  }
+
+  /**
+   * Runs one request of a send and counts it in the metrics: an SMS request
+   * as a webhook attempt with its duration, a token request as a token fetch.
+   */
+  private async recorded<T>(exchange: Exchange, request: () => Promise<T>): Promise<T> {
+    const startedAt = performance.now();
+    let outcome: GatewayOutcome = "ok";
+    try {
+      return await request();
+    } catch (error) {
+      outcome = error instanceof GatewayError ? error.info.failure : "unavailable";
+      throw error;
+    } finally {
+      const integrationId = exchange.integration.id;
+      if (exchange.stage === "send") {
+        this.metrics.webhookAttempt(integrationId, outcome, (performance.now() - startedAt) / 1000);
+      } else {
+        this.metrics.tokenFetch(integrationId, outcome);
+      }
     }
-    const context = requestContext(exchange);
-    const excerpt = buildBodyExcerpt(reply.body.bytes, reply.body.complete, context.secretForms);
-    throw this.logged(exchange, invalidAuthReplyError(context, reply.status, excerpt, result.problem));
   }
 
   /**

@@ -14,7 +14,7 @@ export interface CallContext {
   /** Returns a request header (or metadata) value, or null when absent. */
   requestHeader(name: string): string | null;
   readonly requestId: string;
-  /** Logger bound to this call's procedure and request id. */
+  /** Logger bound to this call's procedure; the service logger adds the request id to every line of the call. */
   readonly log: Logger;
 }
 

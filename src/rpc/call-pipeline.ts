@@ -1,7 +1,9 @@
-import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { Code, type ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import type { ServiceMetrics } from "../observability/metrics.js";
+import { REQUEST_ID_HEADER, resolveRequestId, runWithRequestId } from "../observability/request-id.js";
+import type { ServiceLifecycle } from "../server/service-lifecycle.js";
 import type { CallContext, UnaryHandler } from "./call-context.js";
 import { isServerFault, toConnectError } from "./error-mapping.js";
 
@@ -12,6 +14,8 @@ export interface IncomingCall {
   requestHeader(name: string): string | null;
   setResponseHeader(name: string, value: string): void;
 }
+
+export { REQUEST_ID_HEADER };
 
 /**
  * Authentication and authorization, run by the pipeline before each
@@ -38,21 +42,27 @@ export interface CallAccessControl {
   authorize(procedure: string, caller: string | undefined): void;
 }
 
-export const REQUEST_ID_HEADER = "x-request-id";
-
-/** A caller-supplied request id is kept when it is short printable ASCII. */
-const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+/** Optional collaborators of the pipeline besides the logger. */
+export interface CallPipelineOptions {
+  /** Counts each call by procedure and code, and records its duration. */
+  metrics?: ServiceMetrics;
+  /** Rejects new calls once shutdown has begun, and counts calls in progress. */
+  lifecycle?: ServiceLifecycle;
+  /** Authenticates and authorizes each call; every call is allowed when unset. */
+  access?: CallAccessControl;
+}
 
 /**
- * Runs every RPC the same way, whichever server received it. It assigns
- * the request id, authenticates and authorizes the caller when access
- * control is given, and calls the handler. Then it converts the handler's
- * error and logs one line with the procedure, caller name, code and duration.
+ * Runs every RPC the same way, whichever server received it. It assigns the
+ * request id, rejects the call while the service shuts down, authenticates
+ * and authorizes the caller when access control is given, calls the handler
+ * and converts its error. Then it logs one line with the procedure, caller
+ * name, code and duration, and counts the call in the metrics.
  */
 export class CallPipeline {
   constructor(
     private readonly logger: Logger,
-    private readonly access?: CallAccessControl,
+    private readonly options: CallPipelineOptions = {},
   ) {}
 
   async runUnary<Request, Response>(
@@ -62,34 +72,51 @@ export class CallPipeline {
     handler: UnaryHandler<Request, Response>,
   ): Promise<Response> {
     const started = performance.now();
-    const suppliedId = call.requestHeader(REQUEST_ID_HEADER);
-    const requestId = suppliedId !== null && REQUEST_ID_PATTERN.test(suppliedId) ? suppliedId : randomUUID();
+    const requestId = resolveRequestId(call.requestHeader(REQUEST_ID_HEADER));
     call.setResponseHeader(REQUEST_ID_HEADER, requestId);
+    // The logger's mixin adds the request id to this line and to every other
+    // line written during the call, so the child binds only the procedure.
+    let log = this.logger.child({ procedure });
 
-    let log = this.logger.child({ procedure, requestId });
-    try {
-      const caller = this.access?.authenticate(procedure, call);
-      if (caller !== undefined) {
-        log = log.child({ caller });
+    return runWithRequestId(requestId, async () => {
+      const callEnded = this.options.lifecycle?.callStarted();
+      try {
+        if (this.options.lifecycle?.shuttingDown === true) {
+          throw new ConnectError("the service is shutting down; retry on another instance", Code.Unavailable);
+        }
+
+        const access = this.options.access;
+        const caller = access?.authenticate(procedure, call);
+        if (caller !== undefined) {
+          log = log.child({ caller });
+        }
+        access?.authorize(procedure, caller);
+
+        const context: CallContext = {
+          procedure,
+          signal: call.signal,
+          timeoutMs: () => call.timeoutMs(),
+          requestHeader: (name) => call.requestHeader(name),
+          requestId,
+          log,
+        };
+        const response = await handler(request, context);
+        this.finished(procedure, "OK", started);
+        log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
+        return response;
+      } catch (thrown) {
+        const error = toConnectError(thrown);
+        this.finished(procedure, codeName(error.code), started);
+        logFailure(log, error, elapsedMs(started));
+        throw error;
+      } finally {
+        callEnded?.();
       }
-      this.access?.authorize(procedure, caller);
+    });
+  }
 
-      const context: CallContext = {
-        procedure,
-        signal: call.signal,
-        timeoutMs: () => call.timeoutMs(),
-        requestHeader: (name) => call.requestHeader(name),
-        requestId,
-        log,
-      };
-      const response = await handler(request, context);
-      log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
-      return response;
-    } catch (thrown) {
-      const error = toConnectError(thrown);
-      logFailure(log, error, elapsedMs(started));
-      throw error;
-    }
+  private finished(procedure: string, code: string, started: number): void {
+    this.options.metrics?.rpcFinished(procedure, code, (performance.now() - started) / 1000);
   }
 }
 

@@ -1,5 +1,5 @@
 import type http from "node:http";
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import type net from "node:net";
 
 type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -18,6 +18,8 @@ export class ConnectionTracker {
   private readonly http1Requests = new Map<net.Socket, number>();
   /** Accepted sockets handed to the HTTP/2 server. */
   private readonly http2Sockets = new WeakSet<net.Socket>();
+  /** HTTP/2 streams whose response is complete while the client has not ended its request. */
+  private readonly halfOpenStreams = new Set<http2.ServerHttp2Stream>();
   private closing = false;
 
   addSocket(socket: net.Socket): void {
@@ -56,8 +58,36 @@ export class ConnectionTracker {
           }
         });
       }
+      if (request.httpVersionMajor === 2) {
+        this.watchHalfOpen(request as http2.Http2ServerRequest);
+      }
       handler(request, response);
     };
+  }
+
+  /**
+   * Follows an HTTP/2 stream that may stay half-open: a streaming RPC that
+   * the server ended while the client keeps its request side open. Such a
+   * stream keeps its session, and so a graceful shutdown, open until the
+   * client ends it. While closing, it gets RST_STREAM with NO_ERROR, which
+   * RFC 9113 (section 8.1) provides for a complete response; Node sends it
+   * after the response's last frame. Until then the client may still end it.
+   */
+  private watchHalfOpen(request: http2.Http2ServerRequest): void {
+    // The stream's own "finish" fires when its writable side is done. The
+    // compatibility response emits "finish" only once the whole stream closes.
+    const { stream } = request;
+    stream.once("finish", () => {
+      if (request.complete || stream.destroyed) {
+        return;
+      }
+      if (this.closing) {
+        stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        return;
+      }
+      this.halfOpenStreams.add(stream);
+      stream.once("close", () => this.halfOpenStreams.delete(stream));
+    });
   }
 
   /**
@@ -66,6 +96,9 @@ export class ConnectionTracker {
    */
   async drain(listenerClosed: Promise<void>, graceMs: number): Promise<void> {
     this.closing = true;
+    for (const stream of this.halfOpenStreams) {
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    }
     for (const session of this.sessions) {
       session.close();
     }

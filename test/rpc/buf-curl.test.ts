@@ -22,15 +22,39 @@ afterAll(async () => {
   gateway.server.close();
 });
 
-/** Runs `buf curl` against the test service with the schema read from proto/. */
+/** Runs `buf curl` against the test service; it reads the schema through server reflection. */
 async function bufCurl(procedure: string, body: unknown, protocolArgs: string[]): Promise<Record<string, unknown>> {
   const { stdout } = await run(
     BUF,
-    ["curl", "--schema", "proto", ...protocolArgs, "--data", JSON.stringify(body), `${service.baseUrl}/${procedure}`],
+    ["curl", ...protocolArgs, "--data", JSON.stringify(body), `${service.baseUrl}/${procedure}`],
     { timeout: 30_000 },
   );
   return JSON.parse(stdout) as Record<string, unknown>;
 }
+
+/** Runs `buf curl` with a listing flag and returns the lines it prints. */
+async function bufCurlList(flag: "--list-services" | "--list-methods"): Promise<string[]> {
+  const { stdout } = await run(BUF, ["curl", "--http2-prior-knowledge", flag, service.baseUrl], { timeout: 30_000 });
+  return stdout.split("\n").filter((line) => line !== "");
+}
+
+test("buf curl lists services through reflection", async () => {
+  expect(await bufCurlList("--list-services")).toEqual([
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "smsgateway.v1.IntegrationService",
+    "smsgateway.v1.SmsService",
+  ]);
+});
+
+test("buf curl lists methods through reflection", async () => {
+  const methods = await bufCurlList("--list-methods");
+
+  expect(methods).toContain("smsgateway.v1.SmsService/SendSms");
+  expect(methods).toContain("smsgateway.v1.IntegrationService/GetIntegration");
+  expect(methods).toContain("grpc.health.v1.Health/Watch");
+});
 
 test("buf curl configures and sends over gRPC and Connect", async () => {
   const configured = await bufCurl(
@@ -48,6 +72,9 @@ test("buf curl configures and sends over gRPC and Connect", async () => {
   );
   expect(String(sent.id)).toMatch(/^msg_/);
   expect(received.some((line) => line.includes(String(sent.id)))).toBe(true);
+
+  const read = await bufCurl("smsgateway.v1.IntegrationService/GetIntegration", { id: integration.id }, ["--http2-prior-knowledge"]);
+  expect(read.integration).toMatchObject({ id: integration.id, apiKeyHint: "****0001", defaultSender: "Acme" });
 });
 
 test("buf curl shows the error code", async () => {

@@ -1,0 +1,188 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterEach, describe, expect, test } from "vitest";
+import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
+import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { CLIENT_KINDS } from "../helpers/clients.js";
+import { ScriptedGateway } from "../helpers/scripted-gateway.js";
+
+/** The service as a child process, started the way operators start it. */
+interface RunningProcess {
+  child: ChildProcess;
+  baseUrl: string;
+  logLines: Record<string, unknown>[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) {
+    await cleanup();
+  }
+});
+
+/** Starts `src/main.ts` on a free port and waits for its start-up log line, which names the address. */
+async function startProcess(env: Record<string, string> = {}): Promise<RunningProcess> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-shutdown-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+  });
+
+  const logLines: Record<string, unknown>[] = [];
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  const address = new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      logLines.push(entry);
+      if (typeof entry.address === "string") {
+        resolve(entry.address);
+      }
+    });
+    void exited.then(({ code }) => reject(new Error(`the service exited with code ${code} before listening: ${stderr}`)));
+  });
+  return { child, baseUrl: await address, logLines, exited };
+}
+
+function clientKind(name: string) {
+  const kind = CLIENT_KINDS.find((candidate) => candidate.name === name);
+  if (kind === undefined) {
+    throw new Error(`no client kind named ${name}`);
+  }
+  return kind;
+}
+
+async function configureIntegration(baseUrl: string, gatewayUrl: string): Promise<string> {
+  const integrations = clientKind("Connect over HTTP/1.1").create(IntegrationService, baseUrl);
+  const { integration } = await integrations.client.configureIntegration({
+    integration: { baseUrl: gatewayUrl, apiKeyHeader: "X-API-KEY", apiKey: "shutdown-key-0001", defaultSender: "Acme" },
+  });
+  return integration?.id ?? "";
+}
+
+type Outcome = { content: string; ok: true; id: string } | { content: string; ok: false; error: unknown };
+
+describe("graceful shutdown", () => {
+  test("SIGTERM during a burst loses no send", async () => {
+    const service = await startProcess();
+    const gateway = await ScriptedGateway.start();
+    cleanups.push(() => gateway.close());
+
+    const SIGTERM_AFTER = 8;
+    const issued = new Map<string, string>();
+    let signalled = false;
+    gateway.on("/sms", async (request) => {
+      const { content } = JSON.parse(request.body) as { content: string };
+      if (gateway.requests.length === SIGTERM_AFTER) {
+        // Sent while this request is held, so at least one send is in flight.
+        signalled = true;
+        service.child.kill("SIGTERM");
+      }
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const id = `gw-${issued.size + 1}`;
+      issued.set(content, id);
+      return { json: { data: { id } } };
+    });
+    const integrationId = await configureIntegration(service.baseUrl, gateway.url("/sms"));
+
+    const kinds = ["Connect over HTTP/2", "Connect over HTTP/1.1", "grpc-js (gRPC over HTTP/2)"].map(clientKind);
+    const clients = kinds.map((kind) => kind.create(SmsService, service.baseUrl));
+    cleanups.push(() => clients.forEach((client) => client.close()));
+
+    const sends: Promise<Outcome>[] = [];
+    let exited = false;
+    void service.exited.then(() => (exited = true));
+    for (let i = 0; i < 150 && !exited; i++) {
+      const content = `burst message ${i}`;
+      const { client } = clients[i % clients.length]!;
+      sends.push(
+        client.sendSms({ integrationId, to: "+15550002222", content }, { timeoutMs: 30_000 }).then(
+          (response): Outcome => ({ content, ok: true, id: response.id }),
+          (error: unknown): Outcome => ({ content, ok: false, error }),
+        ),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+
+    const exit = await service.exited;
+    const outcomes = await Promise.all(sends);
+
+    expect(signalled).toBe(true);
+    expect(exit).toEqual({ code: 0, signal: null });
+    const succeeded = outcomes.filter((outcome) => outcome.ok);
+    const failed = outcomes.filter((outcome) => !outcome.ok);
+    expect(succeeded.length).toBeGreaterThanOrEqual(SIGTERM_AFTER);
+    for (const outcome of succeeded) {
+      expect(issued.get(outcome.content)).toBe(outcome.id);
+    }
+    // Every SMS that reached the gateway got an OK response: none was lost half-way.
+    const reachedGateway = gateway.requests.map((request) => (JSON.parse(request.body) as { content: string }).content);
+    expect(new Set(succeeded.map((outcome) => outcome.content))).toEqual(new Set(reachedGateway));
+    // Calls after SIGTERM fail without reaching the gateway (checked above), and
+    // each one settles with a code. Refused connections and calls rejected
+    // during shutdown are UNAVAILABLE. A call can also race the close of its
+    // connection: a request written to an idle HTTP/1.1 connection as the
+    // server closes it, or an HTTP/2 stream opened before the client read
+    // GOAWAY. The client library then reports the transport error, as ABORTED
+    // (ECONNRESET) or, in connect-node 2.1, as INTERNAL (EPIPE, REFUSED_STREAM).
+    for (const outcome of failed) {
+      expect(outcome.error).toBeInstanceOf(ConnectError);
+      expect([Code.Unavailable, Code.Aborted, Code.Internal]).toContain((outcome.error as ConnectError).code);
+    }
+
+    const messages = service.logLines.map((line) => line.msg);
+    expect(messages).toContain("shutdown started: not serving, no new calls");
+    expect(messages).toContain("storage closed");
+    expect(messages.at(-1)).toBe("stopped");
+    expect(messages).not.toContain("shutdown grace period ended: cancelling the calls in progress");
+  });
+
+  test("SIGINT stops an idle service", async () => {
+    const service = await startProcess();
+
+    service.child.kill("SIGINT");
+
+    expect(await service.exited).toEqual({ code: 0, signal: null });
+    expect(service.logLines.find((line) => line.msg === "shutting down")).toMatchObject({ signal: "SIGINT", graceMs: 20_000 });
+  });
+
+  test("grace period ends with an error reply", async () => {
+    const service = await startProcess({ SHUTDOWN_GRACE_MS: "300" });
+    const gateway = await ScriptedGateway.start();
+    cleanups.push(() => gateway.close());
+    gateway.on("/sms", { hang: true });
+    const integrationId = await configureIntegration(service.baseUrl, gateway.url("/sms"));
+    const sms = clientKind("Connect over HTTP/2").create(SmsService, service.baseUrl);
+    cleanups.push(() => sms.close());
+
+    const sending = sms.client.sendSms({ integrationId, to: "+15550003333", content: "held" }, { timeoutMs: 30_000 }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error),
+    );
+    for (let i = 0; i < 1_000 && gateway.requests.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    service.child.kill("SIGTERM");
+
+    expect(await service.exited).toEqual({ code: 0, signal: null });
+    const error = await sending;
+    expect(error?.code).toBe(Code.Canceled);
+    expect(service.logLines.map((line) => line.msg)).toContain("shutdown grace period ended: cancelling the calls in progress");
+  });
+});
