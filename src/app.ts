@@ -91,7 +91,9 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     logger,
   });
 
-  const integrations = new IntegrationService(store, outbound);
+  metrics.observeCircuits(() => sendGate.flowStates());
+
+  const integrations = new IntegrationService(store, outbound, metrics);
   const sms = new SmsService(integrations, dispatcher, sendGate);
   const apiRoutes = connectRoutes(
     [

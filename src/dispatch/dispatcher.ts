@@ -330,6 +330,7 @@ export class Dispatcher {
 
   /** Logs a request that the SSRF guard blocked and returns the error for throwing. */
   private blocked(exchange: Exchange, error: OutboundBlockedError): OutboundBlockedError {
+    this.metrics.ssrfRefusal(exchange.integration.id, error.reason);
     this.log.warn(
       { integrationId: exchange.integration.id, field: error.field, reason: error.reason, ...error.metadata },
       "SSRF guard blocked a gateway request",

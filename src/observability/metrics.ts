@@ -157,6 +157,23 @@ export class ServiceMetrics {
     };
   }
 
+  /**
+   * Reads every integration's circuit state from `source` at each scrape,
+   * so the gauge never shows an integration that flow control has forgotten.
+   */
+  observeCircuits(source: () => Iterable<{ integrationId: string; circuit: CircuitState }>): void {
+    const gauge = this.circuit;
+    const metrics = this;
+    Object.assign(gauge, {
+      collect() {
+        gauge.reset();
+        for (const { integrationId, circuit } of source()) {
+          metrics.circuitState(integrationId, circuit);
+        }
+      },
+    });
+  }
+
   /** Sets the circuit breaker state of an integration. */
   circuitState(integrationId: string, state: CircuitState): void {
     for (const candidate of CIRCUIT_STATES) {

@@ -15,7 +15,8 @@ import {
 } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import type { Integration, IntegrationFields } from "../domain/integration.js";
 import { integrationIdProblem, validateIntegration } from "../domain/integration-validation.js";
-import { InvalidArgumentError, NotFoundError } from "../errors.js";
+import { InvalidArgumentError, NotFoundError, OutboundBlockedError } from "../errors.js";
+import type { ServiceMetrics } from "../observability/metrics.js";
 import type { OutboundGuard } from "../outbound/outbound-guard.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertUnreadableSecretsReplaced } from "../security/unreadable-secrets.js";
@@ -31,6 +32,7 @@ export class IntegrationService {
   constructor(
     private readonly store: IntegrationStore,
     private readonly outbound: OutboundGuard,
+    private readonly metrics?: ServiceMetrics,
   ) {}
 
   async configureIntegration(request: ConfigureIntegrationRequest, context: CallContext): Promise<ConfigureIntegrationResponse> {
@@ -113,7 +115,15 @@ export class IntegrationService {
    */
   private async accepted<T extends IntegrationFields>(fields: T, context: CallContext): Promise<T> {
     validated(fields);
-    const unresolved = await this.outbound.checkIntegration(fields);
+    let unresolved: Awaited<ReturnType<OutboundGuard["checkIntegration"]>>;
+    try {
+      unresolved = await this.outbound.checkIntegration(fields);
+    } catch (error) {
+      if (error instanceof OutboundBlockedError) {
+        this.metrics?.ssrfRefusal("", error.reason);
+      }
+      throw error;
+    }
     for (const { field, host, code } of unresolved) {
       context.log.info({ field, host, code }, "gateway host did not resolve; the check before each send will judge it");
     }

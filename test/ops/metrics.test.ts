@@ -181,3 +181,41 @@ describe("ServiceMetrics hooks", () => {
     expect(await new ServiceMetrics().render()).not.toContain("process_cpu_seconds_total");
   });
 });
+
+describe("GET /metrics wiring", () => {
+  test("circuit state follows flow control", async () => {
+    const local = await startTestService({ circuitFailureThreshold: 2, circuitOpenMs: 60_000 });
+    try {
+      gateway.on("/broken", { status: 500, json: { error: "down" } });
+      const transport = createConnectTransport({ baseUrl: local.baseUrl, httpVersion: "2" });
+      const localIntegrations = createClient(IntegrationService, transport);
+      const localSms = createClient(SmsService, transport);
+      const { integration } = await localIntegrations.configureIntegration({
+        integration: { baseUrl: gateway.url("/broken"), apiKeyHeader: "X-API-KEY", apiKey: API_KEY, defaultSender: "Acme" },
+      });
+      const id = integration?.id ?? "";
+
+      for (let i = 0; i < 2; i++) {
+        await localSms.sendSms({ integrationId: id, to: PHONE, content: "x" }).catch(() => undefined);
+      }
+      const response = await fetch(`${local.baseUrl}/metrics`);
+      const text = await response.text();
+
+      expect(sample(text, "smsgateway_circuit_state", { integration_id: id, state: "open" })).toBe(1);
+      expect(sample(text, "smsgateway_circuit_state", { integration_id: id, state: "closed" })).toBe(0);
+    } finally {
+      await local.stop();
+    }
+  });
+
+  test("SSRF refusals at save are counted", async () => {
+    await integrations
+      .configureIntegration({
+        integration: { baseUrl: "http://169.254.169.254/latest", apiKeyHeader: "X-API-KEY", apiKey: API_KEY, defaultSender: "Acme" },
+      })
+      .catch(() => undefined);
+    const text = await scrape();
+
+    expect(sample(text, "smsgateway_ssrf_refusals_total", { integration_id: "", reason: "OUTBOUND_ADDRESS_BLOCKED" })).toBe(1);
+  });
+});
