@@ -5,7 +5,8 @@ import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_p
 import type { Config } from "./config/settings.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
-import { connectRoutes } from "./rpc/connect-routes.js";
+import { connectRoutes, type ServiceBinding } from "./rpc/connect-routes.js";
+import { grpcJsServices } from "./rpc/grpc-js-services.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
@@ -35,14 +36,14 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
 
   const integrations = new IntegrationService(store);
   const sms = new SmsService(integrations, dispatcher);
-  const routes = connectRoutes(
-    [
-      { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
-      { desc: SmsServiceDesc, handlers: bindMethods(sms) },
-    ],
-    new CallPipeline(logger),
-  );
+  const bindings: ServiceBinding[] = [
+    { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
+    { desc: SmsServiceDesc, handlers: bindMethods(sms) },
+  ];
+  const pipeline = new CallPipeline(logger);
+  const routes = connectRoutes(bindings, pipeline);
   const handler = connectNodeAdapter({ routes, readMaxBytes: config.maxRequestBytes });
+  const grpcJs = grpcJsServices(bindings, pipeline, { maxRequestBytes: config.maxRequestBytes });
 
   let server: RunningServer;
   try {
@@ -50,6 +51,7 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
       host: config.host,
       port: config.port,
       tls: config.tlsCertFile === "" ? undefined : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
+      grpcJs,
     });
   } catch (error) {
     await dispatcher.close();

@@ -7,6 +7,8 @@ import { isServerFault, toConnectError } from "./error-mapping.js";
 
 /** Incoming call as a server library hands it to the pipeline. */
 export interface IncomingCall {
+  /** Server library that received the call, such as `connect-node` or `grpc-js`; logged with the call. */
+  readonly server: string;
   readonly signal: AbortSignal;
   timeoutMs(): number | undefined;
   requestHeader(name: string): string | null;
@@ -37,7 +39,7 @@ export class CallPipeline {
     const requestId = suppliedId !== null && REQUEST_ID_PATTERN.test(suppliedId) ? suppliedId : randomUUID();
     call.setResponseHeader(REQUEST_ID_HEADER, requestId);
 
-    const log = this.logger.child({ procedure, requestId });
+    const log = this.logger.child({ procedure, requestId, server: call.server });
     const context: CallContext = {
       procedure,
       signal: call.signal,
