@@ -110,9 +110,9 @@ function serializer(schema: DescMessage): (message: unknown) => Buffer {
 }
 
 /**
- * Returns a decoder that never throws: grpc-js would answer a decoding
- * error with INTERNAL, outside the pipeline, so the error travels to the
- * method as an {@link UndecodableRequest} instead.
+ * Returns a decoder that never throws. grpc-js would fail the call with
+ * INTERNAL outside the pipeline, so the error travels to the method as an
+ * {@link UndecodableRequest} instead.
  */
 function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
   return (bytes) => {
@@ -125,7 +125,7 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
 }
 
 /**
- * A grpc-js unary call as the pipeline sees it. Response headers are
+ * A grpc-js unary call adapted to the pipeline. Response headers are
  * collected and sent once, by {@link finish}, before the reply.
  */
 class GrpcJsIncomingCall implements IncomingCall {

@@ -7,10 +7,10 @@ const STATUS_TRAILERS = new Set(["grpc-status", "grpc-message"]);
 
 /**
  * Converts the ConnectError that the pipeline throws into the error a
- * grpc-js handler passes to its callback, with the trailers Connect's gRPC
- * handler would send: the code, the message, the error's metadata, and
- * `grpc-status-details-bin` (an encoded `google.rpc.Status` with the typed
- * details) when the error has details.
+ * grpc-js handler passes to its callback. It carries the trailers that
+ * Connect's gRPC handler would send: the code, the message and the error's
+ * metadata. When the error has details, `grpc-status-details-bin` carries
+ * them too, as an encoded `google.rpc.Status`.
  */
 export function toGrpcJsError(error: ConnectError): ServerErrorResponse {
   const trailers = setTrailerStatus(new Headers(), error);

@@ -12,10 +12,10 @@ const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 const GOAWAY_SETTINGS_TIMEOUT = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x4]);
 
 /**
- * Holds an HTTP/2 connection until its first request's headers arrive, then
- * puts every byte back on the socket and calls `handover` with those
- * headers (undefined when they could not be read), so that it can pass the
- * socket to the HTTP/2 server of its choice.
+ * Holds an HTTP/2 connection until its first request's headers arrive. It
+ * then puts every byte back on the socket and calls `handover` with those
+ * headers, or with undefined when they could not be read. `handover` passes
+ * the socket to the HTTP/2 server of its choice.
  *
  * The function sends the server preface itself: an empty SETTINGS frame,
  * whose acknowledgement it removes from the bytes it puts back. A

@@ -34,7 +34,7 @@ export interface FirstRequest {
   contentType: string;
 }
 
-/** What a connection's first bytes show, once there is enough of them. */
+/** The first request of a connection, and the bytes to replay to the server that takes it. */
 export interface FirstRequestOutcome {
   /**
    * The first request's headers, or undefined when they cannot be read: the
@@ -67,7 +67,7 @@ const DEFAULT_LIMITS: FirstRequestLimits = { maxBufferedBytes: 256 * 1024 };
  * because some clients (grpc-js among them) send no request before they
  * see the server's SETTINGS. The HTTP/2 server that finally takes the
  * connection sends its own SETTINGS, so the client's first acknowledgement,
- * which answers the empty frame, is removed from the bytes it gets.
+ * which acknowledges the empty frame, is removed from the bytes it gets.
  */
 export class FirstRequestParser {
   private buffer: Buffer = Buffer.alloc(0);

@@ -133,7 +133,7 @@ export async function startServer(handler: RequestHandler, options: ListenOption
 /** Content types of gRPC with protobuf messages, the only encoding the grpc-js services decode. */
 const GRPC_PROTO_CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
 
-/** Whether a first request is gRPC with protobuf to a path that grpc-js implements. */
+/** Tests whether a first request is gRPC with protobuf to a path that grpc-js implements. */
 export function isGrpcJsRequest(request: FirstRequest, paths: ReadonlySet<string>): boolean {
   const mediaType = request.contentType.split(";", 1)[0]!.trim().toLowerCase();
   return GRPC_PROTO_CONTENT_TYPES.has(mediaType) && paths.has(request.path);

@@ -61,7 +61,7 @@ describe("malformed blocks", () => {
 });
 
 test("dynamic table evicts oldest entries", () => {
-  // Table size 64 fits one 32-octet-overhead entry of "a: bbbbbbbbbbbbbbbbbbbbbbbbbbbbb".
+  // A table of 64 octets fits one entry of 1 + 20 octets plus the 32-octet overhead.
   const decoder = new HpackDecoder();
   const literal = (name: string, value: string) =>
     Buffer.concat([Buffer.from([0x40, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]);
@@ -120,7 +120,7 @@ test("Node's HTTP/2 client header blocks decode", async () => {
       expect(frame.flags & 0x4).toBe(0x4);
       const fields = Object.fromEntries(decoder.decode(frame.payload));
       for (const [name, value] of Object.entries(sent[index]!)) {
-        expect(fields[name]).toBe(Buffer.from(value, "latin1").toString("latin1"));
+        expect(fields[name]).toBe(value);
       }
     });
   } finally {

@@ -132,7 +132,7 @@ describe("later requests stay on the first request's server", () => {
       const requestId = `route-${randomUUID()}`;
       const sent = await rawGrpcCall(session, SEND_SMS, requestId);
 
-      // connect-node answers an unknown path with HTTP 404, which gRPC clients read as UNIMPLEMENTED.
+      // connect-node replies to an unknown path with HTTP 404, which gRPC clients read as UNIMPLEMENTED.
       expect(unknown.status).toBe(404);
       expect(sent.grpcStatus).toBe("0");
       expect(servedBy(requestId)).toBe("connect-node");
