@@ -10,6 +10,7 @@ import { grpcJsServices } from "./rpc/grpc-js-services.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
+import { CachedIntegrationStore } from "./store/cached-integration-store.js";
 import { openStore } from "./store/open-store.js";
 
 /** A running service: its server, and how to stop it. */
@@ -25,7 +26,12 @@ const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
 /** Opens storage, builds the services and starts listening. */
 export async function startApp(config: Config, logger: Logger): Promise<App> {
-  const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const { description } = opened;
+  // The embedded SQLite file belongs to one process, so integrations can stay in memory.
+  // NOTE: with PostgreSQL every send reads its integration, because other replicas may change it and
+  // nothing yet tells this process.
+  const store = config.databaseUrl === "" ? new CachedIntegrationStore(opened.store) : opened.store;
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
     maxResponseBytes: config.maxReplyBytes,

@@ -131,13 +131,15 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
 class GrpcJsIncomingCall implements IncomingCall {
   readonly server = "grpc-js";
   readonly signal: AbortSignal;
+  private readonly onCancelled: () => void;
   private responseHeaders: grpc.Metadata | undefined;
 
   constructor(private readonly call: grpc.ServerUnaryCall<unknown, unknown>) {
     const controller = new AbortController();
     this.signal = controller.signal;
     // grpc-js ends the call when its deadline passes, which also fires "cancelled".
-    call.once("cancelled", () => controller.abort(new ConnectError("the caller canceled the call", Code.Canceled)));
+    this.onCancelled = () => controller.abort(new ConnectError("the caller canceled the call", Code.Canceled));
+    call.once("cancelled", this.onCancelled);
   }
 
   timeoutMs(): number | undefined {
@@ -159,8 +161,12 @@ class GrpcJsIncomingCall implements IncomingCall {
     this.responseHeaders.set(name, value);
   }
 
-  /** Sends the collected response headers. */
+  /**
+   * Sends the collected response headers and stops listening for "cancelled",
+   * which grpc-js also fires when the stream closes after a reply.
+   */
   finish(): void {
+    this.call.removeListener("cancelled", this.onCancelled);
     if (this.responseHeaders !== undefined && !this.call.cancelled) {
       this.call.sendMetadata(this.responseHeaders);
     }
