@@ -8,7 +8,7 @@ import { parseH2loadLog, parseH2loadSummary, parseWrkOutput, percentile } from "
 
 const run = promisify(execFile);
 
-/** What one load run measured. */
+/** The figures of one load run. */
 export interface LoadResult {
   /** Responses in the measured period, failed ones included. */
   requests: number;
