@@ -330,7 +330,12 @@ function writeResults(report: string): void {
 }
 
 main().catch((error: unknown) => {
-  const message = error instanceof ConnectError ? `${Code[error.code]}: ${error.rawMessage}` : error instanceof Error ? error.message : String(error);
+  let message = String(error);
+  if (error instanceof ConnectError) {
+    message = `${Code[error.code]}: ${error.rawMessage}`;
+  } else if (error instanceof Error) {
+    message = error.message;
+  }
   process.stderr.write(`bench: failed: ${message}\n`);
   process.exit(1);
 });
