@@ -109,13 +109,18 @@ export async function startServer(handler: RequestHandler, options: ListenOption
     listener.on("connection", (socket: net.Socket) => tracker.addSocket(socket));
   }
 
-  await new Promise<void>((resolve, reject) => {
-    listener.once("error", reject);
-    listener.listen(options.port, options.host, () => {
-      listener.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", reject);
+      listener.listen(options.port, options.host, () => {
+        listener.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (error) {
+    injector?.destroy();
+    throw error;
+  }
   const address = listener.address() as AddressInfo;
 
   return {
