@@ -6,7 +6,7 @@ import { EMPTY_SETTINGS_FRAME, FirstRequestParser, type FirstRequest } from "./h
  * milliseconds. Clients acknowledge as soon as the frame arrives, so this
  * only ends connections from peers that do not speak HTTP/2.
  */
-const SETTINGS_ACK_TIMEOUT_MS = 10_000;
+export const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 
 /** GOAWAY with last stream 0 and error SETTINGS_TIMEOUT (RFC 9113 sections 6.8 and 7). */
 const GOAWAY_SETTINGS_TIMEOUT = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x4]);
@@ -23,11 +23,13 @@ const GOAWAY_SETTINGS_TIMEOUT = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 
  *
  * @param received Bytes already read from the socket, starting with the
  *   client preface; empty when none were read.
+ * @param settingsAckTimeoutMs Time the client has to acknowledge the SETTINGS frame.
  */
 export function awaitFirstRequest(
   socket: net.Socket,
   received: Buffer,
   handover: (request: FirstRequest | undefined) => void,
+  settingsAckTimeoutMs = SETTINGS_ACK_TIMEOUT_MS,
 ): void {
   const parser = new FirstRequestParser();
   const timer = setTimeout(() => {
@@ -35,7 +37,7 @@ export function awaitFirstRequest(
       socket.end(GOAWAY_SETTINGS_TIMEOUT);
       socket.destroySoon();
     }
-  }, SETTINGS_ACK_TIMEOUT_MS);
+  }, settingsAckTimeoutMs);
   timer.unref();
 
   const onData = (chunk: Buffer) => {
