@@ -13,7 +13,8 @@ import { ServiceMetrics } from "./observability/metrics.js";
 import { OutboundGuard } from "./outbound/outbound-guard.js";
 import type { Resolver } from "./outbound/resolver.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
-import { connectRoutes } from "./rpc/connect-routes.js";
+import { connectRoutes, type ServiceBinding } from "./rpc/connect-routes.js";
+import { grpcJsServices } from "./rpc/grpc-js-services.js";
 import { EncryptingIntegrationStore } from "./security/encrypting-integration-store.js";
 import { prepareSecurity } from "./security/security-setup.js";
 import { CorsPolicy } from "./server/cors.js";
@@ -29,6 +30,7 @@ import { ServiceLifecycle } from "./server/service-lifecycle.js";
 import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
+import { CachedIntegrationStore } from "./store/cached-integration-store.js";
 import { openStore } from "./store/open-store.js";
 
 /** A running service: its server, and how to stop it. */
@@ -64,7 +66,11 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   const security = await prepareSecurity(config, logger);
   const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
   const { description } = opened;
-  const store = new EncryptingIntegrationStore(opened.store, security.cipher);
+  const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
+  // The embedded SQLite file belongs to one process, so integrations can stay in memory.
+  // NOTE: with PostgreSQL every send reads its integration, because other replicas may change it and
+  // nothing yet tells this process.
+  const store = config.databaseUrl === "" ? new CachedIntegrationStore(encrypted) : encrypted;
   const outbound = new OutboundGuard({ allowList: config.outboundAllow, resolver: options.resolver });
   if (config.outboundAllow.entries.length > 0) {
     logger.info({ outboundAllow: config.outboundAllow.toString() }, "SSRF guard lets the OUTBOUND_ALLOW entries through");
@@ -95,13 +101,13 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
 
   const integrations = new IntegrationService(store, outbound, metrics);
   const sms = new SmsService(integrations, dispatcher, sendGate);
-  const apiRoutes = connectRoutes(
-    [
-      { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
-      { desc: SmsServiceDesc, handlers: bindMethods(sms) },
-    ],
-    new CallPipeline(logger, { metrics, lifecycle, access: security.access }),
-  );
+  const bindings: ServiceBinding[] = [
+    { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
+    { desc: SmsServiceDesc, handlers: bindMethods(sms) },
+  ];
+  const pipeline = new CallPipeline(logger, { metrics, lifecycle, access: security.access });
+  const apiRoutes = connectRoutes(bindings, pipeline);
+  const grpcJs = grpcJsServices(bindings, pipeline, { maxRequestBytes: config.maxRequestBytes });
   const health = new HealthStatusBoard([IntegrationServiceDesc.typeName, SmsServiceDesc.typeName]);
   const schema = new DescriptorIndex(
     [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha],
@@ -130,6 +136,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
       host: config.host,
       port: config.port,
       tls: config.tlsCertFile === "" ? undefined : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
+      grpcJs,
     });
   } catch (error) {
     await dispatcher.close();

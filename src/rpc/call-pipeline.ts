@@ -9,6 +9,8 @@ import { isServerFault, toConnectError } from "./error-mapping.js";
 
 /** Incoming call as a server library hands it to the pipeline. */
 export interface IncomingCall {
+  /** Server library that received the call, such as `connect-node` or `grpc-js`; logged with the call. */
+  readonly server: string;
   readonly signal: AbortSignal;
   timeoutMs(): number | undefined;
   requestHeader(name: string): string | null;
@@ -75,8 +77,9 @@ export class CallPipeline {
     const requestId = resolveRequestId(call.requestHeader(REQUEST_ID_HEADER));
     call.setResponseHeader(REQUEST_ID_HEADER, requestId);
     // The logger's mixin adds the request id to this line and to every other
-    // line written during the call, so the child binds only the procedure.
-    let log = this.logger.child({ procedure });
+    // line written during the call, so the child binds only the procedure
+    // and the server library.
+    let log = this.logger.child({ procedure, server: call.server });
 
     return runWithRequestId(requestId, async () => {
       const callEnded = this.options.lifecycle?.callStarted();

@@ -34,6 +34,7 @@ export function connectRoutes(bindings: readonly ServiceBinding[], pipeline: Cal
 
 function incomingCall(context: HandlerContext): IncomingCall {
   return {
+    server: "connect-node",
     signal: context.signal,
     timeoutMs: () => context.timeoutMs(),
     requestHeader: (name) => context.requestHeader.get(name),

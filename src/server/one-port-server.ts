@@ -3,7 +3,11 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import type { AddressInfo } from "node:net";
+import tls from "node:tls";
+import { ServerCredentials, type Server as GrpcJsServer } from "@grpc/grpc-js";
 import { ConnectionTracker } from "./connection-tracker.js";
+import { awaitFirstRequest } from "./first-request-router.js";
+import { HTTP2_PREFACE, type FirstRequest } from "./http2-first-request.js";
 
 /** A request handler that works for both HTTP/1.1 and HTTP/2 requests. */
 export type RequestHandler = (
@@ -16,6 +20,19 @@ export interface ListenOptions {
   port: number;
   /** PEM files; when set, the port serves TLS with ALPN for h2 and http/1.1. */
   tls?: { certFile: string; keyFile: string };
+  /**
+   * A grpc-js server that takes the HTTP/2 connections whose first request
+   * is gRPC with protobuf to one of `paths`; every other connection goes to
+   * `handler`.
+   */
+  grpcJs?: GrpcJsRoute;
+}
+
+/** The grpc-js server of {@link ListenOptions.grpcJs} and the paths it implements. */
+export interface GrpcJsRoute {
+  server: GrpcJsServer;
+  /** Request paths, such as `/smsgateway.v1.SmsService/SendSms`. */
+  paths: ReadonlySet<string>;
 }
 
 export interface RunningServer {
@@ -30,61 +47,109 @@ export interface RunningServer {
   close(graceMs: number): Promise<void>;
 }
 
-/** The client preface that starts every cleartext HTTP/2 connection (RFC 9113). */
-const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
-
 /**
  * Listens on one port for HTTP/1.1 and HTTP/2. In cleartext, the first bytes
- * of each connection decide: the HTTP/2 preface goes to the HTTP/2 server,
- * anything else to the HTTP/1.1 server. With TLS, ALPN decides.
+ * of each connection decide: the HTTP/2 preface goes to HTTP/2, anything
+ * else to HTTP/1.1. With TLS, ALPN decides. With `grpcJs`, an HTTP/2
+ * connection then goes to grpc-js when its first request is gRPC to one of
+ * the grpc-js paths, and to `handler` otherwise.
  */
 export async function startServer(handler: RequestHandler, options: ListenOptions): Promise<RunningServer> {
   const tracker = new ConnectionTracker();
   const tracked = tracker.wrap(handler);
-  let listener: net.Server;
+  const h1 = http.createServer(tracked);
+  const h2 = http2.createServer({}, tracked);
+  h2.on("session", (session) => tracker.addSession(session));
 
-  if (options.tls !== undefined) {
-    const secure = http2.createSecureServer(
-      {
-        cert: readFileSync(options.tls.certFile),
-        key: readFileSync(options.tls.keyFile),
-        allowHTTP1: true,
-        ALPNProtocols: ["h2", "http/1.1"],
-      },
-      tracked,
-    );
-    secure.on("session", (session) => tracker.addSession(session));
-    listener = secure;
-  } else {
-    const h2 = http2.createServer({}, tracked);
-    h2.on("session", (session) => tracker.addSession(session));
-    const h1 = http.createServer(tracked);
-    listener = net.createServer((socket) => routeByPreface(socket, h1, h2, tracker));
-  }
-  listener.on("connection", (socket: net.Socket) => tracker.addSocket(socket));
-
-  await new Promise<void>((resolve, reject) => {
-    listener.once("error", reject);
-    listener.listen(options.port, options.host, () => {
-      listener.off("error", reject);
-      resolve();
+  const route = options.grpcJs;
+  const injector = route?.server.createConnectionInjector(ServerCredentials.createInsecure());
+  const toHttp2 = (socket: net.Socket, received: Buffer) => {
+    if (injector === undefined || route === undefined) {
+      // The HTTP/2 session drains the bytes buffered on the socket when it
+      // starts, and then reads the handle itself. Resuming the socket here
+      // would steal its input.
+      socket.pause();
+      if (received.length > 0) {
+        socket.unshift(received);
+      }
+      tracker.markHttp2(socket);
+      h2.emit("connection", socket);
+      return;
+    }
+    awaitFirstRequest(socket, received, (request) => {
+      tracker.markHttp2(socket);
+      if (request !== undefined && isGrpcJsRequest(request, route.paths)) {
+        injector.injectConnection(socket);
+      } else {
+        h2.emit("connection", socket);
+      }
     });
-  });
+  };
+
+  let listener: net.Server;
+  if (options.tls !== undefined) {
+    listener = tls.createServer({
+      cert: readFileSync(options.tls.certFile),
+      key: readFileSync(options.tls.keyFile),
+      ALPNProtocols: ["h2", "http/1.1"],
+    });
+    // NOTE: connections still in the TLS handshake are not tracked, so
+    // closing waits for their handshake to end or time out.
+    listener.on("secureConnection", (socket: tls.TLSSocket) => {
+      tracker.addSocket(socket);
+      socket.on("error", () => socket.destroy());
+      if (socket.alpnProtocol === "h2") {
+        toHttp2(socket, Buffer.alloc(0));
+      } else {
+        h1.emit("connection", socket);
+      }
+    });
+  } else {
+    listener = net.createServer((socket) => routeByPreface(socket, h1, toHttp2));
+    listener.on("connection", (socket: net.Socket) => tracker.addSocket(socket));
+  }
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      listener.once("error", reject);
+      listener.listen(options.port, options.host, () => {
+        listener.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    injector?.destroy();
+    throw error;
+  }
   const address = listener.address() as AddressInfo;
 
   return {
     host: address.address,
     port: address.port,
     tls: options.tls !== undefined,
-    close: (graceMs) => tracker.drain(new Promise<void>((resolve) => listener.close(() => resolve())), graceMs),
+    async close(graceMs) {
+      injector?.drain(graceMs);
+      await tracker.drain(new Promise<void>((resolve) => listener.close(() => resolve())), graceMs);
+      injector?.destroy();
+    },
   };
+}
+
+/** Content types of gRPC with protobuf messages, the only encoding the grpc-js services decode. */
+const GRPC_PROTO_CONTENT_TYPES = new Set(["application/grpc", "application/grpc+proto"]);
+
+/** Tests whether a first request is gRPC with protobuf to a path that grpc-js implements. */
+export function isGrpcJsRequest(request: FirstRequest, paths: ReadonlySet<string>): boolean {
+  const mediaType = request.contentType.split(";", 1)[0]!.trim().toLowerCase();
+  return GRPC_PROTO_CONTENT_TYPES.has(mediaType) && paths.has(request.path);
 }
 
 /**
  * Reads bytes until they either match the HTTP/2 preface or cannot, then
- * hands the socket, with those bytes put back, to the matching server.
+ * hands the socket to the matching server: to HTTP/1.1 with those bytes put
+ * back, to `toHttp2` with the bytes read so far.
  */
-function routeByPreface(socket: net.Socket, h1: http.Server, h2: http2.Http2Server, tracker: ConnectionTracker): void {
+function routeByPreface(socket: net.Socket, h1: http.Server, toHttp2: (socket: net.Socket, received: Buffer) => void): void {
   let received = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     received = Buffer.concat([received, chunk]);
@@ -95,15 +160,11 @@ function routeByPreface(socket: net.Socket, h1: http.Server, h2: http2.Http2Serv
     }
 
     socket.off("data", onData);
-    socket.pause();
-    socket.unshift(received);
     if (isHttp2) {
-      // The HTTP/2 session drains the bytes buffered on the socket when it
-      // starts, and then reads the handle itself. Resuming the socket here
-      // would steal its input.
-      tracker.markHttp2(socket);
-      h2.emit("connection", socket);
+      toHttp2(socket, received);
     } else {
+      socket.pause();
+      socket.unshift(received);
       h1.emit("connection", socket);
       socket.resume();
     }

@@ -1,0 +1,174 @@
+import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import type { UnaryHandler } from "./call-context.js";
+import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
+import type { ServiceBinding } from "./connect-routes.js";
+import { toGrpcJsError } from "./grpc-js-status.js";
+
+/** Options of {@link grpcJsServices}. */
+export interface GrpcJsServicesOptions {
+  /** Largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED, as on Connect. */
+  maxRequestBytes: number;
+}
+
+/** A grpc-js server with the services added, and the request paths it implements. */
+export interface GrpcJsServices {
+  server: grpc.Server;
+  /** Paths such as `/smsgateway.v1.SmsService/SendSms`. */
+  paths: ReadonlySet<string>;
+}
+
+/** The value in place of a request message that protobuf could not decode. */
+class UndecodableRequest {
+  constructor(readonly error: unknown) {}
+}
+
+/**
+ * Returns a grpc-js server that implements the given services, each method
+ * running through the pipeline like its Connect route: the same handlers,
+ * request ids, logs and error details. The server listens nowhere; the
+ * one-port server hands it connections. Fails at start-up when a method has
+ * no handler.
+ */
+export function grpcJsServices(
+  bindings: readonly ServiceBinding[],
+  pipeline: CallPipeline,
+  options: GrpcJsServicesOptions,
+): GrpcJsServices {
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": options.maxRequestBytes,
+  });
+  const paths = new Set<string>();
+
+  for (const { desc, handlers } of bindings) {
+    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    const implementation: grpc.UntypedServiceImplementation = {};
+    for (const method of desc.methods) {
+      const handler = handlers[method.localName] as UnaryHandler<unknown, unknown> | undefined;
+      if (handler === undefined || method.methodKind !== "unary") {
+        throw new Error(`no unary handler for ${desc.typeName}/${method.name}`);
+      }
+
+      const procedure = `${desc.typeName}/${method.name}`;
+      const path = `/${procedure}`;
+      definition[method.localName] = {
+        path,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: serializer(method.input),
+        requestDeserialize: deserializer(method.input),
+        responseSerialize: serializer(method.output),
+        responseDeserialize: deserializer(method.output),
+      };
+      implementation[method.localName] = unaryImplementation(procedure, handler, pipeline);
+      paths.add(path);
+    }
+    server.addService(definition, implementation);
+  }
+
+  return { server, paths };
+}
+
+function unaryImplementation(
+  procedure: string,
+  handler: UnaryHandler<unknown, unknown>,
+  pipeline: CallPipeline,
+): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const incoming = new GrpcJsIncomingCall(call);
+    const request = call.request;
+    const run =
+      request instanceof UndecodableRequest
+        ? pipeline.runUnary(procedure, request, incoming, rejectUndecodable)
+        : pipeline.runUnary(procedure, request, incoming, handler);
+
+    run.then(
+      (response) => {
+        incoming.finish();
+        callback(null, response);
+      },
+      (error: unknown) => {
+        incoming.finish();
+        callback(toGrpcJsError(ConnectError.from(error)));
+      },
+    );
+  };
+}
+
+/** Fails a call whose request bytes are not a valid message, as Connect does: INVALID_ARGUMENT. */
+async function rejectUndecodable(request: UndecodableRequest): Promise<never> {
+  const reason = request.error instanceof Error ? request.error.message : String(request.error);
+  throw new ConnectError(`the request message could not be decoded: ${reason}`, Code.InvalidArgument);
+}
+
+function serializer(schema: DescMessage): (message: unknown) => Buffer {
+  return (message) => {
+    const bytes = toBinary(schema, message as never);
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+/**
+ * Returns a decoder that never throws. grpc-js would fail the call with
+ * INTERNAL outside the pipeline, so the error travels to the method as an
+ * {@link UndecodableRequest} instead.
+ */
+function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
+  return (bytes) => {
+    try {
+      return fromBinary(schema, bytes);
+    } catch (error) {
+      return new UndecodableRequest(error);
+    }
+  };
+}
+
+/**
+ * A grpc-js unary call adapted to the pipeline. Response headers are
+ * collected and sent once, by {@link finish}, before the reply.
+ */
+class GrpcJsIncomingCall implements IncomingCall {
+  readonly server = "grpc-js";
+  readonly signal: AbortSignal;
+  private readonly onCancelled: () => void;
+  private responseHeaders: grpc.Metadata | undefined;
+
+  constructor(private readonly call: grpc.ServerUnaryCall<unknown, unknown>) {
+    const controller = new AbortController();
+    this.signal = controller.signal;
+    // grpc-js ends the call when its deadline passes, which also fires "cancelled".
+    this.onCancelled = () => controller.abort(new ConnectError("the caller canceled the call", Code.Canceled));
+    call.once("cancelled", this.onCancelled);
+  }
+
+  timeoutMs(): number | undefined {
+    const deadline = this.call.getDeadline();
+    const at = deadline instanceof Date ? deadline.getTime() : deadline;
+    return Number.isFinite(at) ? at - Date.now() : undefined;
+  }
+
+  requestHeader(name: string): string | null {
+    const [value] = this.call.metadata.get(name);
+    if (value === undefined) {
+      return null;
+    }
+    return typeof value === "string" ? value : value.toString("latin1");
+  }
+
+  setResponseHeader(name: string, value: string): void {
+    this.responseHeaders ??= new grpc.Metadata();
+    this.responseHeaders.set(name, value);
+  }
+
+  /**
+   * Sends the collected response headers and stops listening for "cancelled",
+   * which grpc-js also fires when the stream closes after a reply.
+   */
+  finish(): void {
+    this.call.removeListener("cancelled", this.onCancelled);
+    if (this.responseHeaders !== undefined && !this.call.cancelled) {
+      this.call.sendMetadata(this.responseHeaders);
+    }
+  }
+}

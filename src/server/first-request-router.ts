@@ -1,0 +1,61 @@
+import type net from "node:net";
+import { EMPTY_SETTINGS_FRAME, FirstRequestParser, type FirstRequest } from "./http2-first-request.js";
+
+/**
+ * How long a client has to acknowledge the server's SETTINGS frame, in
+ * milliseconds. Clients acknowledge as soon as the frame arrives, so this
+ * only ends connections from peers that do not speak HTTP/2.
+ */
+export const SETTINGS_ACK_TIMEOUT_MS = 10_000;
+
+/** GOAWAY with last stream 0 and error SETTINGS_TIMEOUT (RFC 9113 sections 6.8 and 7). */
+const GOAWAY_SETTINGS_TIMEOUT = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x4]);
+
+/**
+ * Holds an HTTP/2 connection until its first request's headers arrive. It
+ * then puts every byte back on the socket and calls `handover` with those
+ * headers, or with undefined when they could not be read. `handover` passes
+ * the socket to the HTTP/2 server of its choice.
+ *
+ * The function sends the server preface itself: an empty SETTINGS frame,
+ * whose acknowledgement it removes from the bytes it puts back. A
+ * connection without a request waits as long as the client keeps it open.
+ *
+ * @param received Bytes already read from the socket, starting with the
+ *   client preface; empty when none were read.
+ * @param settingsAckTimeoutMs Time the client has to acknowledge the SETTINGS frame.
+ */
+export function awaitFirstRequest(
+  socket: net.Socket,
+  received: Buffer,
+  handover: (request: FirstRequest | undefined) => void,
+  settingsAckTimeoutMs = SETTINGS_ACK_TIMEOUT_MS,
+): void {
+  const parser = new FirstRequestParser();
+  const timer = setTimeout(() => {
+    if (!parser.acknowledged) {
+      socket.end(GOAWAY_SETTINGS_TIMEOUT);
+      socket.destroySoon();
+    }
+  }, settingsAckTimeoutMs);
+  timer.unref();
+
+  const onData = (chunk: Buffer) => {
+    const outcome = parser.push(chunk);
+    if (outcome === undefined) {
+      return;
+    }
+    clearTimeout(timer);
+    socket.off("data", onData);
+    socket.pause();
+    socket.unshift(outcome.bytes);
+    handover(outcome.request);
+  };
+
+  socket.write(EMPTY_SETTINGS_FRAME);
+  socket.on("data", onData);
+  socket.once("close", () => clearTimeout(timer));
+  if (received.length > 0) {
+    onData(received);
+  }
+}

@@ -1,0 +1,117 @@
+import { execFileSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
+import {
+  SendSmsRequestSchema,
+  SendSmsResponseSchema,
+  SmsService,
+  type SendSmsRequest,
+  type SendSmsResponse,
+} from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { startLocalGateway } from "../../src/tools/local-gateway.js";
+import { startTestService, type TestService } from "../helpers/service.js";
+
+/** Tests whether the openssl command, which makes the test certificate, is installed. */
+function hasOpenssl(): boolean {
+  try {
+    execFileSync("openssl", ["version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const certDir = mkdtempSync(path.join(tmpdir(), "smsgateway-tls-"));
+const certFile = path.join(certDir, "cert.pem");
+const keyFile = path.join(certDir, "key.pem");
+let cert: Buffer;
+let service: TestService;
+let gateway: Awaited<ReturnType<typeof startLocalGateway>>;
+let integrationId: string;
+
+describe.skipIf(!hasOpenssl())("TLS with ALPN", () => {
+  beforeAll(async () => {
+    execFileSync(
+      "openssl",
+      [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", "/CN=localhost",
+        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      ],
+      { stdio: "ignore" },
+    );
+    cert = readFileSync(certFile);
+    service = await startTestService({ tlsCertFile: certFile, tlsKeyFile: keyFile });
+    gateway = await startLocalGateway({ host: "127.0.0.1", port: 0 }, () => undefined);
+
+    const transport = createConnectTransport({ baseUrl: httpsUrl(), httpVersion: "1.1", nodeOptions: { ca: cert, servername: "localhost" } });
+    const { integration } = await createClient(IntegrationService, transport).configureIntegration({
+      integration: { baseUrl: `${gateway.url}/sms`, apiKeyHeader: "X-API-KEY", apiKey: "tls-key-0001", defaultSender: "Acme" },
+    });
+    integrationId = integration?.id ?? "";
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    gateway?.server.close();
+    rmSync(certDir, { recursive: true, force: true });
+  });
+
+  function httpsUrl(): string {
+    return `https://127.0.0.1:${service.app.server.port}`;
+  }
+
+  function servedBy(requestId: string): unknown {
+    return service.logLines.find((line) => line.requestId === requestId && line.msg === "rpc finished")?.server;
+  }
+
+  test.each([
+    { httpVersion: "1.1" as const, expected: "connect-node" },
+    { httpVersion: "2" as const, expected: "connect-node" },
+  ])("Connect over HTTP/$httpVersion", async ({ httpVersion, expected }) => {
+    const transport = createConnectTransport({ baseUrl: httpsUrl(), httpVersion, nodeOptions: { ca: cert, servername: "localhost" } });
+    const requestId = `tls-${randomUUID()}`;
+
+    const sent = await createClient(SmsService, transport).sendSms(
+      { integrationId, to: "+15550002221", content: "over TLS" },
+      { headers: { "x-request-id": requestId } },
+    );
+
+    expect(sent.id).toMatch(/^msg_/);
+    expect(servedBy(requestId)).toBe(expected);
+  });
+
+  test("grpc-js client", async () => {
+    const client = new grpc.Client(`127.0.0.1:${service.app.server.port}`, grpc.credentials.createSsl(cert), {
+      "grpc.ssl_target_name_override": "localhost",
+    });
+    const requestId = `tls-${randomUUID()}`;
+    const metadata = new grpc.Metadata();
+    metadata.set("x-request-id", requestId);
+    try {
+      const sent = await new Promise<SendSmsResponse | undefined>((resolve, reject) => {
+        client.makeUnaryRequest(
+          "/smsgateway.v1.SmsService/SendSms",
+          (message: SendSmsRequest) => Buffer.from(toBinary(SendSmsRequestSchema, message)),
+          (bytes: Buffer) => fromBinary(SendSmsResponseSchema, bytes),
+          create(SendSmsRequestSchema, { integrationId, to: "+15550002222", content: "over TLS" }),
+          metadata,
+          (error, response) => (error ? reject(error) : resolve(response)),
+        );
+      });
+
+      expect(sent?.id).toMatch(/^msg_/);
+      expect(servedBy(requestId)).toBe("grpc-js");
+    } finally {
+      client.close();
+    }
+  });
+});
