@@ -19,6 +19,11 @@ export interface Integration {
   authenticateByToken: boolean;
   authUrl: string;
   tokenKey: string;
+  /**
+   * Seconds a token from `authUrl` is reused when its reply gives no expiry.
+   * 0 fetches a token for every send; null or missing means the service default.
+   */
+  tokenLifetimeSeconds?: number | null;
   createTime: Date;
   updateTime: Date;
 }

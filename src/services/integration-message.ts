@@ -28,6 +28,7 @@ const MASKABLE_FIELDS: Record<string, FieldKey> = {
   authenticate_by_token: "authenticateByToken",
   auth_url: "authUrl",
   token_key: "tokenKey",
+  token_lifetime_seconds: "tokenLifetimeSeconds",
 };
 
 /** Reads the settable fields of a request message, filling in the default paths. */
@@ -45,6 +46,7 @@ export function fieldsFromMessage(message: IntegrationMessage): IntegrationField
     authenticateByToken: message.authenticateByToken,
     authUrl: message.authUrl.trim(),
     tokenKey: message.tokenKey.trim(),
+    tokenLifetimeSeconds: message.tokenLifetimeSeconds ?? null,
   };
 }
 
@@ -98,6 +100,7 @@ export function toMessage(integration: Integration): IntegrationMessage {
     authenticateByToken: integration.authenticateByToken,
     authUrl: integration.authUrl,
     tokenKey: integration.tokenKey,
+    tokenLifetimeSeconds: integration.tokenLifetimeSeconds ?? undefined,
     apiKeyHint: secretHint(integration.apiKey),
     secretKeyHint: secretHint(integration.secretKey),
     createTime: timestampFromDate(integration.createTime),

@@ -7,7 +7,7 @@ import type { StoredIntegration } from "./integration-store.js";
 export type IntegrationFieldColumns = Omit<IntegrationRow, "id" | "create_time" | "update_time" | "version">;
 
 type TextFieldName = {
-  [K in keyof IntegrationFields]: IntegrationFields[K] extends string ? K : never;
+  [K in keyof IntegrationFields]-?: IntegrationFields[K] extends string ? K : never;
 }[keyof IntegrationFields];
 
 /** Column of each text field, which is also its snake_case name in the API. */
@@ -66,6 +66,7 @@ export function toFieldColumns(fields: IntegrationFields): IntegrationFieldColum
     authenticate_by_token: fields.authenticateByToken ? 1 : 0,
     auth_url: fields.authUrl,
     token_key: fields.tokenKey,
+    token_lifetime_seconds: fields.tokenLifetimeSeconds ?? null,
   };
 }
 
@@ -90,6 +91,7 @@ export function fromRow(row: IntegrationRow): StoredIntegration {
     authenticateByToken: row.authenticate_by_token === 1,
     authUrl: row.auth_url,
     tokenKey: row.token_key,
+    tokenLifetimeSeconds: row.token_lifetime_seconds,
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     version: row.version,

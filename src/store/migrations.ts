@@ -1,5 +1,7 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
 
+import { migrateIdempotency } from "./idempotency-migration.js";
+
 /** The database engines the store runs on. */
 export type StoreEngine = "sqlite" | "postgres";
 
@@ -63,6 +65,9 @@ export function createMigrationProvider(engine: StoreEngine, schema?: string): M
   const migrations: Record<string, Migration> = {
     "0001_create_integrations": {
       up: (db) => createIntegrationsTable(scoped(db), engine),
+    },
+    "0003_idempotency": {
+      up: (db) => migrateIdempotency(scoped(db), engine),
     },
   };
 

@@ -2,7 +2,9 @@ import { Migrator, sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 
 import type { StoreDatabase } from "./database-schema.js";
+import type { IdempotencyStore } from "./idempotency-store.js";
 import type { IntegrationStore } from "./integration-store.js";
+import { KyselyIdempotencyStore } from "./kysely-idempotency-store.js";
 import { KyselyIntegrationStore } from "./kysely-integration-store.js";
 import { createMigrationProvider, type StoreEngine } from "./migrations.js";
 import {
@@ -38,6 +40,8 @@ export interface OpenStoreOptions {
 /** An open store and the database it uses. */
 export interface OpenedStore {
   store: IntegrationStore;
+  /** Idempotency keys in the same database; closing `store` closes it too. */
+  idempotency: IdempotencyStore;
   /**
    * The database for logs, with no password: `sqlite:data/smsgateway.db` or
    * `postgres://user@host:5432/db`, plus `(schema name)` for a schema other
@@ -107,7 +111,7 @@ async function prepareStore(
   }
 
   const scoped = schema === undefined ? db : db.withSchema(schema);
-  return { store: new KyselyIntegrationStore(scoped), description };
+  return { store: new KyselyIntegrationStore(scoped), idempotency: new KyselyIdempotencyStore(scoped), description };
 }
 
 async function checkConnection(db: Kysely<StoreDatabase>, description: string): Promise<void> {

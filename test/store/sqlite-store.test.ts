@@ -90,7 +90,7 @@ describe("SQLite store opening", () => {
     );
   });
 
-  test("logs the applied migration once", async () => {
+  test("logs each applied migration once", async () => {
     const dataDir = await tempDir();
     const { logger, lines } = capturingLogger();
 
@@ -98,8 +98,9 @@ describe("SQLite store opening", () => {
     await (await openStore({ dataDir, logger })).store.close();
 
     const applied = lines.filter((line) => line.includes("applied database migration"));
-    expect(applied).toHaveLength(1);
+    expect(applied).toHaveLength(2);
     expect(applied[0]).toContain("0001_create_integrations");
+    expect(applied[1]).toContain("0003_idempotency");
   });
 
   test("rejects a data directory that is a file", async () => {
