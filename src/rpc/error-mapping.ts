@@ -2,15 +2,18 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   BadRequestSchema,
+  ErrorInfoSchema,
   GatewayErrorSchema,
   GatewayStage as GatewayStageProto,
 } from "../../gen/smsgateway/v1/errors_pb.js";
 import {
   AlreadyExistsError,
   GatewayError,
+  IdempotencyError,
   InvalidArgumentError,
   NotFoundError,
   type GatewayFailure,
+  type IdempotencyConflict,
 } from "../errors.js";
 
 const GATEWAY_CODES: Record<GatewayFailure, Code> = {
@@ -22,6 +25,13 @@ const GATEWAY_CODES: Record<GatewayFailure, Code> = {
   unavailable: Code.Unavailable,
   timeout: Code.DeadlineExceeded,
   canceled: Code.Canceled,
+};
+
+/** RPC code and `ErrorInfo` reason of each idempotency conflict. */
+const IDEMPOTENCY_CODES: Record<IdempotencyConflict, { code: Code; reason: string }> = {
+  key_reused: { code: Code.FailedPrecondition, reason: "IDEMPOTENCY_KEY_REUSED" },
+  in_progress: { code: Code.Aborted, reason: "IDEMPOTENCY_KEY_IN_PROGRESS" },
+  outcome_unknown: { code: Code.Aborted, reason: "IDEMPOTENCY_OUTCOME_UNKNOWN" },
 };
 
 /**
@@ -58,10 +68,20 @@ export function toConnectError(error: unknown): ConnectError {
         bodyExcerpt: info.bodyExcerpt,
         bodyTruncated: info.bodyTruncated,
         attempts: info.attempts,
+        outcomeUnknown: info.outcomeUnknown === true,
       }),
     };
     const metadata = info.retryAfterSeconds === undefined ? undefined : { "retry-after": String(info.retryAfterSeconds) };
     return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail], error);
+  }
+
+  if (error instanceof IdempotencyError) {
+    const { code, reason } = IDEMPOTENCY_CODES[error.conflict];
+    const detail = {
+      desc: ErrorInfoSchema,
+      value: create(ErrorInfoSchema, { reason, metadata: { field: "idempotency_key" } }),
+    };
+    return new ConnectError(error.message, code, undefined, [detail], error);
   }
 
   return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);
