@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { IntegrationService as IntegrationServiceDesc } from "../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_pb.js";
 import type { Config } from "./config/settings.js";
+import { Delivery } from "./delivery/delivery.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes } from "./rpc/connect-routes.js";
@@ -24,7 +25,7 @@ const DEFAULT_CLOSE_GRACE_MS = 5_000;
 
 /** Opens storage, builds the services and starts listening. */
 export async function startApp(config: Config, logger: Logger): Promise<App> {
-  const { store, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const { store, idempotency, description } = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
   const dispatcher = new Dispatcher({
     timeoutMs: config.sendTimeoutMs,
     maxResponseBytes: config.maxReplyBytes,
@@ -32,9 +33,23 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     keepAliveTimeoutMs: config.gatewayKeepAliveMs,
     logger,
   });
+  const delivery = new Delivery({
+    dispatcher,
+    idempotencyStore: idempotency,
+    settings: {
+      maxAttempts: config.sendMaxAttempts,
+      attemptTimeoutMs: config.sendAttemptTimeoutMs,
+      baseDelayMs: config.retryBaseDelayMs,
+      maxDelayMs: config.retryMaxDelayMs,
+      retryAfterMaxMs: config.retryAfterMaxMs,
+      idempotencyTtlSeconds: config.idempotencyTtlSeconds,
+      tokenLifetimeSeconds: config.tokenLifetimeSeconds,
+    },
+    logger,
+  });
 
   const integrations = new IntegrationService(store);
-  const sms = new SmsService(integrations, dispatcher);
+  const sms = new SmsService(integrations, delivery);
   const routes = connectRoutes(
     [
       { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
@@ -62,6 +77,7 @@ export async function startApp(config: Config, logger: Logger): Promise<App> {
     storage: description,
     async close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
       await server.close(graceMs);
+      await delivery.close();
       await dispatcher.close();
       await store.close();
     },

@@ -6,7 +6,7 @@ import {
   type SendSmsRequest,
   type SendSmsResponse,
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import type { Dispatcher } from "../dispatch/dispatcher.js";
+import type { Delivery } from "../delivery/delivery.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
 import type { CallContext } from "../rpc/call-context.js";
 import type { IntegrationService } from "./integration-service.js";
@@ -14,21 +14,30 @@ import type { IntegrationService } from "./integration-service.js";
 const MAX_RECIPIENT_LENGTH = 64;
 const MAX_CONTENT_LENGTH = 10_000;
 const MAX_SENDER_LENGTH = 64;
+const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+/** Printable ASCII: the characters an HTTP header carries unchanged. */
+const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7e]*$/;
 
 /** Implements `smsgateway.v1.SmsService`. */
 export class SmsService {
   constructor(
     private readonly integrations: IntegrationService,
-    private readonly dispatcher: Dispatcher,
+    private readonly delivery: Delivery,
   ) {}
 
   async sendSms(request: SendSmsRequest, context: CallContext): Promise<SendSmsResponse> {
     validateSendRequest(request);
 
     const integration = await this.integrations.load(request.integrationId, "integration_id");
-    const result = await this.dispatcher.send(
+    const result = await this.delivery.send(
       integration,
-      { to: request.to, content: request.content, sender: request.sender, passthrough: request.passthrough },
+      {
+        to: request.to,
+        content: request.content,
+        sender: request.sender,
+        passthrough: request.passthrough,
+        idempotencyKey: request.idempotencyKey,
+      },
       { signal: context.signal, deadlineMs: context.timeoutMs() },
     );
 
@@ -40,6 +49,7 @@ export class SmsService {
       gatewayStatus: result.httpStatus,
       attempts: result.attempts,
       warnings: result.warnings,
+      replayed: result.replayed,
     });
   }
 }
@@ -69,6 +79,14 @@ function validateSendRequest(request: SendSmsRequest): void {
     } else if (request.sender.length > MAX_SENDER_LENGTH) {
       add("sender", `longer than ${MAX_SENDER_LENGTH} characters`);
     }
+  }
+
+  if (request.idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    add("idempotency_key", `longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
+  } else if (!IDEMPOTENCY_KEY_PATTERN.test(request.idempotencyKey)) {
+    add("idempotency_key", "contains characters other than printable ASCII (space to ~); use for example a UUID");
+  } else if (request.idempotencyKey !== "" && request.idempotencyKey.trim() !== request.idempotencyKey) {
+    add("idempotency_key", "starts or ends with a space, which an HTTP header cannot carry; remove it");
   }
 
   if (violations.length > 0) {
