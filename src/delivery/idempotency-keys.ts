@@ -45,8 +45,9 @@ export interface IdempotencyKeysOptions {
 }
 
 /**
- * Runs each send with an idempotency key at most once per integration and
- * key, across every replica that shares the store.
+ * Coordinates the sends that share an idempotency key of one integration,
+ * across every replica that shares the store, so that one of them sends and
+ * the others get its outcome.
  *
  * A send claims its key atomically. The claimant sends and records the
  * outcome. A concurrent duplicate finds the key pending and polls until the
@@ -220,9 +221,9 @@ export class IdempotencyKeys {
 }
 
 /**
- * Chooses how a failed send leaves its key. Only the gateway's answer to
+ * Chooses how a failed send leaves its key. Only the gateway's reply to
  * the SMS request itself (a 3xx or 4xx, with no earlier attempt that may
- * have reached it) is final; a retry may change every other failure.
+ * have reached it) is final, because a retry may change every other failure.
  */
 function failureOutcome(error: unknown, scope: IdempotencyScope): Pick<IdempotencyOutcome, "state" | "outcome"> {
   if (!(error instanceof GatewayError)) {

@@ -3,8 +3,8 @@ import { createHash } from "node:crypto";
 import type { JsonValue, SmsMessage } from "../dispatch/dispatcher.js";
 
 /**
- * Returns the SHA-256 (hex) of a send request, which tells a repeat of the
- * request from a different request that reuses its idempotency key.
+ * Returns the SHA-256 (hex) of a send request, which distinguishes a repeat
+ * of the request from a different request that reuses its idempotency key.
  *
  * The hash covers the integration id, `to`, `content`, `sender` and the
  * passthrough, as canonical JSON: object keys sorted, no whitespace. A

@@ -24,12 +24,12 @@ export const MIN_ATTEMPT_MS = 100;
 /**
  * Whether a failed attempt may be repeated:
  * `safe` the gateway cannot have sent the SMS (no SMS request was written,
- * or the gateway answered 429 or 503); `needs_key` it may have, so only a
+ * or the gateway replied 429 or 503); `needs_key` it may have, so only a
  * request with an idempotency key is repeated; `never` repeating cannot help.
  */
 export type RetrySafety = "safe" | "needs_key" | "never";
 
-/** Why a send stopped retrying. */
+/** Reason a send stopped retrying. */
 export type StopReason =
   | "not_retryable"
   | "no_idempotency_key"
@@ -37,7 +37,7 @@ export type StopReason =
   | "deadline"
   | "retry_after_too_long";
 
-/** What to do after a failed attempt. */
+/** The step after a failed attempt: a retry after a delay, or a stop with its reason. */
 export type RetryDecision = { retry: true; delayMs: number } | { retry: false; reason: StopReason };
 
 /** Facts of the send at the time of the decision. */
@@ -79,7 +79,7 @@ export function retrySafety(info: GatewayErrorInfo): RetrySafety {
  * otherwise exponential backoff with full jitter: a random time up to
  * `baseDelayMs * 2^(attempts - 1)`, capped at `maxDelayMs`. No retry is made
  * when the wait and a minimal attempt would pass the deadline, or when
- * `Retry-After` asks for longer than `retryAfterMaxMs`.
+ * `Retry-After` requests a longer wait than `retryAfterMaxMs`.
  *
  * @param random returns a number in [0, 1), as `Math.random` does.
  */

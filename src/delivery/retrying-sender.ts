@@ -35,10 +35,10 @@ interface SendProgress {
  * Sends one SMS request with retries, where a retry cannot send the SMS
  * twice: after a failure before the request was written, a 429 or a 503.
  * With an idempotency key, also after a 500, 502 or 504, or a timeout or
- * reset after the request was written, because the key lets the gateway
- * drop the repeat. Each round gets a token from the token cache first;
- * a 401 to a cached token refreshes it and repeats the request once, outside
- * the attempt limit, because the gateway refused that request.
+ * reset after the request was written, because the caller's key lets a
+ * gateway that honours `Idempotency-Key` drop the repeat. Each round gets a token from the token cache first. A
+ * 401 to a cached token refreshes it and repeats the request once, outside
+ * the attempt limit, because the gateway rejected that request without acting on it.
  */
 export class RetryingSender {
   private readonly dispatcher: Dispatcher;
@@ -62,7 +62,7 @@ export class RetryingSender {
    *
    * @throws GatewayError of the last attempt when the send fails. Its
    *   `attempts` counts every attempt, `outcomeUnknown` is set when any
-   *   attempt may have reached the gateway, and its message says why the
+   *   attempt may have reached the gateway, and its message states why the
    *   retries stopped.
    */
   async send(integration: Integration, sms: SmsRequest, deadline: SendDeadline, hasIdempotencyKey: boolean): Promise<SendResult> {
@@ -102,10 +102,13 @@ export class RetryingSender {
         this.tokens.invalidate(integration, lease.token);
         refreshedStaleToken = true;
         limitedAttempts -= 1;
-        this.log.info({ integrationId: integration.id, attempt: progress.smsAttempts }, "cached token refused with HTTP 401; fetching a new one");
+        this.log.info({ integrationId: integration.id, attempt: progress.smsAttempts }, "gateway rejected the cached token with HTTP 401; fetching a new one");
         continue;
       }
 
+      if (deadline.ended === "canceled") {
+        throw finalError(failure, progress, "canceled");
+      }
       const decision = this.dispatcher.isClosed
         ? ({ retry: false, reason: "not_retryable" } as const)
         : decideRetry(
@@ -148,7 +151,7 @@ export class RetryingSender {
 /** Why a send stopped: a policy decision, or the caller canceling during a wait. */
 type FinalReason = StopReason | "canceled";
 
-/** Sentence that says why a send stopped after a retryable failure, or "" when nothing needs saying. */
+/** Returns the sentence that states why a send stopped after a retryable failure, or "" when none is needed. */
 function stopSentence(reason: FinalReason, progress: SendProgress, info: GatewayError["info"]): string {
   const attempts = info.stage === "send" ? progress.smsAttempts : progress.tokenRounds;
   const tries = attempts === 1 ? "1 attempt" : `${attempts} attempts`;
@@ -162,7 +165,7 @@ function stopSentence(reason: FinalReason, progress: SendProgress, info: Gateway
     case "retry_after_too_long":
       return "The gateway's Retry-After is longer than RETRY_AFTER_MAX_MS, so the service did not wait for it.";
     case "canceled":
-      return `The caller canceled the send after ${tries}, while it waited to retry.`;
+      return `The caller canceled the send after ${tries}, so it was not retried.`;
     default:
       return "";
   }

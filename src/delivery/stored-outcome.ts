@@ -31,7 +31,7 @@ export function encodeFailed(error: GatewayError): string {
   return JSON.stringify(stored);
 }
 
-/** Encodes a send whose outcome is unknown; `message` is what later callers are told. */
+/** Encodes a send whose outcome is unknown, with the error message that later callers get. */
 export function encodeUnknown(message: string): string {
   const stored: StoredOutcome = { v: 1, kind: "unknown", message };
   return JSON.stringify(stored);

@@ -3,7 +3,7 @@ import type { Dispatcher, FetchedToken } from "../dispatch/dispatcher.js";
 import { SendDeadline } from "../dispatch/send-deadline.js";
 import { tokenExpiry } from "./token-lifetime.js";
 
-/** What the cache needs from the dispatcher: one token request, and the error of a wait that ran out of time. */
+/** The dispatcher methods the cache uses: one token request, and the error of a wait that ran out of time. */
 export type TokenSource = Pick<Dispatcher, "fetchToken" | "endedError">;
 
 /** Settings of a {@link TokenCache}. */

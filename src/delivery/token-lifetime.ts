@@ -1,6 +1,6 @@
 import type { FetchedToken } from "../dispatch/dispatcher.js";
 
-/** Longest time before expiry at which a cached token is refreshed. */
+/** Maximum time before expiry at which a cached token is refreshed. */
 const MAX_REFRESH_SKEW_MS = 30_000;
 /** Share of a token's lifetime refreshed early, so a short-lived token is still used for most of its life. */
 const REFRESH_SKEW_SHARE = 0.1;
