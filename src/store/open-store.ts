@@ -16,6 +16,9 @@ import {
 import { openSqliteDatabase } from "./sqlite-database.js";
 import { StorageError, summarizeDatabaseError } from "./storage-error.js";
 
+/** Maximum number of migration runs while other schemas are dropped during them; see `isOtherSchemaDropped`. */
+const MIGRATE_ATTEMPTS = 3;
+
 /** PostgreSQL truncates longer identifiers, in bytes. */
 const MAX_SCHEMA_NAME_BYTES = 63;
 
@@ -135,18 +138,44 @@ async function migrate(
     ...(schema === undefined ? {} : { migrationTableSchema: schema }),
   });
 
-  // Kysely 0.28 documents that migrateToLatest never throws. It returns the
-  // error and a result per migration instead.
-  const { error, results = [] } = await migrator.migrateToLatest();
+  for (let attempt = 1; ; attempt++) {
+    // Kysely 0.28 documents that migrateToLatest never throws. It returns the
+    // error and a result per migration instead.
+    const { error, results = [] } = await migrator.migrateToLatest();
 
-  for (const result of results) {
-    if (result.status === "Success") {
-      logger.info({ database: description, migration: result.migrationName }, "applied database migration");
+    for (const result of results) {
+      if (result.status === "Success") {
+        logger.info({ database: description, migration: result.migrationName }, "applied database migration");
+      }
     }
-  }
+    if (error === undefined) {
+      return;
+    }
 
-  if (error !== undefined) {
+    if (attempt < MIGRATE_ATTEMPTS && isOtherSchemaDropped(error, schema)) {
+      logger.warn(
+        { database: description, err: summarizeDatabaseError(error) },
+        "another schema was dropped while the migration checked its tables; migrating again",
+      );
+      continue;
+    }
     const failed = results.find((result) => result.status === "Error")?.migrationName;
     throw new StorageError(failed === undefined ? "migrate" : `migrate ${failed}`, error, description);
   }
+}
+
+/**
+ * Tells whether a migration failed because some other schema vanished
+ * while it ran.
+ *
+ * Before it takes its lock, Kysely 0.28's Migrator lists the tables of
+ * every schema to find its own. PostgreSQL fails that query with SQLSTATE
+ * 3F000 (schema missing) or 42P01 (relation missing), naming the other
+ * schema, when another client drops a schema in the meantime, as
+ * deployments or test runs that share a database do. Migrations run in a
+ * transaction, so running them again is safe.
+ */
+function isOtherSchemaDropped(error: unknown, schema: string | undefined): boolean {
+  const { code, message } = summarizeDatabaseError(error);
+  return (code === "3F000" || code === "42P01") && schema !== undefined && !message.includes(`"${schema}`);
 }
