@@ -7,6 +7,7 @@ import { file_smsgateway_v1_errors } from "../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService as IntegrationServiceDesc } from "../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_pb.js";
 import type { Config } from "./config/settings.js";
+import { Delivery } from "./delivery/delivery.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
 import { SendGate } from "./flow/send-gate.js";
 import { ServiceMetrics } from "./observability/metrics.js";
@@ -65,7 +66,7 @@ export interface AppOptions {
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
   const security = await prepareSecurity(config, logger);
   const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
-  const { description } = opened;
+  const { description, idempotency } = opened;
   const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
   // The embedded SQLite file belongs to one process, so integrations can stay in memory.
   // NOTE: with PostgreSQL every send reads its integration, because other replicas may change it and
@@ -86,6 +87,21 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     logger,
     metrics,
   });
+  const delivery = new Delivery({
+    dispatcher,
+    idempotencyStore: idempotency,
+    settings: {
+      maxAttempts: config.sendMaxAttempts,
+      attemptTimeoutMs: config.sendAttemptTimeoutMs,
+      baseDelayMs: config.retryBaseDelayMs,
+      maxDelayMs: config.retryMaxDelayMs,
+      retryAfterMaxMs: config.retryAfterMaxMs,
+      idempotencyTtlSeconds: config.idempotencyTtlSeconds,
+      tokenLifetimeSeconds: config.tokenLifetimeSeconds,
+    },
+    logger,
+    metrics,
+  });
   const sendGate = new SendGate({
     defaults: { sendConcurrency: config.sendConcurrency, sendRatePerSecond: config.sendRatePerSecond },
     circuit: {
@@ -100,7 +116,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   metrics.observeCircuits(() => sendGate.flowStates());
 
   const integrations = new IntegrationService(store, outbound, metrics);
-  const sms = new SmsService(integrations, dispatcher, sendGate);
+  const sms = new SmsService(integrations, delivery, sendGate);
   const bindings: ServiceBinding[] = [
     { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
     { desc: SmsServiceDesc, handlers: bindMethods(sms) },
@@ -139,10 +155,19 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
       grpcJs,
     });
   } catch (error) {
+    await delivery.close();
     await dispatcher.close();
     await store.close();
     throw error;
   }
+
+  // Delivery waits for its idempotency-key clean-up before the connections close.
+  const sending = {
+    async close() {
+      await delivery.close();
+      await dispatcher.close();
+    },
+  };
 
   let closing: Promise<void> | undefined;
   return {
@@ -152,7 +177,10 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     metrics,
     health,
     close(graceMs = config.shutdownGraceMs) {
-      closing ??= shutDownGracefully({ lifecycle, health, server, dispatcher, store, storage: description, logger }, graceMs);
+      closing ??= shutDownGracefully(
+        { lifecycle, health, server, dispatcher: sending, store, storage: description, logger },
+        graceMs,
+      );
       return closing;
     },
   };

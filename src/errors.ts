@@ -79,6 +79,12 @@ export interface GatewayErrorInfo {
   attempts: number;
   /** Seconds the gateway asked to wait (`Retry-After`), when it did. */
   retryAfterSeconds?: number;
+  /**
+   * True when an SMS request was written to the gateway but no reply status
+   * arrived (a timeout, reset or cancel after the write), so the gateway may
+   * have sent the SMS.
+   */
+  outcomeUnknown?: boolean;
 }
 
 export class GatewayError extends Error {
@@ -207,6 +213,27 @@ export class SecretUnreadableError extends Error {
     readonly field: string,
     /** Key id written in the ciphertext, empty when the value is malformed. */
     readonly keyId: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Why a send with an idempotency key did not go ahead:
+ * `key_reused` (FAILED_PRECONDITION) the key belongs to a different request;
+ * `in_progress` (ABORTED) another send with the key was still running when
+ * this call's deadline came; `outcome_unknown` (ABORTED) the send that held
+ * the key stopped without recording an outcome, so the gateway may or may
+ * not have the SMS.
+ */
+export type IdempotencyConflict = "key_reused" | "in_progress" | "outcome_unknown";
+
+export class IdempotencyError extends Error {
+  override readonly name = "IdempotencyError";
+
+  constructor(
+    readonly conflict: IdempotencyConflict,
+    message: string,
   ) {
     super(message);
   }

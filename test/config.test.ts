@@ -37,6 +37,7 @@ describe("loadConfig", () => {
     { argv: ["--nope"], env: {}, message: /Unknown argument "--nope"/ },
     { argv: ["--port"], env: {}, message: /--port needs a value/ },
     { argv: [], env: { TLS_CERT_FILE: "cert.pem" }, message: /must be set together/ },
+    { argv: [], env: { RETRY_BASE_DELAY_MS: "500", RETRY_MAX_DELAY_MS: "100" }, message: /RETRY_MAX_DELAY_MS \(100\) is below/ },
   ])("rejects $message", ({ argv, env, message }) => {
     expect(() => loadConfig(argv, env)).toThrow(ConfigError);
     expect(() => loadConfig(argv, env)).toThrow(message);

@@ -36,6 +36,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
   if ((config.tlsCertFile === "") !== (config.tlsKeyFile === "")) {
     throw new ConfigError("TLS_CERT_FILE and TLS_KEY_FILE must be set together, or neither for cleartext.");
   }
+  if (config.retryMaxDelayMs < config.retryBaseDelayMs) {
+    throw new ConfigError(
+      `RETRY_MAX_DELAY_MS (${config.retryMaxDelayMs}) is below RETRY_BASE_DELAY_MS (${config.retryBaseDelayMs}); raise it or lower the base delay.`,
+    );
+  }
   return { kind: "run", config };
 }
 

@@ -48,6 +48,13 @@ export interface Config {
   shutdownGraceMs: number;
   /** Origins allowed to call from a browser; `*` for any, empty for no CORS headers. */
   corsAllowedOrigins: string[];
+  sendMaxAttempts: number;
+  sendAttemptTimeoutMs: number;
+  retryBaseDelayMs: number;
+  retryMaxDelayMs: number;
+  retryAfterMaxMs: number;
+  idempotencyTtlSeconds: number;
+  tokenLifetimeSeconds: number;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -323,5 +330,68 @@ export const SETTINGS: readonly Setting[] = [
     unit: "",
     description: "Comma-separated origins that browsers may call the API from (https://app.example.com), or * for any. Unset sends no CORS headers.",
     parse: parseAllowedOrigins,
+  },
+  {
+    key: "sendMaxAttempts",
+    env: "SEND_MAX_ATTEMPTS",
+    flag: "--send-max-attempts",
+    defaultValue: "3",
+    unit: "attempts",
+    description: "Maximum SMS requests for one send, the first included; 1 turns retries off.",
+    parse: integerIn(1, 10),
+  },
+  {
+    key: "sendAttemptTimeoutMs",
+    env: "SEND_ATTEMPT_TIMEOUT_MS",
+    flag: "--send-attempt-timeout-ms",
+    defaultValue: "5000",
+    unit: "ms",
+    description: "Time one SMS request may take when the send has an idempotency key, so a stalled attempt leaves time for a retry. Without a key an attempt may use the whole send time.",
+    parse: integerIn(1, 600_000),
+  },
+  {
+    key: "retryBaseDelayMs",
+    env: "RETRY_BASE_DELAY_MS",
+    flag: "--retry-base-delay-ms",
+    defaultValue: "200",
+    unit: "ms",
+    description: "Backoff before the first retry; it doubles for each further retry, and each wait is a random time up to it (full jitter).",
+    parse: integerIn(0, 60_000),
+  },
+  {
+    key: "retryMaxDelayMs",
+    env: "RETRY_MAX_DELAY_MS",
+    flag: "--retry-max-delay-ms",
+    defaultValue: "2000",
+    unit: "ms",
+    description: "Largest backoff before a retry. At least RETRY_BASE_DELAY_MS.",
+    parse: integerIn(0, 600_000),
+  },
+  {
+    key: "retryAfterMaxMs",
+    env: "RETRY_AFTER_MAX_MS",
+    flag: "--retry-after-max-ms",
+    defaultValue: "5000",
+    unit: "ms",
+    description: "Longest Retry-After wait the service honours itself; a gateway that asks for longer gets no retry, and the caller sees its Retry-After.",
+    parse: integerIn(0, 600_000),
+  },
+  {
+    key: "idempotencyTtlSeconds",
+    env: "IDEMPOTENCY_TTL_SECONDS",
+    flag: "--idempotency-ttl-seconds",
+    defaultValue: "86400",
+    unit: "s",
+    description: "How long the outcome of a send with an idempotency key is kept and replayed to repeats of the request.",
+    parse: integerIn(60, 30 * 24 * 60 * 60),
+  },
+  {
+    key: "tokenLifetimeSeconds",
+    env: "TOKEN_LIFETIME_SECONDS",
+    flag: "--token-lifetime-seconds",
+    defaultValue: "0",
+    unit: "s",
+    description: "How long a token from auth_url is reused when neither the auth reply (expires_in, a JWT exp) nor the integration (token_lifetime_seconds) sets it. 0 fetches a token for every send.",
+    parse: integerIn(0, 30 * 24 * 60 * 60),
   },
 ];

@@ -5,7 +5,7 @@ import { isHeaderValue } from "../domain/http-header.js";
 import type { BodyStart } from "./read-body.js";
 
 /** The token from a 2xx auth reply, or why the reply has none. */
-export type AuthReply = { token: string } | { problem: string };
+export type AuthReply = { token: string; expiresInSeconds?: number } | { problem: string };
 
 /**
  * Reads the token at `data.<tokenKey>` from a 2xx reply to the token request.
@@ -50,5 +50,29 @@ export function readAuthReply(reply: BodyStart, tokenKey: string, maxBytes: numb
   if (!isHeaderValue(token)) {
     return { problem: `has a token at data.${tokenKey} with characters that cannot be sent in a header` };
   }
-  return { token };
+  const expiresInSeconds = readExpiresIn(data) ?? readExpiresIn(root);
+  return expiresInSeconds === undefined ? { token } : { token, expiresInSeconds };
+}
+
+/**
+ * Reads `expires_in` (seconds, as in OAuth 2.0 token replies) from an
+ * object: a number or a numeric string, 0 or more. Returns `undefined` when
+ * it is missing or not such a value, so that the token's lifetime comes
+ * from elsewhere.
+ */
+function readExpiresIn(container: unknown): number | undefined {
+  if (!isJsonObject(container) || !Object.hasOwn(container, "expires_in")) {
+    return undefined;
+  }
+  const value = container["expires_in"];
+  let text: string;
+  if (isLosslessNumber(value)) {
+    text = value.value;
+  } else if (typeof value === "string") {
+    text = value.trim();
+  } else {
+    return undefined;
+  }
+  const seconds = Number(text);
+  return text !== "" && Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
 }

@@ -18,10 +18,18 @@ import { maskPhone } from "./mask.js";
 import { readBodyStart, readBodyUnlessTooLong, UNREAD_BODY, type BodyStart } from "./read-body.js";
 import { buildBodyExcerpt, excerptReadBytes, redactSecrets, secretForms, type BodyExcerpt } from "./redact.js";
 import { SendDeadline } from "./send-deadline.js";
-import { buildSmsRequest, credentialHeaders, type SmsMessage } from "./sms-request.js";
+import { buildSmsRequest, credentialHeaders, type SmsMessage, type SmsRequest } from "./sms-request.js";
+import { WriteTracker } from "./write-tracker.js";
 
 export type { JsonObject, JsonValue } from "./json-value.js";
-export type { Passthrough, SmsMessage } from "./sms-request.js";
+export type { Passthrough, SmsMessage, SmsRequest } from "./sms-request.js";
+
+/** A token from `auth_url`, with the lifetime its reply gave, if any. */
+export interface FetchedToken {
+  token: string;
+  /** `expires_in` of the auth reply, in seconds. */
+  expiresInSeconds?: number;
+}
 
 /** Settings of a `Dispatcher`. The config module owns their defaults. */
 export interface DispatcherOptions {
@@ -36,7 +44,7 @@ export interface DispatcherOptions {
   /** The SSRF guard: checks the URLs before each send, and every connection through its connector. */
   outbound: OutboundGuard;
   logger: Logger;
-  /** Counts sends in flight, SMS requests and token requests; a private registry when unset. */
+  /** Counts SMS requests and token requests; a private registry when unset. */
   metrics?: ServiceMetrics;
 }
 
@@ -95,10 +103,10 @@ interface Exchange {
  */
 export class Dispatcher {
   private readonly agent: Agent;
-  private readonly outbound: OutboundGuard;
   private readonly log: Logger;
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number;
+  private readonly outbound: OutboundGuard;
   private readonly metrics: ServiceMetrics;
   private closed = false;
 
@@ -124,7 +132,8 @@ export class Dispatcher {
    * With token authentication, a token request to `authUrl` comes first, and
    * its failure stops the send before any SMS request. Any 2xx reply to the
    * SMS request is a send, even without an id: check `warnings`. The send
-   * takes at most `timeoutMs`, or `deadlineMs` when that is smaller.
+   * takes at most `timeoutMs`, or `deadlineMs` when that is smaller. It makes
+   * one attempt and never retries: `Delivery` adds retries and token caching.
    *
    * @throws InvalidArgumentError when the passthrough headers or query are
    *   invalid. Nothing is sent then.
@@ -133,58 +142,64 @@ export class Dispatcher {
    */
   async send(integration: Integration, message: SmsMessage, options: SendOptions = {}): Promise<SendResult> {
     const sms = buildSmsRequest(integration, message);
-    // A NaN deadline compares false, so it falls back to timeoutMs like a missing one.
-    const budgetMs =
-      options.deadlineMs !== undefined && options.deadlineMs < this.timeoutMs ? options.deadlineMs : this.timeoutMs;
-    const deadline = new SendDeadline(budgetMs, options.signal);
-    const secrets = [integration.apiKey, integration.secretKey];
-    const exchange: Exchange = { integration, stage: "send", secrets, ...sms };
-    const sendEnded = this.metrics.sendStarted();
-
+    const deadline = new SendDeadline(this.budgetMs(options.deadlineMs), options.signal);
     try {
-      if (this.closed) {
-        throw closedError(requestContext({ ...exchange, stage: firstStage(integration) }));
-      }
-      if (deadline.ended !== undefined) {
-        const context = requestContext({ ...exchange, stage: firstStage(integration) });
-        throw transportError(context, deadline.signal.reason, {
-          ended: deadline.ended,
-          budgetMs,
-          httpStatus: 0,
-          attempts: 0,
-        });
-      }
-
-      await this.checkOutbound(exchange, deadline);
-
-      if (integration.authenticateByToken) {
-        const token = await this.fetchToken(integration, deadline);
-        sms.headers[integration.tokenKey] = token;
-        secrets.push(token);
-      }
-
-      const sendTime = new Date();
-      const reply = await this.recorded(exchange, () => this.post(exchange, deadline, this.maxResponseBytes));
-      const fields =
-        reply.bodyFailure === undefined
-          ? readSendReply(reply.body, this.maxResponseBytes, integration, sendTime)
-          : unreadSendReply(reply.bodyFailure, integration.idPath, sendTime);
-      // A gateway may echo a credential anywhere in its reply, so every text taken from it is redacted.
-      const forms = secretForms(secrets);
-      const warnings = fields.warnings.map((warning) => redactSecrets(warning, forms));
-      fields.id = redactSecrets(fields.id, forms);
-      fields.rawDate = redactSecrets(fields.rawDate, forms);
-      if (this.log.isLevelEnabled("debug")) {
-        this.log.debug(
-          { integrationId: integration.id, to: maskPhone(message.to), status: reply.status, warnings },
-          "SMS accepted by the gateway",
-        );
-      }
-      return { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
+      await this.checkOutbound(integration, deadline);
+      const token = integration.authenticateByToken ? (await this.fetchToken(integration, deadline)).token : undefined;
+      return await this.postSms(integration, sms, deadline, token);
     } finally {
       deadline.dispose();
-      sendEnded();
     }
+  }
+
+  /** Returns the time budget of one send: `timeoutMs`, or the caller's deadline when that is smaller. */
+  budgetMs(deadlineMs: number | undefined): number {
+    // A NaN deadline compares false, so it falls back to timeoutMs like a missing one.
+    return deadlineMs !== undefined && deadlineMs < this.timeoutMs ? deadlineMs : this.timeoutMs;
+  }
+
+  /** True after `close`: every later request fails as `unavailable` without being sent. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * POSTs one SMS request, with the token header when `token` is given, and
+   * reads the reply within `deadline`. It makes one attempt.
+   *
+   * @throws GatewayError as `send` does; `info.outcomeUnknown` is set when
+   *   the request was written but no reply status arrived.
+   */
+  async postSms(integration: Integration, sms: SmsRequest, deadline: SendDeadline, token?: string): Promise<SendResult> {
+    const secrets = [integration.apiKey, integration.secretKey];
+    let headers = sms.headers;
+    if (token !== undefined) {
+      // A copy with a null prototype, like the original, so each attempt can carry another token.
+      headers = Object.assign(Object.create(null) as Record<string, string>, sms.headers);
+      headers[integration.tokenKey] = token;
+      secrets.push(token);
+    }
+    const exchange: Exchange = { integration, stage: "send", url: sms.url, headers, body: sms.body, secrets };
+    this.assertCanStart(exchange, deadline);
+
+    const sendTime = new Date();
+    const reply = await this.recorded(exchange, () => this.post(exchange, deadline, this.maxResponseBytes));
+    const fields =
+      reply.bodyFailure === undefined
+        ? readSendReply(reply.body, this.maxResponseBytes, integration, sendTime)
+        : unreadSendReply(reply.bodyFailure, integration.idPath, sendTime);
+    // A gateway may echo a credential anywhere in its reply, so every text taken from it is redacted.
+    const forms = secretForms(secrets);
+    const warnings = fields.warnings.map((warning) => redactSecrets(warning, forms));
+    fields.id = redactSecrets(fields.id, forms);
+    fields.rawDate = redactSecrets(fields.rawDate, forms);
+    if (this.log.isLevelEnabled("debug")) {
+      this.log.debug(
+        { integrationId: integration.id, to: maskPhone(sms.to), status: reply.status, warnings },
+        "SMS accepted by the gateway",
+      );
+    }
+    return { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
   }
 
   /**
@@ -196,8 +211,14 @@ export class Dispatcher {
     await this.agent.close();
   }
 
-  /** Fetches a token from `authUrl` with the credential headers. */
-  private async fetchToken(integration: Integration, deadline: SendDeadline): Promise<string> {
+  /**
+   * Fetches a token from `authUrl` with the credential headers, in one
+   * request within `deadline`.
+   *
+   * @throws GatewayError at stage `auth` when the request fails or the reply
+   *   has no usable token.
+   */
+  async fetchToken(integration: Integration, deadline: SendDeadline): Promise<FetchedToken> {
     const exchange: Exchange = {
       integration,
       stage: "auth",
@@ -206,17 +227,49 @@ export class Dispatcher {
       body: "{}",
       secrets: [integration.apiKey, integration.secretKey],
     };
+    this.assertCanStart(exchange, deadline);
     return this.recorded(exchange, async () => {
       const reply = await this.post(exchange, deadline, this.maxResponseBytes);
 
       const result = readAuthReply(reply.body, integration.tokenKey, this.maxResponseBytes);
       if ("token" in result) {
-        return result.token;
+        return result;
       }
       const context = requestContext(exchange);
       const excerpt = buildBodyExcerpt(reply.body.bytes, reply.body.complete, context.secretForms);
       throw this.logged(exchange, invalidAuthReplyError(context, reply.status, excerpt, result.problem));
     });
+  }
+
+  /**
+   * Checks `auth_url` and `base_url` with the SSRF guard before any request
+   * of a send, so that a blocked URL opens no socket. Call it once per send,
+   * before the first request.
+   *
+   * @throws OutboundBlockedError when a URL is blocked.
+   * @throws GatewayError when a host name does not resolve, or the send's
+   *   deadline passes while resolving.
+   */
+  async checkOutbound(integration: Integration, deadline: SendDeadline): Promise<void> {
+    for (const target of outboundTargets(integration)) {
+      const exchange: Exchange = {
+        integration,
+        stage: target.stage,
+        url: target.url,
+        headers: {},
+        body: "",
+        secrets: [integration.apiKey, integration.secretKey],
+      };
+      try {
+        await this.outbound.checkUrl(target.field, target.url, deadline.signal);
+      } catch (error) {
+        if (error instanceof OutboundBlockedError) {
+          throw this.blocked(exchange, error);
+        }
+        const outcome = { ended: deadline.ended, budgetMs: deadline.budgetMs, httpStatus: 0, attempts: 0, requestWritten: false };
+        throw this.logged(exchange, transportError(requestContext(exchange), error, outcome));
+      }
+    }
   }
 
   /**
@@ -241,6 +294,48 @@ export class Dispatcher {
     }
   }
 
+  /** Logs a request that the SSRF guard blocked and returns the error for throwing. */
+  private blocked(exchange: Exchange, error: OutboundBlockedError): OutboundBlockedError {
+    this.metrics.ssrfRefusal(exchange.integration.id, error.reason);
+    this.log.warn(
+      { integrationId: exchange.integration.id, field: error.field, reason: error.reason, ...error.metadata },
+      "SSRF guard blocked a gateway request",
+    );
+    return error;
+  }
+
+  /**
+   * Builds the error of a request at `stage` that did not run because
+   * `deadline` ended (timed out or canceled) first.
+   */
+  endedError(integration: Integration, stage: GatewayStage, deadline: SendDeadline): GatewayError {
+    const exchange: Exchange = {
+      integration,
+      stage,
+      url: stage === "auth" ? integration.authUrl : integration.baseUrl,
+      headers: {},
+      body: "",
+      secrets: [integration.apiKey, integration.secretKey],
+    };
+    return transportError(requestContext(exchange), deadline.signal.reason, {
+      ended: deadline.ended,
+      budgetMs: deadline.budgetMs,
+      httpStatus: 0,
+      attempts: 0,
+      requestWritten: false,
+    });
+  }
+
+  /** Throws the error of a request that must not start: the dispatcher is closed, or the deadline has passed. */
+  private assertCanStart(exchange: Exchange, deadline: SendDeadline): void {
+    if (this.closed) {
+      throw closedError(requestContext(exchange));
+    }
+    if (deadline.ended !== undefined) {
+      throw this.endedError(exchange.integration, exchange.stage, deadline);
+    }
+  }
+
   /**
    * POSTs one request and returns its 2xx reply with the body read up to
    * `readLimit` bytes.
@@ -255,11 +350,12 @@ export class Dispatcher {
    */
   private async post(exchange: Exchange, deadline: SendDeadline, readLimit: number): Promise<AcceptedReply> {
     const startedAt = performance.now();
+    const tracker = new WriteTracker(this.agent);
     let response: UndiciDispatcher.ResponseData;
     try {
       const remainingMs = deadline.remainingMs();
       response = await request(exchange.url, {
-        dispatcher: this.agent,
+        dispatcher: tracker,
         method: "POST",
         headers: exchange.headers,
         body: exchange.body,
@@ -272,7 +368,7 @@ export class Dispatcher {
         // The connector checked the address again and refused to connect.
         throw this.blocked(exchange, error.withField(outboundField(exchange.stage)));
       }
-      throw this.logged(exchange, this.transportFailure(exchange, deadline, error, 0));
+      throw this.logged(exchange, this.transportFailure(exchange, deadline, error, 0, tracker.writeStarted));
     }
 
     const status = response.statusCode;
@@ -287,7 +383,7 @@ export class Dispatcher {
         return { status, body: await readBodyUnlessTooLong(response, readLimit) };
       } catch (error) {
         if (exchange.stage === "auth") {
-          throw this.logged(exchange, this.transportFailure(exchange, deadline, error, status));
+          throw this.logged(exchange, this.transportFailure(exchange, deadline, error, status, true));
         }
         return { status, body: UNREAD_BODY, bodyFailure: describeBodyFailure(error, deadline.ended) };
       }
@@ -305,46 +401,14 @@ export class Dispatcher {
     throw this.logged(exchange, statusError(context, status, response.headers, excerpt, Date.now()));
   }
 
-  /**
-   * Checks `auth_url` and `base_url` with the SSRF guard before any request
-   * of the send, so that a blocked URL opens no socket.
-   *
-   * @throws OutboundBlockedError when a URL is blocked.
-   * @throws GatewayError when a host name does not resolve, or the send's
-   *   deadline passes while resolving.
-   */
-  private async checkOutbound(exchange: Exchange, deadline: SendDeadline): Promise<void> {
-    for (const target of outboundTargets(exchange.integration)) {
-      try {
-        await this.outbound.checkUrl(target.field, target.url, deadline.signal);
-      } catch (error) {
-        if (error instanceof OutboundBlockedError) {
-          throw this.blocked(exchange, error);
-        }
-        const context = requestContext({ ...exchange, stage: target.stage, url: target.url });
-        const outcome = { ended: deadline.ended, budgetMs: deadline.budgetMs, httpStatus: 0, attempts: 0 };
-        throw this.logged(exchange, transportError(context, error, outcome));
-      }
-    }
-  }
-
-  /** Logs a request that the SSRF guard blocked and returns the error for throwing. */
-  private blocked(exchange: Exchange, error: OutboundBlockedError): OutboundBlockedError {
-    this.metrics.ssrfRefusal(exchange.integration.id, error.reason);
-    this.log.warn(
-      { integrationId: exchange.integration.id, field: error.field, reason: error.reason, ...error.metadata },
-      "SSRF guard blocked a gateway request",
-    );
-    return error;
-  }
-
   private transportFailure(
     exchange: Exchange,
     deadline: SendDeadline,
     error: unknown,
     httpStatus: number,
+    requestWritten: boolean,
   ): GatewayError {
-    const outcome = { ended: deadline.ended, budgetMs: deadline.budgetMs, httpStatus, attempts: 1 };
+    const outcome = { ended: deadline.ended, budgetMs: deadline.budgetMs, httpStatus, attempts: 1, requestWritten };
     return transportError(requestContext(exchange), error, outcome);
   }
 
@@ -367,9 +431,4 @@ function requestContext(exchange: Exchange): RequestContext {
     secretForms: secretForms(exchange.secrets),
     usesToken: exchange.integration.authenticateByToken,
   };
-}
-
-/** Returns the stage of the first request of a send. */
-function firstStage(integration: Integration): GatewayStage {
-  return integration.authenticateByToken ? "auth" : "send";
 }

@@ -155,7 +155,14 @@ export interface TransportOutcome {
   httpStatus: number;
   /** Requests sent for this stage, 0 when the send ended before the request. */
   attempts: number;
+  /** True when undici began writing the request to a socket before the failure. */
+  requestWritten: boolean;
 }
+
+/** Ends the message of an SMS request that may have reached the gateway. */
+export const OUTCOME_UNKNOWN_ADVICE =
+  "The gateway may have received the request and sent the SMS. Before sending it again, check with the gateway, " +
+  "or retry with the same idempotency_key if the gateway deduplicates by the Idempotency-Key header.";
 
 /**
  * Builds the error for a request that got no complete reply: the deadline
@@ -170,21 +177,25 @@ export interface TransportOutcome {
 export function transportError(context: RequestContext, error: unknown, outcome: TransportOutcome): GatewayError {
   const code = errorCode(error);
   const request = `${requestName(context)} of integration "${context.integrationId}"`;
+  // A 2xx whose body failed is a send, so only a request without a reply status leaves the outcome open.
+  const outcomeUnknown = context.stage === "send" && outcome.requestWritten && outcome.httpStatus === 0;
+  const unknownAdvice = outcomeUnknown ? ` ${OUTCOME_UNKNOWN_ADVICE}` : "";
   const info = {
     stage: context.stage,
     httpStatus: outcome.httpStatus,
     bodyExcerpt: "",
     bodyTruncated: false,
     attempts: outcome.attempts,
+    ...(outcomeUnknown ? { outcomeUnknown } : {}),
   };
 
   if (outcome.ended === "canceled") {
-    const message = `The caller canceled ${request} before the gateway replied.`;
+    const message = `The caller canceled ${request} before the gateway replied.${unknownAdvice}`;
     return new GatewayError(message, { failure: "canceled", ...info }, { cause: error });
   }
   if (outcome.ended === "timeout" || (code !== undefined && TIMEOUT_CODES.has(code))) {
     const message =
-      `The gateway did not complete ${request} within ${outcome.budgetMs} ms. ` +
+      `The gateway did not complete ${request} within ${outcome.budgetMs} ms.${unknownAdvice} ` +
       "Check the gateway's health, or allow a longer deadline.";
     return new GatewayError(message, { failure: "timeout", ...info }, { cause: error });
   }
@@ -198,7 +209,7 @@ export function transportError(context: RequestContext, error: unknown, outcome:
   const description =
     CODE_DESCRIPTIONS[code] ?? (code.startsWith("HPE_") ? "an invalid HTTP reply" : "a connection error");
   const message =
-    `${capitalize(request)} to ${originOf(context.url)} failed with ${description} (${code}). ` +
+    `${capitalize(request)} to ${originOf(context.url)} failed with ${description} (${code}).${unknownAdvice} ` +
     `Check ${urlField(context)} and that the gateway is running.`;
   return new GatewayError(
     redactSecrets(message, context.secretForms),

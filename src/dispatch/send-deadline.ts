@@ -27,7 +27,7 @@ export class SendDeadline {
     this.deadlineAt = performance.now() + budgetMs;
 
     if (callerSignal?.aborted) {
-      this.end("canceled");
+      this.onCallerAbort();
       return;
     }
     if (budgetMs <= 0) {
@@ -55,7 +55,10 @@ export class SendDeadline {
   }
 
   private readonly onCallerAbort = (): void => {
-    this.end("canceled");
+    // A caller signal that is itself a send deadline (one attempt of a send
+    // with retries) passes its timeout on as a timeout.
+    const reason: unknown = this.callerSignal?.reason;
+    this.end(reason instanceof DOMException && reason.name === "TimeoutError" ? "timeout" : "canceled");
   };
 
   private end(reason: DeadlineEnd): void {

@@ -21,7 +21,12 @@ export interface SmsMessage {
   /** Sender id, which overrides the integration's `defaultSender`, even when empty. */
   sender?: string;
   passthrough?: Passthrough;
+  /** Sent in the `Idempotency-Key` header when set, so the gateway can drop repeats too. */
+  idempotencyKey?: string;
 }
+
+/** Header that carries a send's idempotency key to the gateway. */
+export const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
 
 /** The SMS request to POST to the gateway. */
 export interface SmsRequest {
@@ -30,6 +35,8 @@ export interface SmsRequest {
   headers: Record<string, string>;
   /** The JSON body. */
   body: string;
+  /** The message's recipient, for logs, which mask it. */
+  to: string;
 }
 
 /**
@@ -77,10 +84,25 @@ export function buildSmsRequest(integration: Integration, message: SmsMessage): 
   if (passthrough?.headers !== undefined) {
     addPassthroughHeaders(headers, passthrough.headers, credentialHeaderNames(integration));
   }
+  if (message.idempotencyKey !== undefined && message.idempotencyKey !== "") {
+    setIdempotencyKey(headers, message.idempotencyKey, Object.keys(passthrough?.headers ?? {}));
+  }
 
   const url =
     passthrough?.query === undefined ? integration.baseUrl : appendQuery(integration.baseUrl, passthrough.query);
-  return { url, headers, body };
+  return { url, headers, body, to: message.to };
+}
+
+/** Sets the idempotency key header, which a passthrough header must not also set. */
+function setIdempotencyKey(headers: Record<string, string>, key: string, passthroughNames: string[]): void {
+  const clash = passthroughNames.find((name) => name.toLowerCase() === IDEMPOTENCY_KEY_HEADER.toLowerCase());
+  if (clash !== undefined) {
+    throw InvalidArgumentError.field(
+      `passthrough.headers[${JSON.stringify(clash)}]`,
+      `The ${IDEMPOTENCY_KEY_HEADER} header carries idempotency_key. Remove the passthrough header, or leave idempotency_key empty.`,
+    );
+  }
+  headers[IDEMPOTENCY_KEY_HEADER] = key;
 }
 
 /** Lists the lower-case names of the headers that carry credentials. */

@@ -11,6 +11,8 @@ const MAX_SECRET_LENGTH = 4096;
 const MAX_SENDER_LENGTH = 64;
 const MAX_DISPLAY_NAME_LENGTH = 200;
 const MAX_PATH_LENGTH = 256;
+/** 30 days: a longer-lived token belongs in api_key. */
+const MAX_TOKEN_LIFETIME_SECONDS = 30 * 24 * 60 * 60;
 
 /** Returns why `id` is not a valid integration id, or null when it is. */
 export function integrationIdProblem(id: string): string | null {
@@ -52,6 +54,7 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
     add("auth_url", urlProblem(fields.authUrl, "required when authenticate_by_token is set"));
     add("token_key", requiredHeaderNameProblem(fields.tokenKey, "required when authenticate_by_token is set"));
   }
+  add("token_lifetime_seconds", tokenLifetimeProblem(fields.tokenLifetimeSeconds));
 
   const names = [
     { field: "api_key_header", name: fields.apiKeyHeader },
@@ -90,6 +93,16 @@ function urlProblem(value: string, missing = "required"): string | null {
   }
   if (url.hash !== "") {
     return "must not contain a fragment (#...), which is never sent to the server";
+  }
+  return null;
+}
+
+function tokenLifetimeProblem(seconds: number | null | undefined): string | null {
+  if (seconds === null || seconds === undefined) {
+    return null;
+  }
+  if (seconds < 0 || seconds > MAX_TOKEN_LIFETIME_SECONDS) {
+    return `must be from 0 to ${MAX_TOKEN_LIFETIME_SECONDS} seconds, or unset for the service default`;
   }
   return null;
 }

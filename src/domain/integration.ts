@@ -23,6 +23,11 @@ export interface Integration {
   maxConcurrentSends: number;
   /** Maximum sends per second; 0 means the service default (`SEND_RATE_PER_SECOND`). */
   maxSendsPerSecond: number;
+  /**
+   * Seconds a token from `authUrl` is reused when its reply gives no expiry.
+   * 0 fetches a token for every send; null or missing means the service default.
+   */
+  tokenLifetimeSeconds?: number | null;
   createTime: Date;
   updateTime: Date;
 }

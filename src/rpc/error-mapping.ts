@@ -12,6 +12,7 @@ import {
   AlreadyExistsError,
   FlowLimitError,
   GatewayError,
+  IdempotencyError,
   InvalidArgumentError,
   NotFoundError,
   OutboundBlockedError,
@@ -19,6 +20,7 @@ import {
   SecretUnreadableError,
   UnauthenticatedError,
   type GatewayFailure,
+  type IdempotencyConflict,
 } from "../errors.js";
 
 const GATEWAY_CODES: Record<GatewayFailure, Code> = {
@@ -30,6 +32,13 @@ const GATEWAY_CODES: Record<GatewayFailure, Code> = {
   unavailable: Code.Unavailable,
   timeout: Code.DeadlineExceeded,
   canceled: Code.Canceled,
+};
+
+/** RPC code and `ErrorInfo` reason of each idempotency conflict. */
+const IDEMPOTENCY_CODES: Record<IdempotencyConflict, { code: Code; reason: string }> = {
+  key_reused: { code: Code.FailedPrecondition, reason: "IDEMPOTENCY_KEY_REUSED" },
+  in_progress: { code: Code.Aborted, reason: "IDEMPOTENCY_KEY_IN_PROGRESS" },
+  outcome_unknown: { code: Code.Aborted, reason: "IDEMPOTENCY_OUTCOME_UNKNOWN" },
 };
 
 /**
@@ -66,6 +75,7 @@ export function toConnectError(error: unknown): ConnectError {
         bodyExcerpt: info.bodyExcerpt,
         bodyTruncated: info.bodyTruncated,
         attempts: info.attempts,
+        outcomeUnknown: info.outcomeUnknown === true,
       }),
     };
     const metadata = info.retryAfterSeconds === undefined ? undefined : { "retry-after": String(info.retryAfterSeconds) };
@@ -98,6 +108,15 @@ export function toConnectError(error: unknown): ConnectError {
 
   if (error instanceof SecretUnreadableError) {
     return new ConnectError(error.message, Code.FailedPrecondition, undefined, undefined, error);
+  }
+
+  if (error instanceof IdempotencyError) {
+    const { code, reason } = IDEMPOTENCY_CODES[error.conflict];
+    const detail = {
+      desc: ErrorInfoSchema,
+      value: create(ErrorInfoSchema, { reason, metadata: { field: "idempotency_key" } }),
+    };
+    return new ConnectError(error.message, code, undefined, [detail], error);
   }
 
   return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);

@@ -30,6 +30,7 @@ const MASKABLE_FIELDS: Record<string, FieldKey> = {
   token_key: "tokenKey",
   max_concurrent_sends: "maxConcurrentSends",
   max_sends_per_second: "maxSendsPerSecond",
+  token_lifetime_seconds: "tokenLifetimeSeconds",
 };
 
 /** Reads the settable fields of a request message, filling in the default paths. */
@@ -49,6 +50,7 @@ export function fieldsFromMessage(message: IntegrationMessage): IntegrationField
     tokenKey: message.tokenKey.trim(),
     maxConcurrentSends: message.maxConcurrentSends,
     maxSendsPerSecond: message.maxSendsPerSecond,
+    tokenLifetimeSeconds: message.tokenLifetimeSeconds ?? null,
   };
 }
 
@@ -104,6 +106,7 @@ export function toMessage(integration: Integration): IntegrationMessage {
     tokenKey: integration.tokenKey,
     maxConcurrentSends: integration.maxConcurrentSends,
     maxSendsPerSecond: integration.maxSendsPerSecond,
+    tokenLifetimeSeconds: integration.tokenLifetimeSeconds ?? undefined,
     apiKeyHint: secretHint(integration.apiKey),
     secretKeyHint: secretHint(integration.secretKey),
     createTime: timestampFromDate(integration.createTime),

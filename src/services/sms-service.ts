@@ -6,7 +6,7 @@ import {
   type SendSmsRequest,
   type SendSmsResponse,
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import type { Dispatcher } from "../dispatch/dispatcher.js";
+import type { Delivery } from "../delivery/delivery.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
@@ -16,12 +16,15 @@ import type { IntegrationService } from "./integration-service.js";
 const MAX_RECIPIENT_LENGTH = 64;
 const MAX_CONTENT_LENGTH = 10_000;
 const MAX_SENDER_LENGTH = 64;
+const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+/** Printable ASCII: the characters an HTTP header carries unchanged. */
+const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7e]*$/;
 
 /** Implements `smsgateway.v1.SmsService`. */
 export class SmsService {
   constructor(
     private readonly integrations: IntegrationService,
-    private readonly dispatcher: Dispatcher,
+    private readonly delivery: Delivery,
     private readonly gate: SendGate,
   ) {}
 
@@ -29,13 +32,20 @@ export class SmsService {
     validateSendRequest(request);
 
     const integration = await this.integrations.load(request.integrationId, "integration_id");
-    const message = { to: request.to, content: request.content, sender: request.sender, passthrough: request.passthrough };
+    const message = {
+      to: request.to,
+      content: request.content,
+      sender: request.sender,
+      passthrough: request.passthrough,
+      idempotencyKey: request.idempotencyKey,
+    };
     const deadlineMs = context.timeoutMs();
-    // NOTE: the dispatcher validates the passthrough fields after the gate
-    // admitted the send, so an invalid passthrough still takes a rate token.
+    // NOTE: the passthrough fields are validated after the gate admitted the
+    // send, so an invalid passthrough, like a replayed idempotent send, still
+    // takes a rate token.
     assertSecretsReadable(integration, context.log);
     const result = await this.gate.run(integration, { deadlineMs }, () =>
-      this.dispatcher.send(integration, message, { signal: context.signal, deadlineMs }),
+      this.delivery.send(integration, message, { signal: context.signal, deadlineMs }),
     );
 
     return create(SendSmsResponseSchema, {
@@ -46,6 +56,7 @@ export class SmsService {
       gatewayStatus: result.httpStatus,
       attempts: result.attempts,
       warnings: result.warnings,
+      replayed: result.replayed,
     });
   }
 }
@@ -75,6 +86,14 @@ function validateSendRequest(request: SendSmsRequest): void {
     } else if (request.sender.length > MAX_SENDER_LENGTH) {
       add("sender", `longer than ${MAX_SENDER_LENGTH} characters`);
     }
+  }
+
+  if (request.idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+    add("idempotency_key", `longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
+  } else if (!IDEMPOTENCY_KEY_PATTERN.test(request.idempotencyKey)) {
+    add("idempotency_key", "contains characters other than printable ASCII (space to ~); use for example a UUID");
+  } else if (request.idempotencyKey !== "" && request.idempotencyKey.trim() !== request.idempotencyKey) {
+    add("idempotency_key", "starts or ends with a space, which an HTTP header cannot carry; remove it");
   }
 
   if (violations.length > 0) {

@@ -33,9 +33,33 @@ export interface IntegrationRow {
   update_time: string;
   /** 1 on insert, incremented by every update. */
   version: number;
+  /** Seconds a token from `auth_url` is reused; null means the service default. */
+  token_lifetime_seconds: number | null;
 }
 
 /** The tables of the store. */
 export interface StoreDatabase {
   integrations: IntegrationRow;
+  idempotency_keys: IdempotencyKeyRow;
+}
+
+/** A row of `idempotency_keys`: one send request's claim on a key, and its outcome. */
+export interface IdempotencyKeyRow {
+  /** The integration the key belongs to; keys are scoped per integration. */
+  integration_id: string;
+  idempotency_key: string;
+  /** SHA-256 (hex) of the request that first used the key. */
+  request_hash: string;
+  /** `pending`, `done` or `retryable`; see `IdempotencyState`. */
+  state: string;
+  /** Random id of the send that holds or last held the claim. */
+  owner: string;
+  /** While `pending`: when the owner's claim lapses. Same time format as `create_time`. */
+  lease_expire_time: string;
+  /** When the row may be purged. */
+  expire_time: string;
+  /** JSON of the stored outcome, null while `pending`. */
+  outcome: string | null;
+  create_time: string;
+  update_time: string;
 }

@@ -7,7 +7,7 @@ import type { StoredIntegration } from "./integration-store.js";
 export type IntegrationFieldColumns = Omit<IntegrationRow, "id" | "create_time" | "update_time" | "version">;
 
 type TextFieldName = {
-  [K in keyof IntegrationFields]: IntegrationFields[K] extends string ? K : never;
+  [K in keyof IntegrationFields]-?: IntegrationFields[K] extends string ? K : never;
 }[keyof IntegrationFields];
 
 /** Column of each text field, which is also its snake_case name in the API. */
@@ -68,6 +68,7 @@ export function toFieldColumns(fields: IntegrationFields): IntegrationFieldColum
     token_key: fields.tokenKey,
     max_concurrent_sends: fields.maxConcurrentSends,
     max_sends_per_second: fields.maxSendsPerSecond,
+    token_lifetime_seconds: fields.tokenLifetimeSeconds ?? null,
   };
 }
 
@@ -94,6 +95,7 @@ export function fromRow(row: IntegrationRow): StoredIntegration {
     tokenKey: row.token_key,
     maxConcurrentSends: row.max_concurrent_sends,
     maxSendsPerSecond: row.max_sends_per_second,
+    tokenLifetimeSeconds: row.token_lifetime_seconds,
     createTime: new Date(row.create_time),
     updateTime: new Date(row.update_time),
     version: row.version,

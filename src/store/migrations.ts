@@ -1,5 +1,7 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
 
+import { migrateIdempotency } from "./idempotency-migration.js";
+
 /** The database engines the store runs on. */
 export type StoreEngine = "sqlite" | "postgres";
 
@@ -86,6 +88,9 @@ export function createMigrationProvider(engine: StoreEngine, schema?: string): M
     },
     "0002_integration_limits": {
       up: (db) => addIntegrationLimits(scoped(db), engine),
+    },
+    "0003_idempotency": {
+      up: (db) => migrateIdempotency(scoped(db), engine),
     },
   };
 

@@ -2,7 +2,9 @@ import { Migrator, sql, type Kysely } from "kysely";
 import type { Logger } from "pino";
 
 import type { StoreDatabase } from "./database-schema.js";
+import type { IdempotencyStore } from "./idempotency-store.js";
 import type { IntegrationStore, SecretColumnsStore } from "./integration-store.js";
+import { KyselyIdempotencyStore } from "./kysely-idempotency-store.js";
 import { KyselyIntegrationStore } from "./kysely-integration-store.js";
 import { createMigrationProvider, type StoreEngine } from "./migrations.js";
 import {
@@ -18,14 +20,22 @@ import { StorageError, summarizeDatabaseError } from "./storage-error.js";
  * Attempts of the migration when a concurrent DROP SCHEMA disturbs it.
  * Kysely 0.28's migrator lists the tables of every schema through
  * `has_schema_privilege` and `pg_get_serial_sequence`, which fail with
- * SQLSTATE 3F000 when another session drops a schema during the listing.
- * Nothing is applied before that listing, so migrating again is safe.
+ * SQLSTATE 3F000 (or 42P01 for a table of that schema) when another session
+ * drops a schema during the listing. Nothing is applied before that listing,
+ * so migrating again is safe.
  */
 const MIGRATE_ATTEMPTS = 5;
 
-/** Returns whether an error is PostgreSQL's invalid_schema_name (3F000). */
-function isDroppedSchemaError(error: unknown): boolean {
-  return (error as { code?: unknown } | undefined)?.code === "3F000";
+/** Returns whether an error comes from another schema dropped while the migrator read the catalog. */
+function isDroppedSchemaError(error: unknown, schema: string | undefined): boolean {
+  if (error === undefined) {
+    return false;
+  }
+  const { code, message } = summarizeDatabaseError(error);
+  if (code === "3F000") {
+    return true;
+  }
+  return code === "42P01" && schema !== undefined && !message.includes(`"${schema}`);
 }
 
 /** PostgreSQL truncates longer identifiers, in bytes. */
@@ -53,6 +63,8 @@ export interface OpenStoreOptions {
 export interface OpenedStore {
   /** Stores secrets exactly as given: wrap it in an EncryptingIntegrationStore. */
   store: IntegrationStore & SecretColumnsStore;
+  /** Idempotency keys in the same database; closing `store` closes it too. */
+  idempotency: IdempotencyStore;
   /**
    * The database for logs, with no password: `sqlite:data/smsgateway.db` or
    * `postgres://user@host:5432/db`, plus `(schema name)` for a schema other
@@ -122,7 +134,7 @@ async function prepareStore(
   }
 
   const scoped = schema === undefined ? db : db.withSchema(schema);
-  return { store: new KyselyIntegrationStore(scoped), description };
+  return { store: new KyselyIntegrationStore(scoped), idempotency: new KyselyIdempotencyStore(scoped), description };
 }
 
 async function checkConnection(db: Kysely<StoreDatabase>, description: string): Promise<void> {
@@ -149,7 +161,7 @@ async function migrate(
   // Kysely 0.28 documents that migrateToLatest never throws. It returns the
   // error and a result per migration instead.
   let outcome = await migrator.migrateToLatest();
-  for (let attempt = 1; attempt < MIGRATE_ATTEMPTS && isDroppedSchemaError(outcome.error); attempt++) {
+  for (let attempt = 1; attempt < MIGRATE_ATTEMPTS && isDroppedSchemaError(outcome.error, schema); attempt++) {
     logger.warn(
       { database: description, attempt, err: summarizeDatabaseError(outcome.error) },
       "another schema was dropped while the migrator read the catalog; migrating again",
@@ -169,3 +181,4 @@ async function migrate(
     throw new StorageError(failed === undefined ? "migrate" : `migrate ${failed}`, error, description);
   }
 }
+

@@ -44,7 +44,7 @@ async function failThreshold(integrationId: string, code: Code): Promise<void> {
 
 describe("circuit breaker", () => {
   test("opens after consecutive 5xx and rejects without a POST", async () => {
-    bed.gateway.on("/down", { status: 503, json: { error: "maintenance" } });
+    bed.gateway.on("/down", { status: 500, json: { error: "maintenance" } });
     await bed.configure("down", bed.gateway.url("/down"));
     await failThreshold("down", Code.Unavailable);
 
@@ -143,7 +143,7 @@ describe("circuit breaker", () => {
   });
 
   test("invalid requests do not count", async () => {
-    bed.gateway.on("/valid-only", { status: 503 });
+    bed.gateway.on("/valid-only", { status: 500 });
     await bed.configure("valid-only", bed.gateway.url("/valid-only"));
     await rejectionOf(bed.send("valid-only"));
 

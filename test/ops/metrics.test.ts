@@ -66,7 +66,7 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 describe("GET /metrics", () => {
   test("counts RPCs and webhook attempts", async () => {
     gateway.on("/ok", { json: { data: { id: "m-1" } } });
-    gateway.on("/down", { status: 503, json: { error: "maintenance" } });
+    gateway.on("/down", { status: 500, json: { error: "maintenance" } });
     const ok = await configure("/ok");
     const down = await configure("/down");
 

@@ -65,7 +65,12 @@ describe.skipIf(SKIP_POSTGRES)(`PostgreSQL store (TEST_DATABASE_URL or the local
       await store.create(sampleFields(), "in-schema");
       await store.close();
 
-      expect(await tablesIn(schema)).toEqual(["integrations", "kysely_migration", "kysely_migration_lock"]);
+      expect(await tablesIn(schema)).toEqual([
+        "idempotency_keys",
+        "integrations",
+        "kysely_migration",
+        "kysely_migration_lock",
+      ]);
       expect(await columnCollation(schema, "integrations", "id")).toBe("C");
     });
 

@@ -1,0 +1,265 @@
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import type { Logger } from "pino";
+
+import type { SendResult } from "../dispatch/dispatcher.js";
+import type { SendDeadline } from "../dispatch/send-deadline.js";
+import { GatewayError, IdempotencyError } from "../errors.js";
+import type { IdempotencyOutcome, IdempotencyStore } from "../store/idempotency-store.js";
+import { encodeFailed, encodeSent, encodeUnknown, replayOutcome } from "./stored-outcome.js";
+
+/**
+ * Time a claim outlives its send's deadline. It covers writing the outcome
+ * after the send and clock differences between replicas, which must stay
+ * below it.
+ */
+const LEASE_GRACE_MS = 5_000;
+/** First and longest pause between two reads of a key that another send holds. */
+const FIRST_POLL_MS = 10;
+const MAX_POLL_MS = 500;
+/** Shortest time between two purges of expired keys by one process. */
+const PURGE_INTERVAL_MS = 60_000;
+
+/** The key of one send, and the hash of its request. */
+export interface IdempotencyScope {
+  integrationId: string;
+  key: string;
+  requestHash: string;
+}
+
+/** A send's result, and whether it was replayed from the store. */
+export interface KeyedResult extends SendResult {
+  /** True when an earlier send with the same key produced the result. */
+  replayed: boolean;
+}
+
+/** Settings and collaborators of {@link IdempotencyKeys}. */
+export interface IdempotencyKeysOptions {
+  store: IdempotencyStore;
+  /** How long an outcome is kept, in seconds (`IDEMPOTENCY_TTL_SECONDS`). */
+  ttlSeconds: number;
+  logger: Logger;
+  /** Clock; tests replace it. */
+  now?: () => Date;
+}
+
+/**
+ * Coordinates the sends that share an idempotency key of one integration,
+ * across every replica that shares the store, so that one of them sends and
+ * the others get its outcome.
+ *
+ * A send claims its key atomically. The claimant sends and records the
+ * outcome. A concurrent duplicate finds the key pending and polls until the
+ * outcome is there. A repeat later gets the stored outcome. Only outcomes
+ * that a retry cannot change are kept for repeats: an accepted SMS, or the
+ * gateway's rejection of the SMS request (3xx, 4xx). After any other
+ * failure the key is `retryable`: the duplicates that waited get that
+ * failure, and the next request with the key sends again, with the same
+ * `Idempotency-Key` header.
+ *
+ * When a claimant stops without recording an outcome (its process ended),
+ * its lease expires. The first send that then finds the key marks it
+ * `retryable` and reports IDEMPOTENCY_OUTCOME_UNKNOWN instead of sending,
+ * because the gateway may have received the first request. The caller
+ * decides, and a retry with the same key sends again.
+ */
+export class IdempotencyKeys {
+  private readonly store: IdempotencyStore;
+  private readonly ttlMs: number;
+  private readonly log: Logger;
+  private readonly now: () => Date;
+  private lastPurgeMs = Number.NEGATIVE_INFINITY;
+  private purging: Promise<void> | undefined;
+
+  constructor(options: IdempotencyKeysOptions) {
+    this.store = options.store;
+    this.ttlMs = options.ttlSeconds * 1000;
+    this.log = options.logger.child({ component: "idempotency" });
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /**
+   * Returns the outcome of the request in `scope`: calls `send` when this
+   * call claims the key, and otherwise waits for or replays the outcome of
+   * the send that did.
+   *
+   * @throws IdempotencyError when the key belongs to another request
+   *   (`key_reused`), another send still held it when `deadline` ended
+   *   (`in_progress`), or the send that held it stopped without an outcome
+   *   (`outcome_unknown`).
+   * @throws GatewayError of `send`, or the stored one of an earlier send.
+   */
+  async run(scope: IdempotencyScope, deadline: SendDeadline, send: () => Promise<SendResult>): Promise<KeyedResult> {
+    const owner = randomUUID();
+    let waitingOn: string | undefined;
+    let pollMs = FIRST_POLL_MS;
+
+    for (;;) {
+      if (waitingOn === undefined && (await this.claim(scope, owner, deadline))) {
+        return this.sendAsOwner(scope, owner, send);
+      }
+
+      const record = await this.store.get(scope.integrationId, scope.key);
+      if (record === null) {
+        // Purged since the claim failed: claim again.
+        waitingOn = undefined;
+        continue;
+      }
+      if (record.requestHash !== scope.requestHash) {
+        throw keyReusedError(scope);
+      }
+      if (record.state === "done" || (record.state === "retryable" && waitingOn !== undefined)) {
+        return { ...replayOutcome(record.outcome ?? ""), replayed: true };
+      }
+      if (record.state === "retryable") {
+        // Freed between the failed claim and the read: claim again.
+        continue;
+      }
+
+      waitingOn = record.owner;
+      const now = this.now();
+      if (record.leaseExpireTime.getTime() <= now.getTime()) {
+        const message = abandonedMessage(scope);
+        await this.store.abandon(scope.integrationId, scope.key, record.owner, encodeUnknown(message), now);
+        this.log.warn(
+          { integrationId: scope.integrationId, owner: record.owner },
+          "idempotency key lease expired without an outcome; reporting the outcome as unknown",
+        );
+        continue;
+      }
+
+      await this.pause(Math.min(pollMs, deadline.remainingMs()), deadline, scope);
+      pollMs = Math.min(pollMs * 2, MAX_POLL_MS);
+    }
+  }
+
+  /** Waits for a purge that is running, so the store can close after it. */
+  async close(): Promise<void> {
+    await this.purging;
+  }
+
+  private async claim(scope: IdempotencyScope, owner: string, deadline: SendDeadline): Promise<boolean> {
+    const now = this.now();
+    const claimed = await this.store.claim({
+      ...scope,
+      owner,
+      leaseExpireTime: new Date(now.getTime() + deadline.remainingMs() + LEASE_GRACE_MS),
+      expireTime: new Date(now.getTime() + this.ttlMs),
+      now,
+    });
+    this.purgeNowAndThen(now);
+    return claimed;
+  }
+
+  private async sendAsOwner(scope: IdempotencyScope, owner: string, send: () => Promise<SendResult>): Promise<KeyedResult> {
+    let result: SendResult;
+    try {
+      result = await send();
+    } catch (error) {
+      await this.record(scope, owner, failureOutcome(error, scope));
+      throw error;
+    }
+    await this.record(scope, owner, { state: "done", outcome: encodeSent(result) });
+    return { ...result, replayed: false };
+  }
+
+  /**
+   * Stores the outcome of a claimed send. A store failure is logged, not
+   * thrown, because the caller must learn the real outcome of the send: a
+   * repeat then finds the key pending until its lease expires.
+   */
+  private async record(scope: IdempotencyScope, owner: string, outcome: Pick<IdempotencyOutcome, "state" | "outcome">): Promise<void> {
+    const now = this.now();
+    const fields = { integrationId: scope.integrationId, state: outcome.state };
+    try {
+      const stored = await this.store.finish(scope.integrationId, scope.key, owner, {
+        ...outcome,
+        expireTime: new Date(now.getTime() + this.ttlMs),
+        now,
+      });
+      if (!stored) {
+        this.log.warn(fields, "idempotency key was claimed by another send before this outcome was stored");
+      }
+    } catch (error) {
+      this.log.error({ ...fields, err: error }, "storing the outcome of an idempotency key failed");
+    }
+  }
+
+  /** Sleeps before the next read of a pending key, or fails when the deadline ends first. */
+  private async pause(ms: number, deadline: SendDeadline, scope: IdempotencyScope): Promise<void> {
+    try {
+      await sleep(ms, undefined, { signal: deadline.signal });
+    } catch {
+      // On a cancel the caller is gone, so the error only reaches the log.
+      throw inProgressError(scope);
+    }
+  }
+
+  /** Deletes expired keys at most once per interval, in the background of a claim. */
+  private purgeNowAndThen(now: Date): void {
+    if (this.purging !== undefined || now.getTime() - this.lastPurgeMs < PURGE_INTERVAL_MS) {
+      return;
+    }
+    this.lastPurgeMs = now.getTime();
+    this.purging = this.store
+      .purgeExpired(now)
+      .then(
+        (count) => {
+          if (count > 0) {
+            this.log.info({ count }, "purged expired idempotency keys");
+          }
+        },
+        (error: unknown) => {
+          this.log.warn({ err: error }, "purging expired idempotency keys failed; the next claim after the interval tries again");
+        },
+      )
+      .finally(() => {
+        this.purging = undefined;
+      });
+  }
+}
+
+/**
+ * Chooses how a failed send leaves its key. Only the gateway's reply to
+ * the SMS request itself (a 3xx or 4xx, with no earlier attempt that may
+ * have reached it) is final, because a retry may change every other failure.
+ */
+function failureOutcome(error: unknown, scope: IdempotencyScope): Pick<IdempotencyOutcome, "state" | "outcome"> {
+  if (!(error instanceof GatewayError)) {
+    const message =
+      `The send that held idempotency_key "${scope.key}" failed inside the service before it recorded an outcome. ` +
+      "Retry with the same idempotency_key.";
+    return { state: "retryable", outcome: encodeUnknown(message) };
+  }
+  const { info } = error;
+  const final =
+    info.stage === "send" &&
+    info.outcomeUnknown !== true &&
+    (info.failure === "rejected" || info.failure === "credentials_refused" || info.failure === "redirected");
+  return { state: final ? "done" : "retryable", outcome: encodeFailed(error) };
+}
+
+function keyReusedError(scope: IdempotencyScope): IdempotencyError {
+  return new IdempotencyError(
+    "key_reused",
+    `idempotency_key "${scope.key}" was already used for a different request to integration "${scope.integrationId}". ` +
+      "Use a new key for a new message, or repeat the first request unchanged.",
+  );
+}
+
+function inProgressError(scope: IdempotencyScope): IdempotencyError {
+  return new IdempotencyError(
+    "in_progress",
+    `Another send with idempotency_key "${scope.key}" was still in progress when this call's deadline passed. ` +
+      "Retry later with the same idempotency_key to get its outcome.",
+  );
+}
+
+function abandonedMessage(scope: IdempotencyScope): string {
+  return (
+    `The send that held idempotency_key "${scope.key}" stopped before it recorded an outcome, ` +
+    "for example because its service instance ended, so the gateway may or may not have sent the SMS. " +
+    "Check with the gateway, or retry with the same idempotency_key to send again with the same Idempotency-Key header."
+  );
+}

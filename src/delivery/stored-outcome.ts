@@ -1,0 +1,63 @@
+import type { SendResult } from "../dispatch/dispatcher.js";
+import { GatewayError, IdempotencyError, type GatewayErrorInfo } from "../errors.js";
+
+/**
+ * The outcome of a send as the idempotency store keeps it (JSON text):
+ * - `sent`: the gateway accepted the SMS.
+ * - `failed`: the send failed with this gateway error.
+ * - `unknown`: the send stopped without an outcome (its process ended, or
+ *   it failed in the service itself), so the gateway may have the SMS.
+ *
+ * `v` versions the format, so that a later release can still read rows
+ * written by this one.
+ */
+type StoredOutcome =
+  | { v: 1; kind: "sent"; result: StoredResult }
+  | { v: 1; kind: "failed"; message: string; info: GatewayErrorInfo }
+  | { v: 1; kind: "unknown"; message: string };
+
+/** A `SendResult` with its date as ISO-8601 text. */
+type StoredResult = Omit<SendResult, "date"> & { date: string };
+
+/** Encodes an accepted send. */
+export function encodeSent(result: SendResult): string {
+  const stored: StoredOutcome = { v: 1, kind: "sent", result: { ...result, date: result.date.toISOString() } };
+  return JSON.stringify(stored);
+}
+
+/** Encodes a failed send, keeping the message and details that the caller saw. */
+export function encodeFailed(error: GatewayError): string {
+  const stored: StoredOutcome = { v: 1, kind: "failed", message: error.message, info: error.info };
+  return JSON.stringify(stored);
+}
+
+/** Encodes a send whose outcome is unknown, with the error message that later callers get. */
+export function encodeUnknown(message: string): string {
+  const stored: StoredOutcome = { v: 1, kind: "unknown", message };
+  return JSON.stringify(stored);
+}
+
+/**
+ * Decodes a stored outcome: returns the stored result, or throws the stored
+ * error again.
+ *
+ * @throws GatewayError with the stored message and details of a failed send.
+ * @throws IdempotencyError (`outcome_unknown`) for a send without an outcome.
+ * @throws Error when the text is not a stored outcome, which is a bug.
+ */
+export function replayOutcome(text: string): SendResult {
+  // The service wrote the text itself, so only the format version is checked.
+  const stored = JSON.parse(text) as StoredOutcome;
+  if (stored.v !== 1) {
+    throw new Error(`stored idempotency outcome has unsupported format version ${String(stored.v)}`);
+  }
+  switch (stored.kind) {
+    case "sent":
+      return { ...stored.result, date: new Date(stored.result.date) };
+    case "failed":
+      throw new GatewayError(stored.message, stored.info);
+    case "unknown":
+      throw new IdempotencyError("outcome_unknown", stored.message);
+  }
+  throw new Error(`stored idempotency outcome has unknown kind ${String((stored as { kind?: unknown }).kind)}`);
+}
