@@ -30,6 +30,7 @@ import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
 import { openStore } from "./store/open-store.js";
+import { IntegrationTester } from "./tester/integration-tester.js";
 
 /** A running service: its server, and how to stop it. */
 export interface App {
@@ -93,7 +94,8 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
 
   metrics.observeCircuits(() => sendGate.flowStates());
 
-  const integrations = new IntegrationService(store, outbound, metrics);
+  const tester = new IntegrationTester({ outbound, dispatcher, gate: sendGate });
+  const integrations = new IntegrationService(store, outbound, metrics, tester);
   const sms = new SmsService(integrations, dispatcher, sendGate);
   const apiRoutes = connectRoutes(
     [

@@ -46,6 +46,8 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Time the caller allows for the send in milliseconds, used when it is below `timeoutMs`. */
   deadlineMs?: number;
+  /** Also return the start of the reply body as `replyExcerpt`, for a test of the integration. */
+  includeReplyExcerpt?: boolean;
 }
 
 /** The outcome of a send that the gateway accepted with a 2xx reply. */
@@ -63,6 +65,8 @@ export interface SendResult {
   attempts: number;
   /** Problems with the reply that did not stop the send, such as `no id at data.id`. */
   warnings: string[];
+  /** The first 1 KiB of the reply body, secrets redacted; set only with `includeReplyExcerpt`. */
+  replyExcerpt?: BodyExcerpt;
 }
 
 /** A 2xx reply whose body was read up to the size limit. */
@@ -180,7 +184,11 @@ export class Dispatcher {
           "SMS accepted by the gateway",
         );
       }
-      return { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
+      const result: SendResult = { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
+      if (options.includeReplyExcerpt === true) {
+        result.replyExcerpt = buildBodyExcerpt(reply.body.bytes, reply.body.complete, forms);
+      }
+      return result;
     } finally {
       deadline.dispose();
       sendEnded();
