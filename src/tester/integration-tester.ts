@@ -19,8 +19,8 @@ import { previewRequests } from "./request-preview.js";
 import { acceptedSendResult, failedSendResult } from "./send-result.js";
 
 /**
- * Recipient of a dry run that names none. 555-0100 to 555-0199 are the
- * North American numbers reserved for fiction, so it reaches nobody.
+ * Recipient of a dry run that names none. The North American numbering plan
+ * reserves 555-0100 to 555-0199 for fiction, so no phone has this number.
  */
 export const PLACEHOLDER_TO = "+15555550100";
 
@@ -94,10 +94,10 @@ export function testMessage(request: TestIntegrationRequest): TestMessage {
 }
 
 /**
- * Tests an integration: shows the requests a send would make and the SSRF
- * guard's verdict on its URLs, and on request sends a test SMS through the
- * path every send takes (flow control, the SSRF guard, the token request,
- * the dispatcher).
+ * Tests an integration. It shows the requests a send would make and the
+ * SSRF guard's verdict on its URLs. On request, it also sends a test SMS
+ * through the path every send takes: flow control, the SSRF guard, the
+ * token request and the dispatcher.
  *
  * A test SMS that fails is an outcome of the test, reported in the result
  * with the code and message `SendSms` would return, so the call succeeds.
@@ -140,7 +140,7 @@ export class IntegrationTester {
       context.log.info({ ...fields, status: sent.httpStatus }, "test SMS accepted by the gateway");
       return acceptedSendResult(sent);
     } catch (error) {
-      // A caller that went away gets the cancellation, not a result nobody reads.
+      // A caller that canceled or passed its deadline gets that error, because it reads no result.
       const result = context.signal.aborted ? undefined : failedSendResult(error);
       if (result === undefined) {
         throw error;

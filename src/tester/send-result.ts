@@ -48,10 +48,15 @@ export function failedSendResult(error: unknown): TestSendResult | undefined {
     mapped.findDetails(RetryInfoSchema)[0]?.retryDelay ??
     (gateway?.retryAfterSeconds === undefined ? undefined : durationFromMs(gateway.retryAfterSeconds * 1000));
 
+  let stage = GatewayStage.UNSPECIFIED;
+  if (gateway !== undefined) {
+    stage = gateway.stage === "auth" ? GatewayStage.AUTH : GatewayStage.SEND;
+  }
+
   const failure = create(TestSendFailureSchema, {
     code: codeName(mapped.code),
     message: mapped.rawMessage,
-    stage: gateway === undefined ? GatewayStage.UNSPECIFIED : gateway.stage === "auth" ? GatewayStage.AUTH : GatewayStage.SEND,
+    stage,
     errorInfo: mapped.findDetails(ErrorInfoSchema)[0],
     retryDelay,
   });
