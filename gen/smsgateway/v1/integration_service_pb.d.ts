@@ -387,7 +387,7 @@ export declare type PreparedRequest = Message<"smsgateway.v1.PreparedRequest"> &
 
   /**
    * The headers the service sets, in the order it sets them. The HTTP
-   * client adds `Host` and `Content-Length`.
+   * client adds framing headers such as `Host` and `Content-Length`.
    *
    * @generated from field: repeated smsgateway.v1.PreparedHeader headers = 3;
    */
