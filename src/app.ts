@@ -33,6 +33,7 @@ import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
 import { CachedIntegrationStore } from "./store/cached-integration-store.js";
 import { openStore } from "./store/open-store.js";
+import { IntegrationTester } from "./tester/integration-tester.js";
 
 /** A running service: its server, and how to stop it. */
 export interface App {
@@ -115,7 +116,8 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
 
   metrics.observeCircuits(() => sendGate.flowStates());
 
-  const integrations = new IntegrationService(store, outbound, metrics);
+  const tester = new IntegrationTester({ outbound, dispatcher, gate: sendGate });
+  const integrations = new IntegrationService(store, outbound, metrics, tester);
   const sms = new SmsService(integrations, delivery, sendGate);
   const bindings: ServiceBinding[] = [
     { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },

@@ -30,7 +30,9 @@ export function renderError(thrown: unknown): RenderedError {
   const view = element("div", { class: "error-view" });
   view.append(element("p", { class: "headline" }, element("strong", { class: "code" }, codeName(error.code)), " ", error.rawMessage));
 
-  if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
+  // The SSRF guard's PERMISSION_DENIED carries an ErrorInfo, and a missing scope does not.
+  const callerDenied = error.code === Code.PermissionDenied && error.findDetails(ErrorInfoSchema).length === 0;
+  if (error.code === Code.Unauthenticated || callerDenied) {
     view.append(element("p", {}, "Enter a service API key that allows this call in the box at the top of the page."));
   }
 

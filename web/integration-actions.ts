@@ -12,20 +12,16 @@ export interface RowAction {
 export interface RowActionHandlers {
   edit(integration: Integration): void;
   useForSending(integration: Integration): void;
+  test(integration: Integration): void;
   remove(integration: Integration): Promise<void>;
 }
 
-/**
- * Returns the actions offered on every integration row, in display order.
- *
- * NOTE: the API has no call that tests an integration yet. When
- * IntegrationService gains one in gen/, its "Test" action belongs in this
- * list, between "Send" and "Delete".
- */
+/** Returns the actions offered on every integration row, in display order. */
 export function rowActions(handlers: RowActionHandlers): RowAction[] {
   return [
     { label: "Edit", run: handlers.edit },
     { label: "Send", run: handlers.useForSending },
+    { label: "Test", run: handlers.test },
     { label: "Delete", danger: true, run: handlers.remove },
   ];
 }

@@ -6,6 +6,7 @@ import { integrationClient } from "./api.js";
 import { byId } from "./dom.js";
 import { clearInvalidFields, markInvalidFields, renderError, renderLocalProblems } from "./error-view.js";
 import { changedFieldPaths, fillIntegrationForm, readIntegrationForm, type IntegrationValues } from "./integration-fields.js";
+import { createTestPanel, type TestPlan } from "./test-panel.js";
 
 /** The create and edit form of an integration. */
 export interface IntegrationEditor {
@@ -42,6 +43,7 @@ export function createIntegrationEditor(onSaved: (saved: SavedIntegration) => vo
 
   const open = (integration: Integration | undefined) => {
     stored = integration;
+    testPanel.clear();
     fillIntegrationForm(form, integration);
     clearInvalidFields(form);
     outcome.replaceChildren();
@@ -120,6 +122,12 @@ export function createIntegrationEditor(onSaved: (saved: SavedIntegration) => vo
     })();
   });
 
+  const testPanel = createTestPanel(byId("editor-test", HTMLDivElement), {
+    idPrefix: "et",
+    plan: () => Promise.resolve(planTest(form, stored, idInput.value.trim(), removeSecret.checked)),
+    markIntegrationFields: (violations) => markInvalidFields(form, violations, "integration."),
+  });
+
   byId("cancel-edit", HTMLButtonElement).addEventListener("click", () => {
     section.hidden = true;
   });
@@ -146,6 +154,28 @@ function planEdit(stored: Integration, values: IntegrationValues, removeSecretKe
     changed[key] = values[key];
   }
   return { request: { integration: changed as MessageInitShape<typeof IntegrationSchema>, updateMask: { paths } } };
+}
+
+/**
+ * Plans the test of the form's values, unsaved. A new integration is sent
+ * whole. An edit sends the changed fields with their update mask, as a save
+ * would, so the service fills in the stored secrets. An edit with no change
+ * tests the stored integration.
+ */
+function planTest(form: HTMLFormElement, stored: Integration | undefined, id: string, removeSecretKey: boolean): TestPlan {
+  const { values, violations } = readIntegrationForm(form);
+  if (violations.length > 0) {
+    return { violations };
+  }
+  if (stored === undefined) {
+    return { target: { target: { case: "integration", value: { ...values, id } } } };
+  }
+
+  const edit = planEdit(stored, values, removeSecretKey);
+  if (!("request" in edit)) {
+    return { target: { target: { case: "integrationId", value: stored.id } } };
+  }
+  return { target: { target: { case: "integration", value: edit.request.integration ?? {} }, updateMask: edit.request.updateMask } };
 }
 
 /** Returns whether an integration with this id exists; errors other than NOT_FOUND are thrown. */

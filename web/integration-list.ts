@@ -18,6 +18,7 @@ export interface IntegrationList {
 interface ListCallbacks {
   edit(integration: Integration): void;
   useForSending(integration: Integration): void;
+  test(integration: Integration): void;
   /** Runs after every load with all integrations listed so far. */
   loaded(integrations: readonly Integration[]): void;
 }
@@ -58,6 +59,7 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
   const handlers: RowActionHandlers = {
     edit: callbacks.edit,
     useForSending: callbacks.useForSending,
+    test: callbacks.test,
     async remove(integration) {
       if (!window.confirm(`Delete the integration "${integration.id}"? Sends that name it will fail.`)) {
         return;

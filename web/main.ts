@@ -7,8 +7,10 @@ import { byId } from "./dom.js";
 import { createIntegrationEditor } from "./integration-editor.js";
 import { createIntegrationList } from "./integration-list.js";
 import { createSendForm } from "./send-form.js";
+import { createTestSection } from "./test-section.js";
 
 const sendForm = createSendForm();
+const testSection = createTestSection();
 const editor = createIntegrationEditor(({ integration, created }) => {
   void list.reload().then(() => list.announce(`${created ? "Created" : "Saved"} ${integration.id}.`));
 });
@@ -18,6 +20,10 @@ const list = createIntegrationList({
     editor.openEdit(integration);
   },
   useForSending: (integration) => sendForm.choose(integration.id),
+  test: (integration) => {
+    list.announce("");
+    testSection.open(integration);
+  },
   loaded: (integrations) => sendForm.setIntegrations(integrations),
 });
 

@@ -100,7 +100,7 @@ export function createSendForm(): SendForm {
  * Parses the passthrough box: empty means none, otherwise the JSON form of
  * `smsgateway.v1.Passthrough`. Returns the problem as text when it is not.
  */
-function parsePassthrough(text: string): Passthrough | undefined | string {
+export function parsePassthrough(text: string): Passthrough | undefined | string {
   if (text.trim() === "") {
     return undefined;
   }
@@ -118,9 +118,15 @@ function parsePassthrough(text: string): Passthrough | undefined | string {
   }
 }
 
-function renderSent(response: SendSmsResponse): HTMLElement {
+/** The fields of an accepted send that `renderSent` shows, as `SendSmsResponse` and a test send's result both have them. */
+export type SentFields = Pick<SendSmsResponse, "id" | "date" | "rawDate" | "dateSource" | "gatewayStatus" | "attempts" | "warnings"> & {
+  replayed?: boolean;
+};
+
+/** Renders an SMS that the gateway accepted: its id, date, status and any warnings. */
+export function renderSent(response: SentFields): HTMLElement {
   const view = element("div", { class: "sent-view" });
-  view.append(element("p", { class: "headline" }, element("strong", {}, response.replayed ? "Sent earlier (replayed)" : "Sent")));
+  view.append(element("p", { class: "headline" }, element("strong", {}, response.replayed === true ? "Sent earlier (replayed)" : "Sent")));
   view.append(
     facts([
       ["Message id", response.id === "" ? "none in the gateway reply" : response.id],

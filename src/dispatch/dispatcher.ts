@@ -54,6 +54,8 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Time the caller allows for the send in milliseconds, used when it is below `timeoutMs`. */
   deadlineMs?: number;
+  /** Also return the start of the reply body as `replyExcerpt`, for a test of the integration. */
+  includeReplyExcerpt?: boolean;
 }
 
 /** The outcome of a send that the gateway accepted with a 2xx reply. */
@@ -71,6 +73,8 @@ export interface SendResult {
   attempts: number;
   /** Problems with the reply that did not stop the send, such as `no id at data.id`. */
   warnings: string[];
+  /** The first 1 KiB of the reply body, secrets redacted; set only with `includeReplyExcerpt`. */
+  replyExcerpt?: BodyExcerpt;
 }
 
 /** A 2xx reply whose body was read up to the size limit. */
@@ -146,7 +150,7 @@ export class Dispatcher {
     try {
       await this.checkOutbound(integration, deadline);
       const token = integration.authenticateByToken ? (await this.fetchToken(integration, deadline)).token : undefined;
-      return await this.postSms(integration, sms, deadline, token);
+      return await this.postSms(integration, sms, deadline, token, options.includeReplyExcerpt === true);
     } finally {
       deadline.dispose();
     }
@@ -165,12 +169,19 @@ export class Dispatcher {
 
   /**
    * POSTs one SMS request, with the token header when `token` is given, and
-   * reads the reply within `deadline`. It makes one attempt.
+   * reads the reply within `deadline`. It makes one attempt. With
+   * `includeReplyExcerpt`, the result also carries the start of the reply body.
    *
    * @throws GatewayError as `send` does; `info.outcomeUnknown` is set when
    *   the request was written but no reply status arrived.
    */
-  async postSms(integration: Integration, sms: SmsRequest, deadline: SendDeadline, token?: string): Promise<SendResult> {
+  async postSms(
+    integration: Integration,
+    sms: SmsRequest,
+    deadline: SendDeadline,
+    token?: string,
+    includeReplyExcerpt = false,
+  ): Promise<SendResult> {
     const secrets = [integration.apiKey, integration.secretKey];
     let headers = sms.headers;
     if (token !== undefined) {
@@ -199,7 +210,11 @@ export class Dispatcher {
         "SMS accepted by the gateway",
       );
     }
-    return { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
+    const result: SendResult = { ...fields, warnings, httpStatus: reply.status, attempts: 1 };
+    if (includeReplyExcerpt) {
+      result.replyExcerpt = buildBodyExcerpt(reply.body.bytes, reply.body.complete, forms);
+    }
+    return result;
   }
 
   /**

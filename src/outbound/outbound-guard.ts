@@ -77,19 +77,22 @@ export class OutboundGuard {
   }
 
   /**
-   * Checks one URL, resolving its host name when it has one.
+   * Checks one URL, resolving its host name when it has one, and returns
+   * the addresses it checked: every address of the host name, or the
+   * address that is the host.
    *
    * @throws OutboundBlockedError naming `field` when the URL is blocked.
    * @throws the resolver's error (with a `code` such as `ENOTFOUND`) when
    *   the host name does not resolve, or `signal.reason` when it aborts first.
    */
-  async checkUrl(field: string, url: string, signal?: AbortSignal): Promise<void> {
+  async checkUrl(field: string, url: string, signal?: AbortSignal): Promise<ResolvedAddress[]> {
     const host = this.checkedUrlHost(field, url);
-    if (parseIpAddress(host) !== null) {
+    const literal = parseIpAddress(host);
+    if (literal !== null) {
       this.checkLiteralHost(host, field);
-      return;
+      return [{ address: literal.toString(), family: literal.kind() === "ipv6" ? 6 : 4 }];
     }
-    await untilAborted(this.checkedAddresses(host, field), signal);
+    return untilAborted(this.checkedAddresses(host, field), signal);
   }
 
   /**
@@ -235,8 +238,8 @@ export class OutboundGuard {
   }
 }
 
-/** Returns the code of a resolver error, or undefined for any other error. */
-function resolverErrorCode(error: unknown): string | undefined {
+/** Returns the code of a resolver error, such as `ENOTFOUND`, or undefined for any other error. */
+export function resolverErrorCode(error: unknown): string | undefined {
   if (error instanceof OutboundBlockedError || typeof error !== "object" || error === null) {
     return undefined;
   }

@@ -11,6 +11,9 @@ export const PROCEDURE_SCOPES: Readonly<Record<string, Scope>> = {
   "smsgateway.v1.IntegrationService/ListIntegrations": "integrations:read",
   "smsgateway.v1.IntegrationService/ConfigureIntegration": "integrations:write",
   "smsgateway.v1.IntegrationService/DeleteIntegration": "integrations:write",
+  // Write, because it can send SMS and makes the service resolve any host
+  // name, and because it tests unsaved integrations with stored secrets.
+  "smsgateway.v1.IntegrationService/TestIntegration": "integrations:write",
   "smsgateway.v1.SmsService/SendSms": "sms:send",
 };
 

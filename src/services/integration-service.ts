@@ -12,15 +12,19 @@ import {
   type GetIntegrationResponse,
   type ListIntegrationsRequest,
   type ListIntegrationsResponse,
+  type TestIntegrationRequest,
+  type TestIntegrationResponse,
 } from "../../gen/smsgateway/v1/integration_service_pb.js";
+import type { Integration as IntegrationMessage } from "../../gen/smsgateway/v1/integration_pb.js";
 import type { Integration, IntegrationFields } from "../domain/integration.js";
 import { integrationIdProblem, validateIntegration } from "../domain/integration-validation.js";
 import { InvalidArgumentError, NotFoundError, OutboundBlockedError } from "../errors.js";
 import type { ServiceMetrics } from "../observability/metrics.js";
 import type { OutboundGuard } from "../outbound/outbound-guard.js";
 import type { CallContext } from "../rpc/call-context.js";
-import { assertUnreadableSecretsReplaced } from "../security/unreadable-secrets.js";
+import { assertSecretsReadable, assertUnreadableSecretsReplaced } from "../security/unreadable-secrets.js";
 import type { IntegrationStore, StoredIntegration } from "../store/integration-store.js";
+import { testMessage, type IntegrationTester } from "../tester/integration-tester.js";
 import { applyUpdate, fieldsFromMessage, toMessage } from "./integration-message.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 
@@ -32,7 +36,8 @@ export class IntegrationService {
   constructor(
     private readonly store: IntegrationStore,
     private readonly outbound: OutboundGuard,
-    private readonly metrics?: ServiceMetrics,
+    private readonly metrics: ServiceMetrics | undefined,
+    private readonly tester: IntegrationTester,
   ) {}
 
   async configureIntegration(request: ConfigureIntegrationRequest, context: CallContext): Promise<ConfigureIntegrationResponse> {
@@ -42,30 +47,13 @@ export class IntegrationService {
     }
     const maskPaths = request.updateMask?.paths ?? [];
 
-    if (input.id === "") {
-      if (maskPaths.length > 0) {
-        throw InvalidArgumentError.field("update_mask", "only valid when updating; set integration.id to the integration to update");
-      }
-      const created = await this.store.create(await this.accepted(fieldsFromMessage(input), context));
-      context.log.info({ integrationId: created.id }, "integration created");
-      return create(ConfigureIntegrationResponseSchema, { integration: toMessage(created), created: true });
-    }
-
-    requireId(input.id, "integration.id");
-    const existing = await this.store.get(input.id);
+    const { existing, fields } = await this.resolveFields(input, maskPaths, request.allowMissing);
     if (existing === null) {
-      if (!request.allowMissing) {
-        throw new NotFoundError("integration", input.id);
-      }
-      const created = await this.store.create(await this.accepted(fieldsFromMessage(input), context), input.id);
+      const created = await this.store.create(await this.accepted(fields, context), input.id === "" ? undefined : input.id);
       context.log.info({ integrationId: created.id }, "integration created");
       return create(ConfigureIntegrationResponseSchema, { integration: toMessage(created), created: true });
     }
 
-    // NOTE: two concurrent partial updates of one integration can each read
-    // the old row, and the later write wins for the fields both masks name.
-    const fields = applyUpdate(existing, input, maskPaths);
-    assertUnreadableSecretsReplaced(existing, fields);
     const updated = await this.store.update(input.id, await this.accepted(fields, context));
     context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
     return create(ConfigureIntegrationResponseSchema, { integration: toMessage(updated), created: false });
@@ -107,6 +95,80 @@ export class IntegrationService {
     }
 
     return create(DeleteIntegrationResponseSchema, {});
+  }
+
+  async testIntegration(request: TestIntegrationRequest, context: CallContext): Promise<TestIntegrationResponse> {
+    const message = testMessage(request);
+    const integration = await this.testTarget(request, context);
+
+    return this.tester.test(integration, message, { send: request.send, context });
+  }
+
+  /**
+   * Computes the fields that ConfigureIntegration stores for `input`, before
+   * they are checked: a new integration's fields when `input.id` is empty or
+   * names no integration (which `allowMissing` permits), else the stored
+   * integration with the update applied.
+   *
+   * @throws NotFoundError when `input.id` names no integration and `allowMissing` is false.
+   */
+  private async resolveFields(
+    input: IntegrationMessage,
+    maskPaths: readonly string[],
+    allowMissing: boolean,
+  ): Promise<{ existing: StoredIntegration | null; fields: IntegrationFields }> {
+    if (input.id === "") {
+      if (maskPaths.length > 0) {
+        throw InvalidArgumentError.field("update_mask", "only valid when updating; set integration.id to the integration to update");
+      }
+      return { existing: null, fields: fieldsFromMessage(input) };
+    }
+
+    requireId(input.id, "integration.id");
+    const existing = await this.store.get(input.id);
+    if (existing === null) {
+      if (!allowMissing) {
+        throw new NotFoundError("integration", input.id);
+      }
+      return { existing: null, fields: fieldsFromMessage(input) };
+    }
+
+    // NOTE: two concurrent partial updates of one integration can each read
+    // the old row, and the later write wins for the fields both masks name.
+    const fields = applyUpdate(existing, input, maskPaths);
+    assertUnreadableSecretsReplaced(existing, fields);
+    return { existing, fields };
+  }
+
+  /**
+   * Returns the integration a TestIntegration request names: a stored one,
+   * whose secrets must be readable, or an unsaved one built as
+   * ConfigureIntegration with `allow_missing` would store it. An unsaved
+   * integration gets the same field checks but no SSRF check, because the
+   * test reports the guard's verdict instead of failing.
+   */
+  private async testTarget(request: TestIntegrationRequest, context: CallContext): Promise<Integration> {
+    const maskPaths = request.updateMask?.paths ?? [];
+    const target = request.target;
+    if (target.case === "integrationId") {
+      if (maskPaths.length > 0) {
+        throw InvalidArgumentError.field("update_mask", "only valid with integration; remove it to test the stored integration as it is");
+      }
+      const stored = await this.load(target.value, "integration_id");
+      assertSecretsReadable(stored, context.log);
+      return stored;
+    }
+    if (target.case !== "integration") {
+      throw InvalidArgumentError.field(
+        "integration_id",
+        "required: the id of a stored integration, or integration with the fields of an unsaved one",
+      );
+    }
+
+    const { existing, fields } = await this.resolveFields(target.value, maskPaths, true);
+    validated(fields);
+    const now = new Date();
+    return { ...fields, id: target.value.id, createTime: existing?.createTime ?? now, updateTime: now };
   }
 
   /**

@@ -12,10 +12,8 @@ import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable } from "../security/unreadable-secrets.js";
 import type { IntegrationService } from "./integration-service.js";
+import { contentProblem, recipientProblem, senderOverrideProblem } from "./message-fields.js";
 
-const MAX_RECIPIENT_LENGTH = 64;
-const MAX_CONTENT_LENGTH = 10_000;
-const MAX_SENDER_LENGTH = 64;
 const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
 /** Printable ASCII: the characters an HTTP header carries unchanged. */
 const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7e]*$/;
@@ -63,30 +61,18 @@ export class SmsService {
 
 function validateSendRequest(request: SendSmsRequest): void {
   const violations: FieldViolation[] = [];
-  const add = (field: string, description: string) => violations.push({ field, description });
+  const add = (field: string, description: string | null) => {
+    if (description !== null) {
+      violations.push({ field, description });
+    }
+  };
 
   if (request.integrationId === "") {
     add("integration_id", "required: the id of the integration to send through");
   }
-  if (request.to.trim() === "") {
-    add("to", "required: the recipient's phone number");
-  } else if (request.to.length > MAX_RECIPIENT_LENGTH) {
-    add("to", `longer than ${MAX_RECIPIENT_LENGTH} characters`);
-  } else if (/\p{Cc}/u.test(request.to)) {
-    add("to", "contains control characters");
-  }
-  if (request.content === "") {
-    add("content", "required: the text of the message");
-  } else if (request.content.length > MAX_CONTENT_LENGTH) {
-    add("content", `longer than ${MAX_CONTENT_LENGTH} characters`);
-  }
-  if (request.sender !== undefined) {
-    if (request.sender.trim() === "") {
-      add("sender", "is empty; leave it unset to use the integration's default_sender");
-    } else if (request.sender.length > MAX_SENDER_LENGTH) {
-      add("sender", `longer than ${MAX_SENDER_LENGTH} characters`);
-    }
-  }
+  add("to", recipientProblem(request.to));
+  add("content", contentProblem(request.content));
+  add("sender", senderOverrideProblem(request.sender));
 
   if (request.idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     add("idempotency_key", `longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);

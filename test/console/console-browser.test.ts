@@ -142,6 +142,35 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     expect(await page.locator("#editor").isHidden()).toBe(true);
   });
 
+  test("test before saving stores nothing", async () => {
+    await page.getByRole("button", { name: "New integration" }).click();
+    const editorTest = page.locator("#editor-test");
+    await page.getByLabel("Id", { exact: true }).fill("draft");
+    await page.getByLabel("Default sender").fill("Draft");
+    await page.getByLabel("API key header").fill("X-API-KEY");
+    await page.getByLabel("API key", { exact: true }).fill("draft-key-98764321");
+    await editorTest.getByRole("button", { name: "Run test" }).click();
+    await editorTest.getByText("INVALID_ARGUMENT").waitFor();
+    expect(await editorTest.innerText()).toContain("integration.base_url");
+    expect(await page.getByLabel("Base URL").getAttribute("aria-invalid")).toBe("true");
+
+    await page.getByLabel("Base URL").fill(`${gateway.url}/sms`);
+    await editorTest.getByRole("button", { name: "Run test" }).click();
+    await editorTest.getByText("Prepared requests").waitFor();
+    const text = await editorTest.innerText();
+    expect(text).toContain(`POST ${gateway.url}/sms`);
+    expect(text).toContain("X-API-KEY: ****4321");
+    expect(text).toContain("integration.base_url allowed: 127.0.0.1");
+    expect(text).not.toContain("draft-key-98764321");
+    expect(await page.getByLabel("Base URL").getAttribute("aria-invalid")).toBeNull();
+    expect(lastCallBody("TestIntegration")).toMatchObject({ integration: { id: "draft", baseUrl: `${gateway.url}/sms` } });
+
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.getByRole("button", { name: "Edit demo" }).waitFor();
+    expect(await page.getByRole("button", { name: "Edit draft" }).count()).toBe(0);
+  });
+
   test("edit sends only changed fields", async () => {
     await page.getByRole("button", { name: "Edit demo" }).click();
     const apiKey = page.getByLabel("API key", { exact: true });
@@ -220,6 +249,46 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     expect(gatewayLines.at(-1)).toContain("from AcmeBank");
     expect(gatewayLines.at(-1)).toMatch(/headers: .*\btoken\b/);
     await page.screenshot({ path: path.join(ARTIFACTS_DIR, "console.png"), fullPage: true });
+  });
+
+  test("row test shows the prepared requests", async () => {
+    const linesBefore = gatewayLines.length;
+    await page.getByRole("button", { name: "Test demo" }).click();
+    const tester = page.locator("#tester");
+    await tester.getByRole("heading", { name: "Test demo" }).waitFor();
+    await tester.getByRole("button", { name: "Run test" }).click();
+
+    await tester.getByText("Prepared requests").waitFor();
+    const text = await tester.innerText();
+    expect(text).toContain(`POST ${gateway.url}/auth`);
+    expect(text).toContain(`POST ${gateway.url}/sms`);
+    expect(text).toContain("X-API-KEY: ****6789");
+    expect(text).toContain("token: <token from data.token of the auth_url reply>");
+    expect(text).toContain("integration.auth_url allowed: 127.0.0.1");
+    expect(text).toContain("integration.base_url allowed: 127.0.0.1");
+    expect(text).toContain("Placeholders stand in for to and content");
+    expect(text).not.toContain("demo-key-0123456789");
+    expect(lastCallBody("TestIntegration")).toEqual({ integrationId: "demo" });
+    expect(gatewayLines.length).toBe(linesBefore);
+  });
+
+  test("test SMS shows the gateway's id", async () => {
+    const tester = page.locator("#tester");
+    await tester.getByLabel("Recipient").fill("+15557654321");
+    await tester.getByLabel("Message text").fill("Test from the console");
+    await tester.getByLabel("Send a test SMS through the gateway").check();
+    await tester.getByRole("button", { name: "Run test" }).click();
+
+    await tester.getByText("Message id").waitFor();
+    const gatewayId = /-> id (msg_\S+)$/.exec(gatewayLines.at(-1) ?? "")?.[1];
+    expect(gatewayId).toMatch(/^msg_\d+_/);
+    const text = await tester.innerText();
+    expect(text).toContain(gatewayId);
+    expect(text).toContain(`POST ${gateway.url}/sms`);
+    expect(text).toContain("Reply body:");
+    expect(gatewayLines.at(-1)).toContain('to +15557654321 from AcmeBank: "Test from the console"');
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, "console-test.png"), fullPage: true });
+    await tester.getByRole("button", { name: "Close" }).click();
   });
 
   test("send errors name the field", async () => {

@@ -1,5 +1,10 @@
 import { create, createFileRegistry, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  FileDescriptorProtoSchema,
+  FileDescriptorSetSchema,
+  file_google_protobuf_timestamp,
+  type FileDescriptorProto,
+} from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -128,9 +133,11 @@ describe.each(["v1", "v1alpha"] as const)("reflection %s", (version) => {
         : [];
 
     // The requested file comes first; its imports follow and resolve by name.
-    const [root, ...imports] = protos;
-    expect(root?.name).toBe("smsgateway/v1/integration_service.proto");
-    const registry = createFileRegistry(root ?? create(FileDescriptorProtoSchema), (name) => imports.find((file) => file.name === name));
+    expect(protos[0]?.name).toBe("smsgateway/v1/integration_service.proto");
+    // NOTE: createFileRegistry(file, resolve) of protobuf-es 2.13 adds an import before the
+    // imports it shares with an earlier sibling, and then fails to find them, so the files go
+    // in as a set, ordered so that each follows its imports.
+    const registry = createFileRegistry(create(FileDescriptorSetSchema, { file: importsFirst(protos) }));
 
     const method = registry.getService("smsgateway.v1.IntegrationService")?.methods.find((m) => m.name === "ConfigureIntegration");
     expect(method?.input.typeName).toBe("smsgateway.v1.ConfigureIntegrationRequest");
@@ -243,3 +250,25 @@ describe("DescriptorIndex extensions", () => {
     );
   });
 });
+
+/** Orders files so that each follows the files it imports; an import missing from the list is left for the registry to report. */
+function importsFirst(files: readonly FileDescriptorProto[]): FileDescriptorProto[] {
+  const byName = new Map(files.map((file) => [file.name, file]));
+  const ordered: FileDescriptorProto[] = [];
+  const visited = new Set<string>();
+  const visit = (file: FileDescriptorProto) => {
+    if (visited.has(file.name)) {
+      return;
+    }
+    visited.add(file.name);
+    for (const name of file.dependency) {
+      const imported = byName.get(name);
+      if (imported !== undefined) {
+        visit(imported);
+      }
+    }
+    ordered.push(file);
+  };
+  files.forEach(visit);
+  return ordered;
+}

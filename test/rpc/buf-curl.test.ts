@@ -1,7 +1,8 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { startLocalGateway } from "../../src/tools/local-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 
@@ -84,4 +85,60 @@ test("buf curl shows the error code", async () => {
   );
 
   expect(failure?.stderr).toContain('"code": "not_found"');
+});
+
+/** The `--data` payloads of the README's `buf curl` calls of TestIntegration, in order. */
+const README_TEST_PAYLOADS = [...readFileSync("README.md", "utf8").matchAll(/--data '([^']*)' \\\n\s*\S*\/TestIntegration\n/g)].map(
+  (match) => JSON.parse(match[1]!) as Record<string, unknown>,
+);
+
+describe("README TestIntegration examples", () => {
+  const procedure = "smsgateway.v1.IntegrationService/TestIntegration";
+  const grpc = ["--http2-prior-knowledge"];
+
+  beforeAll(async () => {
+    await bufCurl(
+      "smsgateway.v1.IntegrationService/ConfigureIntegration",
+      {
+        integration: { id: "demo", baseUrl: `${gateway.url}/sms`, apiKeyHeader: "X-API-KEY", apiKey: "demo-key-0123456789", defaultSender: "Acme" },
+        allowMissing: true,
+      },
+      grpc,
+    );
+  });
+
+  test("README has a dry run and a test send", () => {
+    expect(README_TEST_PAYLOADS).toEqual([
+      { integrationId: "demo" },
+      { integrationId: "demo", to: "+15551234567", content: "Test from buf curl", send: true },
+    ]);
+  });
+
+  test("README dry run shows the masked request", async () => {
+    const receivedBefore = received.length;
+
+    const response = await bufCurl(procedure, README_TEST_PAYLOADS[0]!, grpc);
+
+    expect(response.smsRequest).toMatchObject({ method: "POST", url: `${gateway.url}/sms` });
+    expect(JSON.stringify(response)).toContain("****6789");
+    expect(JSON.stringify(response)).not.toContain("demo-key-0123456789");
+    expect(response.outboundChecks).toEqual([
+      { field: "integration.base_url", url: `${gateway.url}/sms`, verdict: "OUTBOUND_VERDICT_ALLOWED", addresses: ["127.0.0.1"] },
+    ]);
+    expect(response.placeholderFields).toEqual(["to", "content"]);
+    expect(received).toHaveLength(receivedBefore);
+  });
+
+  test("README test send shows the gateway's id", async () => {
+    const receivedBefore = received.length;
+
+    const response = await bufCurl(procedure, README_TEST_PAYLOADS[1]!, grpc);
+
+    const result = response.sendResult as Record<string, unknown>;
+    expect(result.accepted).toBe(true);
+    expect(String(result.id)).toMatch(/^msg_/);
+    expect(result.gatewayStatus).toBe(200);
+    expect(received).toHaveLength(receivedBefore + 1);
+    expect(received.at(-1)).toContain(`-> id ${String(result.id)}`);
+  });
 });

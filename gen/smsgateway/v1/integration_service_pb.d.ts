@@ -2,10 +2,12 @@
 // @generated from file smsgateway/v1/integration_service.proto (package smsgateway.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Integration } from "./integration_pb.js";
-import type { FieldMask } from "@bufbuild/protobuf/wkt";
+import type { Duration, FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import type { DateSource, Passthrough } from "./sms_service_pb.js";
+import type { ErrorInfo, GatewayStage } from "./errors_pb.js";
 
 /**
  * Describes the file smsgateway/v1/integration_service.proto.
@@ -220,6 +222,523 @@ export declare type DeleteIntegrationResponse = Message<"smsgateway.v1.DeleteInt
 export declare const DeleteIntegrationResponseSchema: GenMessage<DeleteIntegrationResponse>;
 
 /**
+ * Request of `IntegrationService.TestIntegration`.
+ *
+ * Without `send`, nothing reaches the gateway: the service only builds the
+ * requests and resolves the URLs' host names. `to` and `content` are then
+ * optional, and placeholders stand in for them (see
+ * `TestIntegrationResponse.placeholder_fields`).
+ *
+ * @generated from message smsgateway.v1.TestIntegrationRequest
+ */
+export declare type TestIntegrationRequest = Message<"smsgateway.v1.TestIntegrationRequest"> & {
+  /**
+   * The integration to test. Required.
+   *
+   * @generated from oneof smsgateway.v1.TestIntegrationRequest.target
+   */
+  target: {
+    /**
+     * Id of a stored integration.
+     *
+     * @generated from field: string integration_id = 1;
+     */
+    value: string;
+    case: "integrationId";
+  } | {
+    /**
+     * An unsaved integration, as ConfigureIntegration would store it from
+     * this message: checked the same way and never stored. When its `id`
+     * names a stored integration, the message updates that one (an empty
+     * secret keeps the stored secret, and `update_mask` limits the update),
+     * so unsaved edits can be tested without resending secrets. Otherwise
+     * it is a new integration.
+     *
+     * @generated from field: smsgateway.v1.Integration integration = 2;
+     */
+    value: Integration;
+    case: "integration";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * With `integration` naming a stored integration: the fields to change,
+   * as in `ConfigureIntegrationRequest.update_mask`.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 3;
+   */
+  updateMask?: FieldMask | undefined;
+
+  /**
+   * Recipient of the test SMS. Required with `send`; otherwise empty means
+   * the placeholder `+15555550100`.
+   *
+   * @generated from field: string to = 4;
+   */
+  to: string;
+
+  /**
+   * Text of the test SMS. Required with `send`; otherwise empty means the
+   * placeholder `Test message from smsgateway`.
+   *
+   * @generated from field: string content = 5;
+   */
+  content: string;
+
+  /**
+   * Sender id; when unset, the integration's `default_sender`.
+   *
+   * @generated from field: optional string sender = 6;
+   */
+  sender?: string | undefined;
+
+  /**
+   * Gateway-specific additions, as in `SendSmsRequest.passthrough`.
+   *
+   * @generated from field: smsgateway.v1.Passthrough passthrough = 7;
+   */
+  passthrough?: Passthrough | undefined;
+
+  /**
+   * Send the test SMS to the gateway. False only shows what would be sent.
+   *
+   * @generated from field: bool send = 8;
+   */
+  send: boolean;
+};
+
+/**
+ * Describes the message smsgateway.v1.TestIntegrationRequest.
+ * Use `create(TestIntegrationRequestSchema)` to create a new message.
+ */
+export declare const TestIntegrationRequestSchema: GenMessage<TestIntegrationRequest>;
+
+/**
+ * Response of `IntegrationService.TestIntegration`.
+ *
+ * @generated from message smsgateway.v1.TestIntegrationResponse
+ */
+export declare type TestIntegrationResponse = Message<"smsgateway.v1.TestIntegrationResponse"> & {
+  /**
+   * The token request to `auth_url`, sent before the SMS request; unset
+   * without token authentication.
+   *
+   * @generated from field: smsgateway.v1.PreparedRequest token_request = 1;
+   */
+  tokenRequest?: PreparedRequest | undefined;
+
+  /**
+   * The SMS request to `base_url`.
+   *
+   * @generated from field: smsgateway.v1.PreparedRequest sms_request = 2;
+   */
+  smsRequest?: PreparedRequest | undefined;
+
+  /**
+   * The SSRF guard's verdict on each URL the send would reach, in the
+   * order of the send: `auth_url` first with token authentication, then
+   * `base_url`.
+   *
+   * @generated from field: repeated smsgateway.v1.OutboundCheck outbound_checks = 3;
+   */
+  outboundChecks: OutboundCheck[];
+
+  /**
+   * Fields of the request that were empty and were replaced by
+   * placeholders in `sms_request`: `to`, `content`, or both. Empty when
+   * the request named them, and always empty with `send`.
+   *
+   * @generated from field: repeated string placeholder_fields = 4;
+   */
+  placeholderFields: string[];
+
+  /**
+   * Outcome of the test SMS; unset unless the request set `send`.
+   *
+   * @generated from field: smsgateway.v1.TestSendResult send_result = 5;
+   */
+  sendResult?: TestSendResult | undefined;
+};
+
+/**
+ * Describes the message smsgateway.v1.TestIntegrationResponse.
+ * Use `create(TestIntegrationResponseSchema)` to create a new message.
+ */
+export declare const TestIntegrationResponseSchema: GenMessage<TestIntegrationResponse>;
+
+/**
+ * One HTTP request that a send makes, as the service builds it.
+ *
+ * @generated from message smsgateway.v1.PreparedRequest
+ */
+export declare type PreparedRequest = Message<"smsgateway.v1.PreparedRequest"> & {
+  /**
+   * HTTP method, always `POST`.
+   *
+   * @generated from field: string method = 1;
+   */
+  method: string;
+
+  /**
+   * The full URL, with the passthrough query parameters appended.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * The headers the service sets, in the order it sets them. The HTTP
+   * client adds framing headers such as `Host` and `Content-Length`.
+   *
+   * @generated from field: repeated smsgateway.v1.PreparedHeader headers = 3;
+   */
+  headers: PreparedHeader[];
+
+  /**
+   * The JSON body, exactly as it would be sent.
+   *
+   * @generated from field: string body = 4;
+   */
+  body: string;
+};
+
+/**
+ * Describes the message smsgateway.v1.PreparedRequest.
+ * Use `create(PreparedRequestSchema)` to create a new message.
+ */
+export declare const PreparedRequestSchema: GenMessage<PreparedRequest>;
+
+/**
+ * One request header.
+ *
+ * @generated from message smsgateway.v1.PreparedHeader
+ */
+export declare type PreparedHeader = Message<"smsgateway.v1.PreparedHeader"> & {
+  /**
+   * Header name, as configured.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The value as sent, except for credentials: a secret shows its masked
+   * hint (its last 4 characters behind asterisks, or asterisks alone for 8
+   * characters or fewer), and the token a description of where it comes
+   * from. Secret values never appear.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+
+  /**
+   * The credential the header carries, unspecified for other headers.
+   *
+   * @generated from field: smsgateway.v1.CredentialKind credential = 3;
+   */
+  credential: CredentialKind;
+};
+
+/**
+ * Describes the message smsgateway.v1.PreparedHeader.
+ * Use `create(PreparedHeaderSchema)` to create a new message.
+ */
+export declare const PreparedHeaderSchema: GenMessage<PreparedHeader>;
+
+/**
+ * How the SSRF guard judges one URL of the integration, checked without
+ * sending anything.
+ *
+ * @generated from message smsgateway.v1.OutboundCheck
+ */
+export declare type OutboundCheck = Message<"smsgateway.v1.OutboundCheck"> & {
+  /**
+   * The URL's field, `integration.base_url` or `integration.auth_url`.
+   *
+   * @generated from field: string field = 1;
+   */
+  field: string;
+
+  /**
+   * The URL as configured.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * The guard's verdict.
+   *
+   * @generated from field: smsgateway.v1.OutboundVerdict verdict = 3;
+   */
+  verdict: OutboundVerdict;
+
+  /**
+   * With BLOCKED, the reason code of the error a send would fail with, for
+   * example `OUTBOUND_ADDRESS_BLOCKED` (see the README). Empty otherwise.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * With BLOCKED, the facts of that error: `host`, and `address` and
+   * `range`, or `rule`, or `scheme`. With UNRESOLVED, `host` and the
+   * resolver's error `code`, such as `ENOTFOUND`.
+   *
+   * @generated from field: map<string, string> metadata = 5;
+   */
+  metadata: { [key: string]: string };
+
+  /**
+   * What is wrong and how to fix it; empty when ALLOWED.
+   *
+   * @generated from field: string description = 6;
+   */
+  description: string;
+
+  /**
+   * With ALLOWED, every address of the host, all checked. For a host that
+   * is an IP address, that address.
+   *
+   * @generated from field: repeated string addresses = 7;
+   */
+  addresses: string[];
+};
+
+/**
+ * Describes the message smsgateway.v1.OutboundCheck.
+ * Use `create(OutboundCheckSchema)` to create a new message.
+ */
+export declare const OutboundCheckSchema: GenMessage<OutboundCheck>;
+
+/**
+ * Outcome of a test SMS.
+ *
+ * @generated from message smsgateway.v1.TestSendResult
+ */
+export declare type TestSendResult = Message<"smsgateway.v1.TestSendResult"> & {
+  /**
+   * True when the gateway accepted the SMS with a 2xx reply. A failure is
+   * described in `failure`.
+   *
+   * @generated from field: bool accepted = 1;
+   */
+  accepted: boolean;
+
+  /**
+   * The gateway's message id, read at `id_path`, as `SendSmsResponse.id`.
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * The gateway's date, or the send time (see `date_source`).
+   *
+   * @generated from field: google.protobuf.Timestamp date = 3;
+   */
+  date?: Timestamp | undefined;
+
+  /**
+   * The date value exactly as the gateway gave it.
+   *
+   * @generated from field: string raw_date = 4;
+   */
+  rawDate: string;
+
+  /**
+   * Where `date` came from.
+   *
+   * @generated from field: smsgateway.v1.DateSource date_source = 5;
+   */
+  dateSource: DateSource;
+
+  /**
+   * Problems with the gateway's reply that did not stop the send.
+   *
+   * @generated from field: repeated string warnings = 6;
+   */
+  warnings: string[];
+
+  /**
+   * HTTP status of the gateway's last reply: to the SMS request, or to the
+   * token request when that failed. 0 when no reply arrived.
+   *
+   * @generated from field: int32 gateway_status = 7;
+   */
+  gatewayStatus: number;
+
+  /**
+   * Requests sent for the step that ended the send: SMS requests, or token
+   * requests when the token request failed. 0 when nothing was sent.
+   *
+   * @generated from field: int32 attempts = 8;
+   */
+  attempts: number;
+
+  /**
+   * The first 1 KiB of the gateway's last reply body, as text, with the
+   * integration's secrets and the token replaced by `[REDACTED]`.
+   *
+   * @generated from field: string reply_excerpt = 9;
+   */
+  replyExcerpt: string;
+
+  /**
+   * True when the reply body was longer than `reply_excerpt`.
+   *
+   * @generated from field: bool reply_truncated = 10;
+   */
+  replyTruncated: boolean;
+
+  /**
+   * Why the send failed; unset when `accepted`.
+   *
+   * @generated from field: smsgateway.v1.TestSendFailure failure = 11;
+   */
+  failure?: TestSendFailure | undefined;
+};
+
+/**
+ * Describes the message smsgateway.v1.TestSendResult.
+ * Use `create(TestSendResultSchema)` to create a new message.
+ */
+export declare const TestSendResultSchema: GenMessage<TestSendResult>;
+
+/**
+ * The error a `SendSms` call with the same input would have returned.
+ *
+ * @generated from message smsgateway.v1.TestSendFailure
+ */
+export declare type TestSendFailure = Message<"smsgateway.v1.TestSendFailure"> & {
+  /**
+   * gRPC code name, for example `FAILED_PRECONDITION` when the gateway
+   * refused the credentials.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * The error message, which names the problem and the fix.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The request that failed, for failures the gateway caused; unspecified
+   * when no request was sent (SSRF guard, flow control).
+   *
+   * @generated from field: smsgateway.v1.GatewayStage stage = 3;
+   */
+  stage: GatewayStage;
+
+  /**
+   * The stable reason of an SSRF guard or flow-control rejection, with its
+   * facts; unset for other failures.
+   *
+   * @generated from field: smsgateway.v1.ErrorInfo error_info = 4;
+   */
+  errorInfo?: ErrorInfo | undefined;
+
+  /**
+   * How long to wait before sending again, when the gateway or flow
+   * control gave a delay.
+   *
+   * @generated from field: google.protobuf.Duration retry_delay = 5;
+   */
+  retryDelay?: Duration | undefined;
+};
+
+/**
+ * Describes the message smsgateway.v1.TestSendFailure.
+ * Use `create(TestSendFailureSchema)` to create a new message.
+ */
+export declare const TestSendFailureSchema: GenMessage<TestSendFailure>;
+
+/**
+ * Which credential a header carries.
+ *
+ * @generated from enum smsgateway.v1.CredentialKind
+ */
+export enum CredentialKind {
+  /**
+   * Not a credential: the value is shown as sent.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The integration's `api_key`.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_API_KEY = 1;
+   */
+  API_KEY = 1,
+
+  /**
+   * The integration's `secret_key`.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_SECRET_KEY = 2;
+   */
+  SECRET_KEY = 2,
+
+  /**
+   * The token from `auth_url`.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_TOKEN = 3;
+   */
+  TOKEN = 3,
+}
+
+/**
+ * Describes the enum smsgateway.v1.CredentialKind.
+ */
+export declare const CredentialKindSchema: GenEnum<CredentialKind>;
+
+/**
+ * Verdict of the SSRF guard on one URL.
+ *
+ * @generated from enum smsgateway.v1.OutboundVerdict
+ */
+export enum OutboundVerdict {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: OUTBOUND_VERDICT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The guard lets the URL through; `addresses` lists what it checked.
+   *
+   * @generated from enum value: OUTBOUND_VERDICT_ALLOWED = 1;
+   */
+  ALLOWED = 1,
+
+  /**
+   * The guard blocks the URL; `reason` and `metadata` say why.
+   *
+   * @generated from enum value: OUTBOUND_VERDICT_BLOCKED = 2;
+   */
+  BLOCKED = 2,
+
+  /**
+   * The host name did not resolve, so no address could be judged. A send
+   * would fail with UNAVAILABLE.
+   *
+   * @generated from enum value: OUTBOUND_VERDICT_UNRESOLVED = 3;
+   */
+  UNRESOLVED = 3,
+}
+
+/**
+ * Describes the enum smsgateway.v1.OutboundVerdict.
+ */
+export declare const OutboundVerdictSchema: GenEnum<OutboundVerdict>;
+
+/**
  * Stores and manages SMS gateway integrations.
  *
  * @generated from service smsgateway.v1.IntegrationService
@@ -264,6 +783,20 @@ export declare const IntegrationService: GenService<{
     methodKind: "unary";
     input: typeof DeleteIntegrationRequestSchema;
     output: typeof DeleteIntegrationResponseSchema;
+  },
+  /**
+   * Tests a stored or an unsaved integration, and stores nothing. It shows
+   * the requests a send would make, with the credentials masked, and the
+   * SSRF guard's verdict on each URL, without contacting the gateway. With
+   * `send`, it also sends a test SMS through the normal send path and
+   * reports the outcome, a failure included, in the response.
+   *
+   * @generated from rpc smsgateway.v1.IntegrationService.TestIntegration
+   */
+  testIntegration: {
+    methodKind: "unary";
+    input: typeof TestIntegrationRequestSchema;
+    output: typeof TestIntegrationResponseSchema;
   },
 }>;
 
