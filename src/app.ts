@@ -146,6 +146,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     metrics,
     cors: new CorsPolicy(config.corsAllowedOrigins),
     logger,
+    loopbackHostsOnly: !security.access.enabled,
   });
 
   let server: RunningServer;

@@ -1,3 +1,8 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** Time before the end of a send's budget within which a caller's abort counts as its deadline, in ms. */
+const DEADLINE_SLACK_MS = 50;
+
 /** Reason a send's deadline signal fired. */
 export type DeadlineEnd = "timeout" | "canceled";
 
@@ -55,10 +60,11 @@ export class SendDeadline {
   }
 
   private readonly onCallerAbort = (): void => {
-    // A caller signal that is itself a send deadline (one attempt of a send
-    // with retries) passes its timeout on as a timeout.
-    const reason: unknown = this.callerSignal?.reason;
-    this.end(reason instanceof DOMException && reason.name === "TimeoutError" ? "timeout" : "canceled");
+    // A client whose own deadline timer fires resets the call a moment before
+    // the server's timer would, so an abort that close to the budget's end is
+    // the deadline passing, not a cancel.
+    const atBudgetEnd = this.deadlineAt - performance.now() <= DEADLINE_SLACK_MS;
+    this.end(atBudgetEnd || isDeadlineReason(this.callerSignal?.reason) ? "timeout" : "canceled");
   };
 
   private end(reason: DeadlineEnd): void {
@@ -69,4 +75,17 @@ export class SendDeadline {
     const message = reason === "timeout" ? "send deadline exceeded" : "send canceled by the caller";
     this.controller.abort(new DOMException(message, reason === "timeout" ? "TimeoutError" : "AbortError"));
   }
+}
+
+/**
+ * Tells whether a caller's abort reason is a passed deadline rather than a
+ * cancel: a send deadline of an outer attempt (`TimeoutError`), or the
+ * DEADLINE_EXCEEDED error with which the RPC server aborts a call whose
+ * deadline passed.
+ */
+function isDeadlineReason(reason: unknown): boolean {
+  if (reason instanceof DOMException) {
+    return reason.name === "TimeoutError";
+  }
+  return reason instanceof ConnectError && reason.code === Code.DeadlineExceeded;
 }

@@ -136,6 +136,10 @@ function logFailure(log: Logger, error: ConnectError, durationMs: number): void 
 
 /** Returns the gRPC name of a code, for example `INVALID_ARGUMENT`. */
 export function codeName(code: Code): string {
+  // Connect spells the code Canceled; gRPC's canonical name is CANCELLED.
+  if (code === Code.Canceled) {
+    return "CANCELLED";
+  }
   return (Code[code] ?? "UNKNOWN").replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 }
 

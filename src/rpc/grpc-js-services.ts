@@ -138,7 +138,15 @@ class GrpcJsIncomingCall implements IncomingCall {
     const controller = new AbortController();
     this.signal = controller.signal;
     // grpc-js ends the call when its deadline passes, which also fires "cancelled".
-    this.onCancelled = () => controller.abort(new ConnectError("the caller canceled the call", Code.Canceled));
+    this.onCancelled = () => {
+      const remainingMs = this.timeoutMs();
+      const deadlinePassed = remainingMs !== undefined && remainingMs <= 0;
+      controller.abort(
+        deadlinePassed
+          ? new ConnectError("the caller's deadline passed", Code.DeadlineExceeded)
+          : new ConnectError("the caller canceled the call", Code.Canceled),
+      );
+    };
     call.once("cancelled", this.onCancelled);
   }
 

@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { ServiceMetrics } from "../observability/metrics.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "../observability/request-id.js";
 import type { CorsPolicy } from "./cors.js";
+import { isLoopbackAuthority } from "./loopback-host.js";
 import type { RequestHandler } from "./one-port-server.js";
 import type { ReadinessProbe } from "./readiness.js";
 
@@ -18,6 +19,12 @@ export interface FrontHandlerOptions {
   metrics: ServiceMetrics;
   cors: CorsPolicy;
   logger: Logger;
+  /**
+   * Answer only requests addressed to a loopback name (see
+   * `isLoopbackAuthority`). Set while caller authentication is off, which
+   * is allowed only on a loopback address, to defeat DNS rebinding.
+   */
+  loopbackHostsOnly?: boolean;
 }
 
 /**
@@ -39,6 +46,19 @@ export function createFrontHandler(options: FrontHandlerOptions): RequestHandler
     const requestId = resolveRequestId(firstValue(request.headers[REQUEST_ID_HEADER]));
     request.headers[REQUEST_ID_HEADER] = requestId;
     response.setHeader(REQUEST_ID_HEADER, requestId);
+
+    if (options.loopbackHostsOnly === true) {
+      const authority = firstValue(request.headers[":authority"]) ?? firstValue(request.headers.host);
+      if (!isLoopbackAuthority(authority)) {
+        options.logger.warn({ host: authority?.slice(0, 200), requestId }, "rejected a request addressed to a non-loopback host");
+        sendJson(response, 403, {
+          error:
+            "this service has caller authentication off, so it answers only requests addressed to localhost, " +
+            "127.0.0.1 or [::1]; configure API_KEYS to serve other host names",
+        });
+        return;
+      }
+    }
 
     if (options.cors.apply(request, response)) {
       return;

@@ -21,7 +21,8 @@ export function contentProblem(content: string): string | null {
   if (content === "") {
     return "required: the text of the message";
   }
-  if (content.length > MAX_CONTENT_LENGTH) {
+  // Counted in code points, so an emoji counts once, as a person would count it.
+  if (codePointCount(content) > MAX_CONTENT_LENGTH) {
     return `longer than ${MAX_CONTENT_LENGTH} characters`;
   }
   return null;
@@ -38,5 +39,16 @@ export function senderOverrideProblem(sender: string | undefined): string | null
   if (sender.length > MAX_SENDER_LENGTH) {
     return `longer than ${MAX_SENDER_LENGTH} characters`;
   }
+  if (/\p{Cc}/u.test(sender)) {
+    return "contains control characters";
+  }
   return null;
+}
+
+function codePointCount(text: string): number {
+  let count = 0;
+  for (const _ of text) {
+    count++;
+  }
+  return count;
 }

@@ -147,7 +147,7 @@ test("cancel aborts the gateway request", async () => {
   await gateway.held[before]!.closed;
 
   expect(error?.code).toBe(grpc.status.CANCELLED);
-  await expect.poll(() => rpcLine("CANCELED")?.server, { timeout: 10_000 }).toBe("grpc-js");
+  await expect.poll(() => rpcLine("CANCELLED")?.server, { timeout: 10_000 }).toBe("grpc-js");
 });
 
 test("undecodable request is INVALID_ARGUMENT", async () => {
