@@ -238,3 +238,25 @@ export class IdempotencyError extends Error {
     super(message);
   }
 }
+
+/**
+ * Why a message of a batch was never started: `canceled` (CANCELLED) the
+ * caller canceled the call; `deadline_exceeded` (DEADLINE_EXCEEDED) too
+ * little of the caller's deadline was left.
+ */
+export type NotStartedReason = "canceled" | "deadline_exceeded";
+
+/**
+ * A message of a `SendSmsBatch` call that the service did not start, so
+ * nothing of it reached the gateway and sending it again is safe.
+ */
+export class MessageNotStartedError extends Error {
+  override readonly name = "MessageNotStartedError";
+
+  constructor(
+    readonly reason: NotStartedReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}

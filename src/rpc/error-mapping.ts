@@ -14,6 +14,7 @@ import {
   GatewayError,
   IdempotencyError,
   InvalidArgumentError,
+  MessageNotStartedError,
   NotFoundError,
   OutboundBlockedError,
   PermissionDeniedError,
@@ -78,8 +79,16 @@ export function toConnectError(error: unknown): ConnectError {
         outcomeUnknown: info.outcomeUnknown === true,
       }),
     };
-    const metadata = info.retryAfterSeconds === undefined ? undefined : { "retry-after": String(info.retryAfterSeconds) };
-    return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail], error);
+    if (info.retryAfterSeconds === undefined) {
+      return new ConnectError(error.message, GATEWAY_CODES[info.failure], undefined, [detail], error);
+    }
+    // The header serves callers that read headers; RetryInfo also reaches the per-message results of a batch.
+    const retry = {
+      desc: RetryInfoSchema,
+      value: create(RetryInfoSchema, { retryDelay: durationFromMs(info.retryAfterSeconds * 1000) }),
+    };
+    const metadata = { "retry-after": String(info.retryAfterSeconds) };
+    return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail, retry], error);
   }
 
   if (error instanceof OutboundBlockedError) {
@@ -116,6 +125,12 @@ export function toConnectError(error: unknown): ConnectError {
       desc: ErrorInfoSchema,
       value: create(ErrorInfoSchema, { reason, metadata: { field: "idempotency_key" } }),
     };
+    return new ConnectError(error.message, code, undefined, [detail], error);
+  }
+
+  if (error instanceof MessageNotStartedError) {
+    const code = error.reason === "canceled" ? Code.Canceled : Code.DeadlineExceeded;
+    const detail = { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "MESSAGE_NOT_STARTED" }) };
     return new ConnectError(error.message, code, undefined, [detail], error);
   }
 

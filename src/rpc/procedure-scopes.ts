@@ -12,6 +12,7 @@ export const PROCEDURE_SCOPES: Readonly<Record<string, Scope>> = {
   "smsgateway.v1.IntegrationService/ConfigureIntegration": "integrations:write",
   "smsgateway.v1.IntegrationService/DeleteIntegration": "integrations:write",
   "smsgateway.v1.SmsService/SendSms": "sms:send",
+  "smsgateway.v1.SmsService/SendSmsBatch": "sms:send",
 };
 
 /**
