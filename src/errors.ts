@@ -240,9 +240,9 @@ export class IdempotencyError extends Error {
 }
 
 /**
- * Why a message of a batch was never started: `canceled` (CANCELLED) the
- * caller canceled the call; `deadline_exceeded` (DEADLINE_EXCEEDED) too
- * little of the caller's deadline was left.
+ * Reason a message of a batch was never started. With `canceled`
+ * (CANCELLED), the caller canceled the call. With `deadline_exceeded`
+ * (DEADLINE_EXCEEDED), too little of the caller's deadline was left.
  */
 export type NotStartedReason = "canceled" | "deadline_exceeded";
 

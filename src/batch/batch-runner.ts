@@ -21,7 +21,7 @@ export interface BatchRunOptions {
   deadlineMs: number | undefined;
 }
 
-/** What the send of one message may use. */
+/** Limits of the send of one message. */
 export interface MessageSendOptions {
   /** Milliseconds the send may take, undefined when the batch has no deadline. */
   deadlineMs: number | undefined;
@@ -38,8 +38,8 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
  * one outcome per message, in index order. Messages start in index order.
  *
  * When flow control rejects a message for concurrency, rate or a half-open
- * circuit, the message waits the delay the rejection gives and tries again,
- * as long as the deadline leaves time for it; otherwise the rejection is its
+ * circuit, the message waits for the rejection's retry delay and tries
+ * again. When the deadline leaves no time for that, the rejection is its
  * result. When the circuit is open, that rejection is the result of the
  * message and of every message not yet started. Messages not started when
  * the caller cancels, or when the deadline comes, fail with
@@ -84,7 +84,7 @@ class BatchRun<T> {
     this.endsAt = deadlineMs === undefined ? undefined : performance.now() + deadlineMs - responseReserveMs(deadlineMs);
   }
 
-  /** Sends one message, waiting and trying again while flow control asks to. Never rejects. */
+  /** Sends one message, and waits and tries again while flow control rejects it with a retry delay. Never rejects. */
   async sendMessage(index: number): Promise<MessageOutcome<T>> {
     for (;;) {
       const notStarted = this.notStartedError();

@@ -1,10 +1,10 @@
 import { FlowLimitError } from "../errors.js";
 
 /**
- * What a batch does after one of its messages failed:
- * `wait` the integration's flow control asked to try again after `delayMs`;
- * `stop` the circuit is open, so no further message of the batch starts;
- * `final` the failure is the message's result.
+ * Step of a batch after one of its messages failed. With `wait`, the message
+ * tries again after `delayMs`, as flow control requested. With `stop`, the
+ * circuit is open, so no further message of the batch starts. With `final`,
+ * the failure is the message's result.
  */
 export type PacingDecision = { kind: "wait"; delayMs: number } | { kind: "stop" } | { kind: "final" };
 

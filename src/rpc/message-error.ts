@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { anyPack, AnySchema, type Any } from "@bufbuild/protobuf/wkt";
-import type { ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 
 import { MessageErrorSchema, type MessageError } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { codeName } from "./call-pipeline.js";
@@ -14,7 +14,9 @@ import { codeName } from "./call-pipeline.js";
 export function toMessageError(error: ConnectError): MessageError {
   return create(MessageErrorSchema, {
     code: error.code,
-    codeName: codeName(error.code),
+    // The gRPC specification spells this code CANCELLED; `codeName` keeps
+    // Connect's spelling, CANCELED, which logs and metrics already use.
+    codeName: error.code === Code.Canceled ? "CANCELLED" : codeName(error.code),
     message: error.rawMessage,
     details: error.details.map(detailAsAny),
   });

@@ -28,7 +28,7 @@ export const INTEGRATION_SENDER = "the integration's default_sender";
 
 /**
  * Checks the fields of one SMS. `prefix` is the path of the message in the
- * request, such as `messages[3].`, or empty for `SendSmsRequest`;
+ * request, such as `messages[3].`, or empty for `SendSmsRequest`.
  * `fallbackSender` names the sender used when the message sets none.
  */
 export function messageViolations(message: MessageFields, prefix: string, fallbackSender = INTEGRATION_SENDER): FieldViolation[] {

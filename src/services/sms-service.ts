@@ -30,7 +30,7 @@ export interface BatchSettings {
   concurrency: number;
 }
 
-/** What the send of one SMS needs from its call. */
+/** Facts of the call that the send of one SMS uses. */
 interface SendCall {
   signal: AbortSignal;
   /** Milliseconds the send may take, undefined without a deadline. */
