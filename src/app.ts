@@ -116,10 +116,13 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   metrics.observeCircuits(() => sendGate.flowStates());
 
   const integrations = new IntegrationService(store, outbound, metrics);
-  const sms = new SmsService(integrations, delivery, sendGate, {
-    maxMessages: config.batchMaxMessages,
-    concurrency: config.batchConcurrency,
-  });
+  const sms = new SmsService(
+    integrations,
+    delivery,
+    sendGate,
+    { maxMessages: config.batchMaxMessages, concurrency: config.batchConcurrency },
+    lifecycle.stoppingSignal,
+  );
   const bindings: ServiceBinding[] = [
     { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
     { desc: SmsServiceDesc, handlers: bindMethods(sms) },

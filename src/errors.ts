@@ -242,9 +242,10 @@ export class IdempotencyError extends Error {
 /**
  * Reason a message of a batch was never started. With `canceled`
  * (CANCELLED), the caller canceled the call. With `deadline_exceeded`
- * (DEADLINE_EXCEEDED), too little of the caller's deadline was left.
+ * (DEADLINE_EXCEEDED), too little of the caller's deadline was left. With
+ * `shutting_down` (UNAVAILABLE), the service began to shut down.
  */
-export type NotStartedReason = "canceled" | "deadline_exceeded";
+export type NotStartedReason = "canceled" | "deadline_exceeded" | "shutting_down";
 
 /**
  * A message of a `SendSmsBatch` call that the service did not start, so

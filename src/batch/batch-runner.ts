@@ -17,6 +17,8 @@ export interface BatchRunOptions {
   concurrency: number;
   /** The caller's signal: once it aborts, no further message starts. */
   signal: AbortSignal;
+  /** Aborts when the service begins to shut down: then no further message starts either. */
+  stopping?: AbortSignal;
   /** Milliseconds left before the caller's deadline, undefined when it set none. */
   deadlineMs: number | undefined;
 }
@@ -42,8 +44,8 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
  * again. When the deadline leaves no time for that, the rejection is its
  * result. When the circuit is open, that rejection is the result of the
  * message and of every message not yet started. Messages not started when
- * the caller cancels, or when the deadline comes, fail with
- * `MessageNotStartedError`.
+ * the caller cancels, when the deadline comes, or when the service begins
+ * to shut down, fail with `MessageNotStartedError`.
  *
  * The batch ends {@link responseReserveMs} before the caller's deadline:
  * each send gets only the time left until then, so the results can still
@@ -123,6 +125,12 @@ class BatchRun<T> {
     if (this.options.signal.aborted) {
       return new MessageNotStartedError("canceled", "This SMS was not sent: the caller canceled the call before it started.");
     }
+    if (this.options.stopping?.aborted === true) {
+      return new MessageNotStartedError(
+        "shutting_down",
+        "This SMS was not sent: the service began to shut down before it started. Send it again; another instance will take it.",
+      );
+    }
     return undefined;
   }
 
@@ -135,12 +143,13 @@ class BatchRun<T> {
     return remaining === undefined || remaining >= ms;
   }
 
-  /** Waits `ms`, or less when the caller cancels. */
+  /** Waits `ms`, or less when the caller cancels or the service begins to shut down. */
   private async wait(ms: number): Promise<void> {
+    const { signal, stopping } = this.options;
     try {
-      await sleep(ms, undefined, { signal: this.options.signal });
+      await sleep(ms, undefined, { signal: stopping === undefined ? signal : AbortSignal.any([signal, stopping]) });
     } catch {
-      // Aborted by the caller: the next check reports it.
+      // Aborted: the next check reports why.
     }
   }
 }

@@ -22,6 +22,7 @@ import {
   UnauthenticatedError,
   type GatewayFailure,
   type IdempotencyConflict,
+  type NotStartedReason,
 } from "../errors.js";
 
 const GATEWAY_CODES: Record<GatewayFailure, Code> = {
@@ -33,6 +34,13 @@ const GATEWAY_CODES: Record<GatewayFailure, Code> = {
   unavailable: Code.Unavailable,
   timeout: Code.DeadlineExceeded,
   canceled: Code.Canceled,
+};
+
+/** RPC code of each reason a batch message was not started. */
+const NOT_STARTED_CODES: Record<NotStartedReason, Code> = {
+  canceled: Code.Canceled,
+  deadline_exceeded: Code.DeadlineExceeded,
+  shutting_down: Code.Unavailable,
 };
 
 /** RPC code and `ErrorInfo` reason of each idempotency conflict. */
@@ -129,7 +137,7 @@ export function toConnectError(error: unknown): ConnectError {
   }
 
   if (error instanceof MessageNotStartedError) {
-    const code = error.reason === "canceled" ? Code.Canceled : Code.DeadlineExceeded;
+    const code = NOT_STARTED_CODES[error.reason];
     const detail = { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "MESSAGE_NOT_STARTED" }) };
     return new ConnectError(error.message, code, undefined, [detail], error);
   }

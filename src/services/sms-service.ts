@@ -24,9 +24,9 @@ import { integrationIdViolations, messageViolations } from "./send-validation.js
 
 /** Settings of `SendSmsBatch`. The config module owns their defaults. */
 export interface BatchSettings {
-  /** `BATCH_MAX_MESSAGES`: most messages in one call. */
+  /** `BATCH_MAX_MESSAGES`: maximum messages in one call. */
   maxMessages: number;
-  /** `BATCH_CONCURRENCY`: most messages of one call in flight, before the integration's own limit. */
+  /** `BATCH_CONCURRENCY`: maximum messages of one call in flight, before the integration's own limit caps it. */
   concurrency: number;
 }
 
@@ -45,6 +45,8 @@ export class SmsService {
     private readonly delivery: Delivery,
     private readonly gate: SendGate,
     private readonly batch: BatchSettings,
+    /** Aborts when the service begins to shut down, so that batches stop starting messages. */
+    private readonly stopping?: AbortSignal,
   ) {}
 
   async sendSms(request: SendSmsRequest, context: CallContext): Promise<SendSmsResponse> {
@@ -85,6 +87,7 @@ export class SmsService {
       concurrency,
       signal: context.signal,
       deadlineMs: context.timeoutMs(),
+      ...(this.stopping === undefined ? {} : { stopping: this.stopping }),
     });
 
     return batchResponse(outcomes, integration.id, context.log);

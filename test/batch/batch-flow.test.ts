@@ -5,7 +5,17 @@ import { ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import type { RecordedRequest, ScriptedReply } from "../helpers/scripted-gateway.js";
-import { ACCEPTED, deferred, rejectionOf, startFlowTestBed, waitFor, type FlowTestBed } from "../flow/flow-fixtures.js";
+import { startTestService } from "../helpers/service.js";
+import {
+  ACCEPTED,
+  connectClients,
+  deferred,
+  integrationFor,
+  rejectionOf,
+  startFlowTestBed,
+  waitFor,
+  type FlowTestBed,
+} from "../flow/flow-fixtures.js";
 import {
   acceptedByRecipient,
   codesOf,
@@ -168,7 +178,7 @@ describe("circuit breaker", () => {
   });
 });
 
-describe("cancellation and deadline", () => {
+describe("cancellation, deadline and shutdown", () => {
   test("a canceled batch starts no further message", async () => {
     const held = deferred();
     bed.gateway.on("/cancel", async () => {
@@ -215,4 +225,35 @@ describe("cancellation and deadline", () => {
       }
     },
   );
+
+  test("shutdown stops starting messages", async () => {
+    const service = await startTestService();
+    const release = deferred();
+    bed.gateway.on("/closing", async (request) => {
+      await release.promise;
+      return acceptedByRecipient(request);
+    });
+    try {
+      const clients = connectClients(service.baseUrl);
+      const integration = integrationFor("closing", bed.gateway.url("/closing"), { maxConcurrentSends: 1 });
+      await clients.integrations.configureIntegration({ integration, allowMissing: true });
+      const call = clients.sms.sendSmsBatch({ integrationId: "closing", messages: messages(4) });
+      await waitFor(() => bed.gateway.requestsTo("/closing").length === 1, "the first message to reach the gateway");
+
+      const closed = service.app.close(10_000);
+      release.resolve();
+      const response = await call;
+      await closed;
+
+      expect(codesOf(response)).toEqual(["OK", "UNAVAILABLE", "UNAVAILABLE", "UNAVAILABLE"]);
+      for (const result of response.results.slice(1)) {
+        expect(reasonOf(errorOf(result))).toBe("MESSAGE_NOT_STARTED");
+        expect(errorOf(result).message).toContain("the service began to shut down");
+      }
+      expect(bed.gateway.requestsTo("/closing")).toHaveLength(1);
+    } finally {
+      release.resolve();
+      await service.stop();
+    }
+  });
 });
