@@ -72,6 +72,7 @@ export class SmsService {
     // once, so that they fail the call with one error instead of every message.
     assertSecretsReadable(integration, context.log);
     if (request.passthrough !== undefined) {
+      // Builds, and discards, a request only to check the passthrough against the integration.
       buildSmsRequest(integration, { to: "", content: "", passthrough: request.passthrough });
     }
 
@@ -87,7 +88,7 @@ export class SmsService {
       concurrency,
       signal: context.signal,
       deadlineMs: context.timeoutMs(),
-      ...(this.stopping === undefined ? {} : { stopping: this.stopping }),
+      stopping: this.stopping,
     });
 
     return batchResponse(outcomes, integration.id, context.log);
