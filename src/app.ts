@@ -118,7 +118,13 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
 
   const tester = new IntegrationTester({ outbound, dispatcher, gate: sendGate });
   const integrations = new IntegrationService(store, outbound, metrics, tester);
-  const sms = new SmsService(integrations, delivery, sendGate);
+  const sms = new SmsService(
+    integrations,
+    delivery,
+    sendGate,
+    { maxMessages: config.batchMaxMessages, concurrency: config.batchConcurrency },
+    lifecycle.stoppingSignal,
+  );
   const bindings: ServiceBinding[] = [
     { desc: IntegrationServiceDesc, handlers: bindMethods(integrations) },
     { desc: SmsServiceDesc, handlers: bindMethods(sms) },

@@ -238,3 +238,26 @@ export class IdempotencyError extends Error {
     super(message);
   }
 }
+
+/**
+ * Reason a message of a batch was never started. With `canceled`
+ * (CANCELLED), the caller canceled the call. With `deadline_exceeded`
+ * (DEADLINE_EXCEEDED), too little of the caller's deadline was left. With
+ * `shutting_down` (UNAVAILABLE), the service began to shut down.
+ */
+export type NotStartedReason = "canceled" | "deadline_exceeded" | "shutting_down";
+
+/**
+ * A message of a `SendSmsBatch` call that the service did not start, so
+ * nothing of it reached the gateway and sending it again is safe.
+ */
+export class MessageNotStartedError extends Error {
+  override readonly name = "MessageNotStartedError";
+
+  constructor(
+    readonly reason: NotStartedReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}

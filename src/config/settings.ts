@@ -55,6 +55,10 @@ export interface Config {
   retryAfterMaxMs: number;
   idempotencyTtlSeconds: number;
   tokenLifetimeSeconds: number;
+  /** Largest number of messages in one SendSmsBatch call. */
+  batchMaxMessages: number;
+  /** Maximum messages of one batch in flight at once, further capped by the integration's concurrency limit. */
+  batchConcurrency: number;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -199,9 +203,9 @@ export const SETTINGS: readonly Setting[] = [
     key: "maxRequestBytes",
     env: "MAX_REQUEST_BYTES",
     flag: "--max-request-bytes",
-    defaultValue: "1048576",
+    defaultValue: "4194304",
     unit: "bytes",
-    description: "Largest RPC request message accepted; larger ones fail with RESOURCE_EXHAUSTED.",
+    description: "Largest RPC request message accepted; larger ones fail with RESOURCE_EXHAUSTED. A SendSmsBatch of 10000 messages of 160 characters with idempotency keys is about 2.2 MB.",
     parse: integerIn(1024, 64 * 1024 * 1024),
   },
   {
@@ -393,5 +397,23 @@ export const SETTINGS: readonly Setting[] = [
     unit: "s",
     description: "How long a token from auth_url is reused when neither the auth reply (expires_in, a JWT exp) nor the integration (token_lifetime_seconds) sets it. 0 fetches a token for every send.",
     parse: integerIn(0, 30 * 24 * 60 * 60),
+  },
+  {
+    key: "batchMaxMessages",
+    env: "BATCH_MAX_MESSAGES",
+    flag: "--batch-max-messages",
+    defaultValue: "10000",
+    unit: "messages",
+    description: "Largest number of messages in one SendSmsBatch call; a larger batch fails with INVALID_ARGUMENT. MAX_REQUEST_BYTES must fit the batch too.",
+    parse: integerIn(1, 100_000),
+  },
+  {
+    key: "batchConcurrency",
+    env: "BATCH_CONCURRENCY",
+    flag: "--batch-concurrency",
+    defaultValue: "16",
+    unit: "sends",
+    description: "Maximum messages of one SendSmsBatch call in flight at once. The integration's own concurrency limit (max_concurrent_sends, else SEND_CONCURRENCY) caps it further.",
+    parse: integerIn(1, MAX_CONCURRENT_SENDS),
   },
 ];

@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
 /** Time before the end of a send's budget within which a caller's abort counts as its deadline, in ms. */
-const DEADLINE_SLACK_MS = 50;
+const DEADLINE_SLACK_MS = 250;
 
 /** Reason a send's deadline signal fired. */
 export type DeadlineEnd = "timeout" | "canceled";

@@ -138,6 +138,11 @@ export class SendGate {
     }
   }
 
+  /** Returns the limits that apply to the integration's next send: its own fields, or the service defaults where they are 0. */
+  limitsFor(integration: Integration): SendLimits {
+    return resolveSendLimits(integration, this.#defaults);
+  }
+
   /** Returns the flow-control state of each integration in the map. An integration not listed is closed and idle. */
   flowStates(): IntegrationFlowState[] {
     const nowMs = this.#now();

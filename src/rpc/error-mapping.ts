@@ -14,6 +14,7 @@ import {
   GatewayError,
   IdempotencyError,
   InvalidArgumentError,
+  MessageNotStartedError,
   NotFoundError,
   OutboundBlockedError,
   PermissionDeniedError,
@@ -21,6 +22,7 @@ import {
   UnauthenticatedError,
   type GatewayFailure,
   type IdempotencyConflict,
+  type NotStartedReason,
 } from "../errors.js";
 
 const GATEWAY_CODES: Record<GatewayFailure, Code> = {
@@ -32,6 +34,13 @@ const GATEWAY_CODES: Record<GatewayFailure, Code> = {
   unavailable: Code.Unavailable,
   timeout: Code.DeadlineExceeded,
   canceled: Code.Canceled,
+};
+
+/** RPC code of each reason a batch message was not started. */
+const NOT_STARTED_CODES: Record<NotStartedReason, Code> = {
+  canceled: Code.Canceled,
+  deadline_exceeded: Code.DeadlineExceeded,
+  shutting_down: Code.Unavailable,
 };
 
 /** RPC code and `ErrorInfo` reason of each idempotency conflict. */
@@ -78,8 +87,16 @@ export function toConnectError(error: unknown): ConnectError {
         outcomeUnknown: info.outcomeUnknown === true,
       }),
     };
-    const metadata = info.retryAfterSeconds === undefined ? undefined : { "retry-after": String(info.retryAfterSeconds) };
-    return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail], error);
+    if (info.retryAfterSeconds === undefined) {
+      return new ConnectError(error.message, GATEWAY_CODES[info.failure], undefined, [detail], error);
+    }
+    // The header serves callers that read headers; RetryInfo also reaches the per-message results of a batch.
+    const retry = {
+      desc: RetryInfoSchema,
+      value: create(RetryInfoSchema, { retryDelay: durationFromMs(info.retryAfterSeconds * 1000) }),
+    };
+    const metadata = { "retry-after": String(info.retryAfterSeconds) };
+    return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail, retry], error);
   }
 
   if (error instanceof OutboundBlockedError) {
@@ -116,6 +133,12 @@ export function toConnectError(error: unknown): ConnectError {
       desc: ErrorInfoSchema,
       value: create(ErrorInfoSchema, { reason, metadata: { field: "idempotency_key" } }),
     };
+    return new ConnectError(error.message, code, undefined, [detail], error);
+  }
+
+  if (error instanceof MessageNotStartedError) {
+    const code = NOT_STARTED_CODES[error.reason];
+    const detail = { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "MESSAGE_NOT_STARTED" }) };
     return new ConnectError(error.message, code, undefined, [detail], error);
   }
 

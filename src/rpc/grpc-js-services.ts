@@ -6,6 +6,10 @@ import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
 import { toGrpcJsError } from "./grpc-js-status.js";
 
+
+/** Time before a call's deadline within which a cancel counts as the deadline passing, in ms. */
+const DEADLINE_SLACK_MS = 250;
+
 /** Options of {@link grpcJsServices}. */
 export interface GrpcJsServicesOptions {
   /** Largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED, as on Connect. */
@@ -140,7 +144,8 @@ class GrpcJsIncomingCall implements IncomingCall {
     // grpc-js ends the call when its deadline passes, which also fires "cancelled".
     this.onCancelled = () => {
       const remainingMs = this.timeoutMs();
-      const deadlinePassed = remainingMs !== undefined && remainingMs <= 0;
+      // The client resets the call when its own deadline timer fires, a moment before the server's would.
+      const deadlinePassed = remainingMs !== undefined && remainingMs <= DEADLINE_SLACK_MS;
       controller.abort(
         deadlinePassed
           ? new ConnectError("the caller's deadline passed", Code.DeadlineExceeded)

@@ -15,6 +15,7 @@ export const PROCEDURE_SCOPES: Readonly<Record<string, Scope>> = {
   // name, and because it tests unsaved integrations with stored secrets.
   "smsgateway.v1.IntegrationService/TestIntegration": "integrations:write",
   "smsgateway.v1.SmsService/SendSms": "sms:send",
+  "smsgateway.v1.SmsService/SendSmsBatch": "sms:send",
 };
 
 /**

@@ -28,13 +28,16 @@ export function contentProblem(content: string): string | null {
   return null;
 }
 
-/** Returns why `sender` cannot override the integration's default sender, or null when it can or is unset. */
-export function senderOverrideProblem(sender: string | undefined): string | null {
+/**
+ * Returns why `sender` cannot override the default sender, or null when it
+ * can or is unset. `fallbackSender` names the sender used when it is unset.
+ */
+export function senderProblem(sender: string | undefined, fallbackSender = "the integration's default_sender"): string | null {
   if (sender === undefined) {
     return null;
   }
   if (sender.trim() === "") {
-    return "is empty; leave it unset to use the integration's default_sender";
+    return `is empty; leave it unset to use ${fallbackSender}`;
   }
   if (sender.length > MAX_SENDER_LENGTH) {
     return `longer than ${MAX_SENDER_LENGTH} characters`;

@@ -1,22 +1,42 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "pino";
 import {
   DateSource,
   SendSmsResponseSchema,
+  type SendSmsBatchRequest,
+  type SendSmsBatchResponse,
   type SendSmsRequest,
   type SendSmsResponse,
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { runBatch } from "../batch/batch-runner.js";
 import type { Delivery } from "../delivery/delivery.js";
+import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable } from "../security/unreadable-secrets.js";
+import type { StoredIntegration } from "../store/integration-store.js";
+import { batchEntries, batchViolations } from "./batch-request.js";
+import { batchResponse } from "./batch-response.js";
 import type { IntegrationService } from "./integration-service.js";
-import { contentProblem, recipientProblem, senderOverrideProblem } from "./message-fields.js";
+import { integrationIdViolations, messageViolations } from "./send-validation.js";
 
-const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
-/** Printable ASCII: the characters an HTTP header carries unchanged. */
-const IDEMPOTENCY_KEY_PATTERN = /^[\x20-\x7e]*$/;
+/** Settings of `SendSmsBatch`. The config module owns their defaults. */
+export interface BatchSettings {
+  /** `BATCH_MAX_MESSAGES`: maximum messages in one call. */
+  maxMessages: number;
+  /** `BATCH_CONCURRENCY`: maximum messages of one call in flight, before the integration's own limit caps it. */
+  concurrency: number;
+}
+
+/** Facts of the call that the send of one SMS uses. */
+interface SendCall {
+  signal: AbortSignal;
+  /** Milliseconds the send may take, undefined without a deadline. */
+  deadlineMs: number | undefined;
+  log: Logger;
+}
 
 /** Implements `smsgateway.v1.SmsService`. */
 export class SmsService {
@@ -24,10 +44,13 @@ export class SmsService {
     private readonly integrations: IntegrationService,
     private readonly delivery: Delivery,
     private readonly gate: SendGate,
+    private readonly batch: BatchSettings,
+    /** Aborts when the service begins to shut down, so that batches stop starting messages. */
+    private readonly stopping?: AbortSignal,
   ) {}
 
   async sendSms(request: SendSmsRequest, context: CallContext): Promise<SendSmsResponse> {
-    validateSendRequest(request);
+    throwIfInvalid([...integrationIdViolations(request.integrationId), ...messageViolations(request, "")]);
 
     const integration = await this.integrations.load(request.integrationId, "integration_id");
     const message = {
@@ -37,14 +60,58 @@ export class SmsService {
       passthrough: request.passthrough,
       idempotencyKey: request.idempotencyKey,
     };
-    const deadlineMs = context.timeoutMs();
+    const call = { signal: context.signal, deadlineMs: context.timeoutMs(), log: context.log };
+    return this.#send(integration, message, call, "");
+  }
+
+  async sendSmsBatch(request: SendSmsBatchRequest, context: CallContext): Promise<SendSmsBatchResponse> {
+    throwIfInvalid(batchViolations(request, this.batch.maxMessages));
+
+    const integration = await this.integrations.load(request.integrationId, "integration_id");
+    // Problems of the integration or of the batch's own fields are checked
+    // once, so that they fail the call with one error instead of every message.
+    assertSecretsReadable(integration, context.log);
+    if (request.passthrough !== undefined) {
+      // Builds, and discards, a request only to check the passthrough against the integration.
+      buildSmsRequest(integration, { to: "", content: "", passthrough: request.passthrough });
+    }
+
+    const entries = batchEntries(request);
+    const concurrency = Math.min(this.batch.concurrency, this.gate.limitsFor(integration).maxConcurrentSends);
+    const send = async (index: number, options: { deadlineMs: number | undefined }) => {
+      const entry = entries[index]!;
+      throwIfInvalid(entry.violations);
+      const call = { signal: context.signal, deadlineMs: options.deadlineMs, log: context.log };
+      return this.#send(integration, entry.sms, call, entry.passthroughPrefix);
+    };
+    const outcomes = await runBatch(entries.length, send, {
+      concurrency,
+      signal: context.signal,
+      deadlineMs: context.timeoutMs(),
+      stopping: this.stopping,
+    });
+
+    return batchResponse(outcomes, integration.id, context.log);
+  }
+
+  /**
+   * Sends one valid SMS, of a `SendSms` call or of a batch: checks the
+   * integration's secrets, passes the integration's flow control, and
+   * delivers with retries and the idempotency key. `passthroughPrefix` is
+   * the path of the message's passthrough in the request, which errors
+   * about it name.
+   */
+  async #send(integration: StoredIntegration, message: SmsMessage, call: SendCall, passthroughPrefix: string): Promise<SendSmsResponse> {
+    const { signal, deadlineMs } = call;
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
     // takes a rate token.
-    assertSecretsReadable(integration, context.log);
-    const result = await this.gate.run(integration, { deadlineMs }, () =>
-      this.delivery.send(integration, message, { signal: context.signal, deadlineMs }),
-    );
+    assertSecretsReadable(integration, call.log);
+    const result = await this.gate
+      .run(integration, { deadlineMs }, () => this.delivery.send(integration, message, { signal, deadlineMs }))
+      .catch((error: unknown) => {
+        throw prefixedFields(error, passthroughPrefix);
+      });
 
     return create(SendSmsResponseSchema, {
       id: result.id,
@@ -59,30 +126,16 @@ export class SmsService {
   }
 }
 
-function validateSendRequest(request: SendSmsRequest): void {
-  const violations: FieldViolation[] = [];
-  const add = (field: string, description: string | null) => {
-    if (description !== null) {
-      violations.push({ field, description });
-    }
-  };
-
-  if (request.integrationId === "") {
-    add("integration_id", "required: the id of the integration to send through");
-  }
-  add("to", recipientProblem(request.to));
-  add("content", contentProblem(request.content));
-  add("sender", senderOverrideProblem(request.sender));
-
-  if (request.idempotencyKey.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
-    add("idempotency_key", `longer than ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
-  } else if (!IDEMPOTENCY_KEY_PATTERN.test(request.idempotencyKey)) {
-    add("idempotency_key", "contains characters other than printable ASCII (space to ~); use for example a UUID");
-  } else if (request.idempotencyKey !== "" && request.idempotencyKey.trim() !== request.idempotencyKey) {
-    add("idempotency_key", "starts or ends with a space, which an HTTP header cannot carry; remove it");
-  }
-
+function throwIfInvalid(violations: FieldViolation[]): void {
   if (violations.length > 0) {
     throw new InvalidArgumentError(violations);
   }
+}
+
+/** Returns an InvalidArgumentError with `prefix` before each field it names, or any other error as it is. */
+function prefixedFields(error: unknown, prefix: string): unknown {
+  if (!(error instanceof InvalidArgumentError) || prefix === "") {
+    return error;
+  }
+  return new InvalidArgumentError(error.violations.map((violation) => ({ ...violation, field: prefix + violation.field })));
 }

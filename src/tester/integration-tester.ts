@@ -13,7 +13,7 @@ import { InvalidArgumentError, type FieldViolation } from "../errors.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { OutboundGuard } from "../outbound/outbound-guard.js";
 import type { CallContext } from "../rpc/call-context.js";
-import { contentProblem, recipientProblem, senderOverrideProblem } from "../services/message-fields.js";
+import { contentProblem, recipientProblem, senderProblem } from "../services/message-fields.js";
 import { checkOutboundUrls } from "./outbound-checks.js";
 import { previewRequests } from "./request-preview.js";
 import { acceptedSendResult, failedSendResult } from "./send-result.js";
@@ -85,7 +85,7 @@ export function testMessage(request: TestIntegrationRequest): TestMessage {
   } else {
     add("content", content === "" ? "required when send is true: the text of the test SMS" : contentProblem(content));
   }
-  add("sender", senderOverrideProblem(request.sender));
+  add("sender", senderProblem(request.sender));
 
   if (violations.length > 0) {
     throw new InvalidArgumentError(violations);

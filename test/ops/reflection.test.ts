@@ -111,6 +111,7 @@ describe.each(["v1", "v1alpha"] as const)("reflection %s", (version) => {
 
     expect(fileNames(responses[0])).toEqual([
       "smsgateway/v1/sms_service.proto",
+      "google/protobuf/any.proto",
       "google/protobuf/struct.proto",
       "google/protobuf/timestamp.proto",
     ]);

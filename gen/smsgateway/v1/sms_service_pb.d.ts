@@ -4,7 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Any, Timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file smsgateway/v1/sms_service.proto.
@@ -70,6 +70,100 @@ export declare type SendSmsRequest = Message<"smsgateway.v1.SendSmsRequest"> & {
  * Use `create(SendSmsRequestSchema)` to create a new message.
  */
 export declare const SendSmsRequestSchema: GenMessage<SendSmsRequest>;
+
+/**
+ * Request of `SmsService.SendSmsBatch`.
+ *
+ * @generated from message smsgateway.v1.SendSmsBatchRequest
+ */
+export declare type SendSmsBatchRequest = Message<"smsgateway.v1.SendSmsBatchRequest"> & {
+  /**
+   * Id of the integration that sends every message of the batch.
+   *
+   * @generated from field: string integration_id = 1;
+   */
+  integrationId: string;
+
+  /**
+   * The messages, from 1 to `BATCH_MAX_MESSAGES`.
+   *
+   * @generated from field: repeated smsgateway.v1.BatchMessage messages = 2;
+   */
+  messages: BatchMessage[];
+
+  /**
+   * Sender id of the messages that set none; when unset too, the
+   * integration's `default_sender`.
+   *
+   * @generated from field: optional string sender = 3;
+   */
+  sender?: string | undefined;
+
+  /**
+   * Passthrough of the messages that set none. A message's own
+   * `passthrough` replaces this one as a whole; the two are not merged.
+   *
+   * @generated from field: smsgateway.v1.Passthrough passthrough = 4;
+   */
+  passthrough?: Passthrough | undefined;
+};
+
+/**
+ * Describes the message smsgateway.v1.SendSmsBatchRequest.
+ * Use `create(SendSmsBatchRequestSchema)` to create a new message.
+ */
+export declare const SendSmsBatchRequestSchema: GenMessage<SendSmsBatchRequest>;
+
+/**
+ * One SMS of a `SendSmsBatchRequest`. The fields mean what they mean in
+ * `SendSmsRequest`.
+ *
+ * @generated from message smsgateway.v1.BatchMessage
+ */
+export declare type BatchMessage = Message<"smsgateway.v1.BatchMessage"> & {
+  /**
+   * Recipient phone number. Required.
+   *
+   * @generated from field: string to = 1;
+   */
+  to: string;
+
+  /**
+   * Text of the message. Required.
+   *
+   * @generated from field: string content = 2;
+   */
+  content: string;
+
+  /**
+   * Sender id; when unset, the batch's `sender`.
+   *
+   * @generated from field: optional string sender = 3;
+   */
+  sender?: string | undefined;
+
+  /**
+   * Gateway-specific additions; when unset, the batch's `passthrough`.
+   *
+   * @generated from field: smsgateway.v1.Passthrough passthrough = 4;
+   */
+  passthrough?: Passthrough | undefined;
+
+  /**
+   * Makes this message safe to send again, in this or a later batch or
+   * with `SendSms`, as in `SendSmsRequest`. Two messages of one batch
+   * cannot share a key.
+   *
+   * @generated from field: string idempotency_key = 5;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message smsgateway.v1.BatchMessage.
+ * Use `create(BatchMessageSchema)` to create a new message.
+ */
+export declare const BatchMessageSchema: GenMessage<BatchMessage>;
 
 /**
  * Gateway-specific additions to one send request.
@@ -181,6 +275,123 @@ export declare type SendSmsResponse = Message<"smsgateway.v1.SendSmsResponse"> &
 export declare const SendSmsResponseSchema: GenMessage<SendSmsResponse>;
 
 /**
+ * Response of `SmsService.SendSmsBatch`.
+ *
+ * @generated from message smsgateway.v1.SendSmsBatchResponse
+ */
+export declare type SendSmsBatchResponse = Message<"smsgateway.v1.SendSmsBatchResponse"> & {
+  /**
+   * One result per message of the request, in the same order.
+   *
+   * @generated from field: repeated smsgateway.v1.BatchResult results = 1;
+   */
+  results: BatchResult[];
+
+  /**
+   * Number of results with a `response`.
+   *
+   * @generated from field: int32 succeeded_count = 2;
+   */
+  succeededCount: number;
+
+  /**
+   * Number of results with an `error`.
+   *
+   * @generated from field: int32 failed_count = 3;
+   */
+  failedCount: number;
+};
+
+/**
+ * Describes the message smsgateway.v1.SendSmsBatchResponse.
+ * Use `create(SendSmsBatchResponseSchema)` to create a new message.
+ */
+export declare const SendSmsBatchResponseSchema: GenMessage<SendSmsBatchResponse>;
+
+/**
+ * Outcome of one message of a batch.
+ *
+ * @generated from message smsgateway.v1.BatchResult
+ */
+export declare type BatchResult = Message<"smsgateway.v1.BatchResult"> & {
+  /**
+   * Exactly one is set.
+   *
+   * @generated from oneof smsgateway.v1.BatchResult.outcome
+   */
+  outcome: {
+    /**
+     * The message was sent (or replayed), as `SendSms` would return it.
+     *
+     * @generated from field: smsgateway.v1.SendSmsResponse response = 1;
+     */
+    value: SendSmsResponse;
+    case: "response";
+  } | {
+    /**
+     * The message was not sent, or its outcome is unknown, with the error
+     * that `SendSms` would have returned.
+     *
+     * @generated from field: smsgateway.v1.MessageError error = 2;
+     */
+    value: MessageError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message smsgateway.v1.BatchResult.
+ * Use `create(BatchResultSchema)` to create a new message.
+ */
+export declare const BatchResultSchema: GenMessage<BatchResult>;
+
+/**
+ * Error of one message of a batch: the status that a `SendSms` call would
+ * have ended with.
+ *
+ * @generated from message smsgateway.v1.MessageError
+ */
+export declare type MessageError = Message<"smsgateway.v1.MessageError"> & {
+  /**
+   * gRPC status code, for example 3 for INVALID_ARGUMENT.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * Name of the code, for example `INVALID_ARGUMENT`.
+   *
+   * @generated from field: string code_name = 2;
+   */
+  codeName: string;
+
+  /**
+   * What went wrong and what to do, as in the `SendSms` error message.
+   * Invalid fields are named by their path in the batch request, such as
+   * `messages[3].to`.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+
+  /**
+   * Typed details, as on a `SendSms` error: `smsgateway.v1.BadRequest`,
+   * `smsgateway.v1.GatewayError`, `smsgateway.v1.ErrorInfo`,
+   * `smsgateway.v1.RetryInfo`.
+   *
+   * @generated from field: repeated google.protobuf.Any details = 4;
+   */
+  details: Any[];
+};
+
+/**
+ * Describes the message smsgateway.v1.MessageError.
+ * Use `create(MessageErrorSchema)` to create a new message.
+ */
+export declare const MessageErrorSchema: GenMessage<MessageError>;
+
+/**
  * Where `SendSmsResponse.date` came from.
  *
  * @generated from enum smsgateway.v1.DateSource
@@ -230,6 +441,23 @@ export declare const SmsService: GenService<{
     methodKind: "unary";
     input: typeof SendSmsRequestSchema;
     output: typeof SendSmsResponseSchema;
+  },
+  /**
+   * Sends up to `BATCH_MAX_MESSAGES` SMS (default 10,000) through one
+   * integration, each exactly as `SendSms` would, and returns one result
+   * per message in request order. A message that fails gets its own error
+   * result and does not fail the call. The call itself fails only when the
+   * batch cannot start: no such integration (NOT_FOUND), no messages or too
+   * many, or an invalid batch-level field (INVALID_ARGUMENT), an integration
+   * whose secrets cannot be decrypted (FAILED_PRECONDITION), or the caller's
+   * credentials.
+   *
+   * @generated from rpc smsgateway.v1.SmsService.SendSmsBatch
+   */
+  sendSmsBatch: {
+    methodKind: "unary";
+    input: typeof SendSmsBatchRequestSchema;
+    output: typeof SendSmsBatchResponseSchema;
   },
 }>;
 

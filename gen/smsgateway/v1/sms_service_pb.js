@@ -3,13 +3,13 @@
 /* eslint-disable */
 
 import { enumDesc, fileDesc, messageDesc, serviceDesc, tsEnum } from "@bufbuild/protobuf/codegenv2";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_any, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 
 /**
  * Describes the file smsgateway/v1/sms_service.proto.
  */
 export const file_smsgateway_v1_sms_service = /*@__PURE__*/
-  fileDesc("Ch9zbXNnYXRld2F5L3YxL3Ntc19zZXJ2aWNlLnByb3RvEg1zbXNnYXRld2F5LnYxIq8BCg5TZW5kU21zUmVxdWVzdBIWCg5pbnRlZ3JhdGlvbl9pZBgBIAEoCRIKCgJ0bxgCIAEoCRIPCgdjb250ZW50GAMgASgJEhMKBnNlbmRlchgEIAEoCUgAiAEBEi8KC3Bhc3N0aHJvdWdoGAUgASgLMhouc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaBIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCCQoHX3NlbmRlciKCAgoLUGFzc3Rocm91Z2gSJQoEYm9keRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSOAoHaGVhZGVycxgCIAMoCzInLnNtc2dhdGV3YXkudjEuUGFzc3Rocm91Z2guSGVhZGVyc0VudHJ5EjQKBXF1ZXJ5GAMgAygLMiUuc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaC5RdWVyeUVudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGiwKClF1ZXJ5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLXAQoPU2VuZFNtc1Jlc3BvbnNlEgoKAmlkGAEgASgJEigKBGRhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJhd19kYXRlGAMgASgJEi4KC2RhdGVfc291cmNlGAQgASgOMhkuc21zZ2F0ZXdheS52MS5EYXRlU291cmNlEhYKDmdhdGV3YXlfc3RhdHVzGAUgASgFEhAKCGF0dGVtcHRzGAYgASgFEhAKCHdhcm5pbmdzGAcgAygJEhAKCHJlcGxheWVkGAggASgIKl0KCkRhdGVTb3VyY2USGwoXREFURV9TT1VSQ0VfVU5TUEVDSUZJRUQQABIXChNEQVRFX1NPVVJDRV9HQVRFV0FZEAESGQoVREFURV9TT1VSQ0VfU0VORF9USU1FEAIyWAoKU21zU2VydmljZRJKCgdTZW5kU21zEh0uc21zZ2F0ZXdheS52MS5TZW5kU21zUmVxdWVzdBoeLnNtc2dhdGV3YXkudjEuU2VuZFNtc1Jlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch9zbXNnYXRld2F5L3YxL3Ntc19zZXJ2aWNlLnByb3RvEg1zbXNnYXRld2F5LnYxIq8BCg5TZW5kU21zUmVxdWVzdBIWCg5pbnRlZ3JhdGlvbl9pZBgBIAEoCRIKCgJ0bxgCIAEoCRIPCgdjb250ZW50GAMgASgJEhMKBnNlbmRlchgEIAEoCUgAiAEBEi8KC3Bhc3N0aHJvdWdoGAUgASgLMhouc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaBIXCg9pZGVtcG90ZW5jeV9rZXkYBiABKAlCCQoHX3NlbmRlciKtAQoTU2VuZFNtc0JhdGNoUmVxdWVzdBIWCg5pbnRlZ3JhdGlvbl9pZBgBIAEoCRItCghtZXNzYWdlcxgCIAMoCzIbLnNtc2dhdGV3YXkudjEuQmF0Y2hNZXNzYWdlEhMKBnNlbmRlchgDIAEoCUgAiAEBEi8KC3Bhc3N0aHJvdWdoGAQgASgLMhouc21zZ2F0ZXdheS52MS5QYXNzdGhyb3VnaEIJCgdfc2VuZGVyIpUBCgxCYXRjaE1lc3NhZ2USCgoCdG8YASABKAkSDwoHY29udGVudBgCIAEoCRITCgZzZW5kZXIYAyABKAlIAIgBARIvCgtwYXNzdGhyb3VnaBgEIAEoCzIaLnNtc2dhdGV3YXkudjEuUGFzc3Rocm91Z2gSFwoPaWRlbXBvdGVuY3lfa2V5GAUgASgJQgkKB19zZW5kZXIiggIKC1Bhc3N0aHJvdWdoEiUKBGJvZHkYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjgKB2hlYWRlcnMYAiADKAsyJy5zbXNnYXRld2F5LnYxLlBhc3N0aHJvdWdoLkhlYWRlcnNFbnRyeRI0CgVxdWVyeRgDIAMoCzIlLnNtc2dhdGV3YXkudjEuUGFzc3Rocm91Z2guUXVlcnlFbnRyeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARosCgpRdWVyeUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi1wEKD1NlbmRTbXNSZXNwb25zZRIKCgJpZBgBIAEoCRIoCgRkYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyYXdfZGF0ZRgDIAEoCRIuCgtkYXRlX3NvdXJjZRgEIAEoDjIZLnNtc2dhdGV3YXkudjEuRGF0ZVNvdXJjZRIWCg5nYXRld2F5X3N0YXR1cxgFIAEoBRIQCghhdHRlbXB0cxgGIAEoBRIQCgh3YXJuaW5ncxgHIAMoCRIQCghyZXBsYXllZBgIIAEoCCJyChRTZW5kU21zQmF0Y2hSZXNwb25zZRIrCgdyZXN1bHRzGAEgAygLMhouc21zZ2F0ZXdheS52MS5CYXRjaFJlc3VsdBIXCg9zdWNjZWVkZWRfY291bnQYAiABKAUSFAoMZmFpbGVkX2NvdW50GAMgASgFInoKC0JhdGNoUmVzdWx0EjIKCHJlc3BvbnNlGAEgASgLMh4uc21zZ2F0ZXdheS52MS5TZW5kU21zUmVzcG9uc2VIABIsCgVlcnJvchgCIAEoCzIbLnNtc2dhdGV3YXkudjEuTWVzc2FnZUVycm9ySABCCQoHb3V0Y29tZSJnCgxNZXNzYWdlRXJyb3ISDAoEY29kZRgBIAEoBRIRCgljb2RlX25hbWUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIlCgdkZXRhaWxzGAQgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSpdCgpEYXRlU291cmNlEhsKF0RBVEVfU09VUkNFX1VOU1BFQ0lGSUVEEAASFwoTREFURV9TT1VSQ0VfR0FURVdBWRABEhkKFURBVEVfU09VUkNFX1NFTkRfVElNRRACMrMBCgpTbXNTZXJ2aWNlEkoKB1NlbmRTbXMSHS5zbXNnYXRld2F5LnYxLlNlbmRTbXNSZXF1ZXN0Gh4uc21zZ2F0ZXdheS52MS5TZW5kU21zUmVzcG9uc2UiABJZCgxTZW5kU21zQmF0Y2gSIi5zbXNnYXRld2F5LnYxLlNlbmRTbXNCYXRjaFJlcXVlc3QaIy5zbXNnYXRld2F5LnYxLlNlbmRTbXNCYXRjaFJlc3BvbnNlIgBiBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Describes the message smsgateway.v1.SendSmsRequest.
@@ -19,18 +19,53 @@ export const SendSmsRequestSchema = /*@__PURE__*/
   messageDesc(file_smsgateway_v1_sms_service, 0);
 
 /**
+ * Describes the message smsgateway.v1.SendSmsBatchRequest.
+ * Use `create(SendSmsBatchRequestSchema)` to create a new message.
+ */
+export const SendSmsBatchRequestSchema = /*@__PURE__*/
+  messageDesc(file_smsgateway_v1_sms_service, 1);
+
+/**
+ * Describes the message smsgateway.v1.BatchMessage.
+ * Use `create(BatchMessageSchema)` to create a new message.
+ */
+export const BatchMessageSchema = /*@__PURE__*/
+  messageDesc(file_smsgateway_v1_sms_service, 2);
+
+/**
  * Describes the message smsgateway.v1.Passthrough.
  * Use `create(PassthroughSchema)` to create a new message.
  */
 export const PassthroughSchema = /*@__PURE__*/
-  messageDesc(file_smsgateway_v1_sms_service, 1);
+  messageDesc(file_smsgateway_v1_sms_service, 3);
 
 /**
  * Describes the message smsgateway.v1.SendSmsResponse.
  * Use `create(SendSmsResponseSchema)` to create a new message.
  */
 export const SendSmsResponseSchema = /*@__PURE__*/
-  messageDesc(file_smsgateway_v1_sms_service, 2);
+  messageDesc(file_smsgateway_v1_sms_service, 4);
+
+/**
+ * Describes the message smsgateway.v1.SendSmsBatchResponse.
+ * Use `create(SendSmsBatchResponseSchema)` to create a new message.
+ */
+export const SendSmsBatchResponseSchema = /*@__PURE__*/
+  messageDesc(file_smsgateway_v1_sms_service, 5);
+
+/**
+ * Describes the message smsgateway.v1.BatchResult.
+ * Use `create(BatchResultSchema)` to create a new message.
+ */
+export const BatchResultSchema = /*@__PURE__*/
+  messageDesc(file_smsgateway_v1_sms_service, 6);
+
+/**
+ * Describes the message smsgateway.v1.MessageError.
+ * Use `create(MessageErrorSchema)` to create a new message.
+ */
+export const MessageErrorSchema = /*@__PURE__*/
+  messageDesc(file_smsgateway_v1_sms_service, 7);
 
 /**
  * Describes the enum smsgateway.v1.DateSource.

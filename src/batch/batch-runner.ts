@@ -1,0 +1,155 @@
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import { MIN_ATTEMPT_MS } from "../delivery/retry-policy.js";
+import { MessageNotStartedError } from "../errors.js";
+import { pacingDecision } from "./flow-pacing.js";
+
+/** Share of the caller's time kept back at the end of a batch, so that its response still reaches the caller. */
+export const RESPONSE_RESERVE_SHARE = 0.1;
+
+/** Largest time kept back for the response, however long the caller's deadline. */
+export const MAX_RESPONSE_RESERVE_MS = 1_000;
+
+/** Options of {@link runBatch}. */
+export interface BatchRunOptions {
+  /** Maximum messages in flight at once, at least 1. */
+  concurrency: number;
+  /** The caller's signal: once it aborts, no further message starts. */
+  signal: AbortSignal;
+  /** Aborts when the service begins to shut down: then no further message starts either. */
+  stopping?: AbortSignal;
+  /** Milliseconds left before the caller's deadline, undefined when it set none. */
+  deadlineMs: number | undefined;
+}
+
+/** Limits of the send of one message. */
+export interface MessageSendOptions {
+  /** Milliseconds the send may take, undefined when the batch has no deadline. */
+  deadlineMs: number | undefined;
+}
+
+/** Sends the message at `index`. */
+export type MessageSend<T> = (index: number, options: MessageSendOptions) => Promise<T>;
+
+/** Result of one message: the value its send returned, or the error it failed with. */
+export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/**
+ * Sends `count` messages with at most `concurrency` in flight, and returns
+ * one outcome per message, in index order. Messages start in index order.
+ *
+ * When flow control rejects a message for concurrency, rate or a half-open
+ * circuit, the message waits for the rejection's retry delay and tries
+ * again. When the deadline leaves no time for that, the rejection is its
+ * result. When the circuit is open, that rejection is the result of the
+ * message and of every message not yet started. Messages not started when
+ * the caller cancels, when the deadline comes, or when the service begins
+ * to shut down, fail with `MessageNotStartedError`.
+ *
+ * The batch ends {@link responseReserveMs} before the caller's deadline:
+ * each send gets only the time left until then, so the results can still
+ * be returned.
+ */
+export async function runBatch<T>(count: number, send: MessageSend<T>, options: BatchRunOptions): Promise<MessageOutcome<T>[]> {
+  const run = new BatchRun(send, options);
+  const outcomes = new Array<MessageOutcome<T>>(count);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let index = next++; index < count; index = next++) {
+      outcomes[index] = await run.sendMessage(index);
+    }
+  };
+
+  const workers = Array.from({ length: Math.min(options.concurrency, count) }, worker);
+  await Promise.all(workers);
+  return outcomes;
+}
+
+/** Returns the time kept back at the end of a batch for its response: a share of the caller's time, at most 1 s. */
+export function responseReserveMs(deadlineMs: number): number {
+  return Math.min(MAX_RESPONSE_RESERVE_MS, Math.max(0, deadlineMs) * RESPONSE_RESERVE_SHARE);
+}
+
+/** The state that the workers of one batch share. */
+class BatchRun<T> {
+  /** Clock time at which the batch stops, undefined without a deadline. */
+  private readonly endsAt: number | undefined;
+  /** The open-circuit rejection that ends the batch, once one came. */
+  private stopError: unknown;
+
+  constructor(
+    private readonly send: MessageSend<T>,
+    private readonly options: BatchRunOptions,
+  ) {
+    const { deadlineMs } = options;
+    this.endsAt = deadlineMs === undefined ? undefined : performance.now() + deadlineMs - responseReserveMs(deadlineMs);
+  }
+
+  /** Sends one message, and waits and tries again while flow control rejects it with a retry delay. Never rejects. */
+  async sendMessage(index: number): Promise<MessageOutcome<T>> {
+    for (;;) {
+      const notStarted = this.notStartedError();
+      if (notStarted !== undefined) {
+        return { ok: false, error: notStarted };
+      }
+
+      try {
+        return { ok: true, value: await this.send(index, { deadlineMs: this.remainingMs() }) };
+      } catch (error) {
+        const decision = pacingDecision(error);
+        if (decision.kind === "stop") {
+          this.stopError ??= error;
+          return { ok: false, error };
+        }
+        if (decision.kind === "final" || !this.hasTimeFor(decision.delayMs + MIN_ATTEMPT_MS)) {
+          return { ok: false, error };
+        }
+        await this.wait(decision.delayMs);
+      }
+    }
+  }
+
+  /** Returns why no further message may start, or undefined while they may. */
+  private notStartedError(): unknown {
+    if (this.stopError !== undefined) {
+      return this.stopError;
+    }
+    if (!this.hasTimeFor(MIN_ATTEMPT_MS)) {
+      return new MessageNotStartedError(
+        "deadline_exceeded",
+        "This SMS was not sent: too little of the call's deadline was left to start it. " +
+          "Send it again with a longer deadline, or in a smaller batch.",
+      );
+    }
+    if (this.options.signal.aborted) {
+      return new MessageNotStartedError("canceled", "This SMS was not sent: the caller canceled the call before it started.");
+    }
+    if (this.options.stopping?.aborted === true) {
+      return new MessageNotStartedError(
+        "shutting_down",
+        "This SMS was not sent: the service began to shut down before it started. Send it again; another instance will take it.",
+      );
+    }
+    return undefined;
+  }
+
+  private remainingMs(): number | undefined {
+    return this.endsAt === undefined ? undefined : Math.floor(this.endsAt - performance.now());
+  }
+
+  private hasTimeFor(ms: number): boolean {
+    const remaining = this.remainingMs();
+    return remaining === undefined || remaining >= ms;
+  }
+
+  /** Waits `ms`, or less when the caller cancels or the service begins to shut down. */
+  private async wait(ms: number): Promise<void> {
+    const { signal, stopping } = this.options;
+    try {
+      await sleep(ms, undefined, { signal: stopping === undefined ? signal : AbortSignal.any([signal, stopping]) });
+    } catch {
+      // Aborted: the next check reports why.
+    }
+  }
+}

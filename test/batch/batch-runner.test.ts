@@ -1,0 +1,144 @@
+import { setTimeout as sleep } from "node:timers/promises";
+
+import { describe, expect, test } from "vitest";
+
+import { MAX_RESPONSE_RESERVE_MS, responseReserveMs, runBatch } from "../../src/batch/batch-runner.js";
+import { pacingDecision } from "../../src/batch/flow-pacing.js";
+import { FlowLimitError, GatewayError, MessageNotStartedError, type FlowLimitInfo } from "../../src/errors.js";
+
+function flowError(reason: FlowLimitInfo["reason"], metadata?: Record<string, string>): FlowLimitError {
+  return new FlowLimitError(`rejected: ${reason}`, { reason, integrationId: "acme", limit: "1", retryDelayMs: 5, ...(metadata ? { metadata } : {}) });
+}
+
+const noSignal = new AbortController().signal;
+
+describe("pacingDecision", () => {
+  test.each([
+    { name: "concurrency limit waits", error: flowError("CONCURRENCY_LIMIT"), expected: { kind: "wait", delayMs: 5 } },
+    { name: "rate limit waits", error: flowError("RATE_LIMITED"), expected: { kind: "wait", delayMs: 5 } },
+    { name: "half-open circuit waits", error: flowError("CIRCUIT_OPEN", { circuit_state: "half_open" }), expected: { kind: "wait", delayMs: 5 } },
+    { name: "open circuit stops", error: flowError("CIRCUIT_OPEN", { circuit_state: "open" }), expected: { kind: "stop" } },
+    {
+      name: "gateway failure is final",
+      error: new GatewayError("down", { failure: "unavailable", stage: "send", httpStatus: 503, bodyExcerpt: "", bodyTruncated: false, attempts: 1 }),
+      expected: { kind: "final" },
+    },
+  ])("$name", ({ error, expected }) => {
+    expect(pacingDecision(error)).toEqual(expected);
+  });
+});
+
+test("responseReserveMs keeps a tenth, at most 1 s", () => {
+  expect(responseReserveMs(2_000)).toBe(200);
+  expect(responseReserveMs(60_000)).toBe(MAX_RESPONSE_RESERVE_MS);
+  expect(responseReserveMs(-5)).toBe(0);
+});
+
+describe("runBatch", () => {
+  test("returns outcomes in index order", async () => {
+    // Later messages finish first, so order cannot come from completion order.
+    const outcomes = await runBatch(
+      5,
+      async (index) => {
+        await sleep(10 * (5 - index));
+        if (index === 2) {
+          throw new Error("message 2 failed");
+        }
+        return index * 10;
+      },
+      { concurrency: 5, signal: noSignal, deadlineMs: undefined },
+    );
+
+    expect(outcomes.map((outcome) => (outcome.ok ? outcome.value : "failed"))).toEqual([0, 10, "failed", 30, 40]);
+  });
+
+  test("keeps at most `concurrency` sends in flight", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    await runBatch(
+      20,
+      async () => {
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await sleep(1);
+        inFlight -= 1;
+      },
+      { concurrency: 3, signal: noSignal, deadlineMs: undefined },
+    );
+
+    expect(maxInFlight).toBe(3);
+  });
+
+  test("tries a paced message again", async () => {
+    const attempts = [0, 0];
+    const outcomes = await runBatch(
+      2,
+      async (index) => {
+        attempts[index]! += 1;
+        if (index === 1 && attempts[1]! < 3) {
+          throw flowError("RATE_LIMITED");
+        }
+        return "sent";
+      },
+      { concurrency: 2, signal: noSignal, deadlineMs: 10_000 },
+    );
+
+    expect(outcomes.every((outcome) => outcome.ok)).toBe(true);
+    expect(attempts).toEqual([1, 3]);
+  });
+
+  test("an open circuit fails every message not yet started", async () => {
+    const open = flowError("CIRCUIT_OPEN", { circuit_state: "open" });
+    const sent: number[] = [];
+    const outcomes = await runBatch(
+      4,
+      async (index) => {
+        sent.push(index);
+        if (index === 1) {
+          throw open;
+        }
+      },
+      { concurrency: 1, signal: noSignal, deadlineMs: undefined },
+    );
+
+    expect(sent).toEqual([0, 1]);
+    expect(outcomes.map((outcome) => (outcome.ok ? "ok" : outcome.error))).toEqual(["ok", open, open, open]);
+  });
+
+  test("a canceled batch starts nothing", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    let sends = 0;
+
+    const outcomes = await runBatch(3, async () => (sends += 1), { concurrency: 2, signal: controller.signal, deadlineMs: 5_000 });
+
+    expect(sends).toBe(0);
+    for (const outcome of outcomes) {
+      expect(outcome.ok).toBe(false);
+      expect(outcome.ok ? undefined : (outcome.error as MessageNotStartedError).reason).toBe("canceled");
+    }
+  });
+
+  test("a spent deadline starts nothing", async () => {
+    let sends = 0;
+
+    const outcomes = await runBatch(2, async () => (sends += 1), { concurrency: 2, signal: noSignal, deadlineMs: 50 });
+
+    expect(sends).toBe(0);
+    expect(outcomes.map((outcome) => (outcome.ok ? undefined : (outcome.error as MessageNotStartedError).reason))).toEqual([
+      "deadline_exceeded",
+      "deadline_exceeded",
+    ]);
+  });
+
+  test("each send gets the time left before the reserve", async () => {
+    const budgets: (number | undefined)[] = [];
+
+    await runBatch(1, async (_index, options) => budgets.push(options.deadlineMs), { concurrency: 1, signal: noSignal, deadlineMs: 5_000 });
+    await runBatch(1, async (_index, options) => budgets.push(options.deadlineMs), { concurrency: 1, signal: noSignal, deadlineMs: undefined });
+
+    expect(budgets[0]).toBeLessThanOrEqual(4_500);
+    expect(budgets[0]).toBeGreaterThan(4_000);
+    expect(budgets[1]).toBeUndefined();
+  });
+});
