@@ -412,6 +412,8 @@ export class Dispatcher {
     }
 
     // The status decides the failure, so a body that stops arriving only shortens the excerpt.
+    // NOTE: when the body stalls, reading the excerpt takes the rest of the attempt's time, which
+    // without an idempotency key is the whole send. A 503 whose body trickles then gets no retry.
     const context = requestContext(exchange);
     const start = await readArrivedBodyStart(response.body, excerptReadBytes(context.secretForms));
     const excerpt: BodyExcerpt = start.failed
