@@ -67,6 +67,10 @@ export function retrySafety(info: GatewayErrorInfo): RetrySafety {
     return "needs_key";
   }
   if (info.httpStatus === 0 && (info.failure === "timeout" || info.failure === "unavailable")) {
+    // NOTE: a request written to a kept-alive connection that the gateway
+    // closed at that moment fails here as outcome unknown, although the
+    // gateway never read it. Nothing on the client tells that apart from a
+    // gateway that read the request and then reset, so it needs a key too.
     return info.outcomeUnknown === true ? "needs_key" : "safe";
   }
   return "never";

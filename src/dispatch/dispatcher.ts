@@ -15,8 +15,15 @@ import {
 } from "./gateway-errors.js";
 import { describeBodyFailure, readSendReply, unreadSendReply } from "./gateway-reply.js";
 import { maskPhone } from "./mask.js";
-import { readBodyStart, readBodyUnlessTooLong, UNREAD_BODY, type BodyStart } from "./read-body.js";
-import { buildBodyExcerpt, excerptReadBytes, redactSecrets, secretForms, type BodyExcerpt } from "./redact.js";
+import { readArrivedBodyStart, readBodyUnlessTooLong, UNREAD_BODY, type BodyStart } from "./read-body.js";
+import {
+  buildArrivedBodyExcerpt,
+  buildBodyExcerpt,
+  excerptReadBytes,
+  redactSecrets,
+  secretForms,
+  type BodyExcerpt,
+} from "./redact.js";
 import { SendDeadline } from "./send-deadline.js";
 import { buildSmsRequest, credentialHeaders, type SmsMessage, type SmsRequest } from "./sms-request.js";
 import { WriteTracker } from "./write-tracker.js";
@@ -404,15 +411,14 @@ export class Dispatcher {
       }
     }
 
-    // The status decides the failure, so a body that fails to arrive only leaves the excerpt empty.
+    // The status decides the failure, so a body that stops arriving only shortens the excerpt.
+    // NOTE: when the body stalls, reading the excerpt takes the rest of the attempt's time, which
+    // without an idempotency key is the whole send. A 503 whose body trickles then gets no retry.
     const context = requestContext(exchange);
-    let excerpt: BodyExcerpt = { text: "", truncated: true };
-    try {
-      const start = await readBodyStart(response.body, excerptReadBytes(context.secretForms));
-      excerpt = buildBodyExcerpt(start.bytes, start.complete, context.secretForms);
-    } catch {
-      // Keep the empty excerpt.
-    }
+    const start = await readArrivedBodyStart(response.body, excerptReadBytes(context.secretForms));
+    const excerpt: BodyExcerpt = start.failed
+      ? buildArrivedBodyExcerpt(start.bytes, context.secretForms)
+      : buildBodyExcerpt(start.bytes, start.complete, context.secretForms);
     throw this.logged(exchange, statusError(context, status, response.headers, excerpt, Date.now()));
   }
 

@@ -20,7 +20,34 @@ export interface BodyStart {
  *   request is aborted while the body arrives.
  */
 export async function readBodyStart(body: Readable, limitBytes: number): Promise<BodyStart> {
+  return collectBodyStart(body, limitBytes, []);
+}
+
+/** The start of a reply body, and whether its stream failed before the body ended. */
+export interface ArrivedBodyStart extends BodyStart {
+  /** True when the stream failed (reset, abort, timeout), so `bytes` is only what arrived before. */
+  failed: boolean;
+}
+
+/**
+ * Reads a reply body up to `limitBytes`, like `readBodyStart`, but returns
+ * the bytes that arrived when the stream fails instead of throwing.
+ *
+ * The status of an error reply already decides the failure, so the start
+ * of its body is worth keeping when the rest never comes: a gateway that
+ * trickles its error body until the deadline still shows what it sent.
+ */
+export async function readArrivedBodyStart(body: Readable, limitBytes: number): Promise<ArrivedBodyStart> {
   const chunks: Buffer[] = [];
+  try {
+    return { ...(await collectBodyStart(body, limitBytes, chunks)), failed: false };
+  } catch {
+    return { bytes: Buffer.concat(chunks), complete: false, failed: true };
+  }
+}
+
+/** Reads `body` into `chunks` up to one byte past `limitBytes`, so a caller keeps what arrived when it throws. */
+async function collectBodyStart(body: Readable, limitBytes: number, chunks: Buffer[]): Promise<BodyStart> {
   let length = 0;
   for await (const chunk of body) {
     const buffer = chunk as Buffer;

@@ -74,6 +74,32 @@ export function buildBodyExcerpt(bytes: Buffer, complete: boolean, forms: readon
 }
 
 /**
+ * Builds the excerpt of a body whose stream failed after `bytes` arrived,
+ * like `buildBodyExcerpt` for a body that was cut. The body may have
+ * stopped inside a secret, so a tail that begins a secret form is dropped
+ * too, because the first characters of that secret would show otherwise.
+ */
+export function buildArrivedBodyExcerpt(bytes: Buffer, forms: readonly string[]): BodyExcerpt {
+  const text = new StringDecoder("utf8").write(bytes);
+  const kept = text.slice(0, text.length - secretStartLength(text, forms));
+  return buildBodyExcerpt(Buffer.from(kept, "utf8"), false, forms);
+}
+
+/** Returns the length of the longest end of `text` that is the start, but not the whole, of a secret form. */
+function secretStartLength(text: string, forms: readonly string[]): number {
+  let longest = 0;
+  for (const form of forms) {
+    for (let length = Math.min(form.length - 1, text.length); length > longest; length--) {
+      if (text.endsWith(form.slice(0, length))) {
+        longest = length;
+        break;
+      }
+    }
+  }
+  return longest;
+}
+
+/**
  * Returns `text` up to the index `cut`, with each secret form replaced. A
  * secret that starts before the cut is replaced even when it ends after it.
  */

@@ -185,7 +185,7 @@ describe("Dispatcher.send connection failures", () => {
     ["resets", { resetBody: true }],
   ];
 
-  test.each(brokenErrorBodies)("keeps the status when an error body %s", async (_name, reply) => {
+  test.each(brokenErrorBodies)("keeps the status and the arrived body when an error body %s", async (_name, reply) => {
     gateway.on("/sms", { status: 503, body: '{"error":', ...reply });
 
     const error = await gatewayErrorOf(dispatcher.send(makeIntegration(gateway.url()), message));
@@ -193,9 +193,18 @@ describe("Dispatcher.send connection failures", () => {
     expect(error.info).toMatchObject({
       failure: "unavailable",
       httpStatus: 503,
-      bodyExcerpt: "",
+      bodyExcerpt: '{"error":',
       bodyTruncated: true,
     });
+  });
+
+  test.each(brokenErrorBodies)("drops a secret cut off when an error body %s", async (_name, reply) => {
+    gateway.on("/sms", { status: 401, body: `{"error":"bad key ${API_KEY.slice(0, 6)}`, ...reply });
+
+    const error = await gatewayErrorOf(dispatcher.send(makeIntegration(gateway.url()), message));
+
+    expect(error.info.bodyExcerpt).toBe('{"error":"bad key ');
+    expect(error.info.bodyTruncated).toBe(true);
   });
 
   test("shortens the timeout to the caller's deadline", async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 
 import {
+  buildArrivedBodyExcerpt,
   buildBodyExcerpt,
   EXCERPT_BYTES,
   excerptReadBytes,
@@ -75,5 +76,26 @@ describe("buildBodyExcerpt", () => {
     const excerpt = buildBodyExcerpt(body.subarray(0, excerptReadBytes(forms) + 1), false, forms);
     expect(excerpt.text).toBe("x".repeat(EXCERPT_BYTES - 1));
     expect(excerpt.text).not.toContain("\uFFFD");
+  });
+});
+
+describe("buildArrivedBodyExcerpt", () => {
+  const forms = secretForms([SECRET]);
+  const cases: Array<[string, string, string]> = [
+    ["keeps a body without secrets", '{"error":"slow', '{"error":"slow'],
+    ["redacts a whole secret", `{"error":"bad key ${SECRET}`, '{"error":"bad key [REDACTED]'],
+    ["drops the start of a secret at the end", `{"error":"bad key ${SECRET.slice(0, 10)}`, '{"error":"bad key '],
+    ["drops one character that starts a secret", '{"error":"bad key s', '{"error":"bad key '],
+    ["drops the start of an escaped secret", `bad key ${JSON.stringify('a"b').slice(1, 3)}`, "bad key "],
+  ];
+
+  test.each(cases)("%s", (_name, arrived, expected) => {
+    const excerpt = buildArrivedBodyExcerpt(Buffer.from(arrived), secretForms([SECRET, 'a"b']));
+    expect(excerpt).toEqual({ text: expected, truncated: true });
+  });
+
+  test("cuts at 1 KiB", () => {
+    const excerpt = buildArrivedBodyExcerpt(Buffer.from("z".repeat(EXCERPT_BYTES + 10)), forms);
+    expect(excerpt).toEqual({ text: "z".repeat(EXCERPT_BYTES), truncated: true });
   });
 });

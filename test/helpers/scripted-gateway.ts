@@ -6,7 +6,7 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 
 /** One request that the gateway received. */
 export interface RecordedRequest {
@@ -39,6 +39,29 @@ export interface ScriptedReply {
   resetBody?: boolean;
   /** Destroy the connection without a reply. */
   reset?: boolean;
+  /**
+   * Write the reply by hand, for replies that the fields above cannot
+   * describe, such as a body trickled byte by byte. Replaces every other field.
+   */
+  respond?: (response: ServerResponse, request: IncomingMessage) => void;
+}
+
+/** Options of {@link ScriptedGateway.start}. */
+export interface ScriptedGatewayOptions {
+  /** Time the server keeps an idle kept-alive connection open (`server.keepAliveTimeout`); Node's default unless set. */
+  keepAliveTimeoutMs?: number;
+  /**
+   * Destroy a connection once it has been idle this long after a reply,
+   * although its `Keep-Alive: timeout=5` header (Node's default) promises 5 seconds.
+   */
+  dropIdleAfterMs?: number;
+  /**
+   * Destroy a kept-alive connection when a next request arrives on it,
+   * before that request is read or recorded. It is the race of a gateway
+   * that closes an idle connection just as the client writes a request to
+   * it, made deterministic.
+   */
+  dropReusedConnections?: boolean;
 }
 
 /** A fixed reply, or a function that builds the reply from the request. */
@@ -53,18 +76,32 @@ export type ReplyScript = ScriptedReply | ((request: RecordedRequest) => Scripte
 export class ScriptedGateway {
   /** Every request received, in order of arrival. */
   readonly requests: RecordedRequest[] = [];
+  /** Connections accepted since the start. */
+  connectionsAccepted = 0;
 
+  private readonly sockets = new Set<Socket>();
   private readonly routes = new Map<string, ReplyScript>();
   private defaultReply: ReplyScript = { status: 404, json: { error: "no script for this path" } };
 
   private constructor(private readonly server: Server) {}
 
   /** Starts a gateway on a free loopback port. */
-  static async start(): Promise<ScriptedGateway> {
+  static async start(options: ScriptedGatewayOptions = {}): Promise<ScriptedGateway> {
     const server = createServer();
+    if (options.keepAliveTimeoutMs !== undefined) {
+      server.keepAliveTimeout = options.keepAliveTimeoutMs;
+    }
     const gateway = new ScriptedGateway(server);
+    server.on("connection", (socket: Socket) => {
+      gateway.connectionsAccepted += 1;
+      gateway.sockets.add(socket);
+      socket.once("close", () => gateway.sockets.delete(socket));
+    });
+    const dropped = connectionDropper(options);
     server.on("request", (request, response) => {
-      void gateway.handle(request, response);
+      if (!dropped(request, response)) {
+        void gateway.handle(request, response);
+      }
     });
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
@@ -87,6 +124,11 @@ export class ScriptedGateway {
   otherwise(reply: ReplyScript): this {
     this.defaultReply = reply;
     return this;
+  }
+
+  /** Connections open now, idle kept-alive ones included. */
+  get openConnections(): number {
+    return this.sockets.size;
   }
 
   /** Returns the recorded requests to a path, compared without the query. */
@@ -119,6 +161,10 @@ export class ScriptedGateway {
 
     const script = this.routes.get(pathOf(recorded.url)) ?? this.defaultReply;
     const reply = typeof script === "function" ? await script(recorded) : script;
+    if (reply.respond !== undefined) {
+      reply.respond(response, request);
+      return;
+    }
     if (reply.reset) {
       request.socket.destroy();
       return;
@@ -147,6 +193,35 @@ export class ScriptedGateway {
     response.writeHead(reply.status ?? 200, headers);
     response.end(body);
   }
+}
+
+/**
+ * Returns a check, run on each request, that drops connections as the
+ * options ask: it destroys the connection and returns true when the
+ * request must not be handled.
+ */
+function connectionDropper(options: ScriptedGatewayOptions): (request: IncomingMessage, response: ServerResponse) => boolean {
+  const served = new WeakSet<Socket>();
+  const idleTimers = new WeakMap<Socket, NodeJS.Timeout>();
+  return (request, response) => {
+    const socket = request.socket;
+    clearTimeout(idleTimers.get(socket));
+    if (options.dropReusedConnections === true && served.has(socket)) {
+      socket.destroy();
+      return true;
+    }
+    served.add(socket);
+
+    const idleMs = options.dropIdleAfterMs;
+    if (idleMs !== undefined) {
+      response.once("finish", () => {
+        const timer = setTimeout(() => socket.destroy(), idleMs);
+        idleTimers.set(socket, timer);
+        socket.once("close", () => clearTimeout(timer));
+      });
+    }
+    return false;
+  };
 }
 
 /** Returns a loopback URL on which nothing listens, for connection-refused tests. */
