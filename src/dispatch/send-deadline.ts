@@ -1,7 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
-/** Time before the end of a send's budget within which a caller's abort counts as its deadline, in ms. */
-const DEADLINE_SLACK_MS = 250;
+/**
+ * Time before the end of a send's budget within which a caller's abort
+ * counts as its deadline: a tenth of the budget, at most 250 ms.
+ */
+export function deadlineSlackMs(budgetMs: number): number {
+  return Math.min(250, budgetMs / 10);
+}
 
 /** Reason a send's deadline signal fired. */
 export type DeadlineEnd = "timeout" | "canceled";
@@ -63,7 +68,7 @@ export class SendDeadline {
     // A client whose own deadline timer fires resets the call a moment before
     // the server's timer would, so an abort that close to the budget's end is
     // the deadline passing, not a cancel.
-    const atBudgetEnd = this.deadlineAt - performance.now() <= DEADLINE_SLACK_MS;
+    const atBudgetEnd = this.deadlineAt - performance.now() <= deadlineSlackMs(this.budgetMs);
     this.end(atBudgetEnd || isDeadlineReason(this.callerSignal?.reason) ? "timeout" : "canceled");
   };
 

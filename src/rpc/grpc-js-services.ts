@@ -1,14 +1,12 @@
 import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
+import { deadlineSlackMs } from "../dispatch/send-deadline.js";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
 import { toGrpcJsError } from "./grpc-js-status.js";
 
-
-/** Time before a call's deadline within which a cancel counts as the deadline passing, in ms. */
-const DEADLINE_SLACK_MS = 250;
 
 /** Options of {@link grpcJsServices}. */
 export interface GrpcJsServicesOptions {
@@ -142,10 +140,12 @@ class GrpcJsIncomingCall implements IncomingCall {
     const controller = new AbortController();
     this.signal = controller.signal;
     // grpc-js ends the call when its deadline passes, which also fires "cancelled".
+    const budgetMs = this.timeoutMs();
     this.onCancelled = () => {
       const remainingMs = this.timeoutMs();
       // The client resets the call when its own deadline timer fires, a moment before the server's would.
-      const deadlinePassed = remainingMs !== undefined && remainingMs <= DEADLINE_SLACK_MS;
+      const deadlinePassed =
+        budgetMs !== undefined && remainingMs !== undefined && remainingMs <= deadlineSlackMs(budgetMs);
       controller.abort(
         deadlinePassed
           ? new ConnectError("the caller's deadline passed", Code.DeadlineExceeded)
