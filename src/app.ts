@@ -65,7 +65,8 @@ export interface AppOptions {
  */
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
   const security = await prepareSecurity(config, logger);
-  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const databaseSchema = config.databaseUrl === "" ? undefined : config.databaseSchema;
+  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: databaseSchema, logger });
   const { description, idempotency } = opened;
   const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
   // The embedded SQLite file belongs to one process, so integrations can stay in memory.

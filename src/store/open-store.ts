@@ -14,6 +14,7 @@ import {
   DEFAULT_POSTGRES_SCHEMA,
   describePostgresUrl,
   isPostgresUrl,
+  MAX_SCHEMA_NAME_BYTES,
 } from "./postgres-database.js";
 import { openSqliteDatabase } from "./sqlite-database.js";
 import { StorageError, summarizeDatabaseError } from "./storage-error.js";
@@ -44,9 +45,6 @@ function isDroppedSchemaError(outcome: MigrationResultSet, schema: string | unde
   }
   return code === "42P01" && schema !== undefined && !message.includes(`"${schema}`);
 }
-
-/** PostgreSQL truncates longer identifiers, in bytes. */
-const MAX_SCHEMA_NAME_BYTES = 63;
 
 /** Database selection and logger of {@link openStore}. */
 export interface OpenStoreOptions {
