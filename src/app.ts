@@ -31,7 +31,7 @@ import { ServiceLifecycle } from "./server/service-lifecycle.js";
 import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
-import { CachedIntegrationStore } from "./store/cached-integration-store.js";
+import { cacheIntegrations } from "./store/integration-cache.js";
 import { openStore } from "./store/open-store.js";
 import { IntegrationTester } from "./tester/integration-tester.js";
 
@@ -66,13 +66,19 @@ export interface AppOptions {
  */
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
   const security = await prepareSecurity(config, logger);
-  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger });
+  const databaseSchema = config.databaseUrl === "" ? undefined : config.databaseSchema;
+  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: databaseSchema, logger });
   const { description, idempotency } = opened;
   const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
-  // The embedded SQLite file belongs to one process, so integrations can stay in memory.
-  // NOTE: with PostgreSQL every send reads its integration, because other replicas may change it and
-  // nothing yet tells this process.
-  const store = config.databaseUrl === "" ? new CachedIntegrationStore(encrypted) : encrypted;
+  // Integrations stay in memory, so a send does not query the database for its integration. With
+  // PostgreSQL, a LISTEN connection hears the changes of every replica; while it is down, reads go
+  // to the database.
+  // NOTE: a read through this replica right after another replica's write can return the old row
+  // until the notification arrives, normally within milliseconds.
+  const store = cacheIntegrations(encrypted, {
+    postgres: databaseSchema === undefined ? undefined : { databaseUrl: config.databaseUrl, schema: databaseSchema, description },
+    logger,
+  });
   const outbound = new OutboundGuard({ allowList: config.outboundAllow, resolver: options.resolver });
   if (config.outboundAllow.entries.length > 0) {
     logger.info({ outboundAllow: config.outboundAllow.toString() }, "SSRF guard lets the OUTBOUND_ALLOW entries through");

@@ -23,6 +23,12 @@ describe("loadConfig", () => {
     expect(config.maxReplyBytes).toBe(1_048_576);
   });
 
+  test("database schema", () => {
+    expect(run([]).databaseSchema).toBe("public");
+    expect(run([], { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: " Tenant_A " }).databaseSchema).toBe("Tenant_A");
+    expect(run(["--database-schema", "public"]).databaseSchema).toBe("public");
+  });
+
   test("flag beats environment", () => {
     expect(run(["--port", "9000"], { PORT: "7000" }).port).toBe(9000);
     expect(run(["--port=9001"], { PORT: "7000" }).port).toBe(9001);
@@ -38,6 +44,9 @@ describe("loadConfig", () => {
     { argv: ["--port"], env: {}, message: /--port needs a value/ },
     { argv: [], env: { TLS_CERT_FILE: "cert.pem" }, message: /must be set together/ },
     { argv: [], env: { RETRY_BASE_DELAY_MS: "500", RETRY_MAX_DELAY_MS: "100" }, message: /RETRY_MAX_DELAY_MS \(100\) is below/ },
+    { argv: [], env: { DATABASE_SCHEMA: "tenant_a" }, message: /DATABASE_SCHEMA \("tenant_a"\) applies only to PostgreSQL/ },
+    { argv: [], env: { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: " " }, message: /^DATABASE_SCHEMA: invalid value " ": expected a schema name of 1 to 63 bytes/ },
+    { argv: [], env: { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: "s".repeat(64) }, message: /expected a schema name of 1 to 63 bytes/ },
   ])("rejects $message", ({ argv, env, message }) => {
     expect(() => loadConfig(argv, env)).toThrow(ConfigError);
     expect(() => loadConfig(argv, env)).toThrow(message);

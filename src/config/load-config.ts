@@ -1,4 +1,4 @@
-import { SETTINGS, type Config, type Setting } from "./settings.js";
+import { DEFAULT_DATABASE_SCHEMA, SETTINGS, type Config, type Setting } from "./settings.js";
 
 /** A configuration problem the operator must fix; the message names the setting. */
 export class ConfigError extends Error {
@@ -39,6 +39,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
   if (config.retryMaxDelayMs < config.retryBaseDelayMs) {
     throw new ConfigError(
       `RETRY_MAX_DELAY_MS (${config.retryMaxDelayMs}) is below RETRY_BASE_DELAY_MS (${config.retryBaseDelayMs}); raise it or lower the base delay.`,
+    );
+  }
+  if (config.databaseUrl === "" && config.databaseSchema !== DEFAULT_DATABASE_SCHEMA) {
+    throw new ConfigError(
+      `DATABASE_SCHEMA ("${config.databaseSchema}") applies only to PostgreSQL; set DATABASE_URL too, or unset DATABASE_SCHEMA for the embedded SQLite file.`,
     );
   }
   return { kind: "run", config };

@@ -8,6 +8,10 @@ import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from
 
 import { OutboundAllowList } from "../outbound/allow-list.js";
 import { parseAllowedOrigins } from "../server/cors.js";
+import { DEFAULT_POSTGRES_SCHEMA, MAX_SCHEMA_NAME_BYTES } from "../store/postgres-database.js";
+
+/** Schema of DATABASE_SCHEMA when unset, the only one allowed with SQLite. */
+export const DEFAULT_DATABASE_SCHEMA = DEFAULT_POSTGRES_SCHEMA;
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -59,6 +63,8 @@ export interface Config {
   batchMaxMessages: number;
   /** Maximum messages of one batch in flight at once, further capped by the integration's concurrency limit. */
   batchConcurrency: number;
+  /** PostgreSQL schema of the tables; `public` unless set, and only `public` without `databaseUrl`. */
+  databaseSchema: string;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -104,6 +110,15 @@ function databaseUrl(raw: string): string {
   const value = raw.trim();
   if (value !== "" && !/^postgres(ql)?:\/\//i.test(value)) {
     throw new Error("expected a postgres:// or postgresql:// URL, or nothing for the embedded SQLite file");
+  }
+  return value;
+}
+
+function databaseSchema(raw: string): string {
+  const value = raw.trim();
+  const bytes = Buffer.byteLength(value);
+  if (bytes === 0 || bytes > MAX_SCHEMA_NAME_BYTES) {
+    throw new Error(`expected a schema name of 1 to ${MAX_SCHEMA_NAME_BYTES} bytes`);
   }
   return value;
 }
@@ -415,5 +430,14 @@ export const SETTINGS: readonly Setting[] = [
     unit: "sends",
     description: "Maximum messages of one SendSmsBatch call in flight at once. The integration's own concurrency limit (max_concurrent_sends, else SEND_CONCURRENCY) caps it further.",
     parse: integerIn(1, MAX_CONCURRENT_SENDS),
+  },
+  {
+    key: "databaseSchema",
+    env: "DATABASE_SCHEMA",
+    flag: "--database-schema",
+    defaultValue: DEFAULT_DATABASE_SCHEMA,
+    unit: "",
+    description: "PostgreSQL schema of the service's tables, created when missing; case-sensitive. Every replica of one deployment uses the same schema, and deployments that share a database each use their own. Only with DATABASE_URL.",
+    parse: databaseSchema,
   },
 ];

@@ -14,12 +14,6 @@ export interface CommandOutput {
   logs: DestinationStream;
 }
 
-/** Test seams of {@link runReencryptCommand}. */
-export interface ReencryptCommandOptions {
-  /** PostgreSQL schema of the store, so tests can use one of their own; defaults to `public`. */
-  schema?: string;
-}
-
 /**
  * Runs `npm run reencrypt`: reads the settings as the service does (flags,
  * environment, defaults), opens the same store with the same keys, and
@@ -33,7 +27,6 @@ export async function runReencryptCommand(
   argv: readonly string[],
   env: NodeJS.ProcessEnv,
   output: CommandOutput,
-  options: ReencryptCommandOptions = {},
 ): Promise<number> {
   try {
     const loaded = loadConfig(argv, env);
@@ -53,7 +46,7 @@ export async function runReencryptCommand(
     const { store, description } = await openStore({
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
-      schema: options.schema,
+      schema: config.databaseUrl === "" ? undefined : config.databaseSchema,
       logger,
     });
 

@@ -4,15 +4,24 @@ import type { IntegrationStore, ListOptions, StoredIntegration } from "./integra
 /** Default number of integrations the cache keeps. */
 export const DEFAULT_CACHED_INTEGRATIONS = 10_000;
 
+/** Size and initial state of a {@link CachedIntegrationStore}. */
+export interface CachedIntegrationStoreOptions {
+  /** Most integrations kept; the least recently used goes first. Defaults to {@link DEFAULT_CACHED_INTEGRATIONS}. */
+  maxEntries?: number;
+  /** Start suspended: every read goes to the wrapped store until {@link CachedIntegrationStore.resume}. */
+  suspended?: boolean;
+}
+
 /**
  * An {@link IntegrationStore} that keeps the integrations it has read in
  * memory, so a send does not query the database for its integration.
  *
  * Writes through this object (create, update, delete) invalidate the entry
- * of the id they change. Nothing else does: a change made by another
- * process that shares the database is not seen until this process restarts
- * or writes that id itself. Use it only where this process is the only
- * writer, such as the embedded SQLite store.
+ * of the id they change. Changes made by other processes reach it through
+ * {@link invalidate} and {@link clear}, which a change listener calls. A
+ * listener that may have missed changes calls {@link suspend}: from then on
+ * every read goes to the wrapped store and nothing is kept, until
+ * {@link resume}.
  *
  * Cached integrations are frozen (shallowly) and shared between callers.
  */
@@ -22,14 +31,22 @@ export class CachedIntegrationStore implements IntegrationStore {
   /** Entries in least-recently-used order, oldest first. */
   readonly #entries = new Map<string, StoredIntegration>();
   /**
-   * Grows on every write. A read that overlapped a write may have read the
-   * old row, so it caches nothing.
+   * Grows on every write, invalidation, suspension and resumption. A read
+   * that overlapped one of them may have read an old row, so it caches
+   * nothing.
    */
   #generation = 0;
+  #suspended: boolean;
 
-  constructor(inner: IntegrationStore, maxEntries = DEFAULT_CACHED_INTEGRATIONS) {
+  constructor(inner: IntegrationStore, options: CachedIntegrationStoreOptions = {}) {
     this.#inner = inner;
-    this.#maxEntries = maxEntries;
+    this.#maxEntries = options.maxEntries ?? DEFAULT_CACHED_INTEGRATIONS;
+    this.#suspended = options.suspended ?? false;
+  }
+
+  /** True while reads bypass the cache. */
+  get suspended(): boolean {
+    return this.#suspended;
   }
 
   async get(id: string): Promise<StoredIntegration | null> {
@@ -42,7 +59,7 @@ export class CachedIntegrationStore implements IntegrationStore {
 
     const generation = this.#generation;
     const found = await this.#inner.get(id);
-    if (found === null || generation !== this.#generation) {
+    if (found === null || this.#suspended || generation !== this.#generation) {
       return found;
     }
     const frozen = Object.freeze(found);
@@ -74,24 +91,53 @@ export class CachedIntegrationStore implements IntegrationStore {
   }
 
   async close(): Promise<void> {
-    this.#entries.clear();
+    this.clear();
     await this.#inner.close();
+  }
+
+  /** Drops the entry of an integration that changed elsewhere; reads in progress keep nothing. */
+  invalidate(id: string): void {
+    this.#generation++;
+    this.#entries.delete(id);
+  }
+
+  /** Drops every entry; reads in progress keep nothing. */
+  clear(): void {
+    this.#generation++;
+    this.#entries.clear();
+  }
+
+  /** Drops every entry and sends every read to the wrapped store until {@link resume}. */
+  suspend(): void {
+    this.#suspended = true;
+    this.clear();
+  }
+
+  /**
+   * Keeps integrations again, starting empty. Reads that began before this
+   * call keep nothing, because they may have read a row whose change
+   * notification was missed.
+   */
+  resume(): void {
+    this.clear();
+    this.#suspended = false;
   }
 
   /** Runs a write, dropping the id's entry before and after it, whether or not it succeeds. */
   async #write<T>(id: string | undefined, write: () => Promise<T>): Promise<T> {
-    this.#invalidate(id);
+    this.#dropForWrite(id);
     try {
       return await write();
     } finally {
-      this.#invalidate(id);
+      this.#dropForWrite(id);
     }
   }
 
-  #invalidate(id: string | undefined): void {
-    this.#generation++;
-    if (id !== undefined) {
-      this.#entries.delete(id);
+  #dropForWrite(id: string | undefined): void {
+    if (id === undefined) {
+      this.#generation++;
+    } else {
+      this.invalidate(id);
     }
   }
 }

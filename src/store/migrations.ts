@@ -1,6 +1,8 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
 
 import { migrateIdempotency } from "./idempotency-migration.js";
+import { createChangeNotifyTrigger } from "./integration-change-migration.js";
+import { DEFAULT_POSTGRES_SCHEMA } from "./postgres-database.js";
 
 /** The database engines the store runs on. */
 export type StoreEngine = "sqlite" | "postgres";
@@ -91,6 +93,14 @@ export function createMigrationProvider(engine: StoreEngine, schema?: string): M
     },
     "0003_idempotency": {
       up: (db) => migrateIdempotency(scoped(db), engine),
+    },
+    // SQLite has one writing process, which needs no notifications, so the migration does nothing there.
+    "0004_integration_change_notify": {
+      up: async (db) => {
+        if (engine === "postgres") {
+          await createChangeNotifyTrigger(db, schema ?? DEFAULT_POSTGRES_SCHEMA);
+        }
+      },
     },
   };
 

@@ -1,4 +1,6 @@
-import { Migrator, sql, type Kysely } from "kysely";
+import { setTimeout as sleep } from "node:timers/promises";
+
+import { Migrator, sql, type Kysely, type MigrationResultSet } from "kysely";
 import type { Logger } from "pino";
 
 import type { StoreDatabase } from "./database-schema.js";
@@ -12,6 +14,7 @@ import {
   DEFAULT_POSTGRES_SCHEMA,
   describePostgresUrl,
   isPostgresUrl,
+  MAX_SCHEMA_NAME_BYTES,
 } from "./postgres-database.js";
 import { openSqliteDatabase } from "./sqlite-database.js";
 import { StorageError, summarizeDatabaseError } from "./storage-error.js";
@@ -20,26 +23,28 @@ import { StorageError, summarizeDatabaseError } from "./storage-error.js";
  * Attempts of the migration when a concurrent DROP SCHEMA disturbs it.
  * Kysely 0.28's migrator lists the tables of every schema through
  * `has_schema_privilege` and `pg_get_serial_sequence`, which fail with
- * SQLSTATE 3F000 (or 42P01 for a table of that schema) when another session
- * drops a schema during the listing. Nothing is applied before that listing,
- * so migrating again is safe.
+ * SQLSTATE 3F000 (or 42P01 for a table of that schema, or 42703 for one of
+ * its columns) when another session drops a schema during the listing.
+ * Nothing is applied before that listing, so migrating again is safe.
  */
-const MIGRATE_ATTEMPTS = 5;
+const MIGRATE_ATTEMPTS = 8;
 
-/** Returns whether an error comes from another schema dropped while the migrator read the catalog. */
-function isDroppedSchemaError(error: unknown, schema: string | undefined): boolean {
-  if (error === undefined) {
+/** Base pause before another attempt, in milliseconds: attempt n waits n to 2n times it, so concurrent openers spread out. */
+const MIGRATE_RETRY_DELAY_MS = 20;
+
+/** Returns whether a migration failed because another schema was dropped while the migrator read the catalog. */
+function isDroppedSchemaError(outcome: MigrationResultSet, schema: string | undefined): boolean {
+  const { error, results } = outcome;
+  // A migration that ran and failed is a real failure, not a race of the listing.
+  if (error === undefined || results?.some((result) => result.status === "Error")) {
     return false;
   }
   const { code, message } = summarizeDatabaseError(error);
-  if (code === "3F000") {
+  if (code === "3F000" || code === "42703") {
     return true;
   }
   return code === "42P01" && schema !== undefined && !message.includes(`"${schema}`);
 }
-
-/** PostgreSQL truncates longer identifiers, in bytes. */
-const MAX_SCHEMA_NAME_BYTES = 63;
 
 /** Database selection and logger of {@link openStore}. */
 export interface OpenStoreOptions {
@@ -161,11 +166,12 @@ async function migrate(
   // Kysely 0.28 documents that migrateToLatest never throws. It returns the
   // error and a result per migration instead.
   let outcome = await migrator.migrateToLatest();
-  for (let attempt = 1; attempt < MIGRATE_ATTEMPTS && isDroppedSchemaError(outcome.error, schema); attempt++) {
+  for (let attempt = 1; attempt < MIGRATE_ATTEMPTS && isDroppedSchemaError(outcome, schema); attempt++) {
     logger.warn(
       { database: description, attempt, err: summarizeDatabaseError(outcome.error) },
       "another schema was dropped while the migrator read the catalog; migrating again",
     );
+    await sleep(MIGRATE_RETRY_DELAY_MS * attempt * (1 + Math.random()));
     outcome = await migrator.migrateToLatest();
   }
   const { error, results = [] } = outcome;

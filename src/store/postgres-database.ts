@@ -6,7 +6,7 @@ import type { StoreDatabase } from "./database-schema.js";
 import { summarizeDatabaseError } from "./storage-error.js";
 
 /** How long opening a connection may take before the query fails, in milliseconds. */
-const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
+export const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
 
 /**
  * Maximum time a statement may run, lock waits included, in milliseconds. Every
@@ -17,6 +17,9 @@ const POSTGRES_STATEMENT_TIMEOUT_MS = 10_000;
 
 /** Schema of the tables when the caller names none. */
 export const DEFAULT_POSTGRES_SCHEMA = "public";
+
+/** PostgreSQL truncates longer identifiers, in bytes. */
+export const MAX_SCHEMA_NAME_BYTES = 63;
 
 /** Returns whether the URL selects PostgreSQL (`postgres://` or `postgresql://`). */
 export function isPostgresUrl(databaseUrl: string): boolean {

@@ -1,22 +1,10 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { createInterface } from "node:readline";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, test } from "vitest";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
-
-/** The service as a child process, started the way operators start it. */
-interface RunningProcess {
-  child: ChildProcess;
-  baseUrl: string;
-  logLines: Record<string, unknown>[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 
@@ -26,38 +14,11 @@ afterEach(async () => {
   }
 });
 
-/** Starts `src/main.ts` on a free port and waits for its start-up log line, which names the address. */
-async function startProcess(env: Record<string, string> = {}): Promise<RunningProcess> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-shutdown-"));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("exit", (code, signal) => resolve({ code, signal }));
-  });
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await exited;
-    }
-  });
-
-  const logLines: Record<string, unknown>[] = [];
-  let stderr = "";
-  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
-  const address = new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      logLines.push(entry);
-      if (typeof entry.address === "string") {
-        resolve(entry.address);
-      }
-    });
-    void exited.then(({ code }) => reject(new Error(`the service exited with code ${code} before listening: ${stderr}`)));
-  });
-  return { child, baseUrl: await address, logLines, exited };
+/** Starts the service as a child process that the test's clean-up stops. */
+async function startProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
+  const service = await startServiceProcess(env);
+  cleanups.push(() => service.stop());
+  return service;
 }
 
 function clientKind(name: string) {

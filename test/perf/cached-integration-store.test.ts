@@ -2,11 +2,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
-import type { IntegrationFields } from "../../src/domain/integration.js";
 import { CachedIntegrationStore } from "../../src/store/cached-integration-store.js";
-import type { IntegrationStore, ListOptions, StoredIntegration } from "../../src/store/integration-store.js";
 import { openStore } from "../../src/store/open-store.js";
 import { sampleFields, silentLogger } from "../store/integration-fixtures.js";
+import { ObservedStore } from "../store/observed-store.js";
 import { describeStoreContract } from "../store/store-contract.js";
 
 describeStoreContract("Cached SQLite", async () => {
@@ -17,55 +16,6 @@ describeStoreContract("Cached SQLite", async () => {
   };
 });
 
-/** A real store that counts its reads and can hold them until the test lets them go. */
-class ObservedStore implements IntegrationStore {
-  reads = 0;
-  private gate: Promise<void> | undefined;
-
-  constructor(private readonly inner: IntegrationStore) {}
-
-  /** Makes reads wait, after reading the row, until the returned function is called. */
-  holdReads(): () => void {
-    let release!: () => void;
-    this.gate = new Promise((resolve) => (release = resolve));
-    return () => {
-      this.gate = undefined;
-      release();
-    };
-  }
-
-  async get(id: string): Promise<StoredIntegration | null> {
-    this.reads++;
-    const found = await this.inner.get(id);
-    await this.gate;
-    return found;
-  }
-
-  create(fields: IntegrationFields, id?: string) {
-    return this.inner.create(fields, id);
-  }
-
-  update(id: string, fields: IntegrationFields) {
-    return this.inner.update(id, fields);
-  }
-
-  list(options: ListOptions) {
-    return this.inner.list(options);
-  }
-
-  delete(id: string) {
-    return this.inner.delete(id);
-  }
-
-  ping() {
-    return this.inner.ping();
-  }
-
-  close() {
-    return this.inner.close();
-  }
-}
-
 describe("cache behaviour", () => {
   let dataDir: string;
   let observed: ObservedStore;
@@ -74,7 +24,7 @@ describe("cache behaviour", () => {
   beforeEach(async () => {
     dataDir = await mkdtemp(path.join(tmpdir(), "smsgateway-cache-"));
     observed = new ObservedStore((await openStore({ dataDir, logger: silentLogger() })).store);
-    cache = new CachedIntegrationStore(observed, 2);
+    cache = new CachedIntegrationStore(observed, { maxEntries: 2 });
   });
 
   afterEach(async () => {
@@ -146,5 +96,71 @@ describe("cache behaviour", () => {
     await cache.get(ids[1]!);
 
     expect(observed.reads - readsBefore).toBe(1);
+  });
+
+  test("invalidate drops one entry", async () => {
+    const first = await cache.create(sampleFields());
+    const second = await cache.create(sampleFields());
+    await cache.get(first.id);
+    await cache.get(second.id);
+    const readsBefore = observed.reads;
+
+    cache.invalidate(first.id);
+    await cache.get(first.id);
+    await cache.get(second.id);
+
+    expect(observed.reads - readsBefore).toBe(1);
+  });
+
+  test("read overlapping an invalidation is not cached", async () => {
+    const { id } = await cache.create(sampleFields());
+    const release = observed.holdReads();
+    const slowRead = cache.get(id);
+    cache.invalidate("int_other");
+    release();
+    await slowRead;
+
+    await cache.get(id);
+
+    expect(observed.reads).toBe(2);
+  });
+
+  test("suspended cache reads through", async () => {
+    const { id } = await cache.create(sampleFields());
+    await cache.get(id);
+
+    cache.suspend();
+    await cache.get(id);
+    await cache.get(id);
+
+    expect(cache.suspended).toBe(true);
+    expect(observed.reads).toBe(3);
+  });
+
+  test("resume caches again", async () => {
+    const suspended = new CachedIntegrationStore(observed, { suspended: true });
+    const { id } = await suspended.create(sampleFields());
+    await suspended.get(id);
+
+    suspended.resume();
+    await suspended.get(id);
+    await suspended.get(id);
+
+    expect(suspended.suspended).toBe(false);
+    expect(observed.reads).toBe(2);
+  });
+
+  test("read overlapping a resume is not cached", async () => {
+    const suspended = new CachedIntegrationStore(observed, { suspended: true });
+    const { id } = await suspended.create(sampleFields());
+    const release = observed.holdReads();
+    const slowRead = suspended.get(id);
+    suspended.resume();
+    release();
+    await slowRead;
+
+    await suspended.get(id);
+
+    expect(observed.reads).toBe(2);
   });
 });

@@ -31,9 +31,7 @@ async function reencrypt(location: EngineLocation, keys: string): Promise<{ code
     },
   });
   const env = { ...location.command.env, ENCRYPTION_KEYS: keys, LOG_LEVEL: "info" };
-  const code = await runReencryptCommand([], env, { out: (line) => out.push(line), err: (line) => err.push(line), logs: sink }, {
-    schema: location.command.schema,
-  });
+  const code = await runReencryptCommand([], env, { out: (line) => out.push(line), err: (line) => err.push(line), logs: sink });
   return { code, out: out.join("\n"), err: err.join("\n"), logs: logs.join("") };
 }
 

@@ -22,8 +22,8 @@ export interface EngineLocation {
   rawRow(id: string): Promise<RawRow | undefined>;
   /** Writes the secret columns of a row with the database driver, bypassing the store. */
   writeRawSecrets(id: string, apiKey: string, secretKey: string): Promise<void>;
-  /** Settings and options that point the re-encrypt command at this storage. */
-  command: { env: Record<string, string>; schema?: string };
+  /** Settings that point the re-encrypt command at this storage. */
+  command: { env: Record<string, string> };
   dispose(): Promise<void>;
 }
 
@@ -77,7 +77,7 @@ async function openPostgresLocation(): Promise<EngineLocation> {
     writeRawSecrets: async (id, apiKey, secretKey) => {
       await query(`update ${table} set api_key = $1, secret_key = $2 where id = $3`, [apiKey, secretKey, id]);
     },
-    command: { env: { DATABASE_URL: TEST_DATABASE_URL }, schema },
+    command: { env: { DATABASE_URL: TEST_DATABASE_URL, DATABASE_SCHEMA: schema } },
     dispose: () => dropSchema(schema),
   };
 }

@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+
+/** The service as a child process, started the way operators start it. */
+export interface ServiceProcess {
+  child: ChildProcess;
+  baseUrl: string;
+  /** Every JSON log line written so far, parsed. */
+  logLines: Record<string, unknown>[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves with the first log line, earlier ones included, that matches; rejects after `timeoutMs`. */
+  waitForLog(matches: (line: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>;
+  /** Kills the process if it still runs and removes its data folder. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `src/main.ts` on a free loopback port, with a data folder of its
+ * own, and waits for its start-up log line, which names the address.
+ * `env` adds to or replaces the defaults: `HOST=127.0.0.1`, `PORT=0`,
+ * `LOG_LEVEL=info` and `OUTBOUND_ALLOW=127.0.0.1`.
+ */
+export async function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
+  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+
+  const logLines: Record<string, unknown>[] = [];
+  const lineListeners = new Set<(line: Record<string, unknown>) => void>();
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  const address = new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (text) => {
+      const line = JSON.parse(text) as Record<string, unknown>;
+      logLines.push(line);
+      lineListeners.forEach((listener) => listener(line));
+      if (typeof line.address === "string") {
+        resolve(line.address);
+      }
+    });
+    void exited.then(({ code }) => reject(new Error(`the service exited with code ${code} before listening: ${stderr}`)));
+  });
+
+  const waitForLog = (matches: (line: Record<string, unknown>) => boolean, timeoutMs: number) => {
+    const earlier = logLines.find(matches);
+    if (earlier !== undefined) {
+      return Promise.resolve(earlier);
+    }
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        lineListeners.delete(listener);
+        reject(new Error(`no matching log line within ${timeoutMs} ms; last lines: ${JSON.stringify(logLines.slice(-5))}`));
+      }, timeoutMs);
+      const listener = (line: Record<string, unknown>) => {
+        if (matches(line)) {
+          clearTimeout(timer);
+          lineListeners.delete(listener);
+          resolve(line);
+        }
+      };
+      lineListeners.add(listener);
+    });
+  };
+
+  try {
+    return { child, baseUrl: await address, logLines, exited, waitForLog, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

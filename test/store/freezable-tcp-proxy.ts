@@ -1,0 +1,83 @@
+import { once } from "node:events";
+import net from "node:net";
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of another loopback server, which a
+ * test can freeze: frozen, it keeps every connection open but passes no
+ * more bytes, and holds new connections without connecting them, as a
+ * network that silently drops packets would.
+ */
+export class FreezableTcpProxy {
+  #frozen = false;
+  readonly #pairs = new Set<{ client: net.Socket; upstream: net.Socket | undefined }>();
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly target: { host: string; port: number },
+  ) {}
+
+  /** Starts a proxy to `host:port` on a free loopback port. */
+  static async start(target: { host: string; port: number }): Promise<FreezableTcpProxy> {
+    const server = net.createServer();
+    const proxy = new FreezableTcpProxy(server, target);
+    server.on("connection", (client) => proxy.#accept(client));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    return proxy;
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  /** Stops passing bytes on every connection, and holds new ones. */
+  freeze(): void {
+    this.#frozen = true;
+    for (const pair of this.#pairs) {
+      if (pair.upstream !== undefined) {
+        pair.client.unpipe(pair.upstream);
+        pair.upstream.unpipe(pair.client);
+        pair.client.pause();
+        pair.upstream.pause();
+      }
+    }
+  }
+
+  /** Closes the frozen connections and passes new ones through again. */
+  thaw(): void {
+    this.#frozen = false;
+    for (const pair of this.#pairs) {
+      pair.client.destroy();
+      pair.upstream?.destroy();
+    }
+    this.#pairs.clear();
+  }
+
+  async close(): Promise<void> {
+    this.thaw();
+    const closed = once(this.server, "close");
+    this.server.close();
+    await closed;
+  }
+
+  #accept(client: net.Socket): void {
+    const pair: { client: net.Socket; upstream: net.Socket | undefined } = { client, upstream: undefined };
+    this.#pairs.add(pair);
+    client.on("error", () => undefined);
+    client.on("close", () => {
+      pair.upstream?.destroy();
+      this.#pairs.delete(pair);
+    });
+    if (this.#frozen) {
+      client.pause();
+      return;
+    }
+
+    const upstream = net.connect(this.target.port, this.target.host);
+    pair.upstream = upstream;
+    upstream.on("error", () => client.destroy());
+    upstream.on("close", () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+}
