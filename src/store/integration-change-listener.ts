@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import type { Logger } from "pino";
 
+import { ConnectionLoss } from "./connection-loss.js";
 import { changeChannelSql, parseChange, pingPayload } from "./integration-change-channel.js";
 import { POSTGRES_CONNECT_TIMEOUT_MS } from "./postgres-database.js";
 import { summarizeDatabaseError } from "./storage-error.js";
@@ -125,7 +126,7 @@ export class IntegrationChangeListener {
       return;
     }
     this.#state = "closed";
-    this.#stop.abort();
+    this.#stop.abort("closed");
     this.#options.subscriber.suspend();
     await this.#client?.end().catch(() => undefined);
     await this.#running;
@@ -138,7 +139,7 @@ export class IntegrationChangeListener {
     while (!this.#stop.signal.aborted) {
       const client = this.#newClient();
       this.#client = client;
-      const lost = whenLost(client);
+      const loss = new ConnectionLoss(client);
       let listening = false;
       let failure: unknown;
       try {
@@ -148,7 +149,7 @@ export class IntegrationChangeListener {
           this.#resume(channel, failedAttempts, lostAt);
           failedAttempts = 0;
           lostAt = undefined;
-          failure = await this.#watch(client, channel, lost);
+          failure = await this.#watch(client, channel, loss);
         }
       } catch (error) {
         failure = error;
@@ -181,7 +182,7 @@ export class IntegrationChangeListener {
   }
 
   #newClient(): pg.Client {
-    const client = new pg.Client({
+    return new pg.Client({
       connectionString: this.#options.databaseUrl,
       // Parameters in the URL take precedence over these.
       application_name: "smsgateway change listener",
@@ -189,9 +190,6 @@ export class IntegrationChangeListener {
       query_timeout: this.#timing.heartbeatTimeoutMs,
       keepAlive: true,
     });
-    // pg emits connection errors on the client; without a handler they would end the process.
-    client.on("error", () => undefined);
-    return client;
   }
 
   /** Connects, finds the channel of the schema and LISTENs on it; returns the channel. */
@@ -259,47 +257,42 @@ export class IntegrationChangeListener {
    * Sends heartbeats until the connection is lost or the listener closes.
    * Returns why the connection counts as lost, or undefined after close.
    */
-  async #watch(client: pg.Client, channel: string, lost: Promise<Error>): Promise<unknown> {
-    const { signal } = this.#stop;
+  async #watch(client: pg.Client, channel: string, loss: ConnectionLoss): Promise<unknown> {
     for (;;) {
-      const idleEnd = new AbortController();
-      const idle = sleep(this.#timing.heartbeatIntervalMs, "beat", { signal: AbortSignal.any([signal, idleEnd.signal]) });
-      const next = await Promise.race([idle.catch(() => "closed"), lost]);
-      idleEnd.abort();
-      if (next === "closed") {
+      const idle = await loss.wait(this.#timing.heartbeatIntervalMs, [this.#stop.signal]);
+      if (idle.kind === "aborted") {
         return undefined;
       }
-      if (next instanceof Error) {
-        return next;
+      if (idle.kind === "lost") {
+        return idle.error;
       }
 
-      const failure = await this.#heartbeat(client, channel, lost);
+      const failure = await this.#heartbeat(client, channel, loss);
       if (failure !== undefined) {
-        return signal.aborted ? undefined : failure;
+        return this.#stop.signal.aborted ? undefined : failure;
       }
     }
   }
 
   /** Sends one heartbeat and waits for it; returns why it failed, or undefined. */
-  async #heartbeat(client: pg.Client, channel: string, lost: Promise<Error>): Promise<unknown> {
+  async #heartbeat(client: pg.Client, channel: string, loss: ConnectionLoss): Promise<unknown> {
     const nonce = randomUUID();
-    let timer: NodeJS.Timeout | undefined;
-    const arrived = new Promise<undefined>((resolve) => {
-      this.#pendingPing = { nonce, arrived: () => resolve(undefined) };
-    });
-    const timedOut = new Promise<Error>((resolve) => {
-      timer = setTimeout(
-        () => resolve(new Error(`the heartbeat notification did not arrive within ${this.#timing.heartbeatTimeoutMs} ms`)),
-        this.#timing.heartbeatTimeoutMs,
-      );
-    });
+    const arrival = new AbortController();
+    this.#pendingPing = { nonce, arrived: () => arrival.abort("arrived") };
     try {
       await client.query("select pg_notify($1, $2)", [channel, pingPayload(nonce)]);
-      return await Promise.race([arrived, timedOut, lost]);
+      // The notification can arrive before the query's own reply, and then the wait ends at once.
+      const outcome = await loss.wait(this.#timing.heartbeatTimeoutMs, [arrival.signal, this.#stop.signal]);
+      if (outcome.kind === "lost") {
+        return outcome.error;
+      }
+      if (outcome.kind === "elapsed") {
+        return new Error(`the heartbeat notification did not arrive within ${this.#timing.heartbeatTimeoutMs} ms`);
+      }
+      return undefined;
     } catch (error) {
       return error;
     } finally {
-      clearTimeout(timer);
       this.#pendingPing = undefined;
     }
   }
@@ -310,12 +303,4 @@ export class IntegrationChangeListener {
     const ceiling = Math.min(retryMaxDelayMs, retryBaseDelayMs * 2 ** Math.max(0, failedAttempts - 1));
     return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
   }
-}
-
-/** Resolves with the error when the client's connection fails or ends. */
-function whenLost(client: pg.Client): Promise<Error> {
-  return new Promise((resolve) => {
-    client.on("error", resolve);
-    client.once("end", () => resolve(new Error("the connection ended")));
-  });
 }

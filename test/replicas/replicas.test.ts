@@ -1,12 +1,12 @@
 import { randomBytes, randomUUID } from "node:crypto";
 
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { CLIENT_KINDS, rejection } from "../helpers/clients.js";
+import { CLIENT_KINDS } from "../helpers/clients.js";
 import { eventually } from "../helpers/eventually.js";
 import { ScriptedGateway, type RecordedRequest } from "../helpers/scripted-gateway.js";
 import { startServiceProcess, type ServiceProcess } from "../helpers/service-process.js";
@@ -173,9 +173,13 @@ describe.skipIf(SKIP_POSTGRES)("two replicas on one PostgreSQL schema", () => {
 
     await a.integrations.client.deleteIntegration({ id: "shared" });
 
+    // A send that still succeeds, before the notification arrives, is polled again.
     await eventually(
-      () => rejection(b.sms.client.sendSms({ integrationId: "shared", to: "+15550001111", content: "after delete" })),
-      (error) => error.code === Code.NotFound,
+      () => b.sms.client.sendSms({ integrationId: "shared", to: "+15550001111", content: "after delete" }).then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error).code,
+      ),
+      (code) => code === Code.NotFound,
       "B reports the deleted integration as NOT_FOUND",
       { timeoutMs: CONVERGENCE_MS },
     );
