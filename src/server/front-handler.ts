@@ -20,7 +20,7 @@ export interface FrontHandlerOptions {
   cors: CorsPolicy;
   logger: Logger;
   /**
-   * Answer only requests addressed to a loopback name (see
+   * Serve only requests addressed to a loopback name (see
    * `isLoopbackAuthority`). Set while caller authentication is off, which
    * is allowed only on a loopback address, to defeat DNS rebinding.
    */

@@ -6,7 +6,7 @@ import net from "node:net";
  * interface: `localhost`, a name under `.localhost`, an address in
  * 127.0.0.0/8, or `[::1]`, with or without a port.
  *
- * With caller authentication off, the service answers only such requests.
+ * With caller authentication off, the service serves only such requests.
  * A web page whose own host name an attacker re-points at 127.0.0.1 (DNS
  * rebinding) sends its own name as the Host, so it is rejected.
  */

@@ -76,7 +76,7 @@ export class ReadinessProbe {
   }
 }
 
-/** Why the service is not ready, with the storage error's safe summary when there was one. */
+/** Reason the service is not ready, with the storage error's safe summary when there was one. */
 interface NotReady {
   reason: string;
   err?: DatabaseErrorSummary;

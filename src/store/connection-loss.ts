@@ -1,6 +1,6 @@
 import type pg from "pg";
 
-/** How a {@link ConnectionLoss.wait} ended. */
+/** Outcome of a {@link ConnectionLoss.wait}. */
 export type WaitOutcome =
   | { kind: "elapsed" }
   | { kind: "lost"; error: Error }

@@ -16,7 +16,7 @@ export interface IdempotencyRecord {
   /** Hash of the request that first used the key. */
   requestHash: string;
   state: IdempotencyState;
-  /** Id of the send that holds or last held the key. */
+  /** Id of the send that owns or last owned the key. */
   owner: string;
   /** While `pending`: when the owner's claim lapses. */
   leaseExpireTime: Date;
@@ -57,7 +57,7 @@ export interface IdempotencyStore {
    * Claims a key for `claim.owner` in one atomic statement: inserts a
    * `pending` record, or takes over a record that has expired, or a
    * `retryable` one with the same request hash. Returns true when the owner
-   * now holds the key, false when another record stands in the way (read it
+   * now owns the key, false when another record blocks it (read it
    * with {@link get}).
    */
   claim(claim: IdempotencyClaim): Promise<boolean>;

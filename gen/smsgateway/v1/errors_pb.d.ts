@@ -96,7 +96,7 @@ export declare type FieldViolation = Message<"smsgateway.v1.FieldViolation"> & {
   field: string;
 
   /**
-   * What is wrong and what to do instead.
+   * The problem, and what to do instead.
    *
    * @generated from field: string description = 2;
    */
@@ -110,7 +110,7 @@ export declare type FieldViolation = Message<"smsgateway.v1.FieldViolation"> & {
 export declare const FieldViolationSchema: GenMessage<FieldViolation>;
 
 /**
- * Error detail attached to errors caused by the gateway: what it answered.
+ * Error detail attached to errors caused by the gateway: what it replied.
  * Secrets of the integration are replaced by `[REDACTED]` in the excerpt.
  *
  * @generated from message smsgateway.v1.GatewayError
@@ -169,7 +169,7 @@ export declare type GatewayError = Message<"smsgateway.v1.GatewayError"> & {
 export declare const GatewayErrorSchema: GenMessage<GatewayError>;
 
 /**
- * Which step of a send reached the gateway.
+ * Step of a send that reached the gateway.
  *
  * @generated from enum smsgateway.v1.GatewayStage
  */

@@ -53,7 +53,7 @@ export const GatewayStageSchema = /*@__PURE__*/
   enumDesc(file_smsgateway_v1_errors, 0);
 
 /**
- * Which step of a send reached the gateway.
+ * Step of a send that reached the gateway.
  *
  * @generated from enum smsgateway.v1.GatewayStage
  */

@@ -18,11 +18,12 @@ export declare const file_smsgateway_v1_integration_service: GenFile;
  * Request of `IntegrationService.ConfigureIntegration`.
  *
  * With an empty `integration.id`, a new integration is created with a
- * service-assigned id. With an id, that integration is updated: only the
- * fields in `update_mask` when it is set, otherwise every field, except that
- * an empty `api_key` or `secret_key` keeps the stored secret (reads never
- * return secrets, so a read-modify-write must not erase them). To remove the
- * secret key, name `secret_key` in `update_mask` and leave it empty.
+ * service-assigned id. With an id, that integration is updated. With
+ * `update_mask`, only the fields it names change. Without it, every field
+ * changes, except that an empty `api_key` or `secret_key` keeps the stored
+ * secret, because reads never return secrets and a read-modify-write must
+ * not erase them. To remove the secret key, name `secret_key` in
+ * `update_mask` and leave it empty.
  *
  * @generated from message smsgateway.v1.ConfigureIntegrationRequest
  */
@@ -445,7 +446,7 @@ export declare type PreparedHeader = Message<"smsgateway.v1.PreparedHeader"> & {
 export declare const PreparedHeaderSchema: GenMessage<PreparedHeader>;
 
 /**
- * How the SSRF guard judges one URL of the integration, checked without
+ * The SSRF guard's verdict on one URL of the integration, checked without
  * sending anything.
  *
  * @generated from message smsgateway.v1.OutboundCheck
@@ -490,7 +491,7 @@ export declare type OutboundCheck = Message<"smsgateway.v1.OutboundCheck"> & {
   metadata: { [key: string]: string };
 
   /**
-   * What is wrong and how to fix it; empty when ALLOWED.
+   * The problem and its fix, empty when ALLOWED.
    *
    * @generated from field: string description = 6;
    */
@@ -547,7 +548,7 @@ export declare type TestSendResult = Message<"smsgateway.v1.TestSendResult"> & {
   rawDate: string;
 
   /**
-   * Where `date` came from.
+   * Origin of `date`.
    *
    * @generated from field: smsgateway.v1.DateSource date_source = 5;
    */
@@ -592,7 +593,7 @@ export declare type TestSendResult = Message<"smsgateway.v1.TestSendResult"> & {
   replyTruncated: boolean;
 
   /**
-   * Why the send failed; unset when `accepted`.
+   * Cause of the failure, unset when `accepted`.
    *
    * @generated from field: smsgateway.v1.TestSendFailure failure = 11;
    */
@@ -658,7 +659,7 @@ export declare type TestSendFailure = Message<"smsgateway.v1.TestSendFailure"> &
 export declare const TestSendFailureSchema: GenMessage<TestSendFailure>;
 
 /**
- * Which credential a header carries.
+ * Credential that a header carries.
  *
  * @generated from enum smsgateway.v1.CredentialKind
  */
@@ -718,7 +719,7 @@ export enum OutboundVerdict {
   ALLOWED = 1,
 
   /**
-   * The guard blocks the URL; `reason` and `metadata` say why.
+   * The guard blocks the URL, for the cause in `reason` and `metadata`.
    *
    * @generated from enum value: OUTBOUND_VERDICT_BLOCKED = 2;
    */

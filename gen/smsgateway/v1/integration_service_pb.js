@@ -126,7 +126,7 @@ export const CredentialKindSchema = /*@__PURE__*/
   enumDesc(file_smsgateway_v1_integration_service, 0);
 
 /**
- * Which credential a header carries.
+ * Credential that a header carries.
  *
  * @generated from enum smsgateway.v1.CredentialKind
  */

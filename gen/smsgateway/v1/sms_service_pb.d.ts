@@ -231,7 +231,7 @@ export declare type SendSmsResponse = Message<"smsgateway.v1.SendSmsResponse"> &
   rawDate: string;
 
   /**
-   * Where `date` came from.
+   * Origin of `date`.
    *
    * @generated from field: smsgateway.v1.DateSource date_source = 4;
    */
@@ -367,7 +367,7 @@ export declare type MessageError = Message<"smsgateway.v1.MessageError"> & {
   codeName: string;
 
   /**
-   * What went wrong and what to do, as in the `SendSms` error message.
+   * The problem and what to do, as in the `SendSms` error message.
    * Invalid fields are named by their path in the batch request, such as
    * `messages[3].to`.
    *
@@ -392,7 +392,7 @@ export declare type MessageError = Message<"smsgateway.v1.MessageError"> & {
 export declare const MessageErrorSchema: GenMessage<MessageError>;
 
 /**
- * Where `SendSmsResponse.date` came from.
+ * Origin of `SendSmsResponse.date`.
  *
  * @generated from enum smsgateway.v1.DateSource
  */

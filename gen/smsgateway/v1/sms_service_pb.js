@@ -74,7 +74,7 @@ export const DateSourceSchema = /*@__PURE__*/
   enumDesc(file_smsgateway_v1_sms_service, 0);
 
 /**
- * Where `SendSmsResponse.date` came from.
+ * Origin of `SendSmsResponse.date`.
  *
  * @generated from enum smsgateway.v1.DateSource
  */
