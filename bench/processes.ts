@@ -29,8 +29,13 @@ export interface StartOptions {
 }
 
 /** Starts a TypeScript file with `node --import tsx` and waits until it is ready. */
-export async function startTsProcess(name: string, file: string, args: string[], options: StartOptions = {}): Promise<BenchProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", file, ...args], {
+export function startTsProcess(name: string, file: string, args: string[], options: StartOptions = {}): Promise<BenchProcess> {
+  return startNodeProcess(name, ["--import", "tsx", file, ...args], options);
+}
+
+/** Starts `node` with these arguments and waits until the process is ready. */
+export async function startNodeProcess(name: string, nodeArgs: string[], options: StartOptions = {}): Promise<BenchProcess> {
+  const child = spawn(process.execPath, nodeArgs, {
     env: { ...process.env, ...options.env },
     stdio: ["ignore", options.stdoutFd ?? "pipe", "pipe"],
   });

@@ -20,7 +20,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { IntegrationService } from "../gen/smsgateway/v1/integration_service_pb.js";
 import { checkTargets } from "./bench-targets.js";
 import { runH2load, runWrk, type LoadResult } from "./load-runners.js";
-import { cpuMs, peakRssKb, resetPeakRss, setTicksPerSecond, startTsProcess, type BenchProcess } from "./processes.js";
+import { cpuMs, peakRssKb, resetPeakRss, setTicksPerSecond, startNodeProcess, startTsProcess, type BenchProcess } from "./processes.js";
 import { resultsTable, targetsTable, type Measurement, type Row } from "./report.js";
 import { BENCH_INTEGRATION_ID, grpcFrame, sendSmsBytes, wrkScript } from "./request-bodies.js";
 import { smokeTest } from "./smoke-test.js";
@@ -30,6 +30,8 @@ const SEND_SMS_PATH = "/smsgateway.v1.SmsService/SendSms";
 const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" };
 const CONNECT_HEADERS = { "content-type": "application/proto", "connect-protocol-version": "1" };
 const WARM_UP_SECONDS = 1;
+/** How `npm start` runs the service after `npm run build`. */
+const SERVICE_NODE_ARGS = ["--enable-source-maps", "dist/main.js"];
 
 interface BenchSettings {
   seconds: number;
@@ -99,7 +101,10 @@ async function gatewayCount(gatewayPort: number): Promise<number> {
   return ((await response.json()) as { accepted: number }).accepted;
 }
 
-/** Starts the service as users do (`npm start` runs src/main.ts with tsx) and stores the bench integration. */
+/**
+ * Starts the service as `npm start` does (it bundles src/ into dist/main.js
+ * and runs that with plain node) and stores the bench integration.
+ */
 async function startService(workDir: string, gatewayUrl: string): Promise<{ process: BenchProcess; port: number; logFile: string }> {
   const port = await freePort();
   const logFile = path.join(workDir, "service.log");
@@ -107,7 +112,8 @@ async function startService(workDir: string, gatewayUrl: string): Promise<{ proc
   const baseUrl = `http://127.0.0.1:${port}`;
   const integrations = createClient(IntegrationService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
   try {
-    const started = await startTsProcess("service", "src/main.ts", [], {
+    await execFileAsync("npm", ["run", "build", "--silent"]);
+    const started = await startNodeProcess("service", SERVICE_NODE_ARGS, {
       env: { HOST: "127.0.0.1", PORT: String(port), DATA_DIR: path.join(workDir, "data"), LOG_LEVEL: "info" },
       stdoutFd: logFd,
       probe: async () => {
@@ -290,7 +296,7 @@ async function main(): Promise<void> {
       `- Machine: ${machineDescription()}`,
       `- Command: \`${command}\` (${settings.seconds} s per run, ${settings.rounds} rounds per cell)`,
       `- Load average (1/5/15 min) at start: ${loadAtStart}; at end: ${loadAverage()}`,
-      `- Service: \`node --import tsx src/main.ts\`, as \`npm start\` runs it, SQLite store, LOG_LEVEL=info logging to a file; gRPC calls ${servedByGrpcJs ? "were" : "were NOT"} served by grpc-js`,
+      `- Service: \`node ${SERVICE_NODE_ARGS.join(" ")}\` after \`npm run build\`, as \`npm start\` runs it, SQLite store, LOG_LEVEL=info logging to a file; gRPC calls ${servedByGrpcJs ? "were" : "were NOT"} served by grpc-js`,
       "",
       "#### Targets",
       "",

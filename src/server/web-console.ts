@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -7,8 +8,26 @@ import type { HttpRoute } from "./http-routes.js";
 import type { RequestHandler } from "./one-port-server.js";
 import { staticAssetRoutes, unavailableRoutes, type WebAsset } from "./static-assets.js";
 
-/** The console's sources: `web/` at the repository root. */
-export const WEB_SOURCE_DIR = fileURLToPath(new URL("../../web/", import.meta.url));
+/**
+ * The console's sources: `web/` at the repository root, looked up from this
+ * module's folder upwards, so that both `src/server/` and the bundle in
+ * `dist/` find it.
+ */
+export const WEB_SOURCE_DIR = findWebSourceDir(path.dirname(fileURLToPath(import.meta.url)));
+
+/** Returns the nearest `web/` folder that contains the console's `main.ts`, or the repository root's when none does. */
+function findWebSourceDir(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, "web");
+    if (existsSync(path.join(candidate, "main.ts"))) {
+      return `${candidate}${path.sep}`;
+    }
+    if (path.dirname(dir) === dir) {
+      // Not found: the build from this path fails, and the console routes return 503 with the reason.
+      return fileURLToPath(new URL("../../web/", import.meta.url));
+    }
+  }
+}
 
 /** The files the console consists of, by URL path; `built` ones come out of esbuild, the others are read as they are. */
 const CONSOLE_FILES = [

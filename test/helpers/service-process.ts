@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { TEST_BUNDLE } from "./build-bundle.js";
 
 /** The service as a child process, started the way operators start it. */
 export interface ServiceProcess {
@@ -17,15 +18,18 @@ export interface ServiceProcess {
   stop(): Promise<void>;
 }
 
+/** The node arguments of `npm start`, with the bundle that the test set-up built. */
+const SERVICE_NODE_ARGS = ["--enable-source-maps", TEST_BUNDLE];
+
 /**
- * Starts `src/main.ts` on a free loopback port, with a data folder of its
- * own, and waits for its start-up log line, which names the address.
+ * Starts the service bundle on a free loopback port, with a data folder of
+ * its own, and waits for its start-up log line, which names the address.
  * `env` adds to or replaces the defaults: `HOST=127.0.0.1`, `PORT=0`,
  * `LOG_LEVEL=info` and `OUTBOUND_ALLOW=127.0.0.1`.
  */
 export async function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
     env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -14,13 +14,14 @@ import { startApp } from "../../src/app.js";
 import { ConfigError } from "../../src/config/load-config.js";
 import { prepareSecurity } from "../../src/security/security-setup.js";
 import { startLocalGateway } from "../../src/tools/local-gateway.js";
+import { TEST_BUNDLE } from "../helpers/build-bundle.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import { startTestService, testConfig, type TestService } from "../helpers/service.js";
 import { silentLogger } from "../store/integration-fixtures.js";
 import { createApiKey, rejection } from "./security-fixtures.js";
 
 const run = promisify(execFile);
-const TSX = path.resolve("node_modules/.bin/tsx");
+
 
 const admin = createApiKey("admin", "integrations:read+integrations:write");
 const reader = createApiKey("reader", "integrations:read");
@@ -199,10 +200,10 @@ describe("listening without API keys", () => {
   });
 
   // 10.255.255.1 is not an address of this machine, so even a regression could not bind it.
-  test("npm start exits 2 with the reason", async () => {
+  test("the service process exits 2 with the reason", async () => {
     const dataDir = path.join(await mkdtemp(path.join(tmpdir(), "smsgateway-auth-")), "data");
     try {
-      const failure = await run(TSX, ["src/main.ts", "--host", "10.255.255.1", "--port", "0", "--data-dir", dataDir], {
+      const failure = await run(process.execPath, [TEST_BUNDLE, "--host", "10.255.255.1", "--port", "0", "--data-dir", dataDir], {
         env: { ...process.env, API_KEYS: "", API_KEYS_FILE: "" },
         timeout: 60_000,
       }).then(
