@@ -24,6 +24,7 @@ import { cpuMs, peakRssKb, resetPeakRss, setTicksPerSecond, startNodeProcess, st
 import { resultsTable, targetsTable, type Measurement, type Row } from "./report.js";
 import { BENCH_INTEGRATION_ID, grpcFrame, sendSmsBytes, wrkScript } from "./request-bodies.js";
 import { smokeTest } from "./smoke-test.js";
+import { serviceNodeArgs } from "./start-command.js";
 
 const execFileAsync = promisify(execFile);
 const SEND_SMS_PATH = "/smsgateway.v1.SmsService/SendSms";
@@ -31,7 +32,7 @@ const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" };
 const CONNECT_HEADERS = { "content-type": "application/proto", "connect-protocol-version": "1" };
 const WARM_UP_SECONDS = 1;
 /** How `npm start` runs the service after `npm run build`. */
-const SERVICE_NODE_ARGS = ["--enable-source-maps", "dist/main.js"];
+const SERVICE_NODE_ARGS = serviceNodeArgs();
 
 interface BenchSettings {
   seconds: number;

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { serviceNodeArgs } from "../../bench/start-command.js";
 import { TEST_BUNDLE } from "./build-bundle.js";
 
 /** The service as a child process, started the way operators start it. */
@@ -19,7 +20,7 @@ export interface ServiceProcess {
 }
 
 /** The node arguments of `npm start`, with the bundle that the test set-up built. */
-const SERVICE_NODE_ARGS = ["--enable-source-maps", TEST_BUNDLE];
+const SERVICE_NODE_ARGS = serviceNodeArgs(TEST_BUNDLE);
 
 /**
  * Starts the service bundle on a free loopback port, with a data folder of

@@ -8,6 +8,7 @@ import { promisify } from "node:util";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
+import { serviceNodeArgs } from "../../bench/start-command.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { startApp } from "../../src/app.js";
@@ -203,7 +204,7 @@ describe("listening without API keys", () => {
   test("the service process exits 2 with the reason", async () => {
     const dataDir = path.join(await mkdtemp(path.join(tmpdir(), "smsgateway-auth-")), "data");
     try {
-      const failure = await run(process.execPath, [TEST_BUNDLE, "--host", "10.255.255.1", "--port", "0", "--data-dir", dataDir], {
+      const failure = await run(process.execPath, [...serviceNodeArgs(TEST_BUNDLE), "--host", "10.255.255.1", "--port", "0", "--data-dir", dataDir], {
         env: { ...process.env, API_KEYS: "", API_KEYS_FILE: "" },
         timeout: 60_000,
       }).then(
