@@ -93,7 +93,7 @@ export class Delivery {
   async send(integration: Integration, message: SmsMessage, options: SendOptions = {}): Promise<KeyedResult> {
     const sms = buildSmsRequest(integration, message);
     const key = message.idempotencyKey ?? "";
-    const deadline = new SendDeadline(this.dispatcher.budgetMs(options.deadlineMs), options.signal);
+    const deadline = new SendDeadline(this.dispatcher.budgetMs(options.deadlineMs), options.signal, options.requestId);
     const sendEnded = this.metrics?.sendStarted();
     try {
       await this.dispatcher.checkOutbound(integration, deadline);

@@ -97,7 +97,7 @@ export class IdempotencyKeys {
 
     for (;;) {
       if (waitingOn === undefined && (await this.claim(scope, owner, deadline))) {
-        return this.sendAsOwner(scope, owner, send);
+        return this.sendAsOwner(scope, owner, deadline, send);
       }
 
       const record = await this.store.get(scope.integrationId, scope.key);
@@ -123,7 +123,7 @@ export class IdempotencyKeys {
         const message = abandonedMessage(scope);
         await this.store.abandon(scope.integrationId, scope.key, record.owner, encodeUnknown(message), now);
         this.log.warn(
-          { integrationId: scope.integrationId, owner: record.owner },
+          { requestId: deadline.requestId, integrationId: scope.integrationId, owner: record.owner },
           "idempotency key lease expired without an outcome; reporting the outcome as unknown",
         );
         continue;
@@ -152,15 +152,20 @@ export class IdempotencyKeys {
     return claimed;
   }
 
-  private async sendAsOwner(scope: IdempotencyScope, owner: string, send: () => Promise<SendResult>): Promise<KeyedResult> {
+  private async sendAsOwner(
+    scope: IdempotencyScope,
+    owner: string,
+    deadline: SendDeadline,
+    send: () => Promise<SendResult>,
+  ): Promise<KeyedResult> {
     let result: SendResult;
     try {
       result = await send();
     } catch (error) {
-      await this.record(scope, owner, failureOutcome(error, scope));
+      await this.record(scope, owner, deadline, failureOutcome(error, scope));
       throw error;
     }
-    await this.record(scope, owner, { state: "done", outcome: encodeSent(result) });
+    await this.record(scope, owner, deadline, { state: "done", outcome: encodeSent(result) });
     return { ...result, replayed: false };
   }
 
@@ -169,9 +174,14 @@ export class IdempotencyKeys {
    * thrown, because the caller must learn the real outcome of the send: a
    * repeat then finds the key pending until its lease expires.
    */
-  private async record(scope: IdempotencyScope, owner: string, outcome: Pick<IdempotencyOutcome, "state" | "outcome">): Promise<void> {
+  private async record(
+    scope: IdempotencyScope,
+    owner: string,
+    deadline: SendDeadline,
+    outcome: Pick<IdempotencyOutcome, "state" | "outcome">,
+  ): Promise<void> {
     const now = this.now();
-    const fields = { integrationId: scope.integrationId, state: outcome.state };
+    const fields = { requestId: deadline.requestId, integrationId: scope.integrationId, state: outcome.state };
     try {
       const stored = await this.store.finish(scope.integrationId, scope.key, owner, {
         ...outcome,

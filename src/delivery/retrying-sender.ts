@@ -79,7 +79,7 @@ export class RetryingSender {
       limitedAttempts += 1;
       // Without a key a stalled request is never repeated, so it may use the whole deadline.
       const attemptDeadline = hasIdempotencyKey
-        ? new SendDeadline(Math.min(deadline.remainingMs(), this.settings.attemptTimeoutMs), deadline.signal)
+        ? new SendDeadline(Math.min(deadline.remainingMs(), this.settings.attemptTimeoutMs), deadline.signal, deadline.requestId)
         : deadline;
       let lease: TokenLease | undefined;
       let failure: GatewayError;
@@ -107,7 +107,7 @@ export class RetryingSender {
         this.tokens.invalidate(integration, lease.token);
         refreshedStaleToken = true;
         limitedAttempts -= 1;
-        this.log.info({ integrationId: integration.id, attempt: progress.smsAttempts }, "gateway rejected the cached token with HTTP 401; fetching a new one");
+        this.log.info({ requestId: deadline.requestId, integrationId: integration.id, attempt: progress.smsAttempts }, "gateway rejected the cached token with HTTP 401; fetching a new one");
         continue;
       }
 
@@ -134,6 +134,7 @@ export class RetryingSender {
 
       this.log.info(
         {
+          requestId: deadline.requestId,
           integrationId: integration.id,
           to: maskPhone(sms.to),
           attempt: progress.smsAttempts,

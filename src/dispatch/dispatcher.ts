@@ -63,6 +63,8 @@ export interface SendOptions {
   deadlineMs?: number;
   /** Also return the start of the reply body as `replyExcerpt`, for a test of the integration. */
   includeReplyExcerpt?: boolean;
+  /** Id of the call that the send serves, which the send's log lines carry. */
+  requestId?: string;
 }
 
 /** The outcome of a send that the gateway accepted with a 2xx reply. */
@@ -101,6 +103,8 @@ interface Exchange {
   body: string;
   /** Secrets that error messages and excerpts must not show. */
   secrets: readonly string[];
+  /** Id of the call that the request serves, for log lines. */
+  requestId: string | undefined;
 }
 
 /**
@@ -153,7 +157,7 @@ export class Dispatcher {
    */
   async send(integration: Integration, message: SmsMessage, options: SendOptions = {}): Promise<SendResult> {
     const sms = buildSmsRequest(integration, message);
-    const deadline = new SendDeadline(this.budgetMs(options.deadlineMs), options.signal);
+    const deadline = new SendDeadline(this.budgetMs(options.deadlineMs), options.signal, options.requestId);
     try {
       await this.checkOutbound(integration, deadline);
       const token = integration.authenticateByToken ? (await this.fetchToken(integration, deadline)).token : undefined;
@@ -197,7 +201,7 @@ export class Dispatcher {
       headers[integration.tokenKey] = token;
       secrets.push(token);
     }
-    const exchange: Exchange = { integration, stage: "send", url: sms.url, headers, body: sms.body, secrets };
+    const exchange: Exchange = { integration, stage: "send", url: sms.url, headers, body: sms.body, secrets, requestId: deadline.requestId };
     this.assertCanStart(exchange, deadline);
 
     const sendTime = new Date();
@@ -213,7 +217,7 @@ export class Dispatcher {
     fields.rawDate = redactSecrets(fields.rawDate, forms);
     if (this.log.isLevelEnabled("debug")) {
       this.log.debug(
-        { integrationId: integration.id, to: maskPhone(sms.to), status: reply.status, warnings },
+        { requestId: deadline.requestId, integrationId: integration.id, to: maskPhone(sms.to), status: reply.status, warnings },
         "SMS accepted by the gateway",
       );
     }
@@ -248,6 +252,7 @@ export class Dispatcher {
       headers: credentialHeaders(integration),
       body: "{}",
       secrets: [integration.apiKey, integration.secretKey],
+      requestId: deadline.requestId,
     };
     this.assertCanStart(exchange, deadline);
     return this.recorded(exchange, async () => {
@@ -281,6 +286,7 @@ export class Dispatcher {
         headers: {},
         body: "",
         secrets: [integration.apiKey, integration.secretKey],
+        requestId: deadline.requestId,
       };
       try {
         await this.outbound.checkUrl(target.field, target.url, deadline.signal);
@@ -320,7 +326,7 @@ export class Dispatcher {
   private blocked(exchange: Exchange, error: OutboundBlockedError): OutboundBlockedError {
     this.metrics.ssrfRefusal(exchange.integration.id, error.reason);
     this.log.warn(
-      { integrationId: exchange.integration.id, field: error.field, reason: error.reason, ...error.metadata },
+      { requestId: exchange.requestId, integrationId: exchange.integration.id, field: error.field, reason: error.reason, ...error.metadata },
       "SSRF guard blocked a gateway request",
     );
     return error;
@@ -338,6 +344,7 @@ export class Dispatcher {
       headers: {},
       body: "",
       secrets: [integration.apiKey, integration.secretKey],
+      requestId: deadline.requestId,
     };
     return transportError(requestContext(exchange), deadline.signal.reason, {
       ended: deadline.ended,
@@ -396,7 +403,7 @@ export class Dispatcher {
     const status = response.statusCode;
     if (this.log.isLevelEnabled("debug")) {
       const durationMs = Math.round(performance.now() - startedAt);
-      const fields = { integrationId: exchange.integration.id, stage: exchange.stage, status, durationMs };
+      const fields = { requestId: exchange.requestId, integrationId: exchange.integration.id, stage: exchange.stage, status, durationMs };
       this.log.debug(fields, "gateway replied");
     }
 
@@ -437,7 +444,7 @@ export class Dispatcher {
   private logged(exchange: Exchange, error: GatewayError): GatewayError {
     const { failure, httpStatus } = error.info;
     this.log.debug(
-      { integrationId: exchange.integration.id, stage: exchange.stage, failure, status: httpStatus },
+      { requestId: exchange.requestId, integrationId: exchange.integration.id, stage: exchange.stage, failure, status: httpStatus },
       "gateway request failed",
     );
     return error;

@@ -29,9 +29,14 @@ export class SendDeadline {
   private readonly timer: NodeJS.Timeout | undefined;
   private endedBy: DeadlineEnd | undefined;
 
+  /**
+   * @param requestId id of the call that the send serves, which the send's
+   *   log lines carry; undefined for work shared by several calls.
+   */
   constructor(
     readonly budgetMs: number,
     private readonly callerSignal: AbortSignal | undefined,
+    readonly requestId?: string,
   ) {
     this.signal = this.controller.signal;
     this.deadlineAt = performance.now() + budgetMs;

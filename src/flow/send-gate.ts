@@ -30,6 +30,8 @@ export interface SendGateOptions {
 export interface GateSendOptions {
   /** The caller's deadline in milliseconds, as the dispatcher gets it. */
   deadlineMs?: number;
+  /** Id of the call that the send serves, which the gate's log lines about the send carry. */
+  requestId?: string;
 }
 
 /** Flow-control state of one integration, for metrics and diagnostics. */
@@ -121,7 +123,7 @@ export class SendGate {
 
     const limits = resolveSendLimits(integration, this.#defaults);
     const entry = this.#entryFor(integration.id, startMs);
-    const permit = this.#admit(integration.id, entry, limits, startMs);
+    const permit = this.#admit(integration.id, entry, limits, startMs, options.requestId);
 
     // A NaN deadline compares false, so it counts as the full send time, as in the dispatcher.
     const deadlineCutShort = options.deadlineMs !== undefined && options.deadlineMs < this.#sendTimeoutMs;
@@ -134,7 +136,7 @@ export class SendGate {
       outcome = classifySendOutcome(error, deadlineCutShort);
       throw error;
     } finally {
-      this.#finish(integration.id, entry, permit, outcome, startMs);
+      this.#finish(integration.id, entry, permit, outcome, startMs, options.requestId);
     }
   }
 
@@ -179,7 +181,7 @@ export class SendGate {
   }
 
   /** Checks every limit, then takes the slot, the token and the circuit permit together. */
-  #admit(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number): CircuitPermit {
+  #admit(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number, requestId: string | undefined): CircuitPermit {
     const rejection = entry.breaker.rejection(nowMs);
     if (rejection !== undefined) {
       throw circuitOpenError(integrationId, rejection, this.#circuit.failureThreshold, this.#slotDelayMs(entry));
@@ -198,7 +200,7 @@ export class SendGate {
     entry.lastActiveMs = nowMs;
     const permit = entry.breaker.admit(nowMs);
     if (permit.probe) {
-      this.#log.info({ integrationId, probesInFlight: entry.breaker.probesInFlight }, "probe send let through the half-open circuit");
+      this.#log.info({ requestId, integrationId, probesInFlight: entry.breaker.probesInFlight }, "probe send let through the half-open circuit");
     }
     return permit;
   }
@@ -221,6 +223,7 @@ export class SendGate {
     permit: CircuitPermit,
     outcome: SendOutcome,
     startMs: number,
+    requestId: string | undefined,
   ): void {
     const nowMs = this.#now();
     entry.inFlight -= 1;
@@ -232,13 +235,13 @@ export class SendGate {
         : entry.averageSendMs + DURATION_WEIGHT * (durationMs - entry.averageSendMs);
 
     const transition = entry.breaker.record(permit, outcome, nowMs);
-    const fields = { integrationId, consecutiveFailures: entry.breaker.consecutiveFailures, openMs: this.#circuit.openMs };
+    const fields = { requestId, integrationId, consecutiveFailures: entry.breaker.consecutiveFailures, openMs: this.#circuit.openMs };
     if (transition === "opened") {
       this.#log.warn(fields, "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends");
     } else if (transition === "reopened") {
       this.#log.warn(fields, "circuit opened again because a probe send failed");
     } else if (transition === "closed") {
-      this.#log.info({ integrationId }, "circuit closed because a probe send succeeded");
+      this.#log.info({ requestId, integrationId }, "circuit closed because a probe send succeeded");
     }
   }
 

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 
 /** Request and response header that carries the request id, on every protocol. */
@@ -15,27 +14,4 @@ const REQUEST_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
  */
 export function resolveRequestId(supplied: string | null | undefined): string {
   return supplied !== null && supplied !== undefined && REQUEST_ID_PATTERN.test(supplied) ? supplied : randomUUID();
-}
-
-const currentCall = new AsyncLocalStorage<string>();
-
-/**
- * Runs `work` with `requestId` as the current request id. Every log line
- * written while it runs, in awaited callbacks too, carries the id through
- * {@link requestIdMixin}, so code deep in a call (the dispatcher, the store)
- * logs it without being handed a logger.
- */
-export function runWithRequestId<T>(requestId: string, work: () => T): T {
-  return currentCall.run(requestId, work);
-}
-
-/** Returns the request id of the call being handled, or undefined outside a call. */
-export function currentRequestId(): string | undefined {
-  return currentCall.getStore();
-}
-
-/** pino `mixin` that adds `requestId` to each line written during a call. */
-export function requestIdMixin(): { requestId?: string } {
-  const requestId = currentCall.getStore();
-  return requestId === undefined ? {} : { requestId };
 }

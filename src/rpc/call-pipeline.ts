@@ -2,7 +2,7 @@ import { performance } from "node:perf_hooks";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { ServiceMetrics } from "../observability/metrics.js";
-import { REQUEST_ID_HEADER, resolveRequestId, runWithRequestId } from "../observability/request-id.js";
+import { REQUEST_ID_HEADER, resolveRequestId } from "../observability/request-id.js";
 import type { ServiceLifecycle } from "../server/service-lifecycle.js";
 import type { CallContext, UnaryHandler } from "./call-context.js";
 import { isServerFault, toConnectError } from "./error-mapping.js";
@@ -76,46 +76,43 @@ export class CallPipeline {
     const started = performance.now();
     const requestId = resolveRequestId(call.requestHeader(REQUEST_ID_HEADER));
     call.setResponseHeader(REQUEST_ID_HEADER, requestId);
-    // The logger's mixin adds the request id to this line and to every other
-    // line written during the call, so the child binds only the procedure
-    // and the server library.
-    let log = this.logger.child({ procedure, server: call.server });
+    // Handlers log through this child, and code deeper in a send puts the
+    // request id in its own lines (SendDeadline.requestId).
+    let log = this.logger.child({ requestId, procedure, server: call.server });
 
-    return runWithRequestId(requestId, async () => {
-      const callEnded = this.options.lifecycle?.callStarted();
-      try {
-        if (this.options.lifecycle?.shuttingDown === true) {
-          throw new ConnectError("the service is shutting down; retry on another instance", Code.Unavailable);
-        }
-
-        const access = this.options.access;
-        const caller = access?.authenticate(procedure, call);
-        if (caller !== undefined) {
-          log = log.child({ caller });
-        }
-        access?.authorize(procedure, caller);
-
-        const context: CallContext = {
-          procedure,
-          signal: call.signal,
-          timeoutMs: () => call.timeoutMs(),
-          requestHeader: (name) => call.requestHeader(name),
-          requestId,
-          log,
-        };
-        const response = await handler(request, context);
-        this.finished(procedure, "OK", started);
-        log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
-        return response;
-      } catch (thrown) {
-        const error = toConnectError(thrown);
-        this.finished(procedure, codeName(error.code), started);
-        logFailure(log, error, elapsedMs(started));
-        throw error;
-      } finally {
-        callEnded?.();
+    const callEnded = this.options.lifecycle?.callStarted();
+    try {
+      if (this.options.lifecycle?.shuttingDown === true) {
+        throw new ConnectError("the service is shutting down; retry on another instance", Code.Unavailable);
       }
-    });
+
+      const access = this.options.access;
+      const caller = access?.authenticate(procedure, call);
+      if (caller !== undefined) {
+        log = log.child({ caller });
+      }
+      access?.authorize(procedure, caller);
+
+      const context: CallContext = {
+        procedure,
+        signal: call.signal,
+        timeoutMs: () => call.timeoutMs(),
+        requestHeader: (name) => call.requestHeader(name),
+        requestId,
+        log,
+      };
+      const response = await handler(request, context);
+      this.finished(procedure, "OK", started);
+      log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
+      return response;
+    } catch (thrown) {
+      const error = toConnectError(thrown);
+      this.finished(procedure, codeName(error.code), started);
+      logFailure(log, error, elapsedMs(started));
+      throw error;
+    } finally {
+      callEnded?.();
+    }
   }
 
   private finished(procedure: string, code: string, started: number): void {

@@ -35,6 +35,7 @@ interface SendCall {
   signal: AbortSignal;
   /** Milliseconds the send may take, undefined without a deadline. */
   deadlineMs: number | undefined;
+  requestId: string;
   log: Logger;
 }
 
@@ -60,7 +61,7 @@ export class SmsService {
       passthrough: request.passthrough,
       idempotencyKey: request.idempotencyKey,
     };
-    const call = { signal: context.signal, deadlineMs: context.timeoutMs(), log: context.log };
+    const call = { signal: context.signal, deadlineMs: context.timeoutMs(), requestId: context.requestId, log: context.log };
     return this.#send(integration, message, call, "");
   }
 
@@ -81,7 +82,7 @@ export class SmsService {
     const send = async (index: number, options: { deadlineMs: number | undefined }) => {
       const entry = entries[index]!;
       throwIfInvalid(entry.violations);
-      const call = { signal: context.signal, deadlineMs: options.deadlineMs, log: context.log };
+      const call = { signal: context.signal, deadlineMs: options.deadlineMs, requestId: context.requestId, log: context.log };
       return this.#send(integration, entry.sms, call, entry.passthroughPrefix);
     };
     const outcomes = await runBatch(entries.length, send, {
@@ -102,13 +103,13 @@ export class SmsService {
    * about it name.
    */
   async #send(integration: StoredIntegration, message: SmsMessage, call: SendCall, passthroughPrefix: string): Promise<SendSmsResponse> {
-    const { signal, deadlineMs } = call;
+    const { signal, deadlineMs, requestId } = call;
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
     // takes a rate token.
     assertSecretsReadable(integration, call.log);
     const result = await this.gate
-      .run(integration, { deadlineMs }, () => this.delivery.send(integration, message, { signal, deadlineMs }))
+      .run(integration, { deadlineMs, requestId }, () => this.delivery.send(integration, message, { signal, deadlineMs, requestId }))
       .catch((error: unknown) => {
         throw prefixedFields(error, passthroughPrefix);
       });

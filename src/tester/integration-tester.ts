@@ -134,8 +134,9 @@ export class IntegrationTester {
     const deadlineMs = context.timeoutMs();
     const fields = { integrationId: integration.id, to: maskPhone(message.to) };
     try {
-      const sent = await gate.run(integration, { deadlineMs }, () =>
-        dispatcher.send(integration, message, { signal: context.signal, deadlineMs, includeReplyExcerpt: true }),
+      const { requestId } = context;
+      const sent = await gate.run(integration, { deadlineMs, requestId }, () =>
+        dispatcher.send(integration, message, { signal: context.signal, deadlineMs, includeReplyExcerpt: true, requestId }),
       );
       context.log.info({ ...fields, status: sent.httpStatus }, "test SMS accepted by the gateway");
       return acceptedSendResult(sent);
