@@ -113,9 +113,18 @@ export function parseProcStatCpuTicks(stat: string): number {
 
 /** Reads the peak resident set size (`VmHWM`), in kB, from `/proc/<pid>/status`. */
 export function parseVmHwmKb(status: string): number {
-  const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+  return parseStatusKb(status, "VmHWM");
+}
+
+/** Reads the current resident set size (`VmRSS`), in kB, from `/proc/<pid>/status`. */
+export function parseVmRssKb(status: string): number {
+  return parseStatusKb(status, "VmRSS");
+}
+
+function parseStatusKb(status: string, field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status);
   if (match === null) {
-    throw new Error("/proc status has no VmHWM line");
+    throw new Error(`/proc status has no ${field} line`);
   }
   return Number(match[1]);
 }

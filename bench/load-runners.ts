@@ -68,6 +68,8 @@ export interface WrkOptions {
   inFlight: number;
   seconds: number;
   scriptFile: string;
+  /** Arguments that wrk passes to the script's `init` function. */
+  scriptArgs?: readonly string[];
 }
 
 /** Runs wrk with one thread and one connection per request in flight. */
@@ -76,6 +78,9 @@ export async function runWrk(options: WrkOptions): Promise<LoadResult> {
     "-t", "1", "-c", String(options.inFlight), "-d", `${options.seconds}s`, "--timeout", "10s", "--latency",
     "-s", options.scriptFile, options.url,
   ];
+  if (options.scriptArgs !== undefined) {
+    args.push("--", ...options.scriptArgs);
+  }
   const { stdout } = await run("wrk", args, { timeout: (options.seconds + 60) * 1000 });
   const summary = parseWrkOutput(stdout);
 

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { parseProcStatCpuTicks, parseVmHwmKb } from "./load-output.js";
+import { parseProcStatCpuTicks, parseVmHwmKb, parseVmRssKb } from "./load-output.js";
 
 /** A started child process and the JSON of its ready line. */
 export interface BenchProcess {
@@ -58,7 +58,8 @@ export async function startNodeProcess(name: string, nodeArgs: string[], options
         reject(error);
       }
     };
-    const timer = setTimeout(() => settle(new Error(`${name} was not ready within ${timeoutMs} ms: ${stderr.join("")}`)), timeoutMs);
+    let probeError = "";
+    const timer = setTimeout(() => settle(new Error(`${name} was not ready within ${timeoutMs} ms: ${probeError}${stderr.join("")}`)), timeoutMs);
     child.once("exit", (code) => settle(new Error(`${name} exited with code ${code} before it was ready: ${stderr.join("")}`)));
 
     if (options.probe !== undefined) {
@@ -69,7 +70,10 @@ export async function startNodeProcess(name: string, nodeArgs: string[], options
         }
         probe().then(
           (value) => (value === undefined ? setTimeout(poll, 100) : settle(undefined, value)),
-          () => setTimeout(poll, 100),
+          (error: unknown) => {
+            probeError = `the last probe failed with ${error instanceof Error ? error.message : String(error)}\n`;
+            setTimeout(poll, 100);
+          },
         );
       };
       poll();
@@ -130,6 +134,11 @@ export function cpuMs(pid: number): number {
 /** Returns the peak resident set size of a process, in kB. */
 export function peakRssKb(pid: number): number {
   return parseVmHwmKb(readFileSync(`/proc/${pid}/status`, "utf8"));
+}
+
+/** Returns the current resident set size of a process, in kB. */
+export function rssKb(pid: number): number {
+  return parseVmRssKb(readFileSync(`/proc/${pid}/status`, "utf8"));
 }
 
 /**

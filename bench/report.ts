@@ -3,11 +3,15 @@
  * each figure's ratio to the reference measured in the same rounds.
  */
 
-/** One measured run of one target. */
+/**
+ * One measured run of one target, counted in messages: a SendSmsBatch call
+ * of 100 messages counts 100. Latencies are those of whole calls.
+ */
 export interface Measurement {
-  requests: number;
+  messages: number;
+  /** Messages of failed calls, and messages of successful calls that did not reach the gateway. */
   failures: number;
-  requestsPerSecond: number;
+  messagesPerSecond: number;
   p50Ms: number;
   p99Ms: number;
   cpuMsPerMessage: number;
@@ -50,7 +54,7 @@ export function compare(row: Row, reference: Row): Comparison {
   for (let round = 0; round < rounds; round++) {
     const mine = row.runs[round]!;
     const theirs = reference.runs[round]!;
-    throughput.push(mine.requestsPerSecond / theirs.requestsPerSecond);
+    throughput.push(mine.messagesPerSecond / theirs.messagesPerSecond);
     cpu.push(mine.cpuMsPerMessage / theirs.cpuMsPerMessage);
     p50.push(mine.p50Ms - theirs.p50Ms);
   }
@@ -85,7 +89,7 @@ export function resultsTable(rows: readonly Row[]): string {
         row.protocol,
         row.inFlight,
         row.target,
-        fixed(median(row.runs.map((run) => run.requestsPerSecond)), 0),
+        fixed(median(row.runs.map((run) => run.messagesPerSecond)), 0),
         fixed(median(row.runs.map((run) => run.p50Ms)), 2),
         fixed(median(row.runs.map((run) => run.p99Ms)), 2),
         fixed(median(row.runs.map((run) => run.cpuMsPerMessage)), 3),

@@ -1,26 +1,54 @@
 /**
- * The SendSms requests the load tools send, as files and scripts: a gRPC
- * frame, a Connect protobuf body, and a wrk Lua script that can put a new
- * idempotency key in every request.
+ * The requests the benchmark sends: the integrations it stores, and the
+ * SendSms and SendSmsBatch bodies as protobuf bytes and gRPC frames.
  */
-import { create, toBinary } from "@bufbuild/protobuf";
-import { SendSmsRequestSchema } from "../gen/smsgateway/v1/sms_service_pb.js";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import type { IntegrationSchema } from "../gen/smsgateway/v1/integration_pb.js";
+import { SendSmsBatchRequestSchema, SendSmsRequestSchema } from "../gen/smsgateway/v1/sms_service_pb.js";
 
-/** Integration id that the runner configures on the service. */
+/** Integration id that the runner configures on every service, and that h2load sends to. */
 export const BENCH_INTEGRATION_ID = "bench";
 
-/** Tag of `SendSmsRequest.idempotency_key`: field 6, length-delimited. */
-const IDEMPOTENCY_KEY_TAG = (6 << 3) | 2;
+const TO = "+15550100000";
+const CONTENT = "Your code is 123456";
 
-/** Returns the protobuf encoding of the benchmark's SendSms request, with `idempotencyKey` when given. */
-export function sendSmsBytes(idempotencyKey = ""): Uint8Array {
+/** Returns an integration that sends to the bench gateway. */
+export function benchIntegration(id: string, gatewayUrl: string): MessageInitShape<typeof IntegrationSchema> {
+  return { id, baseUrl: gatewayUrl, apiKeyHeader: "X-API-KEY", apiKey: "bench-key-0123456789", defaultSender: "Bench" };
+}
+
+/** Returns `count` integration ids: {@link BENCH_INTEGRATION_ID}, then `bench-1`, `bench-2` and so on. */
+export function benchIntegrationIds(count: number): string[] {
+  return Array.from({ length: count }, (_, index) => (index === 0 ? BENCH_INTEGRATION_ID : `${BENCH_INTEGRATION_ID}-${index}`));
+}
+
+/** Fields of the benchmark's SendSms request that differ between its bodies. */
+export interface SendSmsFields {
+  /** Defaults to {@link BENCH_INTEGRATION_ID}; an empty id leaves the field out of the encoding. */
+  integrationId?: string;
+  idempotencyKey?: string;
+}
+
+/** Returns the protobuf encoding of the benchmark's SendSms request. */
+export function sendSmsBytes(fields: SendSmsFields = {}): Uint8Array {
   return toBinary(
     SendSmsRequestSchema,
     create(SendSmsRequestSchema, {
+      integrationId: fields.integrationId ?? BENCH_INTEGRATION_ID,
+      to: TO,
+      content: CONTENT,
+      idempotencyKey: fields.idempotencyKey ?? "",
+    }),
+  );
+}
+
+/** Returns the protobuf encoding of a SendSmsBatch request of `messageCount` copies of the SendSms message. */
+export function sendSmsBatchBytes(messageCount: number): Uint8Array {
+  return toBinary(
+    SendSmsBatchRequestSchema,
+    create(SendSmsBatchRequestSchema, {
       integrationId: BENCH_INTEGRATION_ID,
-      to: "+15550100000",
-      content: "Your code is 123456",
-      idempotencyKey,
+      messages: Array.from({ length: messageCount }, () => ({ to: TO, content: CONTENT })),
     }),
   );
 }
@@ -30,52 +58,4 @@ export function grpcFrame(message: Uint8Array): Buffer {
   const prefix = Buffer.alloc(5);
   prefix.writeUInt32BE(message.length, 1);
   return Buffer.concat([prefix, message]);
-}
-
-/** Options of {@link wrkScript}. */
-export interface WrkScriptOptions {
-  /** The request body sent as is, or before the key field when `keyPrefix` is set. */
-  body: Uint8Array;
-  headers: Record<string, string>;
-  /**
-   * When set, every request gets its own idempotency key: this prefix, the
-   * wrk thread number and a counter. Protobuf lets the key field follow the
-   * others.
-   */
-  keyPrefix?: string;
-}
-
-/** Returns a wrk Lua script that POSTs the body with the headers. */
-export function wrkScript(options: WrkScriptOptions): string {
-  const lines = [`wrk.method = "POST"`, `wrk.body = ${luaString(options.body)}`];
-  for (const [name, value] of Object.entries(options.headers)) {
-    lines.push(`wrk.headers[${luaString(Buffer.from(name))}] = ${luaString(Buffer.from(value))}`);
-  }
-
-  if (options.keyPrefix !== undefined) {
-    lines.push(
-      `local key_prefix = ${luaString(Buffer.from(options.keyPrefix))}`,
-      "local threads_started = 0",
-      "local counter = 0",
-      "function setup(thread)",
-      "  threads_started = threads_started + 1",
-      '  thread:set("thread_number", threads_started)',
-      "end",
-      "function request()",
-      "  counter = counter + 1",
-      '  local key = key_prefix .. thread_number .. "-" .. counter',
-      `  return wrk.format(nil, nil, nil, wrk.body .. string.char(${IDEMPOTENCY_KEY_TAG}, #key) .. key)`,
-      "end",
-    );
-  }
-  return `${lines.join("\n")}\n`;
-}
-
-/** Returns bytes as a Lua string literal of decimal escapes, which any byte survives. */
-function luaString(bytes: Uint8Array): string {
-  let text = '"';
-  for (const byte of bytes) {
-    text += `\\${byte.toString().padStart(3, "0")}`;
-  }
-  return `${text}"`;
 }

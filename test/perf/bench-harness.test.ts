@@ -1,6 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { describe, expect, test } from "vitest";
-import { SendSmsRequestSchema } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { SendSmsBatchRequestSchema, SendSmsRequestSchema } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { checkTargets } from "../../bench/bench-targets.js";
 import { h2loadConnections } from "../../bench/load-runners.js";
 import {
@@ -8,11 +8,13 @@ import {
   parseH2loadSummary,
   parseProcStatCpuTicks,
   parseVmHwmKb,
+  parseVmRssKb,
   parseWrkOutput,
   percentile,
 } from "../../bench/load-output.js";
 import { compare, median, resultsTable, type Measurement, type Row } from "../../bench/report.js";
-import { grpcFrame, sendSmsBytes, wrkScript } from "../../bench/request-bodies.js";
+import { toMeasurement } from "../../bench/measurement.js";
+import { benchIntegrationIds, grpcFrame, sendSmsBatchBytes, sendSmsBytes } from "../../bench/request-bodies.js";
 
 // Recorded from h2load 1.52 (nghttp2-client on Debian 12).
 const H2LOAD_OUTPUT = `starting benchmark...
@@ -97,11 +99,19 @@ describe("/proc readings", () => {
   test("status peak RSS", () => {
     expect(parseVmHwmKb("Name:\tnode\nVmPeak:\t 999 kB\nVmHWM:\t  183452 kB\nVmRSS:\t 1000 kB\n")).toBe(183452);
   });
+
+  test("status current RSS", () => {
+    expect(parseVmRssKb("Name:\tnode\nVmHWM:\t  183452 kB\nVmRSS:\t  150012 kB\n")).toBe(150012);
+  });
+
+  test("status without VmRSS", () => {
+    expect(() => parseVmRssKb("Name:\tnode\n")).toThrow(/no VmRSS line/);
+  });
 });
 
 describe("request bodies", () => {
   test("gRPC frame prefix", () => {
-    const message = sendSmsBytes("key-1");
+    const message = sendSmsBytes({ idempotencyKey: "key-1" });
     const frame = grpcFrame(message);
 
     expect(frame[0]).toBe(0);
@@ -109,29 +119,61 @@ describe("request bodies", () => {
     expect(fromBinary(SendSmsRequestSchema, frame.subarray(5)).idempotencyKey).toBe("key-1");
   });
 
-  test("wrk script body survives escaping", () => {
-    const body = sendSmsBytes();
-    const script = wrkScript({ body, headers: { "content-type": "application/proto" } });
-    const escaped = /wrk\.body = "((?:\\\d{3})*)"/.exec(script)?.[1] ?? "";
-    const decoded = Buffer.from(escaped.split("\\").slice(1).map(Number));
+  test("SendSms without an integration id", () => {
+    const body = sendSmsBytes({ integrationId: "" });
 
-    expect(decoded.equals(Buffer.from(body))).toBe(true);
-    expect(script).not.toContain("function request");
+    expect(body[0]).toBe((2 << 3) | 2);
+    expect(fromBinary(SendSmsRequestSchema, body).integrationId).toBe("");
+    expect(fromBinary(SendSmsRequestSchema, body).to).toBe("+15550100000");
   });
 
-  test("wrk script appends a key field", () => {
-    const script = wrkScript({ body: sendSmsBytes(), headers: {}, keyPrefix: "run-" });
+  test("SendSmsBatch of 100 messages", () => {
+    const request = fromBinary(SendSmsBatchRequestSchema, sendSmsBatchBytes(100));
 
-    expect(script).toContain("function request()");
-    expect(script).toContain("string.char(50, #key)");
-    // A message with the key field appended after the others decodes with that key.
-    const appended = Buffer.concat([Buffer.from(sendSmsBytes()), Buffer.from([50, 7]), Buffer.from("run-1-1")]);
-    expect(fromBinary(SendSmsRequestSchema, appended).idempotencyKey).toBe("run-1-1");
+    expect(request.integrationId).toBe("bench");
+    expect(request.messages).toHaveLength(100);
+    expect(request.messages[99]?.to).toBe("+15550100000");
+    expect(request.messages[99]?.content).toBe("Your code is 123456");
+  });
+
+  test("integration ids start with the bench id", () => {
+    const ids = benchIntegrationIds(10_000);
+
+    expect(ids.slice(0, 3)).toEqual(["bench", "bench-1", "bench-2"]);
+    expect(ids.at(-1)).toBe("bench-9999");
+    expect(new Set(ids).size).toBe(10_000);
+  });
+});
+
+describe("measurement", () => {
+  const result = { requests: 30, failures: 2, requestsPerSecond: 15, p50Ms: 40, p99Ms: 90 };
+
+  test("batch calls counted in messages", () => {
+    const measured = toMeasurement({ reachesGateway: true, messagesPerCall: 100 }, result, { cpuMs: 600, relayed: 2800, peakRssMb: 120 });
+
+    expect(measured.messages).toBe(3000);
+    expect(measured.messagesPerSecond).toBe(1500);
+    expect(measured.failures).toBe(200);
+    expect(measured.cpuMsPerMessage).toBeCloseTo(0.2);
+    expect(measured.p50Ms).toBe(40);
+  });
+
+  test("unrelayed messages of successful calls fail", () => {
+    const measured = toMeasurement({ reachesGateway: true, messagesPerCall: 100 }, result, { cpuMs: 600, relayed: 2750, peakRssMb: 120 });
+
+    expect(measured.failures).toBe(250);
+  });
+
+  test("replays need not reach the gateway", () => {
+    const measured = toMeasurement({ reachesGateway: false, messagesPerCall: 1 }, result, { cpuMs: 6, relayed: 0, peakRssMb: 120 });
+
+    expect(measured.failures).toBe(2);
+    expect(measured.cpuMsPerMessage).toBeCloseTo(0.2);
   });
 });
 
 function run(requestsPerSecond: number, p50Ms: number, cpuMsPerMessage = 1, peakRssMb = 100): Measurement {
-  return { requests: requestsPerSecond * 2, failures: 0, requestsPerSecond, p50Ms, p99Ms: p50Ms * 3, cpuMsPerMessage, peakRssMb };
+  return { messages: requestsPerSecond * 2, failures: 0, messagesPerSecond: requestsPerSecond, p50Ms, p99Ms: p50Ms * 3, cpuMsPerMessage, peakRssMb };
 }
 
 describe("report", () => {
@@ -175,5 +217,56 @@ describe("report", () => {
       ["+0.40 ms", true],
       ["210 MB", false],
     ]);
+  });
+
+  test("new keys against no keys, same round", () => {
+    const rows: Row[] = [
+      { protocol: "Connect, HTTP/1.1", inFlight: 64, target: "service", reference: "connect relay", runs: [run(1000, 20), run(500, 20), run(800, 20)] },
+      { protocol: "Connect, HTTP/1.1", inFlight: 64, target: "service + key", reference: "connect relay", runs: [run(850, 20), run(380, 20), run(720, 20)] },
+      // The h2load key rows replay one key, so the target does not use them.
+      { protocol: "gRPC", inFlight: 64, target: "service", reference: "grpc-js relay", runs: [run(1000, 20)] },
+      { protocol: "gRPC", inFlight: 64, target: "service + key", reference: "grpc-js relay", runs: [run(100, 20)] },
+    ];
+
+    const checks = checkTargets(rows);
+
+    expect(checks).toHaveLength(1);
+    expect(checks[0]?.description).toContain("Connect, HTTP/1.1 msg/s with a new idempotency key per request");
+    // Per round 0.85, 0.76 and 0.9: the median is 0.85, while the medians of the rows would give 0.9.
+    expect(checks[0]?.measured).toBe("0.85 ×");
+    expect(checks[0]?.met).toBe(true);
+  });
+
+  test("many integrations CPU per protocol", () => {
+    const rows: Row[] = [];
+    for (const [protocol, manyCpu] of [["gRPC", 0.32], ["Connect, HTTP/2", 0.44], ["Connect, HTTP/1.1", 0.3]] as const) {
+      rows.push(
+        { protocol, inFlight: 64, target: "service", reference: "connect relay", runs: [run(1000, 20, 0.3)] },
+        { protocol, inFlight: 64, target: "service, 10,000 integrations", reference: "service", runs: [run(1000, 20, manyCpu)] },
+      );
+    }
+
+    const checks = checkTargets(rows);
+
+    expect(checks.map((check) => check.description)).toEqual([
+      "gRPC CPU ms/msg of service, 10,000 integrations at 64 in flight ≤ 1.1 × service",
+      "Connect, HTTP/2 CPU ms/msg of service, 10,000 integrations at 64 in flight ≤ 1.1 × service",
+      "Connect, HTTP/1.1 CPU ms/msg of service, 10,000 integrations at 64 in flight ≤ 1.1 × service",
+    ]);
+    expect(checks.map((check) => [check.measured, check.met])).toEqual([
+      ["1.07 ×", true],
+      ["1.47 ×", false],
+      ["1.00 ×", true],
+    ]);
+  });
+
+  test("peak RSS target skips batch and many integrations", () => {
+    const rows: Row[] = [
+      { protocol: "gRPC", inFlight: 256, target: "service", reference: "grpc-js relay", runs: [run(900, 40, 1, 150)] },
+      { protocol: "gRPC", inFlight: 256, target: "service, batch of 100", reference: "service", runs: [run(900, 40, 1, 400)] },
+      { protocol: "gRPC", inFlight: 256, target: "service, 10,000 integrations", reference: "service", runs: [run(900, 40, 1, 300)] },
+    ];
+
+    expect(checkTargets(rows).map((check) => [check.measured, check.met])).toEqual([["150 MB", true]]);
   });
 });
