@@ -67,7 +67,13 @@ export interface AppOptions {
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
   const security = await prepareSecurity(config, logger);
   const databaseSchema = config.databaseUrl === "" ? undefined : config.databaseSchema;
-  const opened = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, schema: databaseSchema, logger });
+  const opened = await openStore({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    schema: databaseSchema,
+    sqliteSynchronous: config.sqliteSynchronous,
+    logger,
+  });
   const { description, idempotency } = opened;
   const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
   // Integrations stay in memory, so a send does not query the database for its integration. With

@@ -29,6 +29,12 @@ describe("loadConfig", () => {
     expect(run(["--database-schema", "public"]).databaseSchema).toBe("public");
   });
 
+  test("sqlite synchronous mode", () => {
+    expect(run([]).sqliteSynchronous).toBe("normal");
+    expect(run([], { SQLITE_SYNCHRONOUS: " FULL " }).sqliteSynchronous).toBe("full");
+    expect(run(["--sqlite-synchronous", "normal"], { DATABASE_URL: "postgres://db/x" }).sqliteSynchronous).toBe("normal");
+  });
+
   test("flag beats environment", () => {
     expect(run(["--port", "9000"], { PORT: "7000" }).port).toBe(9000);
     expect(run(["--port=9001"], { PORT: "7000" }).port).toBe(9001);
@@ -47,6 +53,8 @@ describe("loadConfig", () => {
     { argv: [], env: { DATABASE_SCHEMA: "tenant_a" }, message: /DATABASE_SCHEMA \("tenant_a"\) applies only to PostgreSQL/ },
     { argv: [], env: { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: " " }, message: /^DATABASE_SCHEMA: invalid value " ": expected a schema name of 1 to 63 bytes/ },
     { argv: [], env: { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: "s".repeat(64) }, message: /expected a schema name of 1 to 63 bytes/ },
+    { argv: [], env: { SQLITE_SYNCHRONOUS: "off" }, message: /^SQLITE_SYNCHRONOUS: invalid value "off": expected one of normal, full/ },
+    { argv: [], env: { DATABASE_URL: "postgres://db/x", SQLITE_SYNCHRONOUS: "full" }, message: /SQLITE_SYNCHRONOUS \("full"\) applies only to the embedded SQLite file/ },
   ])("rejects $message", ({ argv, env, message }) => {
     expect(() => loadConfig(argv, env)).toThrow(ConfigError);
     expect(() => loadConfig(argv, env)).toThrow(message);

@@ -1,4 +1,4 @@
-import { DEFAULT_DATABASE_SCHEMA, SETTINGS, type Config, type Setting } from "./settings.js";
+import { DEFAULT_DATABASE_SCHEMA, DEFAULT_SQLITE_SYNCHRONOUS, SETTINGS, type Config, type Setting } from "./settings.js";
 
 /** A configuration problem the operator must fix; the message names the setting. */
 export class ConfigError extends Error {
@@ -44,6 +44,11 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
   if (config.databaseUrl === "" && config.databaseSchema !== DEFAULT_DATABASE_SCHEMA) {
     throw new ConfigError(
       `DATABASE_SCHEMA ("${config.databaseSchema}") applies only to PostgreSQL; set DATABASE_URL too, or unset DATABASE_SCHEMA for the embedded SQLite file.`,
+    );
+  }
+  if (config.databaseUrl !== "" && config.sqliteSynchronous !== DEFAULT_SQLITE_SYNCHRONOUS) {
+    throw new ConfigError(
+      `SQLITE_SYNCHRONOUS ("${config.sqliteSynchronous}") applies only to the embedded SQLite file; unset it, or unset DATABASE_URL.`,
     );
   }
   return { kind: "run", config };

@@ -9,9 +9,13 @@ import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from
 import { OutboundAllowList } from "../outbound/allow-list.js";
 import { parseAllowedOrigins } from "../server/cors.js";
 import { DEFAULT_POSTGRES_SCHEMA, MAX_SCHEMA_NAME_BYTES } from "../store/postgres-database.js";
+import { SQLITE_SYNCHRONOUS_MODES, type SqliteSynchronous } from "../store/sqlite-database.js";
 
 /** Schema of DATABASE_SCHEMA when unset, the only one allowed with SQLite. */
 export const DEFAULT_DATABASE_SCHEMA = DEFAULT_POSTGRES_SCHEMA;
+
+/** SQLITE_SYNCHRONOUS when unset, the only value allowed with PostgreSQL. */
+export const DEFAULT_SQLITE_SYNCHRONOUS: SqliteSynchronous = "normal";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 
@@ -65,6 +69,8 @@ export interface Config {
   batchConcurrency: number;
   /** PostgreSQL schema of the tables; `public` unless set, and only `public` without `databaseUrl`. */
   databaseSchema: string;
+  /** SQLite `synchronous` mode of the embedded file; only `normal` with `databaseUrl`. */
+  sqliteSynchronous: SqliteSynchronous;
 }
 
 /** One setting: where it is read from, its default, and how it parses. */
@@ -123,13 +129,16 @@ function databaseSchema(raw: string): string {
   return value;
 }
 
-function logLevel(raw: string): LogLevel {
-  const value = raw.trim().toLowerCase();
-  const level = LOG_LEVELS.find((l) => l === value);
-  if (level === undefined) {
-    throw new Error(`expected one of ${LOG_LEVELS.join(", ")}`);
-  }
-  return level;
+/** Returns a parser that accepts one of `values`, in any case and with spaces around it. */
+function oneOf<T extends string>(values: readonly T[]): (raw: string) => T {
+  return (raw) => {
+    const value = raw.trim().toLowerCase();
+    const found = values.find((candidate) => candidate === value);
+    if (found === undefined) {
+      throw new Error(`expected one of ${values.join(", ")}`);
+    }
+    return found;
+  };
 }
 
 export const SETTINGS: readonly Setting[] = [
@@ -176,7 +185,7 @@ export const SETTINGS: readonly Setting[] = [
     defaultValue: "info",
     unit: "",
     description: `Minimum level of the JSON log lines on stdout: ${LOG_LEVELS.join(", ")}.`,
-    parse: logLevel,
+    parse: oneOf(LOG_LEVELS),
   },
   {
     key: "tlsCertFile",
@@ -439,5 +448,15 @@ export const SETTINGS: readonly Setting[] = [
     unit: "",
     description: "PostgreSQL schema of the service's tables, created when missing; case-sensitive. Every replica of one deployment uses the same schema, and deployments that share a database each use their own. Only with DATABASE_URL.",
     parse: databaseSchema,
+  },
+  {
+    key: "sqliteSynchronous",
+    env: "SQLITE_SYNCHRONOUS",
+    flag: "--sqlite-synchronous",
+    defaultValue: DEFAULT_SQLITE_SYNCHRONOUS,
+    unit: "",
+    description:
+      "When the embedded SQLite file syncs to disk: normal syncs at each WAL checkpoint, so a power loss (not a crash of the process) can undo the last commits; full syncs every commit, which blocks the event loop for each commit. Only without DATABASE_URL.",
+    parse: oneOf(SQLITE_SYNCHRONOUS_MODES),
   },
 ];

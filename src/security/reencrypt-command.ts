@@ -47,6 +47,7 @@ export async function runReencryptCommand(
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
       schema: config.databaseUrl === "" ? undefined : config.databaseSchema,
+      sqliteSynchronous: config.sqliteSynchronous,
       logger,
     });
 

@@ -16,7 +16,7 @@ import {
   isPostgresUrl,
   MAX_SCHEMA_NAME_BYTES,
 } from "./postgres-database.js";
-import { openSqliteDatabase } from "./sqlite-database.js";
+import { openSqliteDatabase, type SqliteSynchronous } from "./sqlite-database.js";
 import { StorageError, summarizeDatabaseError } from "./storage-error.js";
 
 /**
@@ -61,6 +61,8 @@ export interface OpenStoreOptions {
    * deployments or test runs share one database. Rejected with SQLite.
    */
   schema?: string;
+  /** `synchronous` mode of SQLite; `normal` when unset. Ignored with PostgreSQL. */
+  sqliteSynchronous?: SqliteSynchronous;
   logger: Logger;
 }
 
@@ -98,7 +100,7 @@ export async function openStore(options: OpenStoreOptions): Promise<OpenedStore>
     if (options.schema !== undefined) {
       throw new Error("the schema option applies only to PostgreSQL; remove it or set a postgres:// database URL");
     }
-    const { db, description } = await openSqliteDatabase(options.dataDir, logger);
+    const { db, description } = await openSqliteDatabase(options.dataDir, logger, options.sqliteSynchronous);
     return prepareStore(db, "sqlite", undefined, description, logger);
   }
 

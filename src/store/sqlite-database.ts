@@ -30,6 +30,13 @@ async function warnIfShared(dataDir: string, logger: Logger): Promise<void> {
   }
 }
 
+/**
+ * SQLite's `synchronous` modes that the service offers. In WAL mode,
+ * `normal` syncs the log at checkpoints and `full` at every commit.
+ */
+export const SQLITE_SYNCHRONOUS_MODES = ["normal", "full"] as const;
+export type SqliteSynchronous = (typeof SQLITE_SYNCHRONOUS_MODES)[number];
+
 /** An opened SQLite database and how to name it in logs. */
 export interface OpenedSqliteDatabase {
   db: Kysely<StoreDatabase>;
@@ -38,7 +45,12 @@ export interface OpenedSqliteDatabase {
 }
 
 /**
- * Opens (and creates when missing) `smsgateway.db` in `dataDir`, in WAL mode.
+ * Opens (and creates when missing) `smsgateway.db` in `dataDir`, in WAL mode
+ * with the given `synchronous` mode.
+ *
+ * NOTE: better-sqlite3 runs each statement on the event loop, so a commit in
+ * `full` mode blocks every call for the length of an fsync.
+ *
  *
  * The data directory is created with mode 0700 because the file contains
  * gateway secrets. An existing directory keeps its mode, and the function
@@ -46,7 +58,11 @@ export interface OpenedSqliteDatabase {
  *
  * @throws StorageError when the directory or the file cannot be opened.
  */
-export async function openSqliteDatabase(dataDir: string, logger: Logger): Promise<OpenedSqliteDatabase> {
+export async function openSqliteDatabase(
+  dataDir: string,
+  logger: Logger,
+  synchronous: SqliteSynchronous = "normal",
+): Promise<OpenedSqliteDatabase> {
   const file = path.join(dataDir, SQLITE_FILE_NAME);
   const description = `sqlite:${file}`;
 
@@ -67,6 +83,7 @@ export async function openSqliteDatabase(dataDir: string, logger: Logger): Promi
     }
     database.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     database.pragma("foreign_keys = ON");
+    database.pragma(`synchronous = ${synchronous.toUpperCase()}`);
   } catch (error) {
     database.close();
     throw new StorageError("open", error, description);

@@ -3,10 +3,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 
 import Database from "better-sqlite3";
+import { sql } from "kysely";
 import { afterEach, describe, expect, test } from "vitest";
 
 import { createMigrationProvider } from "../../src/store/migrations.js";
 import { openStore } from "../../src/store/open-store.js";
+import { openSqliteDatabase } from "../../src/store/sqlite-database.js";
 import { StorageError } from "../../src/store/storage-error.js";
 import { capturingLogger, silentLogger } from "./integration-fixtures.js";
 import { describeStoreContract } from "./store-contract.js";
@@ -59,6 +61,22 @@ describe("SQLite store opening", () => {
       expect(database.pragma("journal_mode", { simple: true })).toBe("wal");
     } finally {
       database.close();
+    }
+  });
+
+  // SQLite reports NORMAL as 1 and FULL as 2.
+  test.each([
+    { mode: undefined, expected: 1 },
+    { mode: "normal", expected: 1 },
+    { mode: "full", expected: 2 },
+  ] as const)("synchronous mode $mode", async ({ mode, expected }) => {
+    const { db } = await openSqliteDatabase(await tempDir(), silentLogger(), mode);
+    try {
+      const { rows } = await sql<{ synchronous: number }>`PRAGMA synchronous`.execute(db);
+
+      expect(rows[0]?.synchronous).toBe(expected);
+    } finally {
+      await db.destroy();
     }
   });
 
