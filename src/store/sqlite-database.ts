@@ -6,6 +6,7 @@ import { Kysely, SqliteDialect } from "kysely";
 import type { Logger } from "pino";
 
 import type { StoreDatabase } from "./database-schema.js";
+import { withStatementCache } from "./sqlite-statement-cache.js";
 import { StorageError } from "./storage-error.js";
 
 /** Name of the database file inside the data directory. */
@@ -89,5 +90,5 @@ export async function openSqliteDatabase(
     throw new StorageError("open", error, description);
   }
 
-  return { db: new Kysely<StoreDatabase>({ dialect: new SqliteDialect({ database }) }), description };
+  return { db: new Kysely<StoreDatabase>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) }), description };
 }
