@@ -23,5 +23,8 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: SECRET_KEYS.flatMap((key) => [key, `*.${key}`]), censor: "[REDACTED]" },
   };
-  return destination === undefined ? pino(options) : pino(options, destination);
+  // An asynchronous stdout writes the lines that gather during one write in
+  // the next, instead of one blocking write per line; pino flushes it when
+  // the process exits.
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }
