@@ -40,7 +40,7 @@ export interface App {
   readonly server: RunningServer;
   /** Storage location for logs, with any password removed. */
   readonly storage: string;
-  /** Flow control of every send, whose `flowStates` reports each integration's circuit. */
+  /** Flow control of every send, whose `flowStates` reports each integration's circuit and its sends in flight and waiting. */
   readonly sendGate: SendGate;
   readonly metrics: ServiceMetrics;
   readonly health: HealthStatusBoard;
@@ -126,7 +126,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     logger,
   });
 
-  metrics.observeCircuits(() => sendGate.flowStates());
+  metrics.observeFlowStates(() => sendGate.flowStates());
 
   const tester = new IntegrationTester({ outbound, dispatcher, gate: sendGate });
   const integrations = new IntegrationService(store, outbound, metrics, tester);

@@ -1,8 +1,10 @@
+import { setMaxListeners } from "node:events";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { MIN_ATTEMPT_MS } from "../delivery/retry-policy.js";
 import { MessageNotStartedError } from "../errors.js";
+import { SlotWaitAbortedError } from "../flow/concurrency-slots.js";
 import { pacingDecision } from "./flow-pacing.js";
 
 /** Share of the caller's time kept back at the end of a batch, so that its response still reaches the caller. */
@@ -27,6 +29,12 @@ export interface BatchRunOptions {
 export interface MessageSendOptions {
   /** Milliseconds the send may take, undefined when the batch has no deadline. */
   deadlineMs: number | undefined;
+  /**
+   * Aborts once no further message of the batch may start: the caller
+   * canceled, the service began to shut down, or too little of the deadline
+   * is left. A send that waits for a flow-control slot stops waiting then.
+   */
+  startSignal: AbortSignal;
 }
 
 /** Sends the message at `index`. */
@@ -39,13 +47,16 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
  * Sends `count` messages with at most `concurrency` in flight, and returns
  * one outcome per message, in index order. Messages start in index order.
  *
- * When flow control rejects a message for concurrency, rate or a half-open
- * circuit, the message waits for the rejection's retry delay and tries
- * again. When the deadline leaves no time for that, the rejection is its
- * result. When the circuit is open, that rejection is the result of the
- * message and of every message not yet started. Messages not started when
- * the caller cancels, when the deadline comes, or when the service begins
- * to shut down, fail with `MessageNotStartedError`.
+ * A send may wait for a slot of the integration's concurrency limit until
+ * `MessageSendOptions.startSignal` aborts, and then throw
+ * `SlotWaitAbortedError`. When flow control rejects a message for rate or a
+ * half-open circuit (or for concurrency, from a send that does not wait),
+ * the message waits for the rejection's retry delay and tries again. When
+ * the deadline leaves no time for that, the rejection is its result. When
+ * the circuit is open, that rejection is the result of the message and of
+ * every message not yet started. Messages not started when the caller
+ * cancels, when the deadline comes, or when the service begins to shut
+ * down, fail with `MessageNotStartedError`.
  *
  * The batch ends {@link responseReserveMs} before the caller's deadline:
  * each send gets only the time left until then, so the results can still
@@ -62,7 +73,11 @@ export async function runBatch<T>(count: number, send: MessageSend<T>, options: 
   };
 
   const workers = Array.from({ length: Math.min(options.concurrency, count) }, worker);
-  await Promise.all(workers);
+  try {
+    await Promise.all(workers);
+  } finally {
+    run.dispose();
+  }
   return outcomes;
 }
 
@@ -77,13 +92,40 @@ class BatchRun<T> {
   private readonly endsAt: number | undefined;
   /** The open-circuit rejection that ends the batch, once one came. */
   private stopError: unknown;
+  /** Aborts once no further message may start, which ends waits for a slot or a retry delay. */
+  private readonly startWindow = new AbortController();
+  /** Aborts `startWindow` when less than MIN_ATTEMPT_MS is left before `endsAt`. */
+  private readonly lastStartTimer: NodeJS.Timeout | undefined;
+  /** True once `lastStartTimer` fired. The clock may not show it yet, because Node times timers from the event loop's cached time. */
+  private lastStartPassed = false;
 
   constructor(
     private readonly send: MessageSend<T>,
     private readonly options: BatchRunOptions,
   ) {
-    const { deadlineMs } = options;
+    const { deadlineMs, signal, stopping } = options;
+    // Every waiting worker adds a listener, and the default BATCH_CONCURRENCY of 16 already
+    // passes the 10 listeners at which Node warns of a leak.
+    setMaxListeners(0, this.startWindow.signal);
     this.endsAt = deadlineMs === undefined ? undefined : performance.now() + deadlineMs - responseReserveMs(deadlineMs);
+    if (this.endsAt !== undefined) {
+      this.lastStartTimer = setTimeout(() => {
+        this.lastStartPassed = true;
+        this.endStartWindow();
+      }, this.endsAt - MIN_ATTEMPT_MS - performance.now());
+    }
+    if (signal.aborted || stopping?.aborted === true) {
+      this.endStartWindow();
+    }
+    signal.addEventListener("abort", this.endStartWindow, { once: true });
+    stopping?.addEventListener("abort", this.endStartWindow, { once: true });
+  }
+
+  /** Stops the timer and the listeners. Call once every message has its outcome. */
+  dispose(): void {
+    clearTimeout(this.lastStartTimer);
+    this.options.signal.removeEventListener("abort", this.endStartWindow);
+    this.options.stopping?.removeEventListener("abort", this.endStartWindow);
   }
 
   /** Sends one message, and waits and tries again while flow control rejects it with a retry delay. Never rejects. */
@@ -95,8 +137,12 @@ class BatchRun<T> {
       }
 
       try {
-        return { ok: true, value: await this.send(index, { deadlineMs: this.remainingMs() }) };
+        return { ok: true, value: await this.send(index, { deadlineMs: this.remainingMs(), startSignal: this.startWindow.signal }) };
       } catch (error) {
+        if (error instanceof SlotWaitAbortedError) {
+          // The start window closed while the message waited for a slot, before it was sent.
+          return { ok: false, error: this.notStartedError() ?? deadlineNotStartedError() };
+        }
         const decision = pacingDecision(error);
         if (decision.kind === "stop") {
           this.stopError ??= error;
@@ -115,12 +161,8 @@ class BatchRun<T> {
     if (this.stopError !== undefined) {
       return this.stopError;
     }
-    if (!this.hasTimeFor(MIN_ATTEMPT_MS)) {
-      return new MessageNotStartedError(
-        "deadline_exceeded",
-        "This SMS was not sent: too little of the call's deadline was left to start it. " +
-          "Send it again with a longer deadline, or in a smaller batch.",
-      );
+    if (this.lastStartPassed || !this.hasTimeFor(MIN_ATTEMPT_MS)) {
+      return deadlineNotStartedError();
     }
     if (this.options.signal.aborted) {
       return new MessageNotStartedError("canceled", "This SMS was not sent: the caller canceled the call before it started.");
@@ -143,13 +185,24 @@ class BatchRun<T> {
     return remaining === undefined || remaining >= ms;
   }
 
-  /** Waits `ms`, or less when the caller cancels or the service begins to shut down. */
+  /** Waits `ms`, or less when the start window closes: the caller cancels, the service begins to shut down or the deadline nears. */
   private async wait(ms: number): Promise<void> {
-    const { signal, stopping } = this.options;
     try {
-      await sleep(ms, undefined, { signal: stopping === undefined ? signal : AbortSignal.any([signal, stopping]) });
+      await sleep(ms, undefined, { signal: this.startWindow.signal });
     } catch {
       // Aborted: the next check reports why.
     }
   }
+
+  private readonly endStartWindow = (): void => {
+    this.startWindow.abort();
+  };
+}
+
+function deadlineNotStartedError(): MessageNotStartedError {
+  return new MessageNotStartedError(
+    "deadline_exceeded",
+    "This SMS was not sent: too little of the call's deadline was left to start it. " +
+      "Send it again with a longer deadline, or in a smaller batch.",
+  );
 }

@@ -266,7 +266,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--send-concurrency",
     defaultValue: "64",
     unit: "sends",
-    description: "Maximum sends in flight per integration whose max_concurrent_sends is 0; further sends fail fast with RESOURCE_EXHAUSTED.",
+    description: "Maximum sends in flight per integration whose max_concurrent_sends is 0. A further SendSms fails fast with RESOURCE_EXHAUSTED, and a further message of a SendSmsBatch call waits for a slot.",
     parse: integerIn(1, MAX_CONCURRENT_SENDS),
   },
   {

@@ -10,6 +10,7 @@ import {
   type CircuitState,
   type SendOutcome,
 } from "./circuit-breaker.js";
+import { ConcurrencySlots, SlotWaitAbortedError } from "./concurrency-slots.js";
 import { resolveSendLimits, type FlowDefaults, type SendLimits } from "./flow-limits.js";
 import { circuitOpenError, concurrencyLimitError, rateLimitError } from "./flow-rejection.js";
 import { classifySendOutcome } from "./send-outcome.js";
@@ -32,7 +33,17 @@ export interface GateSendOptions {
   deadlineMs?: number;
   /** Id of the call that the send serves, which the gate's log lines about the send carry. */
   requestId?: string;
+  /**
+   * Makes a send that finds every concurrency slot taken wait for one, in
+   * FIFO order, instead of failing with CONCURRENCY_LIMIT. The wait ends
+   * with `SlotWaitAbortedError` when this signal aborts. Unset for sends
+   * whose caller expects fast feedback.
+   */
+  waitForSlot?: AbortSignal;
 }
+
+/** Sends the SMS once the gate admitted it. `deadlineMs` is the caller's deadline less the time the send waited for a slot. */
+export type GatedSend<T> = (deadlineMs: number | undefined) => Promise<T>;
 
 /** Flow-control state of one integration, for metrics and diagnostics. */
 export interface IntegrationFlowState {
@@ -44,6 +55,8 @@ export interface IntegrationFlowState {
   circuitOpenRemainingMs: number;
   /** Sends in flight, probes included. */
   inFlight: number;
+  /** Batch sends waiting for a concurrency slot. */
+  waiting: number;
 }
 
 /** An integration that has been idle this long, with nothing pending, is forgotten. */
@@ -63,7 +76,7 @@ const DURATION_WEIGHT = 0.2;
 
 /** Flow-control state of one integration. */
 interface GateEntry {
-  inFlight: number;
+  slots: ConcurrencySlots;
   /** Undefined while the integration has no rate limit. */
   bucket: TokenBucket | undefined;
   breaker: CircuitBreaker;
@@ -81,14 +94,19 @@ interface GateEntry {
  * A rejected send throws `FlowLimitError` before any request is made. The
  * checks run in this order and the first that rejects wins: circuit
  * breaker, concurrency, rate. Nothing is taken unless every check passes.
+ * A send with `waitForSlot` (a message of a batch) waits in a FIFO queue
+ * instead of failing the concurrency check. Once it has a slot, the
+ * circuit is checked again, because it may have opened meanwhile, and then
+ * the rate. `ConcurrencySlots` describes the queue and the share of slots
+ * that direct sends get while sends wait.
  *
  * State is per process and per integration id, in a map. An entry is
- * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight,
- * no open cool-down and a full token bucket. Dropping it loses at most a
- * failure count below the threshold or a half-open state, so the
+ * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight
+ * or waiting, no open cool-down and a full token bucket. Dropping it loses
+ * at most a failure count below the threshold or a half-open state, so the
  * integration starts over with a closed circuit. The map therefore contains
- * only integrations active in the last minute, or with a send in flight, an
- * open circuit or a token bucket still refilling. Limits are read from the
+ * only integrations active in the last minute, or with a send in flight or
+ * waiting, an open circuit or a token bucket still refilling. Limits are read from the
  * integration on every send, so a change applies to the next one.
  */
 export class SendGate {
@@ -115,21 +133,32 @@ export class SendGate {
    *
    * @throws FlowLimitError when a limit or the circuit rejects the send.
    *   `send` is not called then.
+   * @throws SlotWaitAbortedError when `options.waitForSlot` aborts while the
+   *   send waits for a slot. `send` is not called then.
    * @throws whatever `send` throws.
    */
-  async run<T>(integration: Integration, options: GateSendOptions, send: () => Promise<T>): Promise<T> {
-    const startMs = this.#now();
-    this.#sweepIfDue(startMs);
+  async run<T>(integration: Integration, options: GateSendOptions, send: GatedSend<T>): Promise<T> {
+    const arrivalMs = this.#now();
+    this.#sweepIfDue(arrivalMs);
 
     const limits = resolveSendLimits(integration, this.#defaults);
-    const entry = this.#entryFor(integration.id, startMs);
-    const permit = this.#admit(integration.id, entry, limits, startMs, options.requestId);
+    const entry = this.#entryFor(integration.id, limits, arrivalMs);
+    entry.slots.setLimit(limits.maxConcurrentSends);
+    const { waitForSlot, requestId } = options;
+    let permit: CircuitPermit;
+    let startMs = arrivalMs;
+    if (waitForSlot === undefined) {
+      permit = this.#admit(integration.id, entry, limits, arrivalMs, requestId);
+    } else {
+      ({ permit, startMs } = await this.#admitInTurn(integration.id, entry, limits, waitForSlot, requestId));
+    }
 
+    const deadlineMs = options.deadlineMs === undefined ? undefined : Math.floor(options.deadlineMs - (startMs - arrivalMs));
     // A NaN deadline compares false, so it counts as the full send time, as in the dispatcher.
-    const deadlineCutShort = options.deadlineMs !== undefined && options.deadlineMs < this.#sendTimeoutMs;
+    const deadlineCutShort = deadlineMs !== undefined && deadlineMs < this.#sendTimeoutMs;
     let outcome: SendOutcome = "ignored";
     try {
-      const result = await send();
+      const result = await send(deadlineMs);
       outcome = "success";
       return result;
     } catch (error) {
@@ -155,7 +184,8 @@ export class SendGate {
         circuit: entry.breaker.state(nowMs),
         consecutiveFailures: entry.breaker.consecutiveFailures,
         circuitOpenRemainingMs: rejection?.state === "open" ? rejection.remainingMs : 0,
-        inFlight: entry.inFlight,
+        inFlight: entry.slots.inFlight,
+        waiting: entry.slots.waiting,
       };
     });
   }
@@ -165,38 +195,91 @@ export class SendGate {
     return this.#entries.size;
   }
 
-  #entryFor(integrationId: string, nowMs: number): GateEntry {
+  #entryFor(integrationId: string, limits: SendLimits, nowMs: number): GateEntry {
     let entry = this.#entries.get(integrationId);
     if (entry === undefined) {
-      entry = {
-        inFlight: 0,
+      const created: GateEntry = {
+        // A rejected direct send gets the slot delay as its retry delay. A slot kept for it waits
+        // twice that, which leaves room for the caller's round trip.
+        slots: new ConcurrencySlots(limits.maxConcurrentSends, () => 2 * this.#slotDelayMs(created)),
         bucket: undefined,
         breaker: new CircuitBreaker(this.#circuit),
         lastActiveMs: nowMs,
         averageSendMs: undefined,
       };
-      this.#entries.set(integrationId, entry);
+      this.#entries.set(integrationId, created);
+      entry = created;
     }
     return entry;
   }
 
-  /** Checks every limit, then takes the slot, the token and the circuit permit together. */
+  /** Checks every limit for a send that does not wait, then takes the slot, the token and the circuit permit together. */
   #admit(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number, requestId: string | undefined): CircuitPermit {
+    this.#checkCircuit(integrationId, entry, nowMs);
+    if (!entry.slots.hasSlotForDirectSend()) {
+      entry.slots.noteRejectedDirectSend();
+      throw concurrencyLimitError(integrationId, limits, this.#slotDelayMs(entry));
+    }
+    this.#takeToken(integrationId, entry, limits, nowMs);
+
+    entry.slots.takeForDirectSend();
+    return this.#startSend(integrationId, entry, nowMs, requestId);
+  }
+
+  /**
+   * Admits a send that may wait for a slot: checks the circuit, takes a slot
+   * in FIFO order, waiting while none is free, then checks the circuit again
+   * and takes a token. A check that fails after the slot was taken gives it
+   * back. Returns the permit and the clock time at which the send starts.
+   */
+  async #admitInTurn(
+    integrationId: string,
+    entry: GateEntry,
+    limits: SendLimits,
+    waitForSlot: AbortSignal,
+    requestId: string | undefined,
+  ): Promise<{ permit: CircuitPermit; startMs: number }> {
+    this.#checkCircuit(integrationId, entry, this.#now());
+    const waited = !entry.slots.takeInTurn();
+    if (waited) {
+      await entry.slots.waitForSlot(waitForSlot);
+    }
+
+    const nowMs = this.#now();
+    try {
+      if (waited) {
+        // The signal may abort after the slot was handed over and before this send resumed.
+        if (waitForSlot.aborted) {
+          throw new SlotWaitAbortedError();
+        }
+        // The circuit may have opened while the send waited.
+        this.#checkCircuit(integrationId, entry, nowMs);
+      }
+      this.#takeToken(integrationId, entry, limits, nowMs);
+    } catch (error) {
+      entry.slots.release();
+      throw error;
+    }
+    return { permit: this.#startSend(integrationId, entry, nowMs, requestId), startMs: nowMs };
+  }
+
+  #checkCircuit(integrationId: string, entry: GateEntry, nowMs: number): void {
     const rejection = entry.breaker.rejection(nowMs);
     if (rejection !== undefined) {
       throw circuitOpenError(integrationId, rejection, this.#circuit.failureThreshold, this.#slotDelayMs(entry));
     }
-    if (entry.inFlight >= limits.maxConcurrentSends) {
-      throw concurrencyLimitError(integrationId, limits, this.#slotDelayMs(entry));
-    }
+  }
 
+  #takeToken(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number): void {
     entry.bucket = this.#bucketFor(entry, limits.maxSendsPerSecond, nowMs);
     const waitMs = entry.bucket?.tryTake(nowMs) ?? 0;
     if (waitMs > 0) {
       throw rateLimitError(integrationId, limits, waitMs);
     }
+  }
 
-    entry.inFlight += 1;
+  /** Marks the entry active and takes the circuit permit of a send that has its slot and token. */
+  #startSend(integrationId: string, entry: GateEntry, nowMs: number, requestId: string | undefined): CircuitPermit {
     entry.lastActiveMs = nowMs;
     const permit = entry.breaker.admit(nowMs);
     if (permit.probe) {
@@ -226,7 +309,6 @@ export class SendGate {
     requestId: string | undefined,
   ): void {
     const nowMs = this.#now();
-    entry.inFlight -= 1;
     entry.lastActiveMs = nowMs;
     const durationMs = nowMs - startMs;
     entry.averageSendMs =
@@ -235,6 +317,7 @@ export class SendGate {
         : entry.averageSendMs + DURATION_WEIGHT * (durationMs - entry.averageSendMs);
 
     const transition = entry.breaker.record(permit, outcome, nowMs);
+    entry.slots.release();
     const fields = { requestId, integrationId, consecutiveFailures: entry.breaker.consecutiveFailures, openMs: this.#circuit.openMs };
     if (transition === "opened") {
       this.#log.warn(fields, "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends");
@@ -259,7 +342,7 @@ export class SendGate {
     this.#lastSweepMs = nowMs;
 
     for (const [integrationId, entry] of this.#entries) {
-      const idle = entry.inFlight === 0 && nowMs - entry.lastActiveMs >= IDLE_ENTRY_MS;
+      const idle = entry.slots.idle && nowMs - entry.lastActiveMs >= IDLE_ENTRY_MS;
       if (idle && entry.breaker.state(nowMs) !== "open" && (entry.bucket?.isFull(nowMs) ?? true)) {
         this.#entries.delete(integrationId);
       }

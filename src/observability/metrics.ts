@@ -45,6 +45,7 @@ export class ServiceMetrics {
   private readonly tokenFetches: Counter<"integration_id" | "outcome">;
   private readonly sendsInFlight: Gauge;
   private readonly circuit: Gauge<"integration_id" | "state">;
+  private readonly sendsWaiting: Gauge<"integration_id">;
 
   constructor(options: ServiceMetricsOptions = {}) {
     const registers = [this.registry];
@@ -103,6 +104,12 @@ export class ServiceMetrics {
       labelNames: ["integration_id", "state"],
       registers,
     });
+    this.sendsWaiting = new Gauge({
+      name: "smsgateway_sends_waiting",
+      help: "Messages of SendSmsBatch calls waiting for a free slot of the integration's concurrency limit, by integration.",
+      labelNames: ["integration_id"],
+      registers,
+    });
 
     if (options.processMetrics === true) {
       collectDefaultMetrics({ register: this.registry });
@@ -158,19 +165,20 @@ export class ServiceMetrics {
   }
 
   /**
-   * Reads every integration's circuit state from `source` at each scrape,
-   * so the gauge never shows an integration that flow control has forgotten.
+   * Reads every integration's circuit state and waiting sends from `source`
+   * at each scrape, so the gauges never show an integration that flow
+   * control has forgotten.
    */
-  observeCircuits(source: () => Iterable<{ integrationId: string; circuit: CircuitState }>): void {
-    const gauge = this.circuit;
-    const metrics = this;
-    Object.assign(gauge, {
-      collect() {
-        gauge.reset();
-        for (const { integrationId, circuit } of source()) {
-          metrics.circuitState(integrationId, circuit);
-        }
-      },
+  observeFlowStates(source: () => Iterable<{ integrationId: string; circuit: CircuitState; waiting: number }>): void {
+    collectEachScrape(this.circuit, () => {
+      for (const { integrationId, circuit } of source()) {
+        this.circuitState(integrationId, circuit);
+      }
+    });
+    collectEachScrape(this.sendsWaiting, () => {
+      for (const { integrationId, waiting } of source()) {
+        this.sendsWaiting.set({ integration_id: integrationId }, waiting);
+      }
     });
   }
 
@@ -190,4 +198,14 @@ export class ServiceMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/** Makes `gauge` drop its values and call `fill` each time the registry is scraped. */
+function collectEachScrape(gauge: Gauge<string>, fill: () => void): void {
+  Object.assign(gauge, {
+    collect() {
+      gauge.reset();
+      fill();
+    },
+  });
 }

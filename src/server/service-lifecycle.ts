@@ -1,3 +1,5 @@
+import { setMaxListeners } from "node:events";
+
 /**
  * Whether the service is running or shutting down, and how many calls are in
  * progress. The call pipeline, health, readiness and long-lived streams read
@@ -7,6 +9,11 @@ export class ServiceLifecycle {
   private readonly stopping = new AbortController();
   private readonly forcing = new AbortController();
   private active = 0;
+
+  constructor() {
+    // Each batch in progress and each long-lived stream listens for shutdown, so their count has no fixed bound.
+    setMaxListeners(0, this.stopping.signal);
+  }
 
   /** True from the moment shutdown begins. */
   get shuttingDown(): boolean {

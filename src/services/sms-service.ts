@@ -9,7 +9,7 @@ import {
   type SendSmsRequest,
   type SendSmsResponse,
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { runBatch } from "../batch/batch-runner.js";
+import { runBatch, type MessageSendOptions } from "../batch/batch-runner.js";
 import type { Delivery } from "../delivery/delivery.js";
 import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
@@ -37,6 +37,8 @@ interface SendCall {
   deadlineMs: number | undefined;
   requestId: string;
   log: Logger;
+  /** Set for a message of a batch: it waits for a concurrency slot until this signal aborts, instead of failing at once. */
+  waitForSlot?: AbortSignal;
 }
 
 /** Implements `smsgateway.v1.SmsService`. */
@@ -79,10 +81,16 @@ export class SmsService {
 
     const entries = batchEntries(request);
     const concurrency = Math.min(this.batch.concurrency, this.gate.limitsFor(integration).maxConcurrentSends);
-    const send = async (index: number, options: { deadlineMs: number | undefined }) => {
+    const send = async (index: number, options: MessageSendOptions) => {
       const entry = entries[index]!;
       throwIfInvalid(entry.violations);
-      const call = { signal: context.signal, deadlineMs: options.deadlineMs, requestId: context.requestId, log: context.log };
+      const call = {
+        signal: context.signal,
+        deadlineMs: options.deadlineMs,
+        requestId: context.requestId,
+        log: context.log,
+        waitForSlot: options.startSignal,
+      };
       return this.#send(integration, entry.sms, call, entry.passthroughPrefix);
     };
     const outcomes = await runBatch(entries.length, send, {
@@ -103,13 +111,15 @@ export class SmsService {
    * about it name.
    */
   async #send(integration: StoredIntegration, message: SmsMessage, call: SendCall, passthroughPrefix: string): Promise<SendSmsResponse> {
-    const { signal, deadlineMs, requestId } = call;
+    const { signal, requestId } = call;
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
     // takes a rate token.
     assertSecretsReadable(integration, call.log);
     const result = await this.gate
-      .run(integration, { deadlineMs, requestId }, () => this.delivery.send(integration, message, { signal, deadlineMs, requestId }))
+      .run(integration, { deadlineMs: call.deadlineMs, requestId, waitForSlot: call.waitForSlot }, (deadlineMs) =>
+        this.delivery.send(integration, message, { signal, deadlineMs, requestId }),
+      )
       .catch((error: unknown) => {
         throw prefixedFields(error, passthroughPrefix);
       });

@@ -5,16 +5,19 @@ import { ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import type { RecordedRequest, ScriptedReply } from "../helpers/scripted-gateway.js";
-import { startTestService } from "../helpers/service.js";
+import { startTestService, type TestService } from "../helpers/service.js";
 import {
   ACCEPTED,
   connectClients,
   deferred,
+  errorInfoOf,
   integrationFor,
   rejectionOf,
+  retryDelayMsOf,
   startFlowTestBed,
   waitFor,
   type FlowTestBed,
+  type ServiceClients,
 } from "../flow/flow-fixtures.js";
 import {
   acceptedByRecipient,
@@ -114,6 +117,128 @@ describe("concurrency", () => {
 
     expect(codesOf(response)).toEqual(Array(6).fill("OK"));
     expect(counter.max).toBeLessThanOrEqual(2);
+  });
+});
+
+/** Returns `count` valid messages to recipients that differ from those of every other `batch`. */
+function batchMessages(batch: number, count: number) {
+  return messages(count).map((message, index) => ({ ...message, to: `+1556${batch}${String(index).padStart(5, "0")}` }));
+}
+
+/**
+ * Sends `count` SendSms calls through integration `id`, whose gateway path
+ * `path` keeps them waiting until `release` is called, and returns once they
+ * all reached the gateway, so that they take `count` slots.
+ */
+async function holdSlots(id: string, path: string, count: number): Promise<{ release(): Promise<void> }> {
+  const released = deferred();
+  bed.gateway.on(path, async (request) => {
+    await released.promise;
+    return acceptedByRecipient(request);
+  });
+  const singles = Array.from({ length: count }, (_, index) =>
+    bed.clients.sms.sendSms({ integrationId: id, to: `+155790000${index}`, content: "holds a slot" }),
+  );
+  await waitFor(() => bed.gateway.requestsTo(path).length === count, "the single sends to reach the gateway");
+  return {
+    async release() {
+      released.resolve();
+      await Promise.all(singles);
+    },
+  };
+}
+
+/**
+ * Checks that integration `id`, whose limit is 2, has no message left
+ * waiting and that only its two `holders` reached the gateway. Then releases
+ * them and checks that both slots are free: a batch then has two messages
+ * in flight at once.
+ */
+async function expectSlotsFreeAfter(id: string, holders: { release(): Promise<void> }): Promise<void> {
+  const path = `/${id}`;
+  expect(bed.flowState(id)).toMatchObject({ inFlight: 2, waiting: 0 });
+  expect(bed.gateway.requestsTo(path)).toHaveLength(2);
+
+  await holders.release();
+
+  expect(bed.flowState(id)).toMatchObject({ inFlight: 0, waiting: 0 });
+  const counter = countingPath(path, (inFlight) => inFlight.current === 2);
+
+  const response = await bed.clients.sms.sendSmsBatch({ integrationId: id, messages: batchMessages(9, 4) });
+
+  expect(codesOf(response)).toEqual(Array(4).fill("OK"));
+  expect(counter.max).toBe(2);
+}
+
+describe("waiting for a slot", () => {
+  test("several batches share a small limit", async () => {
+    const counter = new InFlightCounter();
+    const released = deferred();
+    bed.gateway.on("/crowded", async (request) => {
+      const leave = counter.enter();
+      await released.promise;
+      leave();
+      return acceptedByRecipient(request);
+    });
+    await bed.configure("crowded", bed.gateway.url("/crowded"), { maxConcurrentSends: 2 });
+    const sent = [0, 1, 2, 3].map((batch) => batchMessages(batch, 8));
+
+    const calls = sent.map((batch) => bed.clients.sms.sendSmsBatch({ integrationId: "crowded", messages: batch }));
+    // Each batch has two workers, so two messages hold the slots and six wait.
+    await waitFor(() => bed.flowState("crowded")?.waiting === 6, "six messages to wait for a slot");
+    released.resolve();
+    const responses = await Promise.all(calls);
+
+    for (const response of responses) {
+      expect(codesOf(response)).toEqual(Array(8).fill("OK"));
+    }
+    const recipients = bed.gateway.requestsTo("/crowded").map(recipientOf).sort();
+    expect(recipients).toEqual(sent.flat().map((message) => message.to).sort());
+    expect(counter.max).toBe(2);
+    expect(bed.flowState("crowded")).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
+  test("a canceled wait leaves no slot taken", async () => {
+    await bed.configure("cancel-wait", bed.gateway.url("/cancel-wait"), { maxConcurrentSends: 2 });
+    const holders = await holdSlots("cancel-wait", "/cancel-wait", 2);
+    const controller = new AbortController();
+
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "cancel-wait", messages: messages(3) }, { signal: controller.signal });
+    await waitFor(() => bed.flowState("cancel-wait")?.waiting === 2, "two messages to wait for a slot");
+    controller.abort();
+    await rejectionOf(call);
+    await waitFor(() => batchLogLine("cancel-wait") !== undefined, "the batch to finish");
+
+    expect(batchLogLine("cancel-wait")).toMatchObject({ succeeded: 0, failed: 3, failuresByCode: { CANCELLED: 3 } });
+    await expectSlotsFreeAfter("cancel-wait", holders);
+  });
+
+  test("a wait past the deadline leaves no slot taken", async () => {
+    await bed.configure("late-wait", bed.gateway.url("/late-wait"), { maxConcurrentSends: 2 });
+    const holders = await holdSlots("late-wait", "/late-wait", 2);
+
+    const response = await bed.clients.sms.sendSmsBatch({ integrationId: "late-wait", messages: messages(3) }, { timeoutMs: 1_000 });
+
+    expect(codesOf(response)).toEqual(Array(3).fill("DEADLINE_EXCEEDED"));
+    for (const result of response.results) {
+      expect(reasonOf(errorOf(result))).toBe("MESSAGE_NOT_STARTED");
+    }
+    await expectSlotsFreeAfter("late-wait", holders);
+  });
+
+  test("SendSms is still rejected at the limit", async () => {
+    await bed.configure("busy", bed.gateway.url("/busy"), { maxConcurrentSends: 1 });
+    const holder = await holdSlots("busy", "/busy", 1);
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "busy", messages: messages(2) });
+    await waitFor(() => bed.flowState("busy")?.waiting === 1, "a message to wait for the slot");
+
+    const rejected = await rejectionOf(bed.send("busy"));
+
+    expect(rejected.code).toBe(Code.ResourceExhausted);
+    expect(errorInfoOf(rejected).reason).toBe("CONCURRENCY_LIMIT");
+    expect(retryDelayMsOf(rejected)).toBeGreaterThan(0);
+    await holder.release();
+    expect(codesOf(await call)).toEqual(["OK", "OK"]);
   });
 });
 
@@ -226,22 +351,40 @@ describe("cancellation, deadline and shutdown", () => {
     },
   );
 
-  test("shutdown stops starting messages", async () => {
+  /** A second service that the test may shut down, with integration `id` limited to one send in flight. */
+  interface ClosingBed {
+    service: TestService;
+    clients: ServiceClients;
+    /** Lets the gateway reply to the requests of `id`, which wait until then. */
+    release(): void;
+  }
+
+  /** Runs `body` against a {@link ClosingBed}, and stops its service afterwards. */
+  async function withClosingService(id: string, body: (closing: ClosingBed) => Promise<void>): Promise<void> {
     const service = await startTestService();
-    const release = deferred();
-    bed.gateway.on("/closing", async (request) => {
-      await release.promise;
+    const released = deferred();
+    bed.gateway.on(`/${id}`, async (request) => {
+      await released.promise;
       return acceptedByRecipient(request);
     });
     try {
       const clients = connectClients(service.baseUrl);
-      const integration = integrationFor("closing", bed.gateway.url("/closing"), { maxConcurrentSends: 1 });
+      const integration = integrationFor(id, bed.gateway.url(`/${id}`), { maxConcurrentSends: 1 });
       await clients.integrations.configureIntegration({ integration, allowMissing: true });
+      await body({ service, clients, release: released.resolve });
+    } finally {
+      released.resolve();
+      await service.stop();
+    }
+  }
+
+  test("shutdown stops starting messages", async () => {
+    await withClosingService("closing", async ({ service, clients, release }) => {
       const call = clients.sms.sendSmsBatch({ integrationId: "closing", messages: messages(4) });
       await waitFor(() => bed.gateway.requestsTo("/closing").length === 1, "the first message to reach the gateway");
 
       const closed = service.app.close(10_000);
-      release.resolve();
+      release();
       const response = await call;
       await closed;
 
@@ -251,9 +394,29 @@ describe("cancellation, deadline and shutdown", () => {
         expect(errorOf(result).message).toContain("the service began to shut down");
       }
       expect(bed.gateway.requestsTo("/closing")).toHaveLength(1);
-    } finally {
-      release.resolve();
-      await service.stop();
-    }
+    });
+  });
+
+  test("shutdown ends the wait for a slot", async () => {
+    await withClosingService("closing-wait", async ({ service, clients, release }) => {
+      const single = clients.sms.sendSms({ integrationId: "closing-wait", to: "+15559000000", content: "holds the slot" });
+      await waitFor(() => bed.gateway.requestsTo("/closing-wait").length === 1, "the single send to reach the gateway");
+      const call = clients.sms.sendSmsBatch({ integrationId: "closing-wait", messages: messages(3) });
+      const waiting = () => service.app.sendGate.flowStates().find((state) => state.integrationId === "closing-wait")?.waiting;
+      await waitFor(() => waiting() === 1, "a message to wait for the slot");
+
+      const closed = service.app.close(10_000);
+      const response = await call;
+      release();
+      await single;
+      await closed;
+
+      expect(codesOf(response)).toEqual(Array(3).fill("UNAVAILABLE"));
+      for (const result of response.results) {
+        expect(reasonOf(errorOf(result))).toBe("MESSAGE_NOT_STARTED");
+        expect(errorOf(result).message).toContain("the service began to shut down");
+      }
+      expect(bed.gateway.requestsTo("/closing-wait")).toHaveLength(1);
+    });
   });
 });

@@ -5,6 +5,7 @@ import { describe, expect, test } from "vitest";
 import { MAX_RESPONSE_RESERVE_MS, responseReserveMs, runBatch } from "../../src/batch/batch-runner.js";
 import { pacingDecision } from "../../src/batch/flow-pacing.js";
 import { FlowLimitError, GatewayError, MessageNotStartedError, type FlowLimitInfo } from "../../src/errors.js";
+import { SlotWaitAbortedError } from "../../src/flow/concurrency-slots.js";
 
 function flowError(reason: FlowLimitInfo["reason"], metadata?: Record<string, string>): FlowLimitError {
   return new FlowLimitError(`rejected: ${reason}`, { reason, integrationId: "acme", limit: "1", retryDelayMs: 5, ...(metadata ? { metadata } : {}) });
@@ -140,5 +141,47 @@ describe("runBatch", () => {
     expect(budgets[0]).toBeLessThanOrEqual(4_500);
     expect(budgets[0]).toBeGreaterThan(4_000);
     expect(budgets[1]).toBeUndefined();
+  });
+});
+
+describe("runBatch start window", () => {
+  /** Waits like a send queued for a slot: until the signal aborts, then fails as the gate does. */
+  function waitForSlot(signal: AbortSignal): Promise<never> {
+    return new Promise((_resolve, reject) => {
+      signal.addEventListener("abort", () => reject(new SlotWaitAbortedError()), { once: true });
+    });
+  }
+
+  test.each([
+    { name: "the caller cancels", closes: "signal", deadlineMs: undefined, reason: "canceled" },
+    { name: "the service begins to shut down", closes: "stopping", deadlineMs: undefined, reason: "shutting_down" },
+    { name: "the deadline nears", closes: "nothing", deadlineMs: 300, reason: "deadline_exceeded" },
+  ])("a wait for a slot ends when $name", async ({ closes, deadlineMs, reason }) => {
+    const caller = new AbortController();
+    const stopping = new AbortController();
+    const windows: AbortSignal[] = [];
+
+    const outcomes = await runBatch(
+      3,
+      async (_index, options) => {
+        windows.push(options.startSignal);
+        const waiting = waitForSlot(options.startSignal);
+        // Once both workers wait, the window closes as the case sets.
+        if (windows.length === 2 && closes === "signal") {
+          caller.abort();
+        } else if (windows.length === 2 && closes === "stopping") {
+          stopping.abort();
+        }
+        return waiting;
+      },
+      { concurrency: 2, signal: caller.signal, stopping: stopping.signal, deadlineMs },
+    );
+
+    expect(windows).toHaveLength(2);
+    expect(outcomes.map((outcome) => (outcome.ok ? undefined : (outcome.error as MessageNotStartedError).reason))).toEqual([
+      reason,
+      reason,
+      reason,
+    ]);
   });
 });

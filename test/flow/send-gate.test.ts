@@ -1,77 +1,9 @@
 import { describe, expect, test } from "vitest";
 
 import type { Integration } from "../../src/domain/integration.js";
-import { FlowLimitError, GatewayError, type FlowLimitReason, type GatewayFailure } from "../../src/errors.js";
-import { IDLE_ENTRY_MS, SendGate, type SendGateOptions } from "../../src/flow/send-gate.js";
-import { captureLogger, makeIntegration } from "../dispatch/fixtures.js";
-
-const SEND_TIMEOUT_MS = 5_000;
-
-/** Creates a gate on a clock that the test moves with `advance`. */
-function makeGate(overrides: Partial<SendGateOptions> = {}) {
-  const clock = { nowMs: 0 };
-  const { logger, lines } = captureLogger();
-  const gate = new SendGate({
-    defaults: { sendConcurrency: 64, sendRatePerSecond: 0 },
-    circuit: { failureThreshold: 3, openMs: 1_000, halfOpenProbes: 1 },
-    sendTimeoutMs: SEND_TIMEOUT_MS,
-    logger,
-    now: () => clock.nowMs,
-    ...overrides,
-  });
-  return {
-    gate,
-    logLines: lines,
-    advance(ms: number) {
-      clock.nowMs += ms;
-    },
-  };
-}
-
-function integration(id: string, overrides: Partial<Integration> = {}): Integration {
-  return makeIntegration("http://127.0.0.1:9/sms", { id, ...overrides });
-}
-
-/** Creates a send that stays in flight until the test settles it. */
-function heldSend() {
-  let settle!: (error?: Error) => void;
-  const done = new Promise<string>((resolve, reject) => {
-    settle = (error) => (error === undefined ? resolve("sent") : reject(error));
-  });
-  return { send: () => done, succeed: () => settle(), fail: (error: Error) => settle(error) };
-}
-
-function gatewayFailure(failure: GatewayFailure, httpStatus: number): GatewayError {
-  return new GatewayError(`gateway ${failure}`, {
-    failure,
-    stage: "send",
-    httpStatus,
-    bodyExcerpt: "",
-    bodyTruncated: false,
-    attempts: 1,
-  });
-}
-
-/** Runs a send through the gate that must be rejected, and returns the rejection. */
-async function rejectionOf(gate: SendGate, target: Integration): Promise<FlowLimitError> {
-  let called = false;
-  const error = await gate
-    .run(target, {}, async () => {
-      called = true;
-      return "sent";
-    })
-    .then(
-      () => new Error("expected the gate to reject the send"),
-      (reason: unknown) => reason,
-    );
-  expect(called).toBe(false);
-  expect(error).toBeInstanceOf(FlowLimitError);
-  return error as FlowLimitError;
-}
-
-async function sendOk(gate: SendGate, target: Integration): Promise<void> {
-  await expect(gate.run(target, {}, async () => "sent")).resolves.toBe("sent");
-}
+import { FlowLimitError, GatewayError, type FlowLimitReason } from "../../src/errors.js";
+import { IDLE_ENTRY_MS, SendGate } from "../../src/flow/send-gate.js";
+import { gatewayFailure, heldSend, integration, makeGate, rejectionOf, SEND_TIMEOUT_MS, sendOk } from "./gate-fixtures.js";
 
 async function sendFailing(gate: SendGate, target: Integration, error: Error, deadlineMs?: number): Promise<void> {
   await expect(gate.run(target, { deadlineMs }, () => Promise.reject(error))).rejects.toBe(error);
@@ -301,7 +233,7 @@ describe("SendGate circuit breaker", () => {
     expect(reasonOf(whileProbing)).toBe("CIRCUIT_OPEN");
     expect(whileProbing.info.metadata).toEqual({ circuit_state: "half_open" });
     expect(gate.flowStates()).toEqual([
-      { integrationId: "acme", circuit: "closed", consecutiveFailures: 0, circuitOpenRemainingMs: 0, inFlight: 0 },
+      { integrationId: "acme", circuit: "closed", consecutiveFailures: 0, circuitOpenRemainingMs: 0, inFlight: 0, waiting: 0 },
     ]);
     await sendOk(gate, acme);
     const messages = logLines.map((line) => (JSON.parse(line) as { msg: string }).msg);

@@ -154,6 +154,20 @@ describe("ServiceMetrics hooks", () => {
     expect(sample(text, "smsgateway_circuit_state", { integration_id: "int_a", state: "half_open" })).toBe(0);
   });
 
+  test("flow states are read at each scrape", async () => {
+    const metrics = new ServiceMetrics();
+    let states = [{ integrationId: "int_w", circuit: "half_open" as const, waiting: 3 }];
+    metrics.observeFlowStates(() => states);
+
+    const during = await metrics.render();
+    states = [];
+    const after = await metrics.render();
+
+    expect(sample(during, "smsgateway_sends_waiting", { integration_id: "int_w" })).toBe(3);
+    expect(sample(during, "smsgateway_circuit_state", { integration_id: "int_w", state: "half_open" })).toBe(1);
+    expect(after).not.toContain('integration_id="int_w"');
+  });
+
   test("counts retries and SSRF refusals", async () => {
     const metrics = new ServiceMetrics();
 

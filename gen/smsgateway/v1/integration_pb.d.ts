@@ -153,8 +153,9 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
   updateTime?: Timestamp | undefined;
 
   /**
-   * Maximum sends to this gateway in flight at once; further sends fail
-   * fast with RESOURCE_EXHAUSTED. 0 means the service default
+   * Maximum sends to this gateway in flight at once. A further `SendSms`
+   * fails fast with RESOURCE_EXHAUSTED, and a further message of a
+   * `SendSmsBatch` waits for a slot. 0 means the service default
    * (`SEND_CONCURRENCY`).
    *
    * @generated from field: int32 max_concurrent_sends = 18;

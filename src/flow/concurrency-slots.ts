@@ -1,0 +1,183 @@
+import { WaiterQueue, type QueuedWaiter } from "./waiter-queue.js";
+
+/** Rejects `ConcurrencySlots.waitForSlot` when its signal aborts before a slot was handed over. No slot is held then. */
+export class SlotWaitAbortedError extends Error {
+  override readonly name = "SlotWaitAbortedError";
+
+  constructor() {
+    super("The send was not made, because its wait for a concurrency slot was aborted.");
+  }
+}
+
+interface SlotWaiter extends QueuedWaiter {
+  /** Ends the wait. The slot is already counted as taken for this waiter. */
+  grant(): void;
+}
+
+/**
+ * The concurrency slots of one integration: the count of sends in flight
+ * and a FIFO queue of sends that wait for a slot.
+ *
+ * A direct send (`SendSms`) takes a free slot or is rejected at once, so its
+ * caller gets fast feedback. A queued send (a message of a batch) takes a
+ * free slot when no other queued send waits, and otherwise waits in the
+ * queue. A send that finishes hands its slot to the first waiter at once,
+ * so a send that arrives later cannot take it first.
+ *
+ * Fairness rule: while sends wait, a direct send that is rejected marks that
+ * direct sends need a slot. The next slot that frees is then kept free for
+ * a direct send for `keptSlotMs()`, and goes to the first waiter if no
+ * direct send takes it by then. The slot that frees after a kept slot always
+ * goes to a waiter. So while sends wait, direct sends get at most every
+ * other slot that frees, and a slot that no send uses delays the waiters
+ * by at most `keptSlotMs()`.
+ */
+export class ConcurrencySlots {
+  readonly #queue = new WaiterQueue<SlotWaiter>();
+  readonly #keptSlotMs: () => number;
+  #limit: number;
+  #inFlight = 0;
+  /** Runs while a free slot is kept for a direct send, and hands it to the first waiter when it fires. */
+  #keptSlotTimer: NodeJS.Timeout | undefined;
+  /** True when a direct send was rejected while sends waited, and no slot has been kept since. */
+  #directSendRejected = false;
+  /** True when the last slot that freed while sends waited was kept for a direct send. */
+  #lastSlotKept = false;
+
+  /**
+   * @param limit the integration's maximum of sends in flight.
+   * @param keptSlotMs returns how long, in milliseconds, a freed slot is kept for a direct send.
+   */
+  constructor(limit: number, keptSlotMs: () => number) {
+    this.#limit = limit;
+    this.#keptSlotMs = keptSlotMs;
+  }
+
+  /** Slots taken: sends in flight, and waiters that were handed a slot and have not started their send yet. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Queued sends that wait for a slot. */
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  /** True when no slot is taken or kept and no send waits. */
+  get idle(): boolean {
+    return this.#inFlight === 0 && this.#queue.length === 0 && this.#keptSlotTimer === undefined;
+  }
+
+  /** Applies the integration's current limit. A raised limit hands the new slots to waiters at once. */
+  setLimit(limit: number): void {
+    if (limit === this.#limit) {
+      return;
+    }
+    this.#limit = limit;
+    this.#handOverFreeSlots();
+  }
+
+  /** Tells whether a direct send may take a slot now: a slot is free, or kept for direct sends. */
+  hasSlotForDirectSend(): boolean {
+    return this.#inFlight < this.#limit;
+  }
+
+  /** Records that a direct send found no slot, so that the next freed slot is kept for one while sends wait. */
+  noteRejectedDirectSend(): void {
+    if (this.#queue.length > 0) {
+      this.#directSendRejected = true;
+    }
+  }
+
+  /** Takes a slot for a direct send, the kept slot first. Call only after `hasSlotForDirectSend` returned true. */
+  takeForDirectSend(): void {
+    this.#inFlight += 1;
+    this.#dropKeptSlot();
+  }
+
+  /** Takes a free slot for a queued send unless other sends wait. Returns false when the send must wait. */
+  takeInTurn(): boolean {
+    if (this.#queue.length > 0 || this.#inFlight + this.#keptSlots() >= this.#limit) {
+      return false;
+    }
+    this.#inFlight += 1;
+    return true;
+  }
+
+  /**
+   * Waits at the back of the queue until a slot is handed over. Once the
+   * promise resolves, the slot belongs to the caller, which must `release` it.
+   *
+   * @throws SlotWaitAbortedError when `signal` aborts first. The waiter has
+   *   then left the queue and has no slot.
+   */
+  waitForSlot(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) {
+      return Promise.reject(new SlotWaitAbortedError());
+    }
+    return new Promise((resolve, reject) => {
+      const waiter: SlotWaiter = {
+        previous: undefined,
+        next: undefined,
+        grant: () => {
+          signal.removeEventListener("abort", leave);
+          resolve();
+        },
+      };
+      const leave = (): void => {
+        this.#queue.remove(waiter);
+        // An emptied queue frees a slot kept for direct sends.
+        this.#handOverFreeSlots();
+        reject(new SlotWaitAbortedError());
+      };
+      signal.addEventListener("abort", leave, { once: true });
+      this.#queue.push(waiter);
+    });
+  }
+
+  /** Gives back a slot, which goes to the first waiter or is kept for a direct send, following the fairness rule above. */
+  release(): void {
+    this.#inFlight -= 1;
+    this.#handOverFreeSlots();
+  }
+
+  #handOverFreeSlots(): void {
+    while (this.#queue.length > 0 && this.#inFlight + this.#keptSlots() < this.#limit) {
+      if (this.#directSendRejected && !this.#lastSlotKept && this.#keptSlotTimer === undefined) {
+        this.#keepSlot();
+        continue;
+      }
+      const waiter = this.#queue.shift()!;
+      this.#inFlight += 1;
+      this.#lastSlotKept = false;
+      waiter.grant();
+    }
+
+    if (this.#queue.length === 0) {
+      this.#dropKeptSlot();
+      this.#directSendRejected = false;
+      this.#lastSlotKept = false;
+    }
+  }
+
+  #keptSlots(): number {
+    return this.#keptSlotTimer === undefined ? 0 : 1;
+  }
+
+  #keepSlot(): void {
+    this.#directSendRejected = false;
+    this.#lastSlotKept = true;
+    this.#keptSlotTimer = setTimeout(() => {
+      this.#keptSlotTimer = undefined;
+      this.#handOverFreeSlots();
+    }, this.#keptSlotMs());
+    this.#keptSlotTimer.unref();
+  }
+
+  #dropKeptSlot(): void {
+    if (this.#keptSlotTimer !== undefined) {
+      clearTimeout(this.#keptSlotTimer);
+      this.#keptSlotTimer = undefined;
+    }
+  }
+}

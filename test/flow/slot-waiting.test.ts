@@ -1,0 +1,305 @@
+import { describe, expect, test } from "vitest";
+
+import type { Integration } from "../../src/domain/integration.js";
+import { FlowLimitError, GatewayError } from "../../src/errors.js";
+import { SlotWaitAbortedError } from "../../src/flow/concurrency-slots.js";
+import { IDLE_ENTRY_MS, type SendGate } from "../../src/flow/send-gate.js";
+import { gatewayFailure, heldSend, integration, makeGate, rejectionOf, SEND_TIMEOUT_MS, sendOk } from "./gate-fixtures.js";
+
+const neverAborted = new AbortController().signal;
+
+/** Starts a send through the gate that may wait for a slot and stays in flight until the test settles it. */
+function waitingSend(gate: SendGate, target: Integration, signal = neverAborted, deadlineMs?: number) {
+  const held = heldSend();
+  const state = { started: false, deadlineMs: undefined as number | undefined };
+  const running = gate.run(target, { waitForSlot: signal, deadlineMs }, (sendDeadlineMs) => {
+    state.started = true;
+    state.deadlineMs = sendDeadlineMs;
+    return held.send();
+  });
+  return { ...held, state, running };
+}
+
+/** Lets pending promise callbacks run, so that a send handed a slot reaches its send function. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    await Promise.resolve();
+  }
+}
+
+function waitingOf(gate: SendGate, integrationId: string): number | undefined {
+  return gate.flowStates().find((state) => state.integrationId === integrationId)?.waiting;
+}
+
+function inFlightOf(gate: SendGate, integrationId: string): number | undefined {
+  return gate.flowStates().find((state) => state.integrationId === integrationId)?.inFlight;
+}
+
+describe("SendGate slot waiting", () => {
+  test("hands freed slots over in FIFO order", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = [waitingSend(gate, acme), waitingSend(gate, acme), waitingSend(gate, acme)];
+    await settle();
+
+    expect(first.state.started).toBe(true);
+    expect(waitingOf(gate, "acme")).toBe(3);
+    expect(inFlightOf(gate, "acme")).toBe(1);
+
+    first.succeed();
+    await first.running;
+    await settle();
+    expect(queued.map((send) => send.state.started)).toEqual([true, false, false]);
+
+    queued[0]!.succeed();
+    await queued[0]!.running;
+    await settle();
+    expect(queued.map((send) => send.state.started)).toEqual([true, true, false]);
+
+    queued[1]!.succeed();
+    queued[2]!.succeed();
+    await Promise.all(queued.map((send) => send.running));
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
+  test("freed slot skips later arrivals", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const second = waitingSend(gate, acme);
+    first.succeed();
+    await first.running;
+
+    const third = waitingSend(gate, acme);
+    await settle();
+
+    expect(second.state.started).toBe(true);
+    expect(third.state.started).toBe(false);
+    second.succeed();
+    third.succeed();
+    await Promise.all([second.running, third.running]);
+  });
+
+  test("direct send rejected while sends wait", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = waitingSend(gate, acme);
+
+    const rejected = await rejectionOf(gate, acme);
+
+    expect(rejected.info.reason).toBe("CONCURRENCY_LIMIT");
+    expect(rejected.info.retryDelayMs).toBeGreaterThan(0);
+    first.succeed();
+    queued.succeed();
+    await Promise.all([first.running, queued.running]);
+  });
+
+  test("the deadline shrinks by the time waited", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme, neverAborted, 1_000);
+    const queued = waitingSend(gate, acme, neverAborted, 1_000);
+
+    advance(300);
+    first.succeed();
+    await first.running;
+    await settle();
+
+    expect(first.state.deadlineMs).toBe(1_000);
+    expect(queued.state.deadlineMs).toBe(700);
+    queued.succeed();
+    await queued.running;
+  });
+
+  test("raised limit admits waiters", async () => {
+    const { gate } = makeGate();
+    const first = waitingSend(gate, integration("acme", { maxConcurrentSends: 1 }));
+    const queued = waitingSend(gate, integration("acme", { maxConcurrentSends: 1 }));
+
+    const raising = waitingSend(gate, integration("acme", { maxConcurrentSends: 2 }));
+    await settle();
+
+    expect(queued.state.started).toBe(true);
+    expect(raising.state.started).toBe(false);
+    for (const send of [first, queued, raising]) {
+      send.succeed();
+      await send.running;
+    }
+  });
+});
+
+describe("SendGate slot waiting ends early", () => {
+  test("an aborted wait leaves no slot taken", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 2 });
+    const holders = [waitingSend(gate, acme), waitingSend(gate, acme)];
+    const controller = new AbortController();
+    const leaving = waitingSend(gate, acme, controller.signal);
+    const staying = waitingSend(gate, acme);
+
+    controller.abort();
+
+    await expect(leaving.running).rejects.toBeInstanceOf(SlotWaitAbortedError);
+    expect(leaving.state.started).toBe(false);
+    expect(waitingOf(gate, "acme")).toBe(1);
+    holders[0]!.succeed();
+    await holders[0]!.running;
+    await settle();
+    expect(staying.state.started).toBe(true);
+    holders[1]!.succeed();
+    staying.succeed();
+    await Promise.all([holders[1]!.running, staying.running]);
+
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
+    const later = [waitingSend(gate, acme), waitingSend(gate, acme)];
+    await settle();
+    expect(later.map((send) => send.state.started)).toEqual([true, true]);
+    later.forEach((send) => send.succeed());
+    await Promise.all(later.map((send) => send.running));
+  });
+
+  test("aborted signal fails at once", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const controller = new AbortController();
+    controller.abort();
+
+    const late = waitingSend(gate, acme, controller.signal);
+
+    await expect(late.running).rejects.toBeInstanceOf(SlotWaitAbortedError);
+    expect(waitingOf(gate, "acme")).toBe(0);
+    first.succeed();
+    await first.running;
+  });
+
+  test("opened circuit fails the waiters", async () => {
+    const { gate } = makeGate({ circuit: { failureThreshold: 1, openMs: 1_000, halfOpenProbes: 1 } });
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = [waitingSend(gate, acme), waitingSend(gate, acme)];
+
+    first.fail(gatewayFailure("unavailable", 503));
+
+    await expect(first.running).rejects.toBeInstanceOf(GatewayError);
+    for (const send of queued) {
+      const error = await send.running.then(
+        () => undefined,
+        (reason: unknown) => reason,
+      );
+      expect(error).toBeInstanceOf(FlowLimitError);
+      expect((error as FlowLimitError).info.reason).toBe("CIRCUIT_OPEN");
+      expect(send.state.started).toBe(false);
+    }
+    expect(gate.flowStates()[0]).toMatchObject({ circuit: "open", inFlight: 0, waiting: 0 });
+  });
+
+  test("rate limit applies after the wait", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1, maxSendsPerSecond: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = waitingSend(gate, acme);
+
+    first.succeed();
+    await first.running;
+
+    const error = await queued.running.then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect((error as FlowLimitError).info.reason).toBe("RATE_LIMITED");
+    expect(queued.state.started).toBe(false);
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+});
+
+describe("SendGate slot kept for a direct send", () => {
+  test("rejected direct send gets next slot", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = waitingSend(gate, acme);
+    await rejectionOf(gate, acme);
+
+    // A long send time keeps the slot for 2 * SEND_TIMEOUT_MS of real time, far longer than this test.
+    advance(SEND_TIMEOUT_MS);
+    first.succeed();
+    await first.running;
+    await settle();
+
+    expect(queued.state.started).toBe(false);
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 1 });
+    await sendOk(gate, acme);
+    await settle();
+    expect(queued.state.started).toBe(true);
+    queued.succeed();
+    await queued.running;
+  });
+
+  test("direct sends get every other slot", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = [waitingSend(gate, acme), waitingSend(gate, acme)];
+    await rejectionOf(gate, acme);
+    advance(SEND_TIMEOUT_MS);
+    first.succeed();
+    await first.running;
+
+    const direct = heldSend();
+    const directRunning = gate.run(acme, {}, direct.send);
+    await rejectionOf(gate, acme);
+    direct.succeed();
+    await directRunning;
+    await settle();
+
+    expect(queued.map((send) => send.state.started)).toEqual([true, false]);
+    queued[0]!.succeed();
+    await queued[0]!.running;
+    await sendOk(gate, acme);
+    await settle();
+    expect(queued[1]!.state.started).toBe(true);
+    queued[1]!.succeed();
+    await queued[1]!.running;
+  });
+
+  test("unused kept slot goes to waiter", async () => {
+    // The send time stays 0, so the slot is kept for only twice the 10 ms minimum retry delay.
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = waitingSend(gate, acme);
+    await rejectionOf(gate, acme);
+
+    first.succeed();
+    await first.running;
+    await settle();
+    expect(queued.state.started).toBe(false);
+
+    queued.succeed();
+    await expect(queued.running).resolves.toBe("sent");
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
+  test("kept slot freed when waiters leave", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const controller = new AbortController();
+    const leaving = waitingSend(gate, acme, controller.signal);
+    await rejectionOf(gate, acme);
+    advance(SEND_TIMEOUT_MS);
+    first.succeed();
+    await first.running;
+
+    controller.abort();
+    await expect(leaving.running).rejects.toBeInstanceOf(SlotWaitAbortedError);
+
+    // An entry with a kept slot is not idle, so the sweep would keep it.
+    advance(IDLE_ENTRY_MS);
+    await sendOk(gate, integration("trigger"));
+    expect(gate.flowStates().map((state) => state.integrationId)).toEqual(["trigger"]);
+  });
+});
