@@ -104,9 +104,10 @@ class BatchRun<T> {
     private readonly options: BatchRunOptions,
   ) {
     const { deadlineMs, signal, stopping } = options;
-    // Every waiting worker adds a listener, and the default BATCH_CONCURRENCY of 16 already
-    // passes the 10 listeners at which Node warns of a leak.
-    setMaxListeners(0, this.startWindow.signal);
+    // Every waiting worker adds a listener to the start window, and every send in flight one to
+    // the caller's signal (its deadline), so the default BATCH_CONCURRENCY of 16 already passes
+    // the 10 listeners at which Node warns of a leak. Both counts are bounded by the concurrency.
+    setMaxListeners(0, this.startWindow.signal, signal);
     this.endsAt = deadlineMs === undefined ? undefined : performance.now() + deadlineMs - responseReserveMs(deadlineMs);
     if (this.endsAt !== undefined) {
       this.lastStartTimer = setTimeout(() => {
