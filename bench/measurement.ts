@@ -21,6 +21,8 @@ export interface Entry {
   reachesGateway: boolean;
   /** SMS in each call: 1 for SendSms, the batch size for SendSmsBatch. */
   messagesPerCall: number;
+  /** Largest in-flight count at which the entry runs; every count when unset. */
+  maxInFlight?: number;
   load(inFlight: number, seconds: number): Promise<LoadResult>;
 }
 

@@ -34,12 +34,13 @@ export async function runRounds(entries: readonly Entry[], options: RoundsOption
     return row;
   };
   for (const inFlight of options.levels) {
-    for (const entry of entries) {
+    const running = entries.filter((entry) => inFlight <= (entry.maxInFlight ?? Infinity));
+    for (const entry of running) {
       rowOf(entry.protocol, inFlight, entry.target, entry.reference);
     }
     for (let round = 0; round < options.rounds; round++) {
       // Alternating the order each round spreads drift of the machine evenly over targets.
-      const order = round % 2 === 0 ? entries : [...entries].reverse();
+      const order = round % 2 === 0 ? running : [...running].reverse();
       for (const entry of order) {
         process.stderr.write(`bench: ${inFlight} in flight, round ${round + 1}, ${entry.protocol}, ${entry.target}\n`);
         rowOf(entry.protocol, inFlight, entry.target).runs.push(await measure(entry, inFlight, options.seconds, options.gatewayPort));

@@ -54,7 +54,7 @@ export function runReport(facts: RunFacts): string {
     `- Machine: ${machineDescription()}`,
     `- Command: \`${benchCommand(settings)}\` (${settings.seconds} s per run, ${settings.rounds} rounds per cell, ${settings.soakSeconds}-s soak)`,
     `- Load average (1/5/15 min) at start: ${facts.loadAtStart}; at end: ${loadAverage()}`,
-    `- Service: \`node ${serviceNodeArgs().join(" ")}\` after \`npm run build\`, as \`npm start\` runs it, SQLite store, LOG_LEVEL=info logging to a file, OUTBOUND_ALLOW=127.0.0.1; gRPC calls ${facts.servedByGrpcJs ? "were" : "were NOT"} served by grpc-js`,
+    `- Service: \`node ${serviceNodeArgs().join(" ")}\` after \`npm run build\`, as \`npm start\` runs it, SQLite store, LOG_LEVEL=info logging to a file, OUTBOUND_ALLOW=127.0.0.1, SEND_CONCURRENCY=1024; gRPC calls ${facts.servedByGrpcJs ? "were" : "were NOT"} served by grpc-js`,
   ];
   if (rounds !== undefined) {
     lines.push(

@@ -49,7 +49,15 @@ export async function startService(name: string, directory: string, gatewayUrl: 
     await execFileAsync("npm", ["run", "build", "--silent"]);
     const started = await startNodeProcess(name, serviceNodeArgs(), {
       // The SSRF guard blocks loopback addresses unless OUTBOUND_ALLOW lists them, and the bench gateway is on 127.0.0.1.
-      env: { HOST: "127.0.0.1", PORT: String(port), DATA_DIR: path.join(directory, "data"), LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1" },
+      // SEND_CONCURRENCY above the highest in-flight count keeps flow control from rejecting the load.
+      env: {
+        HOST: "127.0.0.1",
+        PORT: String(port),
+        DATA_DIR: path.join(directory, "data"),
+        LOG_LEVEL: "info",
+        OUTBOUND_ALLOW: "127.0.0.1",
+        SEND_CONCURRENCY: "1024",
+      },
       stdoutFd: logFd,
       probe: async () => {
         await integrations.configureIntegration({ integration: benchIntegration(BENCH_INTEGRATION_ID, gatewayUrl), allowMissing: true });
