@@ -87,7 +87,7 @@ export function checkTargets(rows: readonly Row[]): TargetCheck[] {
     const peakMb = Math.max(...serviceAtPeak.flatMap((row) => row.runs.map((run) => run.peakRssMb)));
     checks.push({
       description: `service peak RSS at ${RSS_IN_FLIGHT} in flight ≤ ${MAX_RSS_MB} MB`,
-      measured: `${peakMb.toFixed(0)} MB`,
+      measured: `${peakMb.toFixed(1)} MB`,
       met: peakMb <= MAX_RSS_MB,
     });
   }
