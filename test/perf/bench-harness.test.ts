@@ -215,7 +215,7 @@ describe("report", () => {
     expect(checks.map((check) => [check.measured, check.met])).toEqual([
       ["0.79 ×", false],
       ["+0.40 ms", true],
-      ["210 MB", false],
+      ["210.0 MB", false],
     ]);
   });
 
@@ -267,6 +267,6 @@ describe("report", () => {
       { protocol: "gRPC", inFlight: 256, target: "service, 10,000 integrations", reference: "service", runs: [run(900, 40, 1, 300)] },
     ];
 
-    expect(checkTargets(rows).map((check) => [check.measured, check.met])).toEqual([["150 MB", true]]);
+    expect(checkTargets(rows).map((check) => [check.measured, check.met])).toEqual([["150.0 MB", true]]);
   });
 });
