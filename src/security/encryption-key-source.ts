@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { link, mkdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { link, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 import type { Logger } from "pino";
 
 import { ConfigError } from "../config/load-config.js";
 import type { Config } from "../config/settings.js";
+import { makeDirectory } from "../make-directory.js";
 import { ENCRYPTION_KEY_BYTES, parseEncryptionKeys, type EncryptionKeyRing } from "./encryption-key-ring.js";
 
 /** Name of the key file created in the data directory when no key is configured. */
@@ -137,7 +138,7 @@ async function createKeyFileIfMissing(file: string): Promise<boolean> {
   const directory = path.dirname(file);
   const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   try {
-    await mkdir(directory, { recursive: true, mode: 0o700 });
+    await makeDirectory(directory, 0o700);
     if (await exists(file)) {
       return false;
     }

@@ -1,10 +1,11 @@
-import { mkdir, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import path from "node:path";
 
 import Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
 import type { Logger } from "pino";
 
+import { makeDirectory } from "../make-directory.js";
 import type { StoreDatabase } from "./database-schema.js";
 import { withStatementCache } from "./sqlite-statement-cache.js";
 import { StorageError } from "./storage-error.js";
@@ -69,7 +70,7 @@ export async function openSqliteDatabase(
 
   let database: Database.Database;
   try {
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    await makeDirectory(dataDir, 0o700);
     await warnIfShared(dataDir, logger);
     database = new Database(file);
   } catch (error) {
