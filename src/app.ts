@@ -1,3 +1,4 @@
+import { createRegistry } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
@@ -157,6 +158,9 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     },
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: lifecycle.forceSignal,
+    // SendSmsBatch results carry error details in google.protobuf.Any, and the
+    // JSON encoding of an Any needs its message type from this registry.
+    jsonOptions: { registry: createRegistry(file_smsgateway_v1_errors) },
   });
   const handler = createFrontHandler({
     rpc: withHttpRoutes([...webConsoleRoutes(logger)], rpc),

@@ -1,8 +1,9 @@
-import { create, fromBinary, toBinary, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
+import { create, createRegistry, fromBinary, toBinary, type DescMethodUnary, type DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 import * as grpc from "@grpc/grpc-js";
+import { file_smsgateway_v1_errors } from "../../gen/smsgateway/v1/errors_pb.js";
 
 /** A client flavour the end-to-end tests run every RPC through. */
 export interface ClientKind {
@@ -80,10 +81,19 @@ function grpcErrorToConnectError(error: grpc.ServiceError): ConnectError {
   return findTrailerError(headers) ?? new ConnectError(error.details, error.code as number);
 }
 
-/** Every client the end-to-end tests use: Connect, gRPC-Web and native gRPC. */
+/** Every client the end-to-end tests use: Connect (protobuf and JSON), gRPC-Web and native gRPC. */
 export const CLIENT_KINDS: readonly ClientKind[] = [
   connectKind("Connect over HTTP/1.1", (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" })),
   connectKind("Connect over HTTP/2", (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2" })),
+  // Browsers use Connect with JSON by default, which needs the error detail types to encode an Any.
+  connectKind("Connect JSON over HTTP/1.1", (baseUrl) =>
+    createConnectTransport({
+      baseUrl,
+      httpVersion: "1.1",
+      useBinaryFormat: false,
+      jsonOptions: { registry: createRegistry(file_smsgateway_v1_errors) },
+    }),
+  ),
   connectKind("gRPC-Web over HTTP/1.1", (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" })),
   connectKind("gRPC-Web over HTTP/2", (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "2" })),
   grpcJsKind,

@@ -42,6 +42,7 @@ describe("first request of a connection picks the server", () => {
   const expectations: Record<string, string> = {
     "Connect over HTTP/1.1": "connect-node",
     "Connect over HTTP/2": "connect-node",
+    "Connect JSON over HTTP/1.1": "connect-node",
     "gRPC-Web over HTTP/1.1": "connect-node",
     "gRPC-Web over HTTP/2": "connect-node",
     "grpc-js (gRPC over HTTP/2)": "grpc-js",
