@@ -53,6 +53,7 @@ describe("loadConfig", () => {
     { argv: [], env: { DATABASE_SCHEMA: "tenant_a" }, message: /DATABASE_SCHEMA \("tenant_a"\) applies only to PostgreSQL/ },
     { argv: [], env: { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: " " }, message: /^DATABASE_SCHEMA: invalid value " ": expected a schema name of 1 to 63 bytes/ },
     { argv: [], env: { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: "s".repeat(64) }, message: /expected a schema name of 1 to 63 bytes/ },
+    { argv: [], env: { DATA_DIR: " " }, message: /^DATA_DIR: invalid value " ": expected a folder path/ },
     { argv: [], env: { SQLITE_SYNCHRONOUS: "off" }, message: /^SQLITE_SYNCHRONOUS: invalid value "off": expected one of normal, full/ },
     { argv: [], env: { DATABASE_URL: "postgres://db/x", SQLITE_SYNCHRONOUS: "full" }, message: /SQLITE_SYNCHRONOUS \("full"\) applies only to the embedded SQLite file/ },
   ])("rejects $message", ({ argv, env, message }) => {

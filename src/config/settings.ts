@@ -112,6 +112,14 @@ function text(raw: string): string {
   return raw.trim();
 }
 
+function folder(raw: string): string {
+  const value = raw.trim();
+  if (value === "") {
+    throw new Error("expected a folder path; leave the setting out for the default");
+  }
+  return value;
+}
+
 function databaseUrl(raw: string): string {
   const value = raw.trim();
   if (value !== "" && !/^postgres(ql)?:\/\//i.test(value)) {
@@ -167,7 +175,7 @@ export const SETTINGS: readonly Setting[] = [
     defaultValue: "./data",
     unit: "",
     description: "Folder of the embedded SQLite database, created when missing.",
-    parse: text,
+    parse: folder,
   },
   {
     key: "databaseUrl",
