@@ -26,8 +26,8 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   // An asynchronous stdout writes the lines that gather during one write in
   // the next, instead of one blocking write per line; pino flushes it when
   // the process exits.
-  // NOTE: once the reader of stdout is gone (`npm start | tee`, then Ctrl-C),
-  // every write fails with EPIPE and shutdown never finishes: only SIGKILL
-  // ends the process. This happened with pino's synchronous stdout too.
+  // When the reader of stdout is gone, the first failed write (EPIPE) makes
+  // pino stop logging; main.ts lets writes end before exiting, because the
+  // synchronous flush at exit would retry a failed write forever.
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }

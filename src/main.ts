@@ -32,16 +32,29 @@ async function main(): Promise<void> {
     app.close(config.shutdownGraceMs).then(
       () => {
         logger.info("stopped");
-        process.exit(0);
+        exitAfterLogWrites(0);
       },
       (error: unknown) => {
         logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
+        exitAfterLogWrites(1);
       },
     );
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+}
+
+/** Time given to log writes in progress before the process exits. */
+const LOG_WRITE_SETTLE_MS = 100;
+
+/**
+ * Exits with `code` once the log writes in progress have had time to end.
+ * pino flushes stdout synchronously at exit, and that flush retries a
+ * failed write forever, so a write that fails with EPIPE because the reader
+ * of stdout is gone must fail before the exit: pino then stops logging.
+ */
+function exitAfterLogWrites(code: number): void {
+  setTimeout(() => process.exit(code), LOG_WRITE_SETTLE_MS);
 }
 
 main().catch((error: unknown) => {
