@@ -23,7 +23,7 @@ import { benchIntegrationIds } from "./request-bodies.js";
 import { writeResults } from "./results-file.js";
 import { runRounds } from "./rounds.js";
 import { loadAverage, runReport, type RoundsResult } from "./run-report.js";
-import { startService } from "./service-process.js";
+import { buildService, startService } from "./service-process.js";
 import { runSoak } from "./soak.js";
 import type { SoakResult } from "./soak-summary.js";
 import { smokeTest } from "./smoke-test.js";
@@ -83,6 +83,7 @@ async function main(): Promise<void> {
     const gatewayPort = Number(gatewayProcess.ready.port);
     const gateway = { port: gatewayPort, url: `http://127.0.0.1:${gatewayPort}/sms` };
 
+    await buildService();
     const started = await startService("service", path.join(workDir, "service"), gateway.url);
     processes.push(started.process);
     const service = { pid: started.process.pid, port: started.port };

@@ -33,10 +33,15 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** Bundles src/ into dist/main.js with `npm run build`, as `npm start` does first. */
+export async function buildService(): Promise<void> {
+  await execFileAsync("npm", ["run", "build", "--silent"]);
+}
+
 /**
- * Starts the service as `npm start` does (it bundles src/ into dist/main.js
- * and runs that with plain node and the flags of its start script), with its
- * SQLite store and log in `directory`, and stores the bench integration.
+ * Starts the bundle that {@link buildService} wrote as `npm start` does, with
+ * plain node and the flags of its start script, with its SQLite store and log
+ * in `directory`, and stores the bench integration.
  */
 export async function startService(name: string, directory: string, gatewayUrl: string): Promise<StartedService> {
   mkdirSync(directory, { recursive: true });
@@ -46,7 +51,6 @@ export async function startService(name: string, directory: string, gatewayUrl: 
   const baseUrl = `http://127.0.0.1:${port}`;
   const integrations = createClient(IntegrationService, createConnectTransport({ baseUrl, httpVersion: "1.1" }));
   try {
-    await execFileAsync("npm", ["run", "build", "--silent"]);
     const started = await startNodeProcess(name, serviceNodeArgs(), {
       // The SSRF guard blocks loopback addresses unless OUTBOUND_ALLOW lists them, and the bench gateway is on 127.0.0.1.
       // SEND_CONCURRENCY above the highest in-flight count keeps flow control from rejecting the load.

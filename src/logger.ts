@@ -23,11 +23,10 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: SECRET_KEYS.flatMap((key) => [key, `*.${key}`]), censor: "[REDACTED]" },
   };
-  // An asynchronous stdout writes the lines that gather during one write in
-  // the next, instead of one blocking write per line; pino flushes it when
-  // the process exits.
-  // When the reader of stdout is gone, the first failed write (EPIPE) makes
-  // pino stop logging; main.ts lets writes end before exiting, because the
-  // synchronous flush at exit would retry a failed write forever.
+  // An asynchronous stdout gathers the lines written during one write into
+  // the next write, instead of blocking once per line. pino flushes it when
+  // the process exits. A write that fails with EPIPE (the reader is gone)
+  // makes pino stop logging, and main.ts waits for writes in progress before
+  // exiting, because the flush at exit would retry a failed write forever.
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
 }

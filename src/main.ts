@@ -49,9 +49,9 @@ const LOG_WRITE_SETTLE_MS = 100;
 
 /**
  * Exits with `code` once the log writes in progress have had time to end.
- * pino flushes stdout synchronously at exit, and that flush retries a
- * failed write forever, so a write that fails with EPIPE because the reader
- * of stdout is gone must fail before the exit: pino then stops logging.
+ * pino flushes stdout synchronously at exit, and that flush retries a failed
+ * write forever. So a write that fails with EPIPE, because the reader of
+ * stdout is gone, must fail before the exit, which makes pino stop logging.
  */
 function exitAfterLogWrites(code: number): void {
   setTimeout(() => process.exit(code), LOG_WRITE_SETTLE_MS);
