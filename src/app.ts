@@ -144,7 +144,10 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   ];
   const pipeline = new CallPipeline(logger, { metrics, lifecycle, access: security.access });
   const apiRoutes = connectRoutes(bindings, pipeline);
-  const grpcJs = grpcJsServices(bindings, pipeline, { maxRequestBytes: config.maxRequestBytes });
+  const grpcJs = grpcJsServices(bindings, pipeline, {
+    maxRequestBytes: config.maxRequestBytes,
+    shutdownSignal: lifecycle.forceSignal,
+  });
   const health = new HealthStatusBoard([IntegrationServiceDesc.typeName, SmsServiceDesc.typeName]);
   const schema = new DescriptorIndex(
     [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha],

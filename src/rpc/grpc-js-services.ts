@@ -7,11 +7,16 @@ import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
 import { toGrpcJsError } from "./grpc-js-status.js";
 
-
 /** Options of {@link grpcJsServices}. */
 export interface GrpcJsServicesOptions {
   /** Largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED, as on Connect. */
   maxRequestBytes: number;
+  /**
+   * Aborts the signal of every call in progress, as `shutdownSignal` does for
+   * Connect's handlers: each handler then ends its call with an error code
+   * before the connections close.
+   */
+  shutdownSignal?: AbortSignal;
 }
 
 /** A grpc-js server with the services added, and the request paths it implements. */
@@ -63,7 +68,7 @@ export function grpcJsServices(
         responseSerialize: serializer(method.output),
         responseDeserialize: deserializer(method.output),
       };
-      implementation[method.localName] = unaryImplementation(procedure, handler, pipeline);
+      implementation[method.localName] = unaryImplementation(procedure, handler, pipeline, options.shutdownSignal);
       paths.add(path);
     }
     server.addService(definition, implementation);
@@ -76,9 +81,10 @@ function unaryImplementation(
   procedure: string,
   handler: UnaryHandler<unknown, unknown>,
   pipeline: CallPipeline,
+  shutdownSignal: AbortSignal | undefined,
 ): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
-    const incoming = new GrpcJsIncomingCall(call);
+    const incoming = new GrpcJsIncomingCall(call, shutdownSignal);
     const request = call.request;
     const run =
       request instanceof UndecodableRequest
@@ -127,18 +133,24 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
 }
 
 /**
- * A grpc-js unary call adapted to the pipeline. Response headers are
- * collected and sent once, by {@link finish}, before the reply.
+ * A grpc-js unary call adapted to the pipeline. Its signal aborts when the
+ * caller cancels, the deadline passes or `shutdownSignal` aborts. Response
+ * headers are collected and sent once, by {@link finish}, before the reply.
  */
 class GrpcJsIncomingCall implements IncomingCall {
   readonly server = "grpc-js";
   readonly signal: AbortSignal;
   private readonly onCancelled: () => void;
+  private readonly onShutdown: () => void;
   private responseHeaders: grpc.Metadata | undefined;
 
-  constructor(private readonly call: grpc.ServerUnaryCall<unknown, unknown>) {
+  constructor(
+    private readonly call: grpc.ServerUnaryCall<unknown, unknown>,
+    private readonly shutdownSignal: AbortSignal | undefined,
+  ) {
     const controller = new AbortController();
     this.signal = controller.signal;
+    this.onShutdown = () => controller.abort(shutdownSignal?.reason);
     // grpc-js ends the call when its deadline passes, which also fires "cancelled".
     const budgetMs = this.timeoutMs();
     this.onCancelled = () => {
@@ -153,6 +165,10 @@ class GrpcJsIncomingCall implements IncomingCall {
       );
     };
     call.once("cancelled", this.onCancelled);
+    if (shutdownSignal?.aborted === true) {
+      this.onShutdown();
+    }
+    shutdownSignal?.addEventListener("abort", this.onShutdown, { once: true });
   }
 
   timeoutMs(): number | undefined {
@@ -175,11 +191,13 @@ class GrpcJsIncomingCall implements IncomingCall {
   }
 
   /**
-   * Sends the collected response headers and stops listening for "cancelled",
-   * which grpc-js also fires when the stream closes after a reply.
+   * Sends the collected response headers, and stops listening for the
+   * shutdown signal and for "cancelled", which grpc-js also fires when the
+   * stream closes after a reply.
    */
   finish(): void {
     this.call.removeListener("cancelled", this.onCancelled);
+    this.shutdownSignal?.removeEventListener("abort", this.onShutdown);
     if (this.responseHeaders !== undefined && !this.call.cancelled) {
       this.call.sendMetadata(this.responseHeaders);
     }

@@ -11,8 +11,9 @@ export class ServiceLifecycle {
   private active = 0;
 
   constructor() {
-    // Each batch in progress and each long-lived stream listens for shutdown, so their count has no fixed bound.
-    setMaxListeners(0, this.stopping.signal);
+    // Each batch in progress and each long-lived stream listens for shutdown, and each call in
+    // progress for the end of the grace period, so their count has no fixed bound.
+    setMaxListeners(0, this.stopping.signal, this.forcing.signal);
   }
 
   /** True from the moment shutdown begins. */
@@ -27,8 +28,8 @@ export class ServiceLifecycle {
 
   /**
    * Aborts when the grace period ends with calls still in progress. Connect
-   * aborts every handler's signal with it, so those calls end with an error
-   * code before their connections close.
+   * and the grpc-js services abort every handler's signal with it, so those
+   * calls end with an error code before their connections close.
    */
   get forceSignal(): AbortSignal {
     return this.forcing.signal;

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, test } from "vitest";
+import { GatewayErrorSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
@@ -123,13 +124,16 @@ describe("graceful shutdown", () => {
     expect(service.logLines.find((line) => line.msg === "shutting down")).toMatchObject({ signal: "SIGINT", graceMs: 20_000 });
   });
 
-  test("grace period ends with an error reply", async () => {
+  // The service itself must end the call. A client whose connection is cut
+  // reports a status of its own ("Call cancelled", "Session closed with error
+  // code 8"), without the detail that the gateway may have sent the SMS.
+  test.each(["Connect over HTTP/2", "grpc-js (gRPC over HTTP/2)"])("grace period ends with CANCELLED over %s", async (kindName) => {
     const service = await startProcess({ SHUTDOWN_GRACE_MS: "300" });
     const gateway = await ScriptedGateway.start();
     cleanups.push(() => gateway.close());
     gateway.on("/sms", { hang: true });
     const integrationId = await configureIntegration(service.baseUrl, gateway.url("/sms"));
-    const sms = clientKind("Connect over HTTP/2").create(SmsService, service.baseUrl);
+    const sms = clientKind(kindName).create(SmsService, service.baseUrl);
     cleanups.push(() => sms.close());
 
     const sending = sms.client.sendSms({ integrationId, to: "+15550003333", content: "held" }, { timeoutMs: 30_000 }).then(
@@ -144,6 +148,7 @@ describe("graceful shutdown", () => {
     expect(await service.exited).toEqual({ code: 0, signal: null });
     const error = await sending;
     expect(error?.code).toBe(Code.Canceled);
+    expect(error?.findDetails(GatewayErrorSchema)).toEqual([expect.objectContaining({ outcomeUnknown: true })]);
     expect(service.logLines.map((line) => line.msg)).toContain("shutdown grace period ended: cancelling the calls in progress");
   });
 });
