@@ -17,7 +17,10 @@ export const MAX_RESPONSE_RESERVE_MS = 1_000;
 export interface BatchRunOptions {
   /** Maximum messages in flight at once, at least 1. */
   concurrency: number;
-  /** The caller's signal: once it aborts, no further message starts. */
+  /**
+   * The call's signal: once it aborts, no further message starts. It also
+   * aborts when the shutdown grace period ends, after `stopping` did.
+   */
   signal: AbortSignal;
   /** Aborts when the service begins to shut down: then no further message starts either. */
   stopping?: AbortSignal;
@@ -98,6 +101,12 @@ class BatchRun<T> {
   private readonly lastStartTimer: NodeJS.Timeout | undefined;
   /** True once `lastStartTimer` fired. The clock may not show it yet, because Node times timers from the event loop's cached time. */
   private lastStartPassed = false;
+  /**
+   * The first of the call's signal and `stopping` to abort. Once shutdown has
+   * begun, the end of its grace period aborts the call's signal too, and the
+   * messages not started still report the shutdown.
+   */
+  private firstAbort: "canceled" | "shutting_down" | undefined;
 
   constructor(
     private readonly send: MessageSend<T>,
@@ -115,18 +124,20 @@ class BatchRun<T> {
         this.endStartWindow();
       }, this.endsAt - MIN_ATTEMPT_MS - performance.now());
     }
-    if (signal.aborted || stopping?.aborted === true) {
-      this.endStartWindow();
+    if (signal.aborted) {
+      this.onCallAborted();
+    } else if (stopping?.aborted === true) {
+      this.onStopping();
     }
-    signal.addEventListener("abort", this.endStartWindow, { once: true });
-    stopping?.addEventListener("abort", this.endStartWindow, { once: true });
+    signal.addEventListener("abort", this.onCallAborted, { once: true });
+    stopping?.addEventListener("abort", this.onStopping, { once: true });
   }
 
   /** Stops the timer and the listeners. Call once every message has its outcome. */
   dispose(): void {
     clearTimeout(this.lastStartTimer);
-    this.options.signal.removeEventListener("abort", this.endStartWindow);
-    this.options.stopping?.removeEventListener("abort", this.endStartWindow);
+    this.options.signal.removeEventListener("abort", this.onCallAborted);
+    this.options.stopping?.removeEventListener("abort", this.onStopping);
   }
 
   /** Sends one message, and waits and tries again while flow control rejects it with a retry delay. Never rejects. */
@@ -165,10 +176,10 @@ class BatchRun<T> {
     if (this.lastStartPassed || !this.hasTimeFor(MIN_ATTEMPT_MS)) {
       return deadlineNotStartedError();
     }
-    if (this.options.signal.aborted) {
+    if (this.firstAbort === "canceled") {
       return new MessageNotStartedError("canceled", "This SMS was not sent: the caller canceled the call before it started.");
     }
-    if (this.options.stopping?.aborted === true) {
+    if (this.firstAbort === "shutting_down") {
       return new MessageNotStartedError(
         "shutting_down",
         "This SMS was not sent: the service began to shut down before it started. Send it again; another instance will take it.",
@@ -197,6 +208,16 @@ class BatchRun<T> {
 
   private readonly endStartWindow = (): void => {
     this.startWindow.abort();
+  };
+
+  private readonly onCallAborted = (): void => {
+    this.firstAbort ??= "canceled";
+    this.endStartWindow();
+  };
+
+  private readonly onStopping = (): void => {
+    this.firstAbort ??= "shutting_down";
+    this.endStartWindow();
   };
 }
 

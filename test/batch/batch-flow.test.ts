@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { CLIENT_KINDS } from "../helpers/clients.js";
+import { CLIENT_KINDS, type ClientKind } from "../helpers/clients.js";
 import type { RecordedRequest, ScriptedReply } from "../helpers/scripted-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 import {
@@ -28,6 +28,7 @@ import {
   messages,
   reasonOf,
   recipientOf,
+  sentOf,
 } from "./batch-fixtures.js";
 
 const BATCH_CONCURRENCY = 4;
@@ -304,6 +305,24 @@ describe("circuit breaker", () => {
 });
 
 describe("cancellation, deadline and shutdown", () => {
+  /** Clients over HTTP/2: Connect and native gRPC. */
+  const HTTP2_KINDS = CLIENT_KINDS.filter((kind) => kind.name.startsWith("Connect over HTTP/2") || kind.name.startsWith("grpc-js"));
+  /** Recipient of the first message of {@link messages}. */
+  const FIRST_RECIPIENT = "+1555000000";
+
+  /**
+   * Serves the path of a new integration id, made of `prefix` and the client
+   * kind: the gateway accepts the first message and holds every other one.
+   */
+  function acceptFirstThenHang(prefix: string, kind: ClientKind): string {
+    const id = `${prefix}-${kind.name.startsWith("grpc-js") ? "grpc" : "connect"}`;
+    const hanging: ScriptedReply = { hang: true };
+    bed.gateway.on(`/${id}`, (request: RecordedRequest) =>
+      recipientOf(request) === FIRST_RECIPIENT ? acceptedByRecipient(request) : hanging,
+    );
+    return id;
+  }
+
   test("a canceled batch starts no further message", async () => {
     const held = deferred();
     bed.gateway.on("/cancel", async () => {
@@ -324,13 +343,10 @@ describe("cancellation, deadline and shutdown", () => {
     expect(bed.gateway.requestsTo("/cancel")).toHaveLength(2);
   });
 
-  test.each(CLIENT_KINDS.filter((kind) => kind.name.startsWith("Connect over HTTP/2") || kind.name.startsWith("grpc-js")))(
+  test.each(HTTP2_KINDS)(
     "results arrive before the deadline over $name",
     async (kind) => {
-      const id = `deadline-${kind.name.startsWith("grpc-js") ? "grpc" : "connect"}`;
-      const first = "+1555000000";
-      const hanging: ScriptedReply = { hang: true };
-      bed.gateway.on(`/${id}`, (request: RecordedRequest) => (recipientOf(request) === first ? acceptedByRecipient(request) : hanging));
+      const id = acceptFirstThenHang("deadline", kind);
       await bed.configure(id, bed.gateway.url(`/${id}`), { maxConcurrentSends: 1 });
       const { client, close } = kind.create(SmsService, bed.service.baseUrl);
 
@@ -396,6 +412,39 @@ describe("cancellation, deadline and shutdown", () => {
       expect(bed.gateway.requestsTo("/closing")).toHaveLength(1);
     });
   });
+
+  test.each(HTTP2_KINDS)(
+    "the end of grace leaves unstarted messages UNAVAILABLE over $name",
+    async (kind) => {
+      const id = acceptFirstThenHang("grace", kind);
+      // One message at a time, so the third is still waiting when the grace period ends.
+      const service = await startTestService({ batchConcurrency: 1 });
+      const { client, close } = kind.create(SmsService, service.baseUrl);
+
+      try {
+        await connectClients(service.baseUrl).integrations.configureIntegration({
+          integration: integrationFor(id, bed.gateway.url(`/${id}`)),
+          allowMissing: true,
+        });
+        const call = client.sendSmsBatch({ integrationId: id, messages: messages(3) });
+        await waitFor(() => bed.gateway.requestsTo(`/${id}`).length === 2, "the second message to reach the gateway");
+
+        const closed = service.app.close(300);
+        const response = await call;
+        await closed;
+
+        expect(codesOf(response)).toEqual(["OK", "CANCELLED", "UNAVAILABLE"]);
+        expect(sentOf(response.results[0]).id).toBe(`id-${FIRST_RECIPIENT}`);
+        expect(detailsOf(errorOf(response.results[1]), GatewayErrorSchema)[0]?.outcomeUnknown).toBe(true);
+        expect(reasonOf(errorOf(response.results[2]))).toBe("MESSAGE_NOT_STARTED");
+        expect(errorOf(response.results[2]).message).toContain("the service began to shut down");
+        expect(bed.gateway.requestsTo(`/${id}`)).toHaveLength(2);
+      } finally {
+        close();
+        await service.stop();
+      }
+    },
+  );
 
   test("shutdown ends the wait for a slot", async () => {
     await withClosingService("closing-wait", async ({ service, clients, release }) => {

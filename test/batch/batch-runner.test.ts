@@ -120,6 +120,34 @@ describe("runBatch", () => {
     }
   });
 
+  test.each([
+    { name: "shutdown, then the end of grace", first: "stopping", reason: "shutting_down" },
+    { name: "a cancel, then shutdown", first: "signal", reason: "canceled" },
+  ])("messages not started report the first abort: $name", async ({ first, reason }) => {
+    const caller = new AbortController();
+    const stopping = new AbortController();
+    const [earlier, later] = first === "stopping" ? [stopping, caller] : [caller, stopping];
+    const sent: number[] = [];
+
+    const outcomes = await runBatch(
+      3,
+      async (index) => {
+        sent.push(index);
+        // Both signals abort while the first message is in flight.
+        earlier.abort();
+        later.abort();
+        throw new Error("the send was cut short");
+      },
+      { concurrency: 1, signal: caller.signal, stopping: stopping.signal, deadlineMs: undefined },
+    );
+
+    expect(sent).toEqual([0]);
+    expect(outcomes.slice(1).map((outcome) => (outcome.ok ? undefined : (outcome.error as MessageNotStartedError).reason))).toEqual([
+      reason,
+      reason,
+    ]);
+  });
+
   test("a spent deadline starts nothing", async () => {
     let sends = 0;
 
