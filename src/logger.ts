@@ -24,9 +24,23 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     redact: { paths: SECRET_KEYS.flatMap((key) => [key, `*.${key}`]), censor: "[REDACTED]" },
   };
   // An asynchronous stdout gathers the lines written during one write into
-  // the next write, instead of blocking once per line. pino flushes it when
-  // the process exits. A write that fails with EPIPE (the reader is gone)
-  // makes pino stop logging, and main.ts waits for writes in progress before
-  // exiting, because the flush at exit would retry a failed write forever.
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }));
+  // the next write, instead of blocking once per line. minLength 1 writes
+  // each line at once, as 0 does, and makes `flush(callback)` wait for the
+  // writes in progress, which sonic-boom skips at 0 (see exitAfterLogWrites).
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: false, minLength: 1 }));
+}
+
+/**
+ * Exits with `code` once the log lines written so far have reached stdout,
+ * or their write failed.
+ *
+ * pino flushes stdout synchronously at exit, but that flush leaves out the
+ * lines of a write still in progress, which a busy or slow thread pool can
+ * hold for any time. Those lines then came after the later ones, or never.
+ * The flush also retries a failed write forever. A write that fails with
+ * EPIPE (the reader of stdout is gone) before the exit makes pino stop
+ * logging instead.
+ */
+export function exitAfterLogWrites(logger: Logger, code: number): void {
+  logger.flush(() => process.exit(code));
 }

@@ -1,6 +1,6 @@
 import { startApp } from "./app.js";
 import { ConfigError, loadConfig } from "./config/load-config.js";
-import { createLogger } from "./logger.js";
+import { createLogger, exitAfterLogWrites } from "./logger.js";
 
 async function main(): Promise<void> {
   const loaded = loadConfig(process.argv.slice(2), process.env);
@@ -32,29 +32,16 @@ async function main(): Promise<void> {
     app.close(config.shutdownGraceMs).then(
       () => {
         logger.info("stopped");
-        exitAfterLogWrites(0);
+        exitAfterLogWrites(logger, 0);
       },
       (error: unknown) => {
         logger.error({ err: error }, "shutdown failed");
-        exitAfterLogWrites(1);
+        exitAfterLogWrites(logger, 1);
       },
     );
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
-}
-
-/** Time given to log writes in progress before the process exits. */
-const LOG_WRITE_SETTLE_MS = 100;
-
-/**
- * Exits with `code` once the log writes in progress have had time to end.
- * pino flushes stdout synchronously at exit, and that flush retries a failed
- * write forever. So a write that fails with EPIPE, because the reader of
- * stdout is gone, must fail before the exit, which makes pino stop logging.
- */
-function exitAfterLogWrites(code: number): void {
-  setTimeout(() => process.exit(code), LOG_WRITE_SETTLE_MS);
 }
 
 main().catch((error: unknown) => {
