@@ -29,6 +29,7 @@ import { startServer, type RunningServer } from "./server/one-port-server.js";
 import { ReadinessProbe } from "./server/readiness.js";
 import { registerReflectionService } from "./server/reflection-service.js";
 import { ServiceLifecycle } from "./server/service-lifecycle.js";
+import { readTlsFiles } from "./server/tls-files.js";
 import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
@@ -62,10 +63,12 @@ export interface AppOptions {
 /**
  * Opens storage, builds the services and starts listening.
  *
- * @throws ConfigError before anything is opened when the security settings
- *   are invalid or unsafe (see `prepareSecurity`).
+ * @throws ConfigError before anything is opened when the TLS files or the
+ *   security settings are invalid or unsafe (see `readTlsFiles` and
+ *   `prepareSecurity`).
  */
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
+  const tls = await readTlsFiles(config);
   const security = await prepareSecurity(config, logger);
   const databaseSchema = config.databaseUrl === "" ? undefined : config.databaseSchema;
   const opened = await openStore({
@@ -176,7 +179,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     server = await startServer(handler, {
       host: config.host,
       port: config.port,
-      tls: config.tlsCertFile === "" ? undefined : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
+      tls,
       grpcJs,
     });
   } catch (error) {

@@ -28,6 +28,18 @@ const SPECIAL_CASES: BadValue[] = [
   { key: "logLevel", value: "loud", accepted: /expected one of fatal, error/ },
   { key: "tlsCertFile", value: "/tmp/cert.pem", accepted: /set both for TLS, or neither/ },
   { key: "tlsKeyFile", value: "/tmp/key.pem", accepted: /set both for TLS, or neither/ },
+  {
+    key: "tlsCertFile",
+    value: "/nonexistent/cert.pem",
+    env: { TLS_KEY_FILE: "/nonexistent/key.pem" },
+    accepted: /cannot be read: not found \(ENOENT\); expected a PEM certificate chain/,
+  },
+  {
+    key: "tlsKeyFile",
+    value: "/nonexistent/key.pem",
+    env: { TLS_CERT_FILE: path.resolve("package.json") },
+    accepted: /cannot be read: not found \(ENOENT\); expected a PEM private key/,
+  },
   { key: "outboundAllow", value: "10.0.0.0/33", accepted: /invalid prefix length; use 0 to 32/ },
   { key: "sendRatePerSecond", value: "fast", accepted: /expected 0 for no limit/ },
   { key: "encryptionKeys", value: "no-colon", accepted: /write each key as keyId:base64key/ },
