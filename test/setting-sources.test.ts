@@ -1,12 +1,15 @@
+import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
-import { afterEach, describe, expect, test } from "vitest";
+import { afterAll, afterEach, describe, expect, test } from "vitest";
 
 import { startApp } from "../src/app.js";
 import { ConfigError, loadConfig } from "../src/config/load-config.js";
 import { SETTINGS, type Setting, type SettingKey } from "../src/config/settings.js";
+import { keyEntry } from "./security/security-fixtures.js";
 import { silentLogger } from "./store/integration-fixtures.js";
 
 /** A value of one setting that start-up rejects, and the accepted values its message must name. */
@@ -18,13 +21,40 @@ interface BadValue {
   accepted: RegExp;
 }
 
+/** A folder path below a file, which no one can create. */
+const INSIDE_A_FILE = path.resolve("package.json", "data");
+
+// A port that another server listens on, so the service cannot bind it.
+const busy = createServer();
+busy.listen(0, "127.0.0.1");
+await once(busy, "listening");
+const busyPort = (busy.address() as AddressInfo).port;
+
+afterAll(() => {
+  busy.close();
+});
+
 const SPECIAL_CASES: BadValue[] = [
   { key: "host", value: "http://0.0.0.0", accepted: /expected an IP address such as 127\.0\.0\.1/ },
   { key: "host", value: "0.0.0.0", accepted: /Set API_KEYS or API_KEYS_FILE/ },
   { key: "port", value: "70000", accepted: /expected a whole number from 0 to 65535/ },
+  { key: "port", value: String(busyPort), accepted: /\(EADDRINUSE\); stop it, or set (PORT|--port) to a free port/ },
   { key: "dataDir", value: " ", accepted: /expected a folder path/ },
+  { key: "dataDir", value: INSIDE_A_FILE, accepted: /\(ENOTDIR\); set (DATA_DIR|--data-dir) to a folder that the service can create/ },
+  {
+    key: "dataDir",
+    value: INSIDE_A_FILE,
+    env: { ENCRYPTION_KEYS: keyEntry("k") },
+    accepted: /cannot create or open the SQLite database .*\(ENOTDIR\); set (DATA_DIR|--data-dir) to a folder/,
+  },
   { key: "databaseUrl", value: "mysql://db/x", accepted: /expected a postgres:\/\/ or postgresql:\/\/ URL/ },
   { key: "databaseUrl", value: "postgres://user:p#ss@db/x", accepted: /percent-encoded/ },
+  {
+    key: "databaseUrl",
+    value: "postgres://postgres@127.0.0.1:1/test",
+    env: { ENCRYPTION_KEYS: keyEntry("k") },
+    accepted: /cannot connect to PostgreSQL: .*; check that PostgreSQL runs/,
+  },
   { key: "logLevel", value: "loud", accepted: /expected one of fatal, error/ },
   { key: "tlsCertFile", value: "/tmp/cert.pem", accepted: /set both for TLS, or neither/ },
   { key: "tlsKeyFile", value: "/tmp/key.pem", accepted: /set both for TLS, or neither/ },

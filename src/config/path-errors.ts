@@ -13,7 +13,6 @@ const PATH_PROBLEMS: Readonly<Record<string, string>> = {
   ENAMETOOLONG: "the path is too long",
   SQLITE_CANTOPEN: "SQLite cannot open or create its file there",
   SQLITE_READONLY: "the SQLite file is read-only",
-  SQLITE_NOTADB: "the SQLite file is not a database",
 };
 
 /**
@@ -40,14 +39,18 @@ export function unreadableFileError(setting: string, file: string, error: unknow
   );
 }
 
+/** Error codes that file permissions cause, which the owner of a folder can fix. */
+const PERMISSION_CODES: ReadonlySet<string> = new Set(["EACCES", "EPERM", "SQLITE_CANTOPEN", "SQLITE_READONLY"]);
+
 /**
  * Returns the start-up error for a folder that a setting names and that the
  * service cannot write: the setting as the operator gave it, the folder,
- * what failed and why.
+ * what failed, why, and the fix.
  */
 export function unwritableFolderError(setting: string, folder: string, action: string, error: unknown): ConfigError {
-  return new ConfigError(
-    `${setting} ${folder}: cannot ${action}: ${describePathProblem(error)}; make the folder writable by the user ` +
-      `that runs the service, or set ${setting} to a folder it can write.`,
-  );
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const fix = PERMISSION_CODES.has(String(code))
+    ? `make the folder writable by the user that runs the service, or set ${setting} to a folder it can write`
+    : `set ${setting} to a folder that the service can create and write`;
+  return new ConfigError(`${setting} ${folder}: cannot ${action}: ${describePathProblem(error)}; ${fix}.`);
 }
