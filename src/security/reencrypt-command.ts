@@ -21,7 +21,8 @@ export interface CommandOutput {
  *
  * @returns the exit code: 0 when every secret is under the newest key, 1
  *   when some could not be re-encrypted or the store failed, 2 for a
- *   configuration error.
+ *   configuration error, which includes a data folder it cannot write and a
+ *   PostgreSQL database it cannot connect to.
  */
 export async function runReencryptCommand(
   argv: readonly string[],

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { runServiceUntilExit } from "../helpers/service-process.js";
 import { hasOpenssl, writeTestCertificate, type CertificateFiles } from "../helpers/test-certificate.js";
 import { keyEntry } from "../security/security-fixtures.js";
+import { SKIP_POSTGRES, TEST_DATABASE_URL } from "../store/postgres-test-database.js";
 
 describe.skipIf(!hasOpenssl())("TLS files", () => {
   let dir: string;
@@ -81,6 +82,13 @@ describe.skipIf(!hasOpenssl())("TLS files", () => {
   });
 });
 
+/** Returns the test server's URL with a database that does not exist. */
+function missingDatabaseUrl(): string {
+  const url = new URL(TEST_DATABASE_URL);
+  url.pathname = "/smsgateway_no_such_database";
+  return url.toString();
+}
+
 describe("storage and port", () => {
   const ENCRYPTION_KEYS = keyEntry("startup");
   let dir: string;
@@ -118,11 +126,15 @@ describe("storage and port", () => {
       message:
         /^smsgateway: DATABASE_URL postgres:\/\/postgres@127\.0\.0\.1:1\/test: cannot connect to PostgreSQL: connect ECONNREFUSED 127\.0\.0\.1:1 \(ECONNREFUSED\); check that PostgreSQL runs/,
     },
-    {
-      name: "PostgreSQL database that does not exist",
-      settings: () => ({ args: ["--database-url", "postgres://postgres@127.0.0.1:5432/smsgateway_no_such_database"], env: { ENCRYPTION_KEYS } }),
-      message: /^smsgateway: --database-url \S+: cannot connect to PostgreSQL: database "smsgateway_no_such_database" does not exist \(3D000\)/,
-    },
+    ...(SKIP_POSTGRES
+      ? []
+      : [
+          {
+            name: "PostgreSQL database that does not exist",
+            settings: () => ({ args: ["--database-url", missingDatabaseUrl()], env: { ENCRYPTION_KEYS } }),
+            message: /^smsgateway: --database-url \S+: cannot connect to PostgreSQL: database "smsgateway_no_such_database" does not exist \(3D000\)/,
+          },
+        ]),
     {
       name: "data folder in a read-only folder",
       unprivileged: true,
