@@ -25,15 +25,17 @@ import { createFrontHandler } from "./server/front-handler.js";
 import { shutDownGracefully } from "./server/graceful-shutdown.js";
 import { HealthStatusBoard, registerHealthService } from "./server/health-service.js";
 import { withHttpRoutes } from "./server/http-routes.js";
+import { listenError } from "./server/listen-error.js";
 import { startServer, type RunningServer } from "./server/one-port-server.js";
 import { ReadinessProbe } from "./server/readiness.js";
 import { registerReflectionService } from "./server/reflection-service.js";
 import { ServiceLifecycle } from "./server/service-lifecycle.js";
+import { readTlsFiles } from "./server/tls-files.js";
 import { webConsoleRoutes } from "./server/web-console.js";
 import { IntegrationService } from "./services/integration-service.js";
 import { SmsService } from "./services/sms-service.js";
 import { cacheIntegrations } from "./store/integration-cache.js";
-import { openStore } from "./store/open-store.js";
+import { openConfiguredStore } from "./store/open-configured-store.js";
 import { IntegrationTester } from "./tester/integration-tester.js";
 
 /** A running service: its server, and how to stop it. */
@@ -62,19 +64,17 @@ export interface AppOptions {
 /**
  * Opens storage, builds the services and starts listening.
  *
- * @throws ConfigError before anything is opened when the security settings
- *   are invalid or unsafe (see `prepareSecurity`).
+ * @throws ConfigError before anything is opened when the TLS files or the
+ *   security settings are invalid or unsafe (see `readTlsFiles` and
+ *   `prepareSecurity`), and when the SQLite folder cannot be written,
+ *   PostgreSQL cannot be reached or the port cannot be bound. The message
+ *   names the setting as the operator gave it.
  */
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
+  const tls = await readTlsFiles(config);
   const security = await prepareSecurity(config, logger);
   const databaseSchema = config.databaseUrl === "" ? undefined : config.databaseSchema;
-  const opened = await openStore({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    schema: databaseSchema,
-    sqliteSynchronous: config.sqliteSynchronous,
-    logger,
-  });
+  const opened = await openConfiguredStore(config, logger);
   const { description, idempotency } = opened;
   const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
   // Integrations stay in memory, so a send does not query the database for its integration. With
@@ -179,14 +179,14 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     server = await startServer(handler, {
       host: config.host,
       port: config.port,
-      tls: config.tlsCertFile === "" ? undefined : { certFile: config.tlsCertFile, keyFile: config.tlsKeyFile },
+      tls,
       grpcJs,
     });
   } catch (error) {
     await delivery.close();
     await dispatcher.close();
     await store.close();
-    throw error;
+    throw listenError(error, config);
   }
 
   // Delivery waits for its idempotency-key clean-up before the connections close.

@@ -48,7 +48,7 @@ describe("loadConfig", () => {
     { argv: [], env: { LOG_LEVEL: "loud" }, message: /expected one of/ },
     { argv: ["--nope"], env: {}, message: /Unknown argument "--nope"/ },
     { argv: ["--port"], env: {}, message: /--port needs a value/ },
-    { argv: [], env: { TLS_CERT_FILE: "cert.pem" }, message: /must be set together/ },
+    { argv: [], env: { TLS_CERT_FILE: "cert.pem" }, message: /^TLS_CERT_FILE is set without TLS_KEY_FILE \(--tls-key-file\)/ },
     { argv: [], env: { RETRY_BASE_DELAY_MS: "500", RETRY_MAX_DELAY_MS: "100" }, message: /RETRY_MAX_DELAY_MS \(100\) is below/ },
     { argv: [], env: { DATABASE_SCHEMA: "tenant_a" }, message: /DATABASE_SCHEMA \("tenant_a"\) applies only to PostgreSQL/ },
     { argv: [], env: { DATABASE_URL: "postgres://db/x", DATABASE_SCHEMA: " " }, message: /^DATABASE_SCHEMA: invalid value " ": expected a schema name of 1 to 63 bytes/ },

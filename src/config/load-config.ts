@@ -1,6 +1,16 @@
-import { DEFAULT_DATABASE_SCHEMA, DEFAULT_SQLITE_SYNCHRONOUS, SETTINGS, type Config, type Setting } from "./settings.js";
+import {
+  DEFAULT_DATABASE_SCHEMA,
+  DEFAULT_SQLITE_SYNCHRONOUS,
+  SETTINGS,
+  type Config,
+  type Setting,
+  type SettingKey,
+} from "./settings.js";
 
-/** A configuration problem the operator must fix; the message names the setting. */
+/**
+ * A configuration problem the operator must fix. The message names the
+ * setting as the operator gave it (from `Config.names`) and what it accepts.
+ */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
@@ -18,50 +28,64 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
     return { kind: "help", text: helpText() };
   }
 
+  // Only this loop sees where each value came from, so it records each
+  // setting's name in `config.names` for the messages of later checks.
+  const names: Record<string, string> = {};
   const values: Record<string, unknown> = {};
   for (const setting of SETTINGS) {
     const fromFlag = flags.get(setting.flag);
-    const fromEnv = env[setting.env];
-    const raw = fromFlag ?? fromEnv ?? setting.defaultValue;
-    let source = "default";
-    if (fromFlag !== undefined) {
-      source = setting.flag;
-    } else if (fromEnv !== undefined) {
-      source = setting.env;
-    }
-    values[setting.key] = parseSetting(setting, raw, source);
+    const given = fromFlag ?? env[setting.env];
+    names[setting.key] = fromFlag === undefined ? setting.env : setting.flag;
+    const label = given === undefined ? `default of ${setting.env}` : names[setting.key]!;
+    values[setting.key] = parseSetting(setting, given ?? setting.defaultValue, label);
   }
-  const config = values as unknown as Config;
-
-  if ((config.tlsCertFile === "") !== (config.tlsKeyFile === "")) {
-    throw new ConfigError("TLS_CERT_FILE and TLS_KEY_FILE must be set together, or neither for cleartext.");
-  }
-  if (config.retryMaxDelayMs < config.retryBaseDelayMs) {
-    throw new ConfigError(
-      `RETRY_MAX_DELAY_MS (${config.retryMaxDelayMs}) is below RETRY_BASE_DELAY_MS (${config.retryBaseDelayMs}); raise it or lower the base delay.`,
-    );
-  }
-  if (config.databaseUrl === "" && config.databaseSchema !== DEFAULT_DATABASE_SCHEMA) {
-    throw new ConfigError(
-      `DATABASE_SCHEMA ("${config.databaseSchema}") applies only to PostgreSQL; set DATABASE_URL too, or unset DATABASE_SCHEMA for the embedded SQLite file.`,
-    );
-  }
-  if (config.databaseUrl !== "" && config.sqliteSynchronous !== DEFAULT_SQLITE_SYNCHRONOUS) {
-    throw new ConfigError(
-      `SQLITE_SYNCHRONOUS ("${config.sqliteSynchronous}") applies only to the embedded SQLite file; unset it, or unset DATABASE_URL.`,
-    );
-  }
+  const config = { ...values, names } as unknown as Config;
+  checkCombinations(config);
   return { kind: "run", config };
 }
 
-function parseSetting(setting: Setting, raw: string, source: string): unknown {
+/** Parses one value. The message names it by `label`. */
+function parseSetting(setting: Setting, raw: string, label: string): unknown {
   try {
     return setting.parse(raw);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    const label = source === "default" ? `default of ${setting.env}` : source;
-    throw new ConfigError(`${label}: invalid value "${raw}": ${reason}.`);
+    const value = setting.secret === true ? "invalid value (not shown, as it may contain a password)" : `invalid value "${raw}"`;
+    throw new ConfigError(`${label}: ${value}: ${reason}.`);
   }
+}
+
+/** Checks the settings that depend on each other. */
+function checkCombinations(config: Config): void {
+  const { names } = config;
+  if ((config.tlsCertFile === "") !== (config.tlsKeyFile === "")) {
+    const [set, unset]: [SettingKey, SettingKey] = config.tlsCertFile === "" ? ["tlsKeyFile", "tlsCertFile"] : ["tlsCertFile", "tlsKeyFile"];
+    throw new ConfigError(`${names[set]} is set without ${bothNames(unset)}; set both for TLS, or neither for cleartext.`);
+  }
+  if (config.retryMaxDelayMs < config.retryBaseDelayMs) {
+    throw new ConfigError(
+      `${names.retryMaxDelayMs} (${config.retryMaxDelayMs}) is below ${names.retryBaseDelayMs} (${config.retryBaseDelayMs}); ` +
+        "expected a maximum delay at least as long as the base delay.",
+    );
+  }
+  if (config.databaseUrl === "" && config.databaseSchema !== DEFAULT_DATABASE_SCHEMA) {
+    throw new ConfigError(
+      `${names.databaseSchema} ("${config.databaseSchema}") applies only to PostgreSQL; set ${bothNames("databaseUrl")} too, ` +
+        `or leave ${names.databaseSchema} out for the embedded SQLite file.`,
+    );
+  }
+  if (config.databaseUrl !== "" && config.sqliteSynchronous !== DEFAULT_SQLITE_SYNCHRONOUS) {
+    throw new ConfigError(
+      `${names.sqliteSynchronous} ("${config.sqliteSynchronous}") applies only to the embedded SQLite file; ` +
+        `leave it out, or leave ${names.databaseUrl} out to use that file.`,
+    );
+  }
+}
+
+/** Names a setting that is not set both ways: its variable, then its flag. */
+function bothNames(key: SettingKey): string {
+  const setting = SETTINGS.find((candidate) => candidate.key === key)!;
+  return `${setting.env} (${setting.flag})`;
 }
 
 /**

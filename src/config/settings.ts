@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+
 import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from "../flow/flow-limits.js";
 
 /**
@@ -21,6 +23,11 @@ export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" |
 
 /** The service's configuration after parsing, with units in the names. */
 export interface Config {
+  /**
+   * Name of each setting in start-up messages: its flag when the value came
+   * from the command line, else its environment variable.
+   */
+  names: SettingNames;
   host: string;
   port: number;
   dataDir: string;
@@ -73,9 +80,15 @@ export interface Config {
   sqliteSynchronous: SqliteSynchronous;
 }
 
+/** Name of a setting's value in {@link Config}. */
+export type SettingKey = Exclude<keyof Config, "names">;
+
+/** For each setting, the flag or environment variable that start-up messages name. */
+export type SettingNames = Readonly<Record<SettingKey, string>>;
+
 /** One setting: where it is read from, its default, and how it parses. */
 export interface Setting {
-  key: keyof Config;
+  key: SettingKey;
   env: string;
   flag: string;
   /** Default as the user would write it; empty means unset. */
@@ -83,7 +96,9 @@ export interface Setting {
   /** Unit of the value, empty when it has none. */
   unit: string;
   description: string;
-  parse(raw: string): Config[keyof Config];
+  /** True when the value may contain a password, so messages leave it out. */
+  secret?: boolean;
+  parse(raw: string): Config[SettingKey];
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -112,6 +127,18 @@ function text(raw: string): string {
   return raw.trim();
 }
 
+/** A host name: dot-separated labels of letters, digits, hyphens and underscores, with an optional final dot. */
+const HOST_NAME = /^[a-z0-9_][a-z0-9_-]{0,62}(\.[a-z0-9_][a-z0-9_-]{0,62})*\.?$/i;
+
+/** Parses the address to listen on: an IP address without brackets, or a host name. */
+function listenHost(raw: string): string {
+  const value = raw.trim();
+  if (isIP(value) === 0 && !HOST_NAME.test(value)) {
+    throw new Error("expected an IP address such as 127.0.0.1, 0.0.0.0 or :: (without brackets), or a host name, without scheme or port");
+  }
+  return value;
+}
+
 function folder(raw: string): string {
   const value = raw.trim();
   if (value === "") {
@@ -120,10 +147,21 @@ function folder(raw: string): string {
   return value;
 }
 
+/** Parses a PostgreSQL URL. Its messages leave the URL out, because it may contain a password. */
 function databaseUrl(raw: string): string {
   const value = raw.trim();
-  if (value !== "" && !/^postgres(ql)?:\/\//i.test(value)) {
-    throw new Error("expected a postgres:// or postgresql:// URL, or nothing for the embedded SQLite file");
+  if (value === "") {
+    return value;
+  }
+  if (!/^postgres(ql)?:\/\//i.test(value)) {
+    const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(value)?.[0];
+    const found = scheme === undefined ? "it has no scheme" : `its scheme is ${scheme}`;
+    throw new Error(`${found}; expected a postgres:// or postgresql:// URL, or nothing for the embedded SQLite file`);
+  }
+  if (!URL.canParse(value)) {
+    throw new Error(
+      "it is not a valid URL; expected postgres://user:password@host:5432/database, with special characters in the password percent-encoded",
+    );
   }
   return value;
 }
@@ -157,7 +195,7 @@ export const SETTINGS: readonly Setting[] = [
     defaultValue: "127.0.0.1",
     unit: "",
     description: "Address to listen on. Use 0.0.0.0 or :: to accept connections from other hosts.",
-    parse: text,
+    parse: listenHost,
   },
   {
     key: "port",
@@ -184,6 +222,7 @@ export const SETTINGS: readonly Setting[] = [
     defaultValue: "",
     unit: "",
     description: "PostgreSQL URL (postgres://user@host:5432/db). When set, integrations are stored there instead of in DATA_DIR, so replicas share them.",
+    secret: true,
     parse: databaseUrl,
   },
   {
@@ -468,3 +507,8 @@ export const SETTINGS: readonly Setting[] = [
     parse: oneOf(SQLITE_SYNCHRONOUS_MODES),
   },
 ];
+
+/** Names every setting by its environment variable, as messages name a setting left at its default. */
+export function environmentNames(): SettingNames {
+  return Object.fromEntries(SETTINGS.map((setting) => [setting.key, setting.env])) as Record<SettingKey, string>;
+}

@@ -1,11 +1,12 @@
 import { readFile } from "node:fs/promises";
 
 import { ConfigError } from "../config/load-config.js";
+import { unreadableFileError } from "../config/path-errors.js";
 import type { Config } from "../config/settings.js";
 import { parseApiKeys, type ApiKeyEntry } from "./api-keys.js";
 
 /** The settings that list the callers' API keys. */
-export type ApiKeySettings = Pick<Config, "apiKeys" | "apiKeysFile">;
+export type ApiKeySettings = Pick<Config, "apiKeys" | "apiKeysFile" | "names">;
 
 /** The configured API keys and where they were read, for the start-up log. */
 export interface LoadedApiKeys {
@@ -23,12 +24,12 @@ export interface LoadedApiKeys {
  * @throws ConfigError when both are set, the file cannot be read, or an entry is invalid.
  */
 export async function loadApiKeys(settings: ApiKeySettings): Promise<LoadedApiKeys> {
-  const { apiKeys, apiKeysFile } = settings;
+  const { apiKeys, apiKeysFile, names } = settings;
   if (apiKeys !== "" && apiKeysFile !== "") {
-    throw new ConfigError("API_KEYS and API_KEYS_FILE are both set; set only one of them.");
+    throw new ConfigError(`${names.apiKeys} and ${names.apiKeysFile} are both set; set only one of them.`);
   }
   if (apiKeys !== "") {
-    return { keys: parsed(apiKeys, "API_KEYS"), source: "API_KEYS" };
+    return { keys: parsed(apiKeys, names.apiKeys), source: "API_KEYS" };
   }
   if (apiKeysFile === "") {
     return { keys: [], source: "" };
@@ -38,13 +39,12 @@ export async function loadApiKeys(settings: ApiKeySettings): Promise<LoadedApiKe
   try {
     text = await readFile(apiKeysFile, "utf8");
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
-    throw new ConfigError(`API_KEYS_FILE ${apiKeysFile} cannot be read (${code}); check the path and its permissions.`);
+    throw unreadableFileError(names.apiKeysFile, apiKeysFile, error, "a file of name:scope+scope:sha256hex lines");
   }
-  const keys = parsed(text, `API_KEYS_FILE ${apiKeysFile}`);
+  const keys = parsed(text, `${names.apiKeysFile} ${apiKeysFile}`);
   if (keys.length === 0) {
     throw new ConfigError(
-      `API_KEYS_FILE ${apiKeysFile} lists no API key; add name:scope+scope:sha256hex lines (npm run create-api-key) or unset API_KEYS_FILE.`,
+      `${names.apiKeysFile} ${apiKeysFile} lists no API key; add name:scope+scope:sha256hex lines (npm run create-api-key) or leave ${names.apiKeysFile} out.`,
     );
   }
   return { keys, source: apiKeysFile };

@@ -5,6 +5,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 
 import { ConfigError } from "../config/load-config.js";
+import { unreadableFileError, unwritableFolderError } from "../config/path-errors.js";
 import type { Config } from "../config/settings.js";
 import { makeDirectory } from "../make-directory.js";
 import { ENCRYPTION_KEY_BYTES, parseEncryptionKeys, type EncryptionKeyRing } from "./encryption-key-ring.js";
@@ -13,7 +14,7 @@ import { ENCRYPTION_KEY_BYTES, parseEncryptionKeys, type EncryptionKeyRing } fro
 export const GENERATED_KEY_FILE_NAME = "encryption-keys";
 
 /** The settings that decide where the encryption keys come from. */
-export type EncryptionKeySettings = Pick<Config, "encryptionKeys" | "encryptionKeysFile" | "databaseUrl" | "dataDir">;
+export type EncryptionKeySettings = Pick<Config, "encryptionKeys" | "encryptionKeysFile" | "databaseUrl" | "dataDir" | "names">;
 
 /** The configured keys and where they were read, for the start-up log. */
 export interface LoadedEncryptionKeys {
@@ -36,32 +37,32 @@ export interface LoadedEncryptionKeys {
  *   PostgreSQL, or a key or file is invalid. Messages never contain key material.
  */
 export async function loadEncryptionKeys(settings: EncryptionKeySettings, logger: Logger): Promise<LoadedEncryptionKeys> {
-  const { encryptionKeys, encryptionKeysFile } = settings;
+  const { encryptionKeys, encryptionKeysFile, names } = settings;
   if (encryptionKeys !== "" && encryptionKeysFile !== "") {
-    throw new ConfigError("ENCRYPTION_KEYS and ENCRYPTION_KEYS_FILE are both set; set only one of them.");
+    throw new ConfigError(`${names.encryptionKeys} and ${names.encryptionKeysFile} are both set; set only one of them.`);
   }
   if (encryptionKeys !== "") {
-    const ring = parsed(encryptionKeys, "ENCRYPTION_KEYS");
+    const ring = parsed(encryptionKeys, names.encryptionKeys);
     await warnAboutGeneratedKeys(settings, ring, logger);
     return { ring, source: "ENCRYPTION_KEYS" };
   }
   if (encryptionKeysFile !== "") {
-    const text = await readKeyFile(encryptionKeysFile, "ENCRYPTION_KEYS_FILE", logger);
-    const ring = parsed(text, `ENCRYPTION_KEYS_FILE ${encryptionKeysFile}`);
+    const text = await readKeyFile(encryptionKeysFile, names.encryptionKeysFile, logger);
+    const ring = parsed(text, `${names.encryptionKeysFile} ${encryptionKeysFile}`);
     await warnAboutGeneratedKeys(settings, ring, logger);
     return { ring, source: encryptionKeysFile };
   }
   if (settings.databaseUrl !== "") {
     throw new ConfigError(
-      "No encryption key is configured for the PostgreSQL store (DATABASE_URL is set). Set ENCRYPTION_KEYS or " +
+      `No encryption key is configured for the PostgreSQL store (${names.databaseUrl} is set). Set ENCRYPTION_KEYS or ` +
         "ENCRYPTION_KEYS_FILE to keyId:base64key entries, with the same keys on every replica " +
         "(make a key with: openssl rand -base64 32).",
     );
   }
 
   const file = path.join(settings.dataDir, GENERATED_KEY_FILE_NAME);
-  const created = await createKeyFileIfMissing(file);
-  const text = await readKeyFile(file, "the generated key file", logger);
+  const created = await createKeyFileIfMissing(file, settings);
+  const text = await readKeyFile(file, `the generated key file in ${names.dataDir}`, logger);
   const ring = parsed(text, file);
   logger.warn(
     { file, keyId: ring.current.id },
@@ -109,7 +110,7 @@ async function warnAboutGeneratedKeys(settings: EncryptionKeySettings, ring: Enc
   }
 }
 
-/** Reads a key file, and warns when users other than the owner may read it. */
+/** Reads a key file, and warns when users other than the owner may read it. Errors name the file by `setting`. */
 async function readKeyFile(file: string, setting: string, logger: Logger): Promise<string> {
   try {
     const { mode } = await stat(file);
@@ -121,8 +122,7 @@ async function readKeyFile(file: string, setting: string, logger: Logger): Promi
     }
     return await readFile(file, "utf8");
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? "unknown error";
-    throw new ConfigError(`${setting} ${file} cannot be read (${code}); check the path and its permissions.`);
+    throw unreadableFileError(setting, file, error, "a file of keyId:base64key entries");
   }
 }
 
@@ -134,7 +134,7 @@ async function readKeyFile(file: string, setting: string, logger: Logger): Promi
  *
  * @returns true when this call created the file.
  */
-async function createKeyFileIfMissing(file: string): Promise<boolean> {
+async function createKeyFileIfMissing(file: string, settings: EncryptionKeySettings): Promise<boolean> {
   const directory = path.dirname(file);
   const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   try {
@@ -150,9 +150,7 @@ async function createKeyFileIfMissing(file: string): Promise<boolean> {
     if (code === "EEXIST") {
       return false;
     }
-    throw new ConfigError(
-      `cannot create the encryption key file ${file} (${code ?? "unknown error"}); make DATA_DIR writable or set ENCRYPTION_KEYS.`,
-    );
+    throw unwritableFolderError(settings.names.dataDir, settings.dataDir, `create the encryption key file ${file}`, error);
   } finally {
     await unlink(temporary).catch(() => undefined);
   }

@@ -2,7 +2,7 @@ import type { DestinationStream } from "pino";
 
 import { ConfigError, helpText, loadConfig } from "../config/load-config.js";
 import { createLogger } from "../logger.js";
-import { openStore } from "../store/open-store.js";
+import { openConfiguredStore } from "../store/open-configured-store.js";
 import { loadEncryptionKeys } from "./encryption-key-source.js";
 import { reencryptSecrets } from "./reencrypt-secrets.js";
 import { SecretCipher } from "./secret-cipher.js";
@@ -21,7 +21,8 @@ export interface CommandOutput {
  *
  * @returns the exit code: 0 when every secret is under the newest key, 1
  *   when some could not be re-encrypted or the store failed, 2 for a
- *   configuration error.
+ *   configuration error, which includes a data folder it cannot write and a
+ *   PostgreSQL database it cannot connect to.
  */
 export async function runReencryptCommand(
   argv: readonly string[],
@@ -43,13 +44,7 @@ export async function runReencryptCommand(
     const logger = createLogger(config.logLevel, output.logs);
     const keys = await loadEncryptionKeys(config, logger);
     const cipher = new SecretCipher(keys.ring);
-    const { store, description } = await openStore({
-      databaseUrl: config.databaseUrl,
-      dataDir: config.dataDir,
-      schema: config.databaseUrl === "" ? undefined : config.databaseSchema,
-      sqliteSynchronous: config.sqliteSynchronous,
-      logger,
-    });
+    const { store, description } = await openConfiguredStore(config, logger);
 
     try {
       const result = await reencryptSecrets(store, cipher, logger);

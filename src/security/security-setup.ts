@@ -27,9 +27,10 @@ export interface Security {
 export async function prepareSecurity(config: Config, logger: Logger): Promise<Security> {
   const apiKeys = await loadApiKeys(config);
   if (apiKeys.keys.length === 0 && !isLoopbackHost(config.host)) {
+    const { names } = config;
     throw new ConfigError(
-      `HOST ${config.host} accepts connections from other hosts, but no API_KEYS are configured, so anyone who ` +
-        "reaches the port could send SMS. Set API_KEYS or API_KEYS_FILE (npm run create-api-key), or listen on 127.0.0.1.",
+      `${names.host} ${config.host} accepts connections from other hosts, but no API_KEYS are configured, so anyone who ` +
+        `reaches the port could send SMS. Set API_KEYS or API_KEYS_FILE (npm run create-api-key), or set ${names.host} to 127.0.0.1.`,
     );
   }
 

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
@@ -8,6 +7,7 @@ import { ServerCredentials, type Server as GrpcJsServer } from "@grpc/grpc-js";
 import { ConnectionTracker } from "./connection-tracker.js";
 import { awaitFirstRequest } from "./first-request-router.js";
 import { HTTP2_PREFACE, type FirstRequest } from "./http2-first-request.js";
+import type { TlsCredentials } from "./tls-files.js";
 
 /** A request handler that works for both HTTP/1.1 and HTTP/2 requests. */
 export type RequestHandler = (
@@ -18,8 +18,8 @@ export type RequestHandler = (
 export interface ListenOptions {
   host: string;
   port: number;
-  /** PEM files; when set, the port serves TLS with ALPN for h2 and http/1.1. */
-  tls?: { certFile: string; keyFile: string };
+  /** PEM certificate chain and key; when set, the port serves TLS with ALPN for h2 and http/1.1. */
+  tls?: TlsCredentials;
   /**
    * A grpc-js server that takes the HTTP/2 connections whose first request
    * is gRPC with protobuf to one of `paths`; every other connection goes to
@@ -89,8 +89,8 @@ export async function startServer(handler: RequestHandler, options: ListenOption
   let listener: net.Server;
   if (options.tls !== undefined) {
     listener = tls.createServer({
-      cert: readFileSync(options.tls.certFile),
-      key: readFileSync(options.tls.keyFile),
+      cert: options.tls.cert,
+      key: options.tls.key,
       ALPNProtocols: ["h2", "http/1.1"],
     });
     // NOTE: connections still in the TLS handshake are not tracked, so

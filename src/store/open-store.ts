@@ -90,7 +90,10 @@ export interface OpenedStore {
  *
  * @throws Error when the options are invalid.
  * @throws StorageError when the database cannot be opened, reached or
- *   migrated; the message names the database without its password.
+ *   migrated; the message names the database without its password. Its
+ *   operation is `open` when the SQLite folder or file cannot be opened,
+ *   `connect` when the first query fails, and starts with `migrate` when a
+ *   migration fails.
  */
 export async function openStore(options: OpenStoreOptions): Promise<OpenedStore> {
   const { logger } = options;

@@ -48,18 +48,21 @@ export class StorageError extends Error {
   override readonly name = "StorageError";
   /** Driver code of the underlying error, when it had one. */
   readonly code: string | undefined;
+  /** Message of the underlying error, cut as in {@link summarizeDatabaseError}. */
+  readonly driverMessage: string;
 
   constructor(
     /** Store operation that failed, for example `create`. */
     readonly operation: string,
     error: unknown,
     /** Database the operation ran on, as the store describes it, when the message should name it. */
-    target?: string,
+    readonly target?: string,
   ) {
     const summary = summarizeDatabaseError(error);
     const on = target === undefined ? "" : ` on ${target}`;
     const code = summary.code === undefined ? "" : ` (${summary.code})`;
     super(`storage ${operation} failed${on}${code}: ${summary.message}`);
     this.code = summary.code;
+    this.driverMessage = summary.message;
   }
 }

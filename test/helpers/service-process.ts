@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -21,6 +22,46 @@ export interface ServiceProcess {
 
 /** The node arguments of `npm start`, with the bundle that the test set-up built. */
 const SERVICE_NODE_ARGS = serviceNodeArgs(TEST_BUNDLE);
+
+/** User and group id of `nobody` on Linux, which a root test runner starts the service as when file permissions must apply. */
+const NOBODY_ID = 65534;
+
+/** Outcome of a service process that was expected to fail at start-up. */
+export interface StartupOutcome {
+  /** Exit code, or null when the service started listening and the helper killed it. */
+  code: number | null;
+  stderr: string;
+}
+
+/**
+ * Runs the service bundle with `args` until it exits, as a failed start-up
+ * does. A service that starts listening instead is killed, and its code is
+ * null. `env` adds to or replaces `HOST=127.0.0.1`, `PORT=0` and
+ * `LOG_LEVEL=info`. With `unprivileged`, a root test runner starts the
+ * service as the user nobody, because file permissions do not apply to root.
+ */
+export async function runServiceUntilExit(
+  args: string[],
+  env: Record<string, string>,
+  options: { unprivileged?: boolean } = {},
+): Promise<StartupOutcome> {
+  const asNobody = options.unprivileged === true && process.getuid?.() === 0;
+  const child = spawn(process.execPath, [...SERVICE_NODE_ARGS, ...args], {
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    ...(asNobody ? { uid: NOBODY_ID, gid: NOBODY_ID } : {}),
+  });
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  createInterface({ input: child.stdout }).on("line", (text) => {
+    if (text.includes('"address"')) {
+      child.kill("SIGKILL");
+    }
+  });
+  // "close" comes after stderr has ended, so the message is complete.
+  const [code, signal] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
+  return { code: signal === null ? code : null, stderr };
+}
 
 /**
  * Starts the service bundle on a free loopback port, with a data folder of

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { startApp, type App, type AppOptions } from "../../src/app.js";
-import { SETTINGS, type Config } from "../../src/config/settings.js";
+import { environmentNames, SETTINGS, type Config } from "../../src/config/settings.js";
 import { createLogger } from "../../src/logger.js";
 import { LOOPBACK_ALLOW_LIST } from "./stub-resolver.js";
 
@@ -21,7 +21,7 @@ export interface TestService {
  * parse it, except that the SSRF guard allows the loopback gateways of the tests.
  */
 export function testConfig(overrides: Partial<Config> = {}): Config {
-  const config: Record<string, unknown> = {};
+  const config: Record<string, unknown> = { names: environmentNames() };
   for (const setting of SETTINGS) {
     config[setting.key] = setting.parse(setting.defaultValue);
   }

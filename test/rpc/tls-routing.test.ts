@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,20 +17,9 @@ import {
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { startLocalGateway } from "../../src/tools/local-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
-
-/** Tests whether the openssl command, which makes the test certificate, is installed. */
-function hasOpenssl(): boolean {
-  try {
-    execFileSync("openssl", ["version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { hasOpenssl, writeTestCertificate } from "../helpers/test-certificate.js";
 
 const certDir = mkdtempSync(path.join(tmpdir(), "smsgateway-tls-"));
-const certFile = path.join(certDir, "cert.pem");
-const keyFile = path.join(certDir, "key.pem");
 let cert: Buffer;
 let service: TestService;
 let gateway: Awaited<ReturnType<typeof startLocalGateway>>;
@@ -39,15 +27,7 @@ let integrationId: string;
 
 describe.skipIf(!hasOpenssl())("TLS with ALPN", () => {
   beforeAll(async () => {
-    execFileSync(
-      "openssl",
-      [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", keyFile, "-out", certFile, "-days", "1", "-subj", "/CN=localhost",
-        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      ],
-      { stdio: "ignore" },
-    );
+    const { certFile, keyFile } = writeTestCertificate(certDir);
     cert = readFileSync(certFile);
     service = await startTestService({ tlsCertFile: certFile, tlsKeyFile: keyFile });
     gateway = await startLocalGateway({ host: "127.0.0.1", port: 0 }, () => undefined);

@@ -9,6 +9,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { ConfigError } from "../../src/config/load-config.js";
+import { environmentNames } from "../../src/config/settings.js";
 import { PROCEDURE_SCOPES, PUBLIC_PROCEDURES } from "../../src/rpc/procedure-scopes.js";
 import { loadApiKeys } from "../../src/security/api-key-source.js";
 import { hashApiKey, parseApiKeys, parseScopes } from "../../src/security/api-keys.js";
@@ -108,13 +109,13 @@ describe("loadApiKeys", () => {
   }
 
   test("no setting means no keys", async () => {
-    expect(await loadApiKeys({ apiKeys: "", apiKeysFile: "" })).toEqual({ keys: [], source: "" });
+    expect(await loadApiKeys({ apiKeys: "", apiKeysFile: "", names: environmentNames() })).toEqual({ keys: [], source: "" });
   });
 
   test("reads the file", async () => {
     const file = await fileWith(`# callers\nci:sms:send:${HASH}\n`);
 
-    const loaded = await loadApiKeys({ apiKeys: "", apiKeysFile: file });
+    const loaded = await loadApiKeys({ apiKeys: "", apiKeysFile: file, names: environmentNames() });
 
     expect(loaded.keys.map((key) => key.name)).toEqual(["ci"]);
     expect(loaded.source).toBe(file);
@@ -127,15 +128,15 @@ describe("loadApiKeys", () => {
   ])("$name is a ConfigError", async ({ text, apiKeys, message }) => {
     const file = text === undefined ? "/tmp/unused" : await fileWith(text);
 
-    const attempt = loadApiKeys({ apiKeys, apiKeysFile: file });
+    const attempt = loadApiKeys({ apiKeys, apiKeysFile: file, names: environmentNames() });
 
     await expect(attempt).rejects.toBeInstanceOf(ConfigError);
     await expect(attempt).rejects.toThrow(message);
   });
 
   test("missing file is a ConfigError", async () => {
-    await expect(loadApiKeys({ apiKeys: "", apiKeysFile: "/nonexistent/api-keys" })).rejects.toThrow(
-      "API_KEYS_FILE /nonexistent/api-keys cannot be read (ENOENT)",
+    await expect(loadApiKeys({ apiKeys: "", apiKeysFile: "/nonexistent/api-keys", names: environmentNames() })).rejects.toThrow(
+      "API_KEYS_FILE /nonexistent/api-keys cannot be read: not found (ENOENT)",
     );
   });
 });

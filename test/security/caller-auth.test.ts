@@ -213,7 +213,7 @@ describe("listening without API keys", () => {
       );
 
       expect(failure?.code).toBe(2);
-      expect(failure?.stderr).toMatch(/^smsgateway: HOST 10\.255\.255\.1 accepts connections from other hosts, but no API_KEYS/);
+      expect(failure?.stderr).toMatch(/^smsgateway: --host 10\.255\.255\.1 accepts connections from other hosts, but no API_KEYS/);
     } finally {
       await rm(path.dirname(dataDir), { recursive: true, force: true });
     }

@@ -6,6 +6,7 @@ import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 
 import { ConfigError } from "../../src/config/load-config.js";
+import { environmentNames } from "../../src/config/settings.js";
 import { parseEncryptionKeys } from "../../src/security/encryption-key-ring.js";
 import { loadEncryptionKeys, type EncryptionKeySettings } from "../../src/security/encryption-key-source.js";
 import { capturingLogger, silentLogger } from "../store/integration-fixtures.js";
@@ -70,7 +71,7 @@ describe("loadEncryptionKeys", () => {
   }
 
   function settings(overrides: Partial<EncryptionKeySettings>): EncryptionKeySettings {
-    return { encryptionKeys: "", encryptionKeysFile: "", databaseUrl: "", dataDir: "/nonexistent/unused", ...overrides };
+    return { encryptionKeys: "", encryptionKeysFile: "", databaseUrl: "", dataDir: "/nonexistent/unused", names: environmentNames(), ...overrides };
   }
 
   afterEach(async () => {
@@ -120,7 +121,7 @@ describe("loadEncryptionKeys", () => {
 
   test.each([
     { name: "both settings", overrides: { encryptionKeys: keyEntry("a"), encryptionKeysFile: "/tmp/x" }, message: /both set/ },
-    { name: "missing file", overrides: { encryptionKeysFile: "/nonexistent/keys" }, message: /\/nonexistent\/keys cannot be read \(ENOENT\)/ },
+    { name: "missing file", overrides: { encryptionKeysFile: "/nonexistent/keys" }, message: /^ENCRYPTION_KEYS_FILE \/nonexistent\/keys cannot be read: not found \(ENOENT\)/ },
     { name: "short key", overrides: { encryptionKeys: `k:${randomBytes(16).toString("base64")}` }, message: /must be 32 bytes/ },
   ])("$name is a ConfigError", async ({ overrides, message }) => {
     const attempt = loadEncryptionKeys(settings(overrides), silentLogger());

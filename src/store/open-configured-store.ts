@@ -1,0 +1,62 @@
+import path from "node:path";
+
+import type { Logger } from "pino";
+
+import { ConfigError } from "../config/load-config.js";
+import { unwritableFolderError } from "../config/path-errors.js";
+import type { Config } from "../config/settings.js";
+import { openStore, type OpenedStore } from "./open-store.js";
+import { SQLITE_FILE_NAME } from "./sqlite-database.js";
+import { StorageError } from "./storage-error.js";
+
+/** Error codes of a SQLite folder or file that the service cannot create or write. */
+const UNWRITABLE_CODES: ReadonlySet<string> = new Set([
+  "EACCES",
+  "EPERM",
+  "ENOENT",
+  "ENOTDIR",
+  "EROFS",
+  "ENOSPC",
+  "SQLITE_CANTOPEN",
+  "SQLITE_READONLY",
+]);
+
+/**
+ * Opens the store that the settings select, as the service and
+ * `npm run reencrypt` do: PostgreSQL at DATABASE_URL in DATABASE_SCHEMA,
+ * else the SQLite file in DATA_DIR.
+ *
+ * @throws ConfigError naming the setting as the operator gave it when the
+ *   SQLite folder cannot be written or PostgreSQL cannot be reached.
+ * @throws StorageError when a migration or another step fails.
+ */
+export async function openConfiguredStore(config: Config, logger: Logger): Promise<OpenedStore> {
+  const postgres = config.databaseUrl !== "";
+  try {
+    return await openStore({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      schema: postgres ? config.databaseSchema : undefined,
+      sqliteSynchronous: config.sqliteSynchronous,
+      logger,
+    });
+  } catch (error) {
+    if (!(error instanceof StorageError)) {
+      throw error;
+    }
+    const { names } = config;
+    if (postgres && error.operation === "connect") {
+      const database = error.target ?? "the database";
+      const code = error.code === undefined ? "" : ` (${error.code})`;
+      throw new ConfigError(
+        `${names.databaseUrl} ${database}: cannot connect to PostgreSQL: ${error.driverMessage}${code}; check that PostgreSQL ` +
+          "runs and accepts connections at the URL's host and port, and that the URL's user, password and database are right.",
+      );
+    }
+    if (!postgres && error.operation === "open" && UNWRITABLE_CODES.has(error.code ?? "")) {
+      const file = path.join(config.dataDir, SQLITE_FILE_NAME);
+      throw unwritableFolderError(names.dataDir, config.dataDir, `create or open the SQLite database ${file}`, error);
+    }
+    throw error;
+  }
+}
