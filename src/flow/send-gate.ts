@@ -28,7 +28,7 @@ export interface SendGateOptions {
 }
 
 /** Per-send options of `SendGate.run`. */
-export interface GateSendOptions {
+export interface GateSendOptions<I extends Integration = Integration> {
   /** The caller's deadline in milliseconds, as the dispatcher gets it. */
   deadlineMs?: number;
   /** Id of the call that the send serves, which the gate's log lines about the send carry. */
@@ -40,10 +40,20 @@ export interface GateSendOptions {
    * whose caller expects fast feedback.
    */
   waitForSlot?: AbortSignal;
+  /**
+   * Reads the integration again once a send that waited has its slot, so
+   * that the send checks the rate limit and goes out with the integration
+   * as stored then. What it throws fails the send, and its slot is given back.
+   */
+  reread?: () => Promise<I>;
 }
 
-/** Sends the SMS once the gate admitted it. `deadlineMs` is the caller's deadline less the time the send waited for a slot. */
-export type GatedSend<T> = (deadlineMs: number | undefined) => Promise<T>;
+/**
+ * Sends the SMS once the gate admitted it. `deadlineMs` is the caller's
+ * deadline less the time the send waited for a slot, and `integration` the
+ * one to send through: the one given to `run`, or the one `reread` returned.
+ */
+export type GatedSend<T, I extends Integration = Integration> = (deadlineMs: number | undefined, integration: I) => Promise<T>;
 
 /** Flow-control state of one integration, for metrics and diagnostics. */
 export interface IntegrationFlowState {
@@ -107,7 +117,8 @@ interface GateEntry {
  * integration starts over with a closed circuit. The map therefore contains
  * only integrations active in the last minute, or with a send in flight or
  * waiting, an open circuit or a token bucket still refilling. Limits are read from the
- * integration on every send, so a change applies to the next one.
+ * integration on every send, so a change applies to the next one. Sends
+ * that wait for a slot see a change through `applyLimits` and `endWaits`.
  */
 export class SendGate {
   readonly #entries = new Map<string, GateEntry>();
@@ -135,9 +146,11 @@ export class SendGate {
    *   `send` is not called then.
    * @throws SlotWaitAbortedError when `options.waitForSlot` aborts while the
    *   send waits for a slot. `send` is not called then.
+   * @throws the error given to `endWaits`, or thrown by `options.reread`.
+   *   `send` is not called then.
    * @throws whatever `send` throws.
    */
-  async run<T>(integration: Integration, options: GateSendOptions, send: GatedSend<T>): Promise<T> {
+  async run<T, I extends Integration>(integration: I, options: GateSendOptions<I>, send: GatedSend<T, I>): Promise<T> {
     const arrivalMs = this.#now();
     this.#sweepIfDue(arrivalMs);
 
@@ -147,10 +160,11 @@ export class SendGate {
     const { waitForSlot, requestId } = options;
     let permit: CircuitPermit;
     let startMs = arrivalMs;
+    let current = integration;
     if (waitForSlot === undefined) {
       permit = this.#admit(integration.id, entry, limits, arrivalMs, requestId);
     } else {
-      ({ permit, startMs } = await this.#admitInTurn(integration.id, entry, limits, waitForSlot, requestId));
+      ({ permit, startMs, integration: current } = await this.#admitInTurn(integration, entry, limits, options, waitForSlot));
     }
 
     const deadlineMs = options.deadlineMs === undefined ? undefined : Math.floor(options.deadlineMs - (startMs - arrivalMs));
@@ -158,7 +172,7 @@ export class SendGate {
     const deadlineCutShort = deadlineMs !== undefined && deadlineMs < this.#sendTimeoutMs;
     let outcome: SendOutcome = "ignored";
     try {
-      const result = await send(deadlineMs);
+      const result = await send(deadlineMs, current);
       outcome = "success";
       return result;
     } catch (error) {
@@ -172,6 +186,31 @@ export class SendGate {
   /** Returns the limits that apply to the integration's next send: its own fields, or the service defaults where they are 0. */
   limitsFor(integration: Integration): SendLimits {
     return resolveSendLimits(integration, this.#defaults);
+  }
+
+  /**
+   * Applies the integration's current limits to the sends of it that wait
+   * for a slot: a raised concurrency limit hands them the new slots at once.
+   * Does nothing unless the gate keeps state for the integration.
+   */
+  applyLimits(integration: Integration): void {
+    const entry = this.#entries.get(integration.id);
+    if (entry === undefined) {
+      return;
+    }
+    const limits = resolveSendLimits(integration, this.#defaults);
+    entry.slots.setLimit(limits.maxConcurrentSends);
+    entry.bucket = this.#bucketFor(entry, limits.maxSendsPerSecond, this.#now());
+  }
+
+  /** Ends the wait of every send of the integration that waits for a slot: each fails with `error`, and none takes a slot. */
+  endWaits(integrationId: string, error: Error): void {
+    this.#entries.get(integrationId)?.slots.endWaits(error);
+  }
+
+  /** Returns the number of sends of the integration that wait for a slot. */
+  waitingFor(integrationId: string): number {
+    return this.#entries.get(integrationId)?.slots.waiting ?? 0;
   }
 
   /** Returns the flow-control state of each integration in the map. An integration not listed is closed and idle. */
@@ -229,25 +268,35 @@ export class SendGate {
   /**
    * Admits a send that may wait for a slot: checks the circuit, takes a slot
    * in FIFO order, waiting while none is free, then checks the circuit again
-   * and takes a token. A check that fails after the slot was taken gives it
-   * back. Returns the permit and the clock time at which the send starts.
+   * and takes a token. A send that waited reads its integration again first,
+   * with `options.reread`. A check that fails after the slot was taken gives
+   * it back. Returns the permit, the clock time at which the send starts, and
+   * the integration to send through.
    */
-  async #admitInTurn(
-    integrationId: string,
+  async #admitInTurn<I extends Integration>(
+    integration: I,
     entry: GateEntry,
     limits: SendLimits,
+    options: GateSendOptions<I>,
     waitForSlot: AbortSignal,
-    requestId: string | undefined,
-  ): Promise<{ permit: CircuitPermit; startMs: number }> {
+  ): Promise<{ permit: CircuitPermit; startMs: number; integration: I }> {
+    const integrationId = integration.id;
     this.#checkCircuit(integrationId, entry, this.#now());
     const waited = !entry.slots.takeInTurn();
     if (waited) {
       await entry.slots.waitForSlot(waitForSlot);
     }
 
-    const nowMs = this.#now();
+    let current = integration;
+    let nowMs = this.#now();
     try {
       if (waited) {
+        if (options.reread !== undefined) {
+          current = await options.reread();
+          limits = resolveSendLimits(current, this.#defaults);
+          entry.slots.setLimit(limits.maxConcurrentSends);
+          nowMs = this.#now();
+        }
         // The signal may abort after the slot was handed over and before this send resumed.
         if (waitForSlot.aborted) {
           throw new SlotWaitAbortedError();
@@ -260,7 +309,7 @@ export class SendGate {
       entry.slots.release();
       throw error;
     }
-    return { permit: this.#startSend(integrationId, entry, nowMs, requestId), startMs: nowMs };
+    return { permit: this.#startSend(integrationId, entry, nowMs, options.requestId), startMs: nowMs, integration: current };
   }
 
   #checkCircuit(integrationId: string, entry: GateEntry, nowMs: number): void {
