@@ -14,7 +14,7 @@ import { ConcurrencySlots, SlotWaitAbortedError } from "./concurrency-slots.js";
 import { resolveSendLimits, type FlowDefaults, type SendLimits } from "./flow-limits.js";
 import { circuitOpenError, concurrencyLimitError, rateLimitError } from "./flow-rejection.js";
 import { classifySendOutcome } from "./send-outcome.js";
-import { TokenBucket } from "./token-bucket.js";
+import { RateTokens } from "./rate-tokens.js";
 
 /** Settings of a `SendGate`. The config module owns their defaults. */
 export interface SendGateOptions {
@@ -88,7 +88,7 @@ const DURATION_WEIGHT = 0.2;
 interface GateEntry {
   slots: ConcurrencySlots;
   /** Undefined while the integration has no rate limit. */
-  bucket: TokenBucket | undefined;
+  tokens: RateTokens | undefined;
   breaker: CircuitBreaker;
   /** Clock time of the last admission or completion. */
   lastActiveMs: number;
@@ -108,7 +108,8 @@ interface GateEntry {
  * instead of failing the concurrency check. Once it has a slot, the
  * circuit is checked again, because it may have opened meanwhile, and then
  * the rate. `ConcurrencySlots` describes the queue and the share of slots
- * that direct sends get while sends wait.
+ * that direct sends get while sends wait, and `RateTokens` the share of
+ * rate-limit tokens they get while queued sends wait for a token.
  *
  * State is per process and per integration id, in a map. An entry is
  * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight
@@ -200,7 +201,7 @@ export class SendGate {
     }
     const limits = resolveSendLimits(integration, this.#defaults);
     entry.slots.setLimit(limits.maxConcurrentSends);
-    entry.bucket = this.#bucketFor(entry, limits.maxSendsPerSecond, this.#now());
+    entry.tokens = this.#tokensFor(entry, limits.maxSendsPerSecond, this.#now());
   }
 
   /** Ends the wait of every send of the integration that waits for a slot: each fails with `error`, and none takes a slot. */
@@ -241,7 +242,7 @@ export class SendGate {
         // A rejected direct send gets the slot delay as its retry delay. A slot kept for it waits
         // twice that, which leaves room for the caller's round trip.
         slots: new ConcurrencySlots(limits.maxConcurrentSends, () => 2 * this.#slotDelayMs(created)),
-        bucket: undefined,
+        tokens: undefined,
         breaker: new CircuitBreaker(this.#circuit),
         lastActiveMs: nowMs,
         averageSendMs: undefined,
@@ -259,7 +260,7 @@ export class SendGate {
       entry.slots.noteRejectedDirectSend();
       throw concurrencyLimitError(integrationId, limits, this.#slotDelayMs(entry));
     }
-    this.#takeToken(integrationId, entry, limits, nowMs);
+    this.#takeToken(integrationId, entry, limits, nowMs, "direct");
 
     entry.slots.takeForDirectSend();
     return this.#startSend(integrationId, entry, nowMs, requestId);
@@ -304,7 +305,7 @@ export class SendGate {
         // The circuit may have opened while the send waited.
         this.#checkCircuit(integrationId, entry, nowMs);
       }
-      this.#takeToken(integrationId, entry, limits, nowMs);
+      this.#takeToken(integrationId, entry, limits, nowMs, "queued");
     } catch (error) {
       entry.slots.release();
       throw error;
@@ -319,9 +320,14 @@ export class SendGate {
     }
   }
 
-  #takeToken(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number): void {
-    entry.bucket = this.#bucketFor(entry, limits.maxSendsPerSecond, nowMs);
-    const waitMs = entry.bucket?.tryTake(nowMs) ?? 0;
+  /** Takes a rate-limit token, for a direct send or a queued one, which `RateTokens` treat differently. */
+  #takeToken(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number, sender: "direct" | "queued"): void {
+    const tokens = this.#tokensFor(entry, limits.maxSendsPerSecond, nowMs);
+    entry.tokens = tokens;
+    let waitMs = 0;
+    if (tokens !== undefined) {
+      waitMs = sender === "direct" ? tokens.tryTakeForDirectSend(nowMs) : tokens.tryTakeForQueuedSend(nowMs);
+    }
     if (waitMs > 0) {
       throw rateLimitError(integrationId, limits, waitMs);
     }
@@ -337,16 +343,16 @@ export class SendGate {
     return permit;
   }
 
-  /** Returns the entry's bucket for the current rate, created or changed as needed. */
-  #bucketFor(entry: GateEntry, ratePerSecond: number, nowMs: number): TokenBucket | undefined {
+  /** Returns the entry's rate-limit tokens for the current rate, created or changed as needed. */
+  #tokensFor(entry: GateEntry, ratePerSecond: number, nowMs: number): RateTokens | undefined {
     if (ratePerSecond === 0) {
       return undefined;
     }
-    if (entry.bucket === undefined) {
-      return new TokenBucket(ratePerSecond, nowMs);
+    if (entry.tokens === undefined) {
+      return new RateTokens(ratePerSecond, nowMs);
     }
-    entry.bucket.setRate(ratePerSecond);
-    return entry.bucket;
+    entry.tokens.setRate(ratePerSecond);
+    return entry.tokens;
   }
 
   #finish(
@@ -392,7 +398,7 @@ export class SendGate {
 
     for (const [integrationId, entry] of this.#entries) {
       const idle = entry.slots.idle && nowMs - entry.lastActiveMs >= IDLE_ENTRY_MS;
-      if (idle && entry.breaker.state(nowMs) !== "open" && (entry.bucket?.isFull(nowMs) ?? true)) {
+      if (idle && entry.breaker.state(nowMs) !== "open" && (entry.tokens?.isFull(nowMs) ?? true)) {
         this.#entries.delete(integrationId);
       }
     }

@@ -1,4 +1,4 @@
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
@@ -14,6 +14,7 @@ import {
   integrationFor,
   rejectionOf,
   retryDelayMsOf,
+  sleep,
   startFlowTestBed,
   waitFor,
   type FlowTestBed,
@@ -249,12 +250,12 @@ describe("waiting for a slot", () => {
  */
 function heldPerMessage(path: string, heldCount: number): { counter: InFlightCounter; release(index: number): void } {
   const counter = new InFlightCounter();
-  const holds = new Map<string, ReturnType<typeof deferred>>();
+  const releases = new Map<string, ReturnType<typeof deferred>>();
   const holdOf = (to: string) => {
-    let hold = holds.get(to);
+    let hold = releases.get(to);
     if (hold === undefined) {
       hold = deferred();
-      holds.set(to, hold);
+      releases.set(to, hold);
     }
     return hold;
   };
@@ -369,6 +370,30 @@ describe("rate limit", () => {
 
     expect(codesOf(response)).toEqual(Array(8).fill("OK"));
     expect(bed.gateway.requestsTo("/paced")).toHaveLength(8);
+  });
+
+  test("SendSms retrying at its retry delay is not starved", async () => {
+    bed.gateway.on("/shared-rate", acceptedByRecipient);
+    await bed.configure("shared-rate", bed.gateway.url("/shared-rate"), { maxSendsPerSecond: 4 });
+    const batch = messages(12);
+    const batchRequests = () => bed.gateway.requestsTo("/shared-rate").filter((request) => recipientOf(request) !== "+15550001");
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "shared-rate", messages: batch }, { timeoutMs: 30_000 });
+    await waitFor(() => batchRequests().length >= 4, "the batch to take the burst of 4");
+
+    let batchSentBeforeSingle: number | undefined;
+    while (batchSentBeforeSingle === undefined) {
+      try {
+        await bed.send("shared-rate");
+        batchSentBeforeSingle = batchRequests().length;
+      } catch (error) {
+        const rejected = ConnectError.from(error);
+        expect(errorInfoOf(rejected).reason).toBe("RATE_LIMITED");
+        await sleep(retryDelayMsOf(rejected));
+      }
+    }
+
+    expect(codesOf(await call)).toEqual(Array(12).fill("OK"));
+    expect(batchSentBeforeSingle).toBeLessThan(12);
   });
 
   test("fails messages whose wait passes the deadline", async () => {
