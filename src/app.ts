@@ -10,6 +10,7 @@ import { SmsService as SmsServiceDesc } from "../gen/smsgateway/v1/sms_service_p
 import type { Config } from "./config/settings.js";
 import { Delivery } from "./delivery/delivery.js";
 import { Dispatcher } from "./dispatch/dispatcher.js";
+import { followIntegrationChanges } from "./flow/integration-change-follower.js";
 import { SendGate } from "./flow/send-gate.js";
 import { ServiceMetrics } from "./observability/metrics.js";
 import { OutboundGuard } from "./outbound/outbound-guard.js";
@@ -127,6 +128,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     logger,
   });
 
+  followIntegrationChanges(store, sendGate, logger);
   metrics.observeFlowStates(() => sendGate.flowStates());
 
   const tester = new IntegrationTester({ outbound, dispatcher, gate: sendGate });

@@ -15,7 +15,7 @@ export const MAX_RESPONSE_RESERVE_MS = 1_000;
 
 /** Options of {@link runBatch}. */
 export interface BatchRunOptions {
-  /** Maximum messages in flight at once, at least 1. */
+  /** Maximum messages in flight at once when the batch starts, at least 1. `MessageSendOptions.setConcurrency` changes it. */
   concurrency: number;
   /**
    * The call's signal: once it aborts, no further message starts. It also
@@ -38,6 +38,13 @@ export interface MessageSendOptions {
    * is left. A send that waits for a flow-control slot stops waiting then.
    */
   startSignal: AbortSignal;
+  /**
+   * Changes the maximum of messages in flight at once, for a send that
+   * found the integration's concurrency limit changed. A raised maximum
+   * starts further messages at once. With a lowered one, messages in
+   * flight finish, and no further message starts until fewer are in flight.
+   */
+  setConcurrency(concurrency: number): void;
 }
 
 /** Sends the message at `index`. */
@@ -49,6 +56,7 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
 /**
  * Sends `count` messages with at most `concurrency` in flight, and returns
  * one outcome per message, in index order. Messages start in index order.
+ * A send may change `concurrency` for the messages that start after it.
  *
  * A send may wait for a slot of the integration's concurrency limit until
  * `MessageSendOptions.startSignal` aborts, and then throw
@@ -56,8 +64,9 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
  * half-open circuit (or for concurrency, from a send that does not wait),
  * the message waits for the rejection's retry delay and tries again. When
  * the deadline leaves no time for that, the rejection is its result. When
- * the circuit is open, that rejection is the result of the message and of
- * every message not yet started. Messages not started when the caller
+ * the circuit is open, or the send finds the integration deleted
+ * (`NotFoundError`), that error is the result of the message and of every
+ * message not yet started. Messages not started when the caller
  * cancels, when the deadline comes, or when the service begins to shut
  * down, fail with `MessageNotStartedError`.
  *
@@ -66,22 +75,12 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
  * be returned.
  */
 export async function runBatch<T>(count: number, send: MessageSend<T>, options: BatchRunOptions): Promise<MessageOutcome<T>[]> {
-  const run = new BatchRun(send, options);
-  const outcomes = new Array<MessageOutcome<T>>(count);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let index = next++; index < count; index = next++) {
-      outcomes[index] = await run.sendMessage(index);
-    }
-  };
-
-  const workers = Array.from({ length: Math.min(options.concurrency, count) }, worker);
+  const run = new BatchRun(count, send, options);
   try {
-    await Promise.all(workers);
+    return await run.finished();
   } finally {
     run.dispose();
   }
-  return outcomes;
 }
 
 /** Returns the time kept back at the end of a batch for its response: a share of the caller's time, at most 1 s. */
@@ -89,11 +88,23 @@ export function responseReserveMs(deadlineMs: number): number {
   return Math.min(MAX_RESPONSE_RESERVE_MS, Math.max(0, deadlineMs) * RESPONSE_RESERVE_SHARE);
 }
 
-/** The state that the workers of one batch share. */
+/**
+ * The state that the workers of one batch share. A worker sends one message
+ * at a time, each time the next one in index order, so the batch has as
+ * many messages in progress as it has workers.
+ */
 class BatchRun<T> {
+  private readonly outcomes: MessageOutcome<T>[];
+  /** Index of the next message to start. */
+  private next = 0;
+  private workers = 0;
+  /** The number of workers wanted: the batch's current concurrency. */
+  private concurrency = 1;
+  /** Resolves the promise of `finished` once the last worker ends. */
+  private resolveFinished: (outcomes: MessageOutcome<T>[]) => void = () => {};
   /** Clock time at which the batch stops, undefined without a deadline. */
   private readonly endsAt: number | undefined;
-  /** The open-circuit rejection that ends the batch, once one came. */
+  /** The open-circuit rejection or NotFoundError that ends the batch, once one came. */
   private stopError: unknown;
   /** Aborts once no further message may start, which ends waits for a slot or a retry delay. */
   private readonly startWindow = new AbortController();
@@ -109,9 +120,11 @@ class BatchRun<T> {
   private firstAbort: "canceled" | "shutting_down" | undefined;
 
   constructor(
+    private readonly count: number,
     private readonly send: MessageSend<T>,
     private readonly options: BatchRunOptions,
   ) {
+    this.outcomes = new Array<MessageOutcome<T>>(count);
     const { deadlineMs, signal, stopping } = options;
     // Every waiting worker adds a listener to the start window, and every send in flight one to
     // the caller's signal (its deadline), so the default BATCH_CONCURRENCY of 16 already passes
@@ -133,6 +146,39 @@ class BatchRun<T> {
     stopping?.addEventListener("abort", this.onStopping, { once: true });
   }
 
+  /** Starts the workers and returns the outcomes once every message has one. */
+  finished(): Promise<MessageOutcome<T>[]> {
+    if (this.count === 0) {
+      return Promise.resolve(this.outcomes);
+    }
+    const finished = new Promise<MessageOutcome<T>[]>((resolve) => {
+      this.resolveFinished = resolve;
+    });
+    this.setConcurrency(this.options.concurrency);
+    return finished;
+  }
+
+  /** Sets the number of workers wanted, and starts workers up to it while messages remain. Passed to every send. */
+  private readonly setConcurrency = (concurrency: number): void => {
+    this.concurrency = Math.max(1, concurrency);
+    while (this.workers < this.concurrency && this.next < this.count) {
+      this.workers += 1;
+      void this.work();
+    }
+  };
+
+  /** Sends messages one at a time until none is left, or until more workers run than the concurrency allows. */
+  private async work(): Promise<void> {
+    while (this.next < this.count && this.workers <= this.concurrency) {
+      const index = this.next++;
+      this.outcomes[index] = await this.sendMessage(index);
+    }
+    this.workers -= 1;
+    if (this.workers === 0) {
+      this.resolveFinished(this.outcomes);
+    }
+  }
+
   /** Stops the timer and the listeners. Call once every message has its outcome. */
   dispose(): void {
     clearTimeout(this.lastStartTimer);
@@ -149,7 +195,8 @@ class BatchRun<T> {
       }
 
       try {
-        return { ok: true, value: await this.send(index, { deadlineMs: this.remainingMs(), startSignal: this.startWindow.signal }) };
+        const sendOptions = { deadlineMs: this.remainingMs(), startSignal: this.startWindow.signal, setConcurrency: this.setConcurrency };
+        return { ok: true, value: await this.send(index, sendOptions) };
       } catch (error) {
         if (error instanceof SlotWaitAbortedError) {
           // The start window closed while the message waited for a slot, before it was sent.

@@ -1,10 +1,10 @@
-import { FlowLimitError } from "../errors.js";
+import { FlowLimitError, NotFoundError } from "../errors.js";
 
 /**
  * Step of a batch after one of its messages failed. With `wait`, the message
  * tries again after `delayMs`, as flow control requested. With `stop`, the
- * circuit is open, so no further message of the batch starts. With `final`,
- * the failure is the message's result.
+ * circuit is open or the integration was deleted, so no further message of
+ * the batch starts. With `final`, the failure is the message's result.
  */
 export type PacingDecision = { kind: "wait"; delayMs: number } | { kind: "stop" } | { kind: "final" };
 
@@ -13,9 +13,14 @@ export type PacingDecision = { kind: "wait"; delayMs: number } | { kind: "stop" 
  * rejection is a request to slow down, which a batch honours by waiting.
  * So is a half-open circuit whose probe sends are in flight, because the
  * probe soon closes or opens it. An open circuit rejects every send for
- * its whole cool-down, so waiting would only hold the call.
+ * its whole cool-down, so waiting would only hold the call. A deleted
+ * integration fails every further send, so the batch stops without reading
+ * it from the database again for each message.
  */
 export function pacingDecision(error: unknown): PacingDecision {
+  if (error instanceof NotFoundError) {
+    return { kind: "stop" };
+  }
   if (!(error instanceof FlowLimitError)) {
     return { kind: "final" };
   }

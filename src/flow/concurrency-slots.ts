@@ -12,6 +12,8 @@ export class SlotWaitAbortedError extends Error {
 interface SlotWaiter extends QueuedWaiter {
   /** Ends the wait. The slot is already counted as taken for this waiter. */
   grant(): void;
+  /** Ends the wait without a slot: `waitForSlot` rejects with `error`. The waiter has already left the queue. */
+  fail(error: Error): void;
 }
 
 /**
@@ -110,6 +112,7 @@ export class ConcurrencySlots {
    *
    * @throws SlotWaitAbortedError when `signal` aborts first. The waiter has
    *   then left the queue and has no slot.
+   * @throws the error given to `endWaits`, which also leaves no slot taken.
    */
   waitForSlot(signal: AbortSignal): Promise<void> {
     if (signal.aborted) {
@@ -123,6 +126,10 @@ export class ConcurrencySlots {
           signal.removeEventListener("abort", leave);
           resolve();
         },
+        fail: (error) => {
+          signal.removeEventListener("abort", leave);
+          reject(error);
+        },
       };
       const leave = (): void => {
         this.#queue.remove(waiter);
@@ -133,6 +140,14 @@ export class ConcurrencySlots {
       signal.addEventListener("abort", leave, { once: true });
       this.#queue.push(waiter);
     });
+  }
+
+  /** Empties the queue: the wait of every queued send fails with `error`. A slot kept for a direct send is freed too. */
+  endWaits(error: Error): void {
+    for (let waiter = this.#queue.shift(); waiter !== undefined; waiter = this.#queue.shift()) {
+      waiter.fail(error);
+    }
+    this.#handOverFreeSlots();
   }
 
   /** Gives back a slot, which goes to the first waiter or is kept for a direct send, following the fairness rule above. */

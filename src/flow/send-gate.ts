@@ -14,7 +14,7 @@ import { ConcurrencySlots, SlotWaitAbortedError } from "./concurrency-slots.js";
 import { resolveSendLimits, type FlowDefaults, type SendLimits } from "./flow-limits.js";
 import { circuitOpenError, concurrencyLimitError, rateLimitError } from "./flow-rejection.js";
 import { classifySendOutcome } from "./send-outcome.js";
-import { TokenBucket } from "./token-bucket.js";
+import { RateTokens } from "./rate-tokens.js";
 
 /** Settings of a `SendGate`. The config module owns their defaults. */
 export interface SendGateOptions {
@@ -28,7 +28,7 @@ export interface SendGateOptions {
 }
 
 /** Per-send options of `SendGate.run`. */
-export interface GateSendOptions {
+export interface GateSendOptions<I extends Integration = Integration> {
   /** The caller's deadline in milliseconds, as the dispatcher gets it. */
   deadlineMs?: number;
   /** Id of the call that the send serves, which the gate's log lines about the send carry. */
@@ -40,10 +40,20 @@ export interface GateSendOptions {
    * whose caller expects fast feedback.
    */
   waitForSlot?: AbortSignal;
+  /**
+   * Reads the integration again once a send that waited has its slot, so
+   * that the send checks the rate limit and goes out with the integration
+   * as stored then. What it throws fails the send, and its slot is given back.
+   */
+  reread?: () => Promise<I>;
 }
 
-/** Sends the SMS once the gate admitted it. `deadlineMs` is the caller's deadline less the time the send waited for a slot. */
-export type GatedSend<T> = (deadlineMs: number | undefined) => Promise<T>;
+/**
+ * Sends the SMS once the gate admitted it. `deadlineMs` is the caller's
+ * deadline less the time the send waited for a slot, and `integration` the
+ * one to send through: the one given to `run`, or the one `reread` returned.
+ */
+export type GatedSend<T, I extends Integration = Integration> = (deadlineMs: number | undefined, integration: I) => Promise<T>;
 
 /** Flow-control state of one integration, for metrics and diagnostics. */
 export interface IntegrationFlowState {
@@ -78,7 +88,7 @@ const DURATION_WEIGHT = 0.2;
 interface GateEntry {
   slots: ConcurrencySlots;
   /** Undefined while the integration has no rate limit. */
-  bucket: TokenBucket | undefined;
+  tokens: RateTokens | undefined;
   breaker: CircuitBreaker;
   /** Clock time of the last admission or completion. */
   lastActiveMs: number;
@@ -98,7 +108,8 @@ interface GateEntry {
  * instead of failing the concurrency check. Once it has a slot, the
  * circuit is checked again, because it may have opened meanwhile, and then
  * the rate. `ConcurrencySlots` describes the queue and the share of slots
- * that direct sends get while sends wait.
+ * that direct sends get while sends wait, and `RateTokens` the share of
+ * rate-limit tokens they get while queued sends wait for a token.
  *
  * State is per process and per integration id, in a map. An entry is
  * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight
@@ -107,7 +118,8 @@ interface GateEntry {
  * integration starts over with a closed circuit. The map therefore contains
  * only integrations active in the last minute, or with a send in flight or
  * waiting, an open circuit or a token bucket still refilling. Limits are read from the
- * integration on every send, so a change applies to the next one.
+ * integration on every send, so a change applies to the next one. Sends
+ * that wait for a slot see a change through `applyLimits` and `endWaits`.
  */
 export class SendGate {
   readonly #entries = new Map<string, GateEntry>();
@@ -135,9 +147,11 @@ export class SendGate {
    *   `send` is not called then.
    * @throws SlotWaitAbortedError when `options.waitForSlot` aborts while the
    *   send waits for a slot. `send` is not called then.
+   * @throws the error given to `endWaits`, or thrown by `options.reread`.
+   *   `send` is not called then.
    * @throws whatever `send` throws.
    */
-  async run<T>(integration: Integration, options: GateSendOptions, send: GatedSend<T>): Promise<T> {
+  async run<T, I extends Integration>(integration: I, options: GateSendOptions<I>, send: GatedSend<T, I>): Promise<T> {
     const arrivalMs = this.#now();
     this.#sweepIfDue(arrivalMs);
 
@@ -147,10 +161,11 @@ export class SendGate {
     const { waitForSlot, requestId } = options;
     let permit: CircuitPermit;
     let startMs = arrivalMs;
+    let current = integration;
     if (waitForSlot === undefined) {
       permit = this.#admit(integration.id, entry, limits, arrivalMs, requestId);
     } else {
-      ({ permit, startMs } = await this.#admitInTurn(integration.id, entry, limits, waitForSlot, requestId));
+      ({ permit, startMs, integration: current } = await this.#admitInTurn(integration, entry, limits, options, waitForSlot));
     }
 
     const deadlineMs = options.deadlineMs === undefined ? undefined : Math.floor(options.deadlineMs - (startMs - arrivalMs));
@@ -158,7 +173,7 @@ export class SendGate {
     const deadlineCutShort = deadlineMs !== undefined && deadlineMs < this.#sendTimeoutMs;
     let outcome: SendOutcome = "ignored";
     try {
-      const result = await send(deadlineMs);
+      const result = await send(deadlineMs, current);
       outcome = "success";
       return result;
     } catch (error) {
@@ -172,6 +187,31 @@ export class SendGate {
   /** Returns the limits that apply to the integration's next send: its own fields, or the service defaults where they are 0. */
   limitsFor(integration: Integration): SendLimits {
     return resolveSendLimits(integration, this.#defaults);
+  }
+
+  /**
+   * Applies the integration's current limits to the sends of it that wait
+   * for a slot: a raised concurrency limit hands them the new slots at once.
+   * Does nothing unless the gate keeps state for the integration.
+   */
+  applyLimits(integration: Integration): void {
+    const entry = this.#entries.get(integration.id);
+    if (entry === undefined) {
+      return;
+    }
+    const limits = resolveSendLimits(integration, this.#defaults);
+    entry.slots.setLimit(limits.maxConcurrentSends);
+    entry.tokens = this.#tokensFor(entry, limits.maxSendsPerSecond, this.#now());
+  }
+
+  /** Ends the wait of every send of the integration that waits for a slot: each fails with `error`, and none takes a slot. */
+  endWaits(integrationId: string, error: Error): void {
+    this.#entries.get(integrationId)?.slots.endWaits(error);
+  }
+
+  /** Returns the number of sends of the integration that wait for a slot. */
+  waitingFor(integrationId: string): number {
+    return this.#entries.get(integrationId)?.slots.waiting ?? 0;
   }
 
   /** Returns the flow-control state of each integration in the map. An integration not listed is closed and idle. */
@@ -202,7 +242,7 @@ export class SendGate {
         // A rejected direct send gets the slot delay as its retry delay. A slot kept for it waits
         // twice that, which leaves room for the caller's round trip.
         slots: new ConcurrencySlots(limits.maxConcurrentSends, () => 2 * this.#slotDelayMs(created)),
-        bucket: undefined,
+        tokens: undefined,
         breaker: new CircuitBreaker(this.#circuit),
         lastActiveMs: nowMs,
         averageSendMs: undefined,
@@ -220,7 +260,7 @@ export class SendGate {
       entry.slots.noteRejectedDirectSend();
       throw concurrencyLimitError(integrationId, limits, this.#slotDelayMs(entry));
     }
-    this.#takeToken(integrationId, entry, limits, nowMs);
+    this.#takeToken(integrationId, entry, limits, nowMs, "direct");
 
     entry.slots.takeForDirectSend();
     return this.#startSend(integrationId, entry, nowMs, requestId);
@@ -229,25 +269,35 @@ export class SendGate {
   /**
    * Admits a send that may wait for a slot: checks the circuit, takes a slot
    * in FIFO order, waiting while none is free, then checks the circuit again
-   * and takes a token. A check that fails after the slot was taken gives it
-   * back. Returns the permit and the clock time at which the send starts.
+   * and takes a token. A send that waited reads its integration again first,
+   * with `options.reread`. A check that fails after the slot was taken gives
+   * it back. Returns the permit, the clock time at which the send starts, and
+   * the integration to send through.
    */
-  async #admitInTurn(
-    integrationId: string,
+  async #admitInTurn<I extends Integration>(
+    integration: I,
     entry: GateEntry,
     limits: SendLimits,
+    options: GateSendOptions<I>,
     waitForSlot: AbortSignal,
-    requestId: string | undefined,
-  ): Promise<{ permit: CircuitPermit; startMs: number }> {
+  ): Promise<{ permit: CircuitPermit; startMs: number; integration: I }> {
+    const integrationId = integration.id;
     this.#checkCircuit(integrationId, entry, this.#now());
     const waited = !entry.slots.takeInTurn();
     if (waited) {
       await entry.slots.waitForSlot(waitForSlot);
     }
 
-    const nowMs = this.#now();
+    let current = integration;
+    let nowMs = this.#now();
     try {
       if (waited) {
+        if (options.reread !== undefined) {
+          current = await options.reread();
+          limits = resolveSendLimits(current, this.#defaults);
+          entry.slots.setLimit(limits.maxConcurrentSends);
+          nowMs = this.#now();
+        }
         // The signal may abort after the slot was handed over and before this send resumed.
         if (waitForSlot.aborted) {
           throw new SlotWaitAbortedError();
@@ -255,12 +305,12 @@ export class SendGate {
         // The circuit may have opened while the send waited.
         this.#checkCircuit(integrationId, entry, nowMs);
       }
-      this.#takeToken(integrationId, entry, limits, nowMs);
+      this.#takeToken(integrationId, entry, limits, nowMs, "queued");
     } catch (error) {
       entry.slots.release();
       throw error;
     }
-    return { permit: this.#startSend(integrationId, entry, nowMs, requestId), startMs: nowMs };
+    return { permit: this.#startSend(integrationId, entry, nowMs, options.requestId), startMs: nowMs, integration: current };
   }
 
   #checkCircuit(integrationId: string, entry: GateEntry, nowMs: number): void {
@@ -270,9 +320,14 @@ export class SendGate {
     }
   }
 
-  #takeToken(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number): void {
-    entry.bucket = this.#bucketFor(entry, limits.maxSendsPerSecond, nowMs);
-    const waitMs = entry.bucket?.tryTake(nowMs) ?? 0;
+  /** Takes a rate-limit token, for a direct send or a queued one, which `RateTokens` treat differently. */
+  #takeToken(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number, sender: "direct" | "queued"): void {
+    const tokens = this.#tokensFor(entry, limits.maxSendsPerSecond, nowMs);
+    entry.tokens = tokens;
+    let waitMs = 0;
+    if (tokens !== undefined) {
+      waitMs = sender === "direct" ? tokens.tryTakeForDirectSend(nowMs) : tokens.tryTakeForQueuedSend(nowMs);
+    }
     if (waitMs > 0) {
       throw rateLimitError(integrationId, limits, waitMs);
     }
@@ -288,16 +343,16 @@ export class SendGate {
     return permit;
   }
 
-  /** Returns the entry's bucket for the current rate, created or changed as needed. */
-  #bucketFor(entry: GateEntry, ratePerSecond: number, nowMs: number): TokenBucket | undefined {
+  /** Returns the entry's rate-limit tokens for the current rate, created or changed as needed. */
+  #tokensFor(entry: GateEntry, ratePerSecond: number, nowMs: number): RateTokens | undefined {
     if (ratePerSecond === 0) {
       return undefined;
     }
-    if (entry.bucket === undefined) {
-      return new TokenBucket(ratePerSecond, nowMs);
+    if (entry.tokens === undefined) {
+      return new RateTokens(ratePerSecond, nowMs);
     }
-    entry.bucket.setRate(ratePerSecond);
-    return entry.bucket;
+    entry.tokens.setRate(ratePerSecond);
+    return entry.tokens;
   }
 
   #finish(
@@ -343,7 +398,7 @@ export class SendGate {
 
     for (const [integrationId, entry] of this.#entries) {
       const idle = entry.slots.idle && nowMs - entry.lastActiveMs >= IDLE_ENTRY_MS;
-      if (idle && entry.breaker.state(nowMs) !== "open" && (entry.bucket?.isFull(nowMs) ?? true)) {
+      if (idle && entry.breaker.state(nowMs) !== "open" && (entry.tokens?.isFull(nowMs) ?? true)) {
         this.#entries.delete(integrationId);
       }
     }

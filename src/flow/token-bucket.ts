@@ -38,15 +38,22 @@ export class TokenBucket {
 
   /**
    * Takes one token and returns 0, or, when none is available, takes nothing
-   * and returns the milliseconds until one is (at least 1).
+   * and returns the milliseconds until one is (at least 1). With `keep`,
+   * takes the token only when `keep` whole tokens are left after it, and
+   * returns the milliseconds until that is so: Infinity when the bucket
+   * cannot hold `keep + 1` tokens.
    */
-  tryTake(nowMs: number): number {
+  tryTake(nowMs: number, keep = 0): number {
     this.#refill(nowMs);
-    if (this.#tokens >= 1) {
+    const needed = keep + 1;
+    if (this.#tokens >= needed) {
       this.#tokens -= 1;
       return 0;
     }
-    return Math.max(1, Math.ceil(((1 - this.#tokens) / this.#ratePerSecond) * 1000));
+    if (needed > this.#capacity) {
+      return Number.POSITIVE_INFINITY;
+    }
+    return Math.max(1, Math.ceil(((needed - this.#tokens) / this.#ratePerSecond) * 1000));
   }
 
   /** Returns true when a new bucket would behave the same: no token is missing. */

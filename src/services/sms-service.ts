@@ -39,6 +39,8 @@ interface SendCall {
   log: Logger;
   /** Set for a message of a batch: it waits for a concurrency slot until this signal aborts, instead of failing at once. */
   waitForSlot?: AbortSignal;
+  /** Set for a message of a batch: reads its integration again once it has a slot it waited for. */
+  reread?: () => Promise<StoredIntegration>;
 }
 
 /** Implements `smsgateway.v1.SmsService`. */
@@ -56,6 +58,7 @@ export class SmsService {
     throwIfInvalid([...integrationIdViolations(request.integrationId), ...messageViolations(request, "")]);
 
     const integration = await this.integrations.load(request.integrationId, "integration_id");
+    assertSecretsReadable(integration, context.log);
     const message = {
       to: request.to,
       content: request.content,
@@ -80,21 +83,24 @@ export class SmsService {
     }
 
     const entries = batchEntries(request);
-    const concurrency = Math.min(this.batch.concurrency, this.gate.limitsFor(integration).maxConcurrentSends);
     const send = async (index: number, options: MessageSendOptions) => {
       const entry = entries[index]!;
       throwIfInvalid(entry.violations);
+      // Each message reads the integration when it starts, from the cache unless it changed, so
+      // that a change made while the batch runs applies to the messages that start after it.
+      const current = () => this.#batchIntegration(request.integrationId, options, context);
       const call = {
         signal: context.signal,
         deadlineMs: options.deadlineMs,
         requestId: context.requestId,
         log: context.log,
         waitForSlot: options.startSignal,
+        reread: current,
       };
-      return this.#send(integration, entry.sms, call, entry.passthroughPrefix);
+      return this.#send(await current(), entry.sms, call, entry.passthroughPrefix);
     };
     const outcomes = await runBatch(entries.length, send, {
-      concurrency,
+      concurrency: this.#batchConcurrency(integration),
       signal: context.signal,
       deadlineMs: context.timeoutMs(),
       stopping: this.stopping,
@@ -104,22 +110,38 @@ export class SmsService {
   }
 
   /**
-   * Sends one valid SMS, of a `SendSms` call or of a batch: checks the
-   * integration's secrets, passes the integration's flow control, and
-   * delivers with retries and the idempotency key. `passthroughPrefix` is
-   * the path of the message's passthrough in the request, which errors
-   * about it name.
+   * Reads the integration of a batch message as stored now, checks its
+   * secrets, and fits the batch's concurrency to its current limit.
+   *
+   * @throws NotFoundError when the integration was deleted, which stops the batch.
+   */
+  async #batchIntegration(id: string, options: MessageSendOptions, context: CallContext): Promise<StoredIntegration> {
+    const integration = await this.integrations.load(id, "integration_id");
+    assertSecretsReadable(integration, context.log);
+    options.setConcurrency(this.#batchConcurrency(integration));
+    return integration;
+  }
+
+  /** Returns how many messages of a batch may be in flight at once: BATCH_CONCURRENCY, or the integration's lower limit. */
+  #batchConcurrency(integration: StoredIntegration): number {
+    return Math.min(this.batch.concurrency, this.gate.limitsFor(integration).maxConcurrentSends);
+  }
+
+  /**
+   * Sends one valid SMS, of a `SendSms` call or of a batch, through an
+   * integration whose secrets are readable: passes the integration's flow
+   * control, and delivers with retries and the idempotency key.
+   * `passthroughPrefix` is the path of the message's passthrough in the
+   * request, which errors about it name.
    */
   async #send(integration: StoredIntegration, message: SmsMessage, call: SendCall, passthroughPrefix: string): Promise<SendSmsResponse> {
     const { signal, requestId } = call;
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
     // takes a rate token.
-    assertSecretsReadable(integration, call.log);
+    const gateOptions = { deadlineMs: call.deadlineMs, requestId, waitForSlot: call.waitForSlot, reread: call.reread };
     const result = await this.gate
-      .run(integration, { deadlineMs: call.deadlineMs, requestId, waitForSlot: call.waitForSlot }, (deadlineMs) =>
-        this.delivery.send(integration, message, { signal, deadlineMs, requestId }),
-      )
+      .run(integration, gateOptions, (deadlineMs, current) => this.delivery.send(current, message, { signal, deadlineMs, requestId }))
       .catch((error: unknown) => {
         throw prefixedFields(error, passthroughPrefix);
       });

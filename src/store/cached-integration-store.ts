@@ -12,6 +12,9 @@ export interface CachedIntegrationStoreOptions {
   suspended?: boolean;
 }
 
+/** Receives the id of an integration that may have changed, or undefined when any may have. */
+export type IntegrationChangeCallback = (id: string | undefined) => void;
+
 /**
  * An {@link IntegrationStore} that keeps the integrations it has read in
  * memory, so a send does not query the database for its integration.
@@ -21,7 +24,8 @@ export interface CachedIntegrationStoreOptions {
  * {@link invalidate} and {@link clear}, which a change listener calls. A
  * listener that may have missed changes calls {@link suspend}: from then on
  * every read goes to the wrapped store and nothing is kept, until
- * {@link resume}.
+ * {@link resume}. Callbacks given to {@link onChange} hear of each of
+ * these changes.
  *
  * Cached integrations are frozen (shallowly) and shared between callers.
  */
@@ -37,6 +41,7 @@ export class CachedIntegrationStore implements IntegrationStore {
    */
   #generation = 0;
   #suspended: boolean;
+  readonly #changeCallbacks: IntegrationChangeCallback[] = [];
 
   constructor(inner: IntegrationStore, options: CachedIntegrationStoreOptions = {}) {
     this.#inner = inner;
@@ -91,20 +96,30 @@ export class CachedIntegrationStore implements IntegrationStore {
   }
 
   async close(): Promise<void> {
-    this.clear();
+    this.#dropAll();
     await this.#inner.close();
+  }
+
+  /**
+   * Calls `callback` after an integration may have changed: after a write
+   * through this object ends, successful or not, and after each of
+   * {@link invalidate}, {@link clear}, {@link suspend} and {@link resume}.
+   * The callback runs synchronously and must not throw.
+   */
+  onChange(callback: IntegrationChangeCallback): void {
+    this.#changeCallbacks.push(callback);
   }
 
   /** Drops the entry of an integration that changed elsewhere; reads in progress keep nothing. */
   invalidate(id: string): void {
-    this.#generation++;
-    this.#entries.delete(id);
+    this.#drop(id);
+    this.#announce(id);
   }
 
   /** Drops every entry; reads in progress keep nothing. */
   clear(): void {
-    this.#generation++;
-    this.#entries.clear();
+    this.#dropAll();
+    this.#announce(undefined);
   }
 
   /** Drops every entry and sends every read to the wrapped store until {@link resume}. */
@@ -119,8 +134,9 @@ export class CachedIntegrationStore implements IntegrationStore {
    * notification was missed.
    */
   resume(): void {
-    this.clear();
+    this.#dropAll();
     this.#suspended = false;
+    this.#announce(undefined);
   }
 
   /** Runs a write, dropping the id's entry before and after it, whether or not it succeeds. */
@@ -130,6 +146,9 @@ export class CachedIntegrationStore implements IntegrationStore {
       return await write();
     } finally {
       this.#dropForWrite(id);
+      if (id !== undefined) {
+        this.#announce(id);
+      }
     }
   }
 
@@ -137,7 +156,23 @@ export class CachedIntegrationStore implements IntegrationStore {
     if (id === undefined) {
       this.#generation++;
     } else {
-      this.invalidate(id);
+      this.#drop(id);
+    }
+  }
+
+  #drop(id: string): void {
+    this.#generation++;
+    this.#entries.delete(id);
+  }
+
+  #dropAll(): void {
+    this.#generation++;
+    this.#entries.clear();
+  }
+
+  #announce(id: string | undefined): void {
+    for (const callback of this.#changeCallbacks) {
+      callback(id);
     }
   }
 }

@@ -1,4 +1,4 @@
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
@@ -14,6 +14,7 @@ import {
   integrationFor,
   rejectionOf,
   retryDelayMsOf,
+  sleep,
   startFlowTestBed,
   waitFor,
   type FlowTestBed,
@@ -243,6 +244,124 @@ describe("waiting for a slot", () => {
   });
 });
 
+/**
+ * Serves `path` so that the request of each of the first `heldCount`
+ * messages of a batch built by `messages` waits until the test releases it
+ * with `release(index)`. The gateway accepts the other messages at once.
+ */
+function heldPerMessage(path: string, heldCount: number): { counter: InFlightCounter; release(index: number): void } {
+  const counter = new InFlightCounter();
+  const releases = new Map<string, ReturnType<typeof deferred>>();
+  const holdOf = (to: string) => {
+    let hold = releases.get(to);
+    if (hold === undefined) {
+      hold = deferred();
+      releases.set(to, hold);
+    }
+    return hold;
+  };
+  bed.gateway.on(path, async (request) => {
+    const leave = counter.enter();
+    const to = recipientOf(request);
+    if (messages(heldCount).some((message) => message.to === to)) {
+      await holdOf(to).promise;
+    }
+    leave();
+    return acceptedByRecipient(request);
+  });
+  return { counter, release: (index) => holdOf(messages(index + 1)[index]!.to).resolve() };
+}
+
+describe("a changed integration", () => {
+  test("a raised limit reaches later messages", async () => {
+    const { counter, release } = heldPerMessage("/raised", 6);
+    await bed.configure("raised", bed.gateway.url("/raised"), { maxConcurrentSends: 1 });
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "raised", messages: messages(6) });
+    await waitFor(() => bed.gateway.requestsTo("/raised").length === 1, "the first message to reach the gateway");
+
+    await bed.configure("raised", bed.gateway.url("/raised"), { maxConcurrentSends: 3 });
+    release(0);
+    try {
+      await waitFor(() => counter.current === 3, "three messages in flight at the raised limit");
+    } finally {
+      [1, 2, 3, 4, 5].forEach(release);
+    }
+
+    expect(codesOf(await call)).toEqual(Array(6).fill("OK"));
+    expect(counter.max).toBe(3);
+  });
+
+  test("a lowered limit reaches later messages", async () => {
+    const { counter, release } = heldPerMessage("/lowered", 3);
+    await bed.configure("lowered", bed.gateway.url("/lowered"), { maxConcurrentSends: 3 });
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "lowered", messages: messages(6) });
+    await waitFor(() => counter.current === 3, "three messages in flight");
+
+    await bed.configure("lowered", bed.gateway.url("/lowered"), { maxConcurrentSends: 1 });
+    release(0);
+    await waitFor(
+      () => bed.flowState("lowered")?.waiting === 1 || bed.gateway.requestsTo("/lowered").length > 3,
+      "the next message to wait for a slot or reach the gateway",
+    );
+    const waitingMessages = bed.flowState("lowered")?.waiting;
+    const requests = bed.gateway.requestsTo("/lowered").length;
+    release(1);
+    release(2);
+
+    expect(waitingMessages).toBe(1);
+    expect(requests).toBe(3);
+    expect(codesOf(await call)).toEqual(Array(6).fill("OK"));
+  });
+
+  test("deletion fails later messages with NOT_FOUND", async () => {
+    const { release } = heldPerMessage("/deleted", 1);
+    await bed.configure("deleted", bed.gateway.url("/deleted"), { maxConcurrentSends: 1 });
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "deleted", messages: messages(4) });
+    await waitFor(() => bed.gateway.requestsTo("/deleted").length === 1, "the first message to reach the gateway");
+
+    await bed.clients.integrations.deleteIntegration({ id: "deleted" });
+    release(0);
+    const response = await call;
+
+    expect(codesOf(response)).toEqual(["OK", "NOT_FOUND", "NOT_FOUND", "NOT_FOUND"]);
+    expect(errorOf(response.results[1]).message).toContain('integration "deleted" not found');
+    expect(bed.gateway.requestsTo("/deleted")).toHaveLength(1);
+  });
+
+  test("waiting messages start at a raised limit", async () => {
+    await bed.configure("raised-wait", bed.gateway.url("/raised-wait"), { maxConcurrentSends: 2 });
+    const holders = await holdSlots("raised-wait", "/raised-wait", 2);
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "raised-wait", messages: messages(4) });
+    await waitFor(() => bed.flowState("raised-wait")?.waiting === 2, "two messages to wait for a slot");
+
+    await bed.configure("raised-wait", bed.gateway.url("/raised-wait"), { maxConcurrentSends: 4 });
+    try {
+      await waitFor(() => bed.gateway.requestsTo("/raised-wait").length === 4, "the waiting messages to reach the gateway");
+    } finally {
+      await holders.release();
+    }
+
+    expect(codesOf(await call)).toEqual(Array(4).fill("OK"));
+  });
+
+  test("deletion fails waiting messages with NOT_FOUND", async () => {
+    await bed.configure("deleted-wait", bed.gateway.url("/deleted-wait"), { maxConcurrentSends: 1 });
+    const holder = await holdSlots("deleted-wait", "/deleted-wait", 1);
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "deleted-wait", messages: messages(3) });
+    await waitFor(() => bed.flowState("deleted-wait")?.waiting === 1, "a message to wait for the slot");
+
+    await bed.clients.integrations.deleteIntegration({ id: "deleted-wait" });
+    try {
+      await waitFor(() => batchLogLine("deleted-wait") !== undefined, "the batch to finish while the slot is held");
+    } finally {
+      await holder.release();
+    }
+
+    expect(codesOf(await call)).toEqual(Array(3).fill("NOT_FOUND"));
+    expect(bed.gateway.requestsTo("/deleted-wait")).toHaveLength(1);
+  });
+});
+
 describe("rate limit", () => {
   test("paces the batch instead of failing it", async () => {
     bed.gateway.on("/paced", acceptedByRecipient);
@@ -252,6 +371,30 @@ describe("rate limit", () => {
 
     expect(codesOf(response)).toEqual(Array(8).fill("OK"));
     expect(bed.gateway.requestsTo("/paced")).toHaveLength(8);
+  });
+
+  test("SendSms retrying at its retry delay is not starved", async () => {
+    bed.gateway.on("/shared-rate", acceptedByRecipient);
+    await bed.configure("shared-rate", bed.gateway.url("/shared-rate"), { maxSendsPerSecond: 4 });
+    const batch = messages(12);
+    const batchRequests = () => bed.gateway.requestsTo("/shared-rate").filter((request) => recipientOf(request) !== "+15550001");
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "shared-rate", messages: batch }, { timeoutMs: 30_000 });
+    await waitFor(() => batchRequests().length >= 4, "the batch to take the burst of 4");
+
+    let batchSentBeforeSingle: number | undefined;
+    while (batchSentBeforeSingle === undefined) {
+      try {
+        await bed.send("shared-rate");
+        batchSentBeforeSingle = batchRequests().length;
+      } catch (error) {
+        const rejected = ConnectError.from(error);
+        expect(errorInfoOf(rejected).reason).toBe("RATE_LIMITED");
+        await sleep(retryDelayMsOf(rejected));
+      }
+    }
+
+    expect(codesOf(await call)).toEqual(Array(12).fill("OK"));
+    expect(batchSentBeforeSingle).toBeLessThan(12);
   });
 
   test("fails messages whose wait passes the deadline", async () => {

@@ -4,7 +4,7 @@ import { describe, expect, test } from "vitest";
 
 import { MAX_RESPONSE_RESERVE_MS, responseReserveMs, runBatch } from "../../src/batch/batch-runner.js";
 import { pacingDecision } from "../../src/batch/flow-pacing.js";
-import { FlowLimitError, GatewayError, MessageNotStartedError, type FlowLimitInfo } from "../../src/errors.js";
+import { FlowLimitError, GatewayError, MessageNotStartedError, NotFoundError, type FlowLimitInfo } from "../../src/errors.js";
 import { SlotWaitAbortedError } from "../../src/flow/concurrency-slots.js";
 
 function flowError(reason: FlowLimitInfo["reason"], metadata?: Record<string, string>): FlowLimitError {
@@ -19,6 +19,7 @@ describe("pacingDecision", () => {
     { name: "rate limit waits", error: flowError("RATE_LIMITED"), expected: { kind: "wait", delayMs: 5 } },
     { name: "half-open circuit waits", error: flowError("CIRCUIT_OPEN", { circuit_state: "half_open" }), expected: { kind: "wait", delayMs: 5 } },
     { name: "open circuit stops", error: flowError("CIRCUIT_OPEN", { circuit_state: "open" }), expected: { kind: "stop" } },
+    { name: "deleted integration stops", error: new NotFoundError("integration", "acme"), expected: { kind: "stop" } },
     {
       name: "gateway failure is final",
       error: new GatewayError("down", { failure: "unavailable", stage: "send", httpStatus: 503, bodyExcerpt: "", bodyTruncated: false, attempts: 1 }),
@@ -88,22 +89,71 @@ describe("runBatch", () => {
     expect(attempts).toEqual([1, 3]);
   });
 
-  test("an open circuit fails every message not yet started", async () => {
-    const open = flowError("CIRCUIT_OPEN", { circuit_state: "open" });
+  test.each([
+    { name: "an open circuit", stopError: flowError("CIRCUIT_OPEN", { circuit_state: "open" }) },
+    { name: "a deleted integration", stopError: new NotFoundError("integration", "acme") },
+  ])("$name fails every message not yet started", async ({ stopError }) => {
     const sent: number[] = [];
     const outcomes = await runBatch(
       4,
       async (index) => {
         sent.push(index);
         if (index === 1) {
-          throw open;
+          throw stopError;
         }
       },
       { concurrency: 1, signal: noSignal, deadlineMs: undefined },
     );
 
     expect(sent).toEqual([0, 1]);
-    expect(outcomes.map((outcome) => (outcome.ok ? "ok" : outcome.error))).toEqual(["ok", open, open, open]);
+    expect(outcomes.map((outcome) => (outcome.ok ? "ok" : outcome.error))).toEqual(["ok", stopError, stopError, stopError]);
+  });
+
+  /**
+   * Runs a batch of 8 that starts at `concurrency`, in which the last of
+   * the first `concurrency` messages sets the concurrency to `changedTo`.
+   * Messages 0 to 2 wait until the test releases them. Returns how many
+   * messages were in flight when each one started.
+   */
+  async function inFlightAfterChange(concurrency: number, changedTo: number): Promise<number[]> {
+    const heldCount = 3;
+    let inFlight = 0;
+    const inFlightAtStart: number[] = [];
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const running = runBatch(
+      8,
+      async (index, options) => {
+        inFlight += 1;
+        inFlightAtStart[index] = inFlight;
+        if (index === concurrency - 1) {
+          options.setConcurrency(changedTo);
+        }
+        await (index < heldCount ? released : sleep(1));
+        inFlight -= 1;
+      },
+      { concurrency, signal: noSignal, deadlineMs: undefined },
+    );
+    await sleep(1);
+    release();
+    const outcomes = await running;
+
+    expect(outcomes.every((outcome) => outcome.ok)).toBe(true);
+    return inFlightAtStart;
+  }
+
+  test("a raised concurrency starts more messages at once", async () => {
+    const inFlightAtStart = await inFlightAfterChange(1, 3);
+
+    expect(inFlightAtStart.slice(0, 3)).toEqual([1, 2, 3]);
+    expect(Math.max(...inFlightAtStart)).toBe(3);
+  });
+
+  test("a lowered concurrency starts one at a time", async () => {
+    const inFlightAtStart = await inFlightAfterChange(3, 1);
+
+    expect(inFlightAtStart.slice(0, 3)).toEqual([1, 2, 3]);
+    expect(inFlightAtStart.slice(3)).toEqual([1, 1, 1, 1, 1]);
   });
 
   test("a canceled batch starts nothing", async () => {

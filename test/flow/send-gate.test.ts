@@ -119,6 +119,27 @@ async function rejectionOfWhileHeld(gate: SendGate, target: Integration): Promis
   return rejected;
 }
 
+const neverAborted = new AbortController().signal;
+
+/** Sends through the gate as a message of a batch does, which may wait for a slot. */
+function queuedSend(gate: SendGate, target: Integration): Promise<string> {
+  return gate.run(target, { waitForSlot: neverAborted }, async () => "sent");
+}
+
+async function queuedOk(gate: SendGate, target: Integration): Promise<void> {
+  await expect(queuedSend(gate, target)).resolves.toBe("sent");
+}
+
+/** Runs a queued send that flow control must reject, and returns the rejection. */
+async function queuedRejection(gate: SendGate, target: Integration): Promise<FlowLimitError> {
+  const error = await queuedSend(gate, target).then(
+    () => new Error("expected the gate to reject the queued send"),
+    (reason: unknown) => reason,
+  );
+  expect(error).toBeInstanceOf(FlowLimitError);
+  return error as FlowLimitError;
+}
+
 describe("SendGate rate limit", () => {
   test("allows a burst, then rejects until a token is back", async () => {
     const { gate, advance } = makeGate();
@@ -166,6 +187,86 @@ describe("SendGate rate limit", () => {
     advance(10);
     await sendOk(gate, integration("acme", { maxSendsPerSecond: 100 }));
     await sendOk(gate, integration("acme", { maxSendsPerSecond: 0 }));
+  });
+
+  /**
+   * Takes the only token of a one-per-second `target` with a queued send,
+   * makes a second queued send wait for the next token, and then rejects a
+   * direct send, which keeps the next token for direct sends.
+   */
+  async function keepNextToken(gate: SendGate, target: Integration): Promise<void> {
+    await queuedOk(gate, target);
+    expect((await queuedRejection(gate, target)).info.retryDelayMs).toBe(1_000);
+    expect((await rejectionOf(gate, target)).info.retryDelayMs).toBe(1_000);
+  }
+
+  test("a rejected direct send gets the next token", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 1 });
+    await keepNextToken(gate, acme);
+
+    advance(1_000);
+    const queuedLater = await queuedRejection(gate, acme);
+
+    expect(reasonOf(queuedLater)).toBe("RATE_LIMITED");
+    expect(queuedLater.info.retryDelayMs).toBe(1_000);
+    await sendOk(gate, acme);
+  });
+
+  test("an unused kept token goes to queued sends", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 1 });
+    await keepNextToken(gate, acme);
+
+    advance(1_000);
+    await queuedRejection(gate, acme);
+    advance(1_000);
+
+    await queuedOk(gate, acme);
+  });
+
+  test("the token after a kept one is not kept", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 1 });
+    await keepNextToken(gate, acme);
+    advance(1_000);
+    await queuedRejection(gate, acme);
+    await sendOk(gate, acme);
+
+    await rejectionOf(gate, acme);
+    advance(1_000);
+
+    await queuedOk(gate, acme);
+  });
+
+  test("no token is kept while no queued send waits", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 1 });
+    await sendOk(gate, acme);
+    await rejectionOf(gate, acme);
+
+    advance(1_000);
+
+    await queuedOk(gate, acme);
+  });
+
+  test("queued sends take tokens beyond the kept one", async () => {
+    // At 1000 sends per second, the 1 ms retry delay keeps the token for the minimum of 20 ms, while 20 tokens refill.
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 1_000 });
+    for (let i = 0; i < 1_000; i++) {
+      await queuedOk(gate, acme);
+    }
+    await queuedRejection(gate, acme);
+    expect((await rejectionOf(gate, acme)).info.retryDelayMs).toBe(1);
+
+    advance(5);
+    for (let i = 0; i < 4; i++) {
+      await queuedOk(gate, acme);
+    }
+
+    expect((await queuedRejection(gate, acme)).info.retryDelayMs).toBe(1);
+    await sendOk(gate, acme);
   });
 
   test("a concurrency rejection takes no token", async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "vitest";
 
 import type { Integration } from "../../src/domain/integration.js";
-import { FlowLimitError, GatewayError } from "../../src/errors.js";
+import { FlowLimitError, GatewayError, NotFoundError } from "../../src/errors.js";
 import { SlotWaitAbortedError } from "../../src/flow/concurrency-slots.js";
 import { IDLE_ENTRY_MS, type SendGate } from "../../src/flow/send-gate.js";
 import { gatewayFailure, heldSend, integration, makeGate, rejectionOf, SEND_TIMEOUT_MS, sendOk } from "./gate-fixtures.js";
@@ -212,6 +212,119 @@ describe("SendGate slot waiting ends early", () => {
     expect((error as FlowLimitError).info.reason).toBe("RATE_LIMITED");
     expect(queued.state.started).toBe(false);
     expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+});
+
+describe("SendGate slot waiting follows a changed integration", () => {
+  test("raised limit starts waiters", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = [waitingSend(gate, acme), waitingSend(gate, acme)];
+    await settle();
+
+    gate.applyLimits(integration("acme", { maxConcurrentSends: 3 }));
+    await settle();
+
+    expect(queued.map((send) => send.state.started)).toEqual([true, true]);
+    for (const send of [first, ...queued]) {
+      send.succeed();
+      await send.running;
+    }
+  });
+
+  test("lowered limit holds waiters", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 2 });
+    const holders = [waitingSend(gate, acme), waitingSend(gate, acme)];
+    const queued = waitingSend(gate, acme);
+
+    gate.applyLimits(integration("acme", { maxConcurrentSends: 1 }));
+    holders[0]!.succeed();
+    await holders[0]!.running;
+    await settle();
+    expect(queued.state.started).toBe(false);
+
+    holders[1]!.succeed();
+    await holders[1]!.running;
+    await settle();
+    expect(queued.state.started).toBe(true);
+    queued.succeed();
+    await queued.running;
+  });
+
+  test("ended waits take no slot", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const queued = [waitingSend(gate, acme), waitingSend(gate, acme)];
+    const notFound = new NotFoundError("integration", "acme");
+
+    gate.endWaits("acme", notFound);
+
+    for (const send of queued) {
+      await expect(send.running).rejects.toBe(notFound);
+      expect(send.state.started).toBe(false);
+    }
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 1, waiting: 0 });
+    first.succeed();
+    await first.running;
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
+  test("waiter sends through the reread integration", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const changed = integration("acme", { maxConcurrentSends: 1, defaultSender: "Changed" });
+    const sentThrough: Integration[] = [];
+
+    const queued = gate.run(acme, { waitForSlot: neverAborted, reread: async () => changed }, async (_deadlineMs, current) => {
+      sentThrough.push(current);
+      return "sent";
+    });
+    first.succeed();
+    await first.running;
+
+    await expect(queued).resolves.toBe("sent");
+    expect(sentThrough).toEqual([changed]);
+  });
+
+  test("failed reread gives the slot back", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const first = waitingSend(gate, acme);
+    const notFound = new NotFoundError("integration", "acme");
+    let called = false;
+
+    const queued = gate.run(acme, { waitForSlot: neverAborted, reread: () => Promise.reject(notFound) }, async () => {
+      called = true;
+      return "sent";
+    });
+    first.succeed();
+    await first.running;
+
+    await expect(queued).rejects.toBe(notFound);
+    expect(called).toBe(false);
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
+  });
+
+  test("reread integration's rate limit applies", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+    const limited = integration("acme", { maxConcurrentSends: 1, maxSendsPerSecond: 1 });
+    // Takes the only token of the rate limit.
+    const first = waitingSend(gate, limited);
+
+    const queued = gate.run(acme, { waitForSlot: neverAborted, reread: async () => limited }, async () => "sent");
+    first.succeed();
+    await first.running;
+
+    const error = await queued.then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    expect((error as FlowLimitError).info.reason).toBe("RATE_LIMITED");
   });
 });
 

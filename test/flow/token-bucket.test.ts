@@ -30,6 +30,23 @@ describe("TokenBucket", () => {
     expect(bucket.tryTake(2000)).toBe(0);
   });
 
+  test("leaves the tokens to keep", () => {
+    const bucket = new TokenBucket(4, 0);
+    bucket.tryTake(0);
+    bucket.tryTake(0);
+
+    expect(bucket.tryTake(0, 1)).toBe(0);
+    expect(bucket.tryTake(0, 1)).toBe(250);
+    expect(bucket.tryTake(0)).toBe(0);
+  });
+
+  test("cannot leave more tokens than it holds", () => {
+    const bucket = new TokenBucket(1, 0);
+
+    expect(bucket.tryTake(0, 1)).toBe(Number.POSITIVE_INFINITY);
+    expect(bucket.tryTake(0)).toBe(0);
+  });
+
   test("never holds more than its capacity", () => {
     const bucket = new TokenBucket(2, 0);
 

@@ -125,6 +125,29 @@ describe("cache behaviour", () => {
     expect(observed.reads).toBe(2);
   });
 
+  test("change callbacks follow each change", async () => {
+    const changedIds: (string | undefined)[] = [];
+    const sendersRead: Promise<string | undefined>[] = [];
+    cache.onChange((id) => {
+      changedIds.push(id);
+      if (id === "int_named") {
+        sendersRead.push(cache.get(id).then((read) => read?.defaultSender));
+      }
+    });
+
+    await cache.create(sampleFields({ defaultSender: "First" }), "int_named");
+    await cache.create(sampleFields());
+    await cache.update("int_named", sampleFields({ defaultSender: "Second" }));
+    await cache.delete("int_named");
+    cache.invalidate("int_other");
+    cache.clear();
+    cache.suspend();
+    cache.resume();
+
+    expect(changedIds).toEqual(["int_named", "int_named", "int_named", "int_other", undefined, undefined, undefined]);
+    expect(await Promise.all(sendersRead)).toEqual(["First", "Second", undefined]);
+  });
+
   test("suspended cache reads through", async () => {
     const { id } = await cache.create(sampleFields());
     await cache.get(id);

@@ -1,0 +1,93 @@
+import { TokenBucket } from "./token-bucket.js";
+
+/** Shortest time a token is kept for a direct send, which leaves room for the caller's round trip when its retry delay is shorter. */
+export const MIN_KEPT_TOKEN_MS = 20;
+
+/**
+ * The rate-limit tokens of one integration: a token bucket that direct
+ * sends (`SendSms`) and queued sends (messages of a batch) share.
+ *
+ * A rejected queued send tries again after its retry delay from inside the
+ * service. So it reaches a refilled token before a direct send whose caller
+ * retries after the same delay, and a batch would take every token until it
+ * ends. Fairness rule, as `ConcurrencySlots` has for slots: while queued
+ * sends wait for a token, a direct send that is rejected marks that direct
+ * sends need one. The next token is then kept for a direct send until twice
+ * that send's retry delay has passed since its rejection, and at least
+ * {@link MIN_KEPT_TOKEN_MS}. Meanwhile queued sends take only the tokens
+ * beyond it. A token is kept again only after a queued send has taken one,
+ * so at most every other token taken is a kept one.
+ */
+export class RateTokens {
+  readonly #bucket: TokenBucket;
+  /** Clock time until which the latest rejected queued send waits before it tries again. */
+  #queuedWaitEndsMs = Number.NEGATIVE_INFINITY;
+  /** Clock time until which one token is kept for direct sends, undefined while none is. */
+  #keptUntilMs: number | undefined;
+  /** True from the time a token is kept until a queued send takes a token. */
+  #lastTokenKept = false;
+
+  /** Creates a full bucket. `ratePerSecond` must be positive and finite. */
+  constructor(ratePerSecond: number, nowMs: number) {
+    this.#bucket = new TokenBucket(ratePerSecond, nowMs);
+  }
+
+  /** Changes the rate, as `TokenBucket.setRate` does. */
+  setRate(ratePerSecond: number): void {
+    this.#bucket.setRate(ratePerSecond);
+  }
+
+  /** Returns true when new tokens would behave the same: the bucket is full and no token is kept. */
+  isFull(nowMs: number): boolean {
+    this.#dropExpiredKeptToken(nowMs);
+    return this.#keptUntilMs === undefined && this.#bucket.isFull(nowMs);
+  }
+
+  /**
+   * Takes a token for a direct send, the kept one first, and returns 0. When
+   * none is available, takes nothing, keeps the next token for direct sends
+   * if the fairness rule allows, and returns the milliseconds until a token is.
+   */
+  tryTakeForDirectSend(nowMs: number): number {
+    this.#dropExpiredKeptToken(nowMs);
+    const waitMs = this.#bucket.tryTake(nowMs);
+    if (waitMs === 0) {
+      this.#keptUntilMs = undefined;
+      return 0;
+    }
+
+    if (nowMs < this.#queuedWaitEndsMs && this.#keptUntilMs === undefined && !this.#lastTokenKept) {
+      this.#keptUntilMs = nowMs + Math.max(2 * waitMs, MIN_KEPT_TOKEN_MS);
+      this.#lastTokenKept = true;
+    }
+    return waitMs;
+  }
+
+  /**
+   * Takes a token for a queued send, leaving a kept token alone, and returns
+   * 0. Otherwise takes nothing and returns the milliseconds until the send
+   * may try again: until a token beyond the kept one refills, or the kept
+   * token is released, whichever comes first.
+   */
+  tryTakeForQueuedSend(nowMs: number): number {
+    this.#dropExpiredKeptToken(nowMs);
+    const keptUntilMs = this.#keptUntilMs;
+    let waitMs = this.#bucket.tryTake(nowMs, keptUntilMs === undefined ? 0 : 1);
+    if (waitMs === 0) {
+      this.#lastTokenKept = false;
+      return 0;
+    }
+
+    if (keptUntilMs !== undefined) {
+      waitMs = Math.min(waitMs, Math.ceil(keptUntilMs - nowMs));
+    }
+    this.#queuedWaitEndsMs = Math.max(this.#queuedWaitEndsMs, nowMs + waitMs);
+    return waitMs;
+  }
+
+  #dropExpiredKeptToken(nowMs: number): void {
+    if (this.#keptUntilMs !== undefined && nowMs >= this.#keptUntilMs) {
+      this.#keptUntilMs = undefined;
+    }
+  }
+}
