@@ -9,6 +9,7 @@ import type {
   IdempotencyStore,
 } from "./idempotency-store.js";
 import { toStoredTime } from "./integration-row.js";
+import { QueryTemplate } from "./query-template.js";
 import { StorageError } from "./storage-error.js";
 
 const STATES: readonly IdempotencyState[] = ["pending", "done", "retryable"];
@@ -25,104 +26,114 @@ const STATES: readonly IdempotencyState[] = ["pending", "done", "retryable"];
  */
 export class KyselyIdempotencyStore implements IdempotencyStore {
   readonly #db: Kysely<StoreDatabase>;
+  readonly #claim: QueryTemplate<"integrationId" | "key" | "requestHash" | "owner" | "leaseExpireTime" | "expireTime" | "now", Pick<IdempotencyKeyRow, "owner">>;
+  readonly #get: QueryTemplate<"integrationId" | "key", IdempotencyKeyRow>;
+  readonly #finish: QueryTemplate<"integrationId" | "key" | "owner" | "state" | "outcome" | "expireTime" | "now">;
+  readonly #abandon: QueryTemplate<"integrationId" | "key" | "owner" | "outcome" | "now">;
 
   constructor(db: Kysely<StoreDatabase>) {
     this.#db = db;
-  }
-
-  async claim(claim: IdempotencyClaim): Promise<boolean> {
-    const now = toStoredTime(claim.now);
-    const row: IdempotencyKeyRow = {
-      integration_id: claim.integrationId,
-      idempotency_key: claim.key,
-      request_hash: claim.requestHash,
-      state: "pending",
-      owner: claim.owner,
-      lease_expire_time: toStoredTime(claim.leaseExpireTime),
-      expire_time: toStoredTime(claim.expireTime),
-      outcome: null,
-      create_time: now,
-      update_time: now,
-    };
-
-    const claimed = await this.#run("claim idempotency key", () =>
-      this.#db
+    // Every send with a key claims and finishes one, so these statements are compiled once.
+    this.#claim = new QueryTemplate(db, (param) => {
+      // A new claim writes these columns, whether it inserts the row or takes over an expired or retryable one.
+      const claimed = {
+        request_hash: param("requestHash"),
+        state: "pending",
+        owner: param("owner"),
+        lease_expire_time: param("leaseExpireTime"),
+        expire_time: param("expireTime"),
+        outcome: null,
+        create_time: param("now"),
+        update_time: param("now"),
+      } as const;
+      return db
         .insertInto("idempotency_keys")
-        .values(row)
+        .values({ integration_id: param("integrationId"), idempotency_key: param("key"), ...claimed })
         .onConflict((conflict) =>
           conflict
             .columns(["integration_id", "idempotency_key"])
-            .doUpdateSet({
-              request_hash: row.request_hash,
-              state: row.state,
-              owner: row.owner,
-              lease_expire_time: row.lease_expire_time,
-              expire_time: row.expire_time,
-              outcome: null,
-              create_time: now,
-              update_time: now,
-            })
+            .doUpdateSet(claimed)
             .where((eb) =>
               eb.or([
-                eb("idempotency_keys.expire_time", "<=", now),
+                eb("idempotency_keys.expire_time", "<=", param("now")),
                 eb.and([
                   eb("idempotency_keys.state", "=", "retryable"),
-                  eb("idempotency_keys.request_hash", "=", row.request_hash),
+                  eb("idempotency_keys.request_hash", "=", param("requestHash")),
                 ]),
               ]),
             ),
         )
-        .returning("owner")
-        .executeTakeFirst(),
+        .returning("owner");
+    });
+    this.#get = new QueryTemplate(db, (param) =>
+      db
+        .selectFrom("idempotency_keys")
+        .selectAll()
+        .where("integration_id", "=", param("integrationId"))
+        .where("idempotency_key", "=", param("key")),
     );
-    return claimed?.owner === claim.owner;
+    this.#finish = new QueryTemplate(db, (param) =>
+      db
+        .updateTable("idempotency_keys")
+        .set({ state: param("state"), outcome: param("outcome"), expire_time: param("expireTime"), update_time: param("now") })
+        .where("integration_id", "=", param("integrationId"))
+        .where("idempotency_key", "=", param("key"))
+        .where("owner", "=", param("owner"))
+        .where("state", "in", ["pending", "retryable"]),
+    );
+    this.#abandon = new QueryTemplate(db, (param) =>
+      db
+        .updateTable("idempotency_keys")
+        .set({ state: "retryable", outcome: param("outcome"), update_time: param("now") })
+        .where("integration_id", "=", param("integrationId"))
+        .where("idempotency_key", "=", param("key"))
+        .where("owner", "=", param("owner"))
+        .where("state", "=", "pending")
+        .where("lease_expire_time", "<=", param("now")),
+    );
+  }
+
+  async claim(claim: IdempotencyClaim): Promise<boolean> {
+    const result = await this.#run("claim idempotency key", () =>
+      this.#claim.execute({
+        integrationId: claim.integrationId,
+        key: claim.key,
+        requestHash: claim.requestHash,
+        owner: claim.owner,
+        leaseExpireTime: toStoredTime(claim.leaseExpireTime),
+        expireTime: toStoredTime(claim.expireTime),
+        now: toStoredTime(claim.now),
+      }),
+    );
+    return result.rows[0]?.owner === claim.owner;
   }
 
   async get(integrationId: string, key: string): Promise<IdempotencyRecord | null> {
-    const row = await this.#run("read idempotency key", () =>
-      this.#db
-        .selectFrom("idempotency_keys")
-        .selectAll()
-        .where("integration_id", "=", integrationId)
-        .where("idempotency_key", "=", key)
-        .executeTakeFirst(),
-    );
+    const result = await this.#run("read idempotency key", () => this.#get.execute({ integrationId, key }));
+    const row = result.rows[0];
     return row === undefined ? null : fromRow(row);
   }
 
   async finish(integrationId: string, key: string, owner: string, outcome: IdempotencyOutcome): Promise<boolean> {
     const result = await this.#run("record idempotency outcome", () =>
-      this.#db
-        .updateTable("idempotency_keys")
-        .set({
-          state: outcome.state,
-          outcome: outcome.outcome,
-          expire_time: toStoredTime(outcome.expireTime),
-          update_time: toStoredTime(outcome.now),
-        })
-        .where("integration_id", "=", integrationId)
-        .where("idempotency_key", "=", key)
-        .where("owner", "=", owner)
-        .where("state", "in", ["pending", "retryable"])
-        .executeTakeFirst(),
+      this.#finish.execute({
+        integrationId,
+        key,
+        owner,
+        state: outcome.state,
+        outcome: outcome.outcome,
+        expireTime: toStoredTime(outcome.expireTime),
+        now: toStoredTime(outcome.now),
+      }),
     );
-    return result.numUpdatedRows > 0n;
+    return (result.numAffectedRows ?? 0n) > 0n;
   }
 
   async abandon(integrationId: string, key: string, owner: string, outcome: string, now: Date): Promise<boolean> {
-    const time = toStoredTime(now);
     const result = await this.#run("abandon idempotency key", () =>
-      this.#db
-        .updateTable("idempotency_keys")
-        .set({ state: "retryable", outcome, update_time: time })
-        .where("integration_id", "=", integrationId)
-        .where("idempotency_key", "=", key)
-        .where("owner", "=", owner)
-        .where("state", "=", "pending")
-        .where("lease_expire_time", "<=", time)
-        .executeTakeFirst(),
+      this.#abandon.execute({ integrationId, key, owner, outcome, now: toStoredTime(now) }),
     );
-    return result.numUpdatedRows > 0n;
+    return (result.numAffectedRows ?? 0n) > 0n;
   }
 
   async purgeExpired(now: Date): Promise<number> {

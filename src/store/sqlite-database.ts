@@ -2,11 +2,12 @@ import { stat } from "node:fs/promises";
 import path from "node:path";
 
 import Database from "better-sqlite3";
-import { Kysely, SqliteDialect } from "kysely";
+import { Kysely } from "kysely";
 import type { Logger } from "pino";
 
 import { makeDirectory } from "../make-directory.js";
 import type { StoreDatabase } from "./database-schema.js";
+import { GroupCommitSqliteDialect } from "./sqlite-group-commit.js";
 import { withStatementCache } from "./sqlite-statement-cache.js";
 import { StorageError } from "./storage-error.js";
 
@@ -91,5 +92,6 @@ export async function openSqliteDatabase(
     throw new StorageError("open", error, description);
   }
 
-  return { db: new Kysely<StoreDatabase>({ dialect: new SqliteDialect({ database: withStatementCache(database) }) }), description };
+  const dialect = new GroupCommitSqliteDialect(database, withStatementCache(database));
+  return { db: new Kysely<StoreDatabase>({ dialect }), description };
 }
