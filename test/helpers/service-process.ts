@@ -6,13 +6,19 @@ import { createInterface } from "node:readline";
 import { serviceNodeArgs } from "../../bench/start-command.js";
 import { TEST_BUNDLE } from "./build-bundle.js";
 
+/** How a service process ended. */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 /** The service as a child process, started the way operators start it. */
 export interface ServiceProcess {
   child: ChildProcess;
   baseUrl: string;
   /** Every JSON log line written so far, parsed. */
   logLines: Record<string, unknown>[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<ProcessExit>;
   /** Resolves with the first log line, earlier ones included, that matches; rejects after `timeoutMs`. */
   waitForLog(matches: (line: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>;
   /** Kills the process if it still runs and removes its data folder. */
@@ -22,6 +28,46 @@ export interface ServiceProcess {
 /** The node arguments of `npm start`, with the bundle that the test set-up built. */
 const SERVICE_NODE_ARGS = serviceNodeArgs(TEST_BUNDLE);
 
+/** Output of a service process that ran until it exited by itself. */
+export interface FinishedServiceProcess {
+  exit: ProcessExit;
+  stdout: string;
+  stderr: string;
+}
+
+/** Spawns the service bundle with the defaults that {@link startServiceProcess} lists, and resolves `exited` when it ends. */
+function spawnService(dataDir: string, env: Record<string, string>): { child: ChildProcess; exited: Promise<ProcessExit> } {
+  const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<ProcessExit>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, exited };
+}
+
+/**
+ * Runs the service bundle, with the defaults of {@link startServiceProcess},
+ * until it exits by itself, as it does when it fails to start, and returns
+ * its output once stdout and stderr have ended.
+ */
+export async function runServiceUntilExit(env: Record<string, string>): Promise<FinishedServiceProcess> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
+  try {
+    const { child } = spawnService(dataDir, env);
+    let stdout = "";
+    let stderr = "";
+    child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
+    child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    // "close" comes after "exit" and after both pipes have ended, so no output is left out.
+    const exit = await new Promise<ProcessExit>((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
+    return { exit, stdout, stderr };
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
 /**
  * Starts the service bundle on a free loopback port, with a data folder of
  * its own, and waits for its start-up log line, which names the address.
@@ -30,13 +76,7 @@ const SERVICE_NODE_ARGS = serviceNodeArgs(TEST_BUNDLE);
  */
 export async function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
-  const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("exit", (code, signal) => resolve({ code, signal }));
-  });
+  const { child, exited } = spawnService(dataDir, env);
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGKILL");
