@@ -240,6 +240,19 @@ export class IdempotencyError extends Error {
 }
 
 /**
+ * Abort reason of every call still in progress when the shutdown grace
+ * period ends. A send that it cuts short fails as `canceled`, like one the
+ * caller canceled, with a message that names the shutdown instead.
+ */
+export class GraceEndedError extends Error {
+  override readonly name = "GraceEndedError";
+
+  constructor() {
+    super("the shutdown grace period ended");
+  }
+}
+
+/**
  * Reason a message of a batch was never started. With `canceled`
  * (CANCELLED), the caller canceled the call. With `deadline_exceeded`
  * (DEADLINE_EXCEEDED), too little of the caller's deadline was left. With

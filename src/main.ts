@@ -1,6 +1,10 @@
+import type { Logger } from "pino";
+
 import { startApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config/load-config.js";
+import { loadConfig } from "./config/load-config.js";
+import type { Config } from "./config/settings.js";
 import { createLogger, exitAfterLogWrites } from "./logger.js";
+import { exitAfterFailedStart } from "./start-failure.js";
 
 async function main(): Promise<void> {
   const loaded = loadConfig(process.argv.slice(2), process.env);
@@ -11,6 +15,11 @@ async function main(): Promise<void> {
 
   const { config } = loaded;
   const logger = createLogger(config.logLevel);
+  await serve(config, logger).catch((error: unknown) => exitAfterFailedStart(error, logger));
+}
+
+/** Starts the service, logs its address, and shuts it down on SIGTERM or SIGINT. */
+async function serve(config: Config, logger: Logger): Promise<void> {
   const app = await startApp(config, logger);
   const scheme = app.server.tls ? "https" : "http";
   const host = app.server.host.includes(":") ? `[${app.server.host}]` : app.server.host;
@@ -44,11 +53,5 @@ async function main(): Promise<void> {
   process.on("SIGINT", stop);
 }
 
-main().catch((error: unknown) => {
-  if (error instanceof ConfigError) {
-    process.stderr.write(`smsgateway: ${error.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`smsgateway: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+// A failure that reaches this point came before the logger existed (an invalid setting), so no log write is pending.
+main().catch((error: unknown) => exitAfterFailedStart(error, undefined));

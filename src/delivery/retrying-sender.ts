@@ -7,7 +7,7 @@ import type { Dispatcher, SendResult, SmsRequest } from "../dispatch/dispatcher.
 import type { ServiceMetrics } from "../observability/metrics.js";
 import { OUTCOME_UNKNOWN_ADVICE } from "../dispatch/gateway-errors.js";
 import { maskPhone } from "../dispatch/mask.js";
-import { SendDeadline } from "../dispatch/send-deadline.js";
+import { SendDeadline, type DeadlineEnd } from "../dispatch/send-deadline.js";
 import { GatewayError } from "../errors.js";
 import { decideRetry, type RetrySettings, type StopReason } from "./retry-policy.js";
 import type { TokenCache, TokenLease } from "./token-cache.js";
@@ -111,8 +111,8 @@ export class RetryingSender {
         continue;
       }
 
-      if (deadline.ended === "canceled") {
-        throw finalError(failure, progress, "canceled");
+      if (deadline.ended === "canceled" || deadline.ended === "shutdown") {
+        throw finalError(failure, progress, deadline.ended);
       }
       const decision = this.dispatcher.isClosed
         ? ({ retry: false, reason: "not_retryable" } as const)
@@ -148,15 +148,24 @@ export class RetryingSender {
       try {
         await sleep(decision.delayMs, undefined, { signal: deadline.signal });
       } catch {
-        // Only the caller can end the wait early, because the wait fits in the deadline.
-        throw finalError(failure, progress, "canceled");
+        // Only the caller or the shutdown can end the wait early, because the wait fits in the deadline.
+        throw finalError(failure, progress, endedEarlyBy(deadline));
       }
     }
   }
 }
 
-/** Why a send stopped: a policy decision, or the caller canceling during a wait. */
-type FinalReason = StopReason | "canceled";
+/**
+ * Returns who ended the send's deadline before its time ran out. A function,
+ * because the type of `deadline.ended` checked before an await does not show
+ * that the deadline may have ended during it.
+ */
+function endedEarlyBy(deadline: SendDeadline): "canceled" | "shutdown" {
+  return deadline.ended === "shutdown" ? "shutdown" : "canceled";
+}
+
+/** Why a send stopped: a policy decision, or the caller or the shutdown ending it. */
+type FinalReason = StopReason | Exclude<DeadlineEnd, "timeout">;
 
 /** Returns the sentence that states why a send stopped after a retryable failure, or "" when none is needed. */
 function stopSentence(reason: FinalReason, progress: SendProgress, info: GatewayError["info"]): string {
@@ -173,6 +182,9 @@ function stopSentence(reason: FinalReason, progress: SendProgress, info: Gateway
       return "The gateway's Retry-After is longer than RETRY_AFTER_MAX_MS, so the service did not wait for it.";
     case "canceled":
       return `The caller canceled the send after ${tries}, so it was not retried.`;
+    case "shutdown":
+      // A request cut by the shutdown already states it in its own message.
+      return info.failure === "canceled" ? "" : `The service was shutting down, so the send was not retried after ${tries}.`;
     default:
       return "";
   }

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { GatewayError, type GatewayFailure, type GatewayStage } from "../errors.js";
 import { parseRetryAfter } from "./retry-after.js";
 import { redactSecrets, type BodyExcerpt } from "./redact.js";
+import type { DeadlineEnd } from "./send-deadline.js";
 
 /** Request details for gateway error messages: the integration, the request and the secrets to hide. */
 export interface RequestContext {
@@ -148,7 +149,7 @@ export function invalidAuthReplyError(
 /** The state of a request that got no complete reply. */
 export interface TransportOutcome {
   /** Reason the send's own abort signal fired, if it did. */
-  ended: "timeout" | "canceled" | undefined;
+  ended: DeadlineEnd | undefined;
   /** Total time allowed for the send, in milliseconds. */
   budgetMs: number;
   /** Status of the reply whose body failed, 0 when no reply arrived. */
@@ -166,7 +167,7 @@ export const OUTCOME_UNKNOWN_ADVICE =
 
 /**
  * Builds the error for a request that got no complete reply: the deadline
- * passed, the caller canceled, or the connection failed.
+ * passed, the caller canceled, the shutdown cut it, or the connection failed.
  *
  * When the send's own abort signal fired, its reason decides the failure,
  * whatever error undici raised for the abort.
@@ -189,8 +190,9 @@ export function transportError(context: RequestContext, error: unknown, outcome:
     ...(outcomeUnknown ? { outcomeUnknown } : {}),
   };
 
-  if (outcome.ended === "canceled") {
-    const message = `The caller canceled ${request} before the gateway replied.${unknownAdvice}`;
+  if (outcome.ended === "canceled" || outcome.ended === "shutdown") {
+    const canceledBy = outcome.ended === "canceled" ? "The caller canceled" : "The service was shutting down and cut";
+    const message = `${canceledBy} ${request} before the gateway replied.${unknownAdvice}`;
     return new GatewayError(message, { failure: "canceled", ...info }, { cause: error });
   }
   if (outcome.ended === "timeout" || (code !== undefined && TIMEOUT_CODES.has(code))) {

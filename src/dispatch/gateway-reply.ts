@@ -69,6 +69,9 @@ export function describeBodyFailure(error: unknown, ended: DeadlineEnd | undefin
   if (ended === "canceled") {
     return "reply body was not read because the caller canceled";
   }
+  if (ended === "shutdown") {
+    return "reply body was not read because the service was shutting down";
+  }
   const code = (error as { code?: unknown } | null)?.code;
   return `reply body failed to arrive${typeof code === "string" ? ` (${code})` : ""}`;
 }

@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
+import { GraceEndedError } from "../errors.js";
+
 /**
  * Time before the end of a send's budget within which a caller's abort
  * counts as its deadline: a tenth of the budget, at most 250 ms.
@@ -8,8 +10,11 @@ export function deadlineSlackMs(budgetMs: number): number {
   return Math.min(250, budgetMs / 10);
 }
 
-/** Reason a send's deadline signal fired. */
-export type DeadlineEnd = "timeout" | "canceled";
+/**
+ * Reason a send's deadline signal fired: its time ran out, the caller
+ * canceled, or the shutdown grace period ended while the send was running.
+ */
+export type DeadlineEnd = "timeout" | "canceled" | "shutdown";
 
 /**
  * The time budget of one send, and the abort signal that ends its requests
@@ -17,8 +22,9 @@ export type DeadlineEnd = "timeout" | "canceled";
  *
  * One timer and one listener per send replace `AbortSignal.timeout` and
  * `AbortSignal.any`, so that both are released as soon as the send settles
- * and the cause of an abort is known exactly. Call `dispose` when the send
- * settles.
+ * and the cause of an abort is known exactly. That cause is read here, once,
+ * from the caller's abort reason, and the send's errors take it from
+ * `ended`. Call `dispose` when the send settles.
  */
 export class SendDeadline {
   /** Aborts the send's requests. */
@@ -70,11 +76,18 @@ export class SendDeadline {
   }
 
   private readonly onCallerAbort = (): void => {
+    const reason = this.callerSignal?.reason;
+    // Connect, the grpc-js services and an outer SendDeadline pass the
+    // lifecycle's reason on unchanged, so the shutdown needs no guessing.
+    if (reason instanceof GraceEndedError) {
+      this.end("shutdown");
+      return;
+    }
     // A client whose own deadline timer fires resets the call a moment before
     // the server's timer would, so an abort that close to the budget's end is
     // the deadline passing, not a cancel.
     const atBudgetEnd = this.deadlineAt - performance.now() <= deadlineSlackMs(this.budgetMs);
-    this.end(atBudgetEnd || isDeadlineReason(this.callerSignal?.reason) ? "timeout" : "canceled");
+    this.end(atBudgetEnd || isDeadlineReason(reason) ? "timeout" : "canceled");
   };
 
   private end(reason: DeadlineEnd): void {
@@ -82,8 +95,22 @@ export class SendDeadline {
       return;
     }
     this.endedBy = reason;
-    const message = reason === "timeout" ? "send deadline exceeded" : "send canceled by the caller";
-    this.controller.abort(new DOMException(message, reason === "timeout" ? "TimeoutError" : "AbortError"));
+    this.controller.abort(abortReason(reason));
+  }
+}
+
+/**
+ * Returns the reason the send's signal aborts with. A SendDeadline nested in
+ * this one reads the same end back from it.
+ */
+function abortReason(end: DeadlineEnd): unknown {
+  switch (end) {
+    case "timeout":
+      return new DOMException("send deadline exceeded", "TimeoutError");
+    case "canceled":
+      return new DOMException("send canceled by the caller", "AbortError");
+    case "shutdown":
+      return new GraceEndedError();
   }
 }
 

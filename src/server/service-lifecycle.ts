@@ -1,5 +1,7 @@
 import { setMaxListeners } from "node:events";
 
+import { GraceEndedError } from "../errors.js";
+
 /**
  * Whether the service is running or shutting down, and how many calls are in
  * progress. The call pipeline, health, readiness and long-lived streams read
@@ -47,7 +49,7 @@ export class ServiceLifecycle {
 
   /** Cancels the calls still in progress, once the grace period is over. */
   forceStop(): void {
-    this.forcing.abort(new Error("the shutdown grace period ended"));
+    this.forcing.abort(new GraceEndedError());
   }
 
   /** Counts a call as in progress until the returned function is called; a second call of it has no effect. */

@@ -579,6 +579,7 @@ describe("cancellation, deadline and shutdown", () => {
         expect(codesOf(response)).toEqual(["OK", "CANCELLED", "UNAVAILABLE"]);
         expect(sentOf(response.results[0]).id).toBe(`id-${FIRST_RECIPIENT}`);
         expect(detailsOf(errorOf(response.results[1]), GatewayErrorSchema)[0]?.outcomeUnknown).toBe(true);
+        expect(errorOf(response.results[1]).message).toMatch(/^The service was shutting down and cut the SMS request /);
         expect(reasonOf(errorOf(response.results[2]))).toBe("MESSAGE_NOT_STARTED");
         expect(errorOf(response.results[2]).message).toContain("the service began to shut down");
         expect(bed.gateway.requestsTo(`/${id}`)).toHaveLength(2);

@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { describe, expect, test } from "vitest";
 
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
+import { ServiceLifecycle } from "../../src/server/service-lifecycle.js";
 import { closedLoopbackUrl, type ScriptedReply } from "../helpers/scripted-gateway.js";
 import { gatewayErrorOf } from "../dispatch/fixtures.js";
 import { accepted, inOrder, setUpDeliveryTests, type HarnessOptions } from "./fixtures.js";
@@ -271,19 +272,59 @@ describe("Delivery retries", () => {
     expect(env.gateway.requests.map((request) => request.url)).toEqual(["/auth", "/auth", "/sms"]);
   });
 
-  test("stops when the caller cancels during the wait", async () => {
+  /** Signals that end the wait before a retry: the caller's, and the end of the shutdown grace period. */
+  const waitEnds = [
+    {
+      by: "the caller",
+      abortable: () => {
+        const controller = new AbortController();
+        return { signal: controller.signal, abort: () => controller.abort() };
+      },
+      sentence: "The caller canceled the send after 1 attempt, so it was not retried.",
+      absent: "shutting down",
+    },
+    {
+      by: "the shutdown",
+      abortable: () => {
+        const lifecycle = new ServiceLifecycle();
+        return { signal: lifecycle.forceSignal, abort: () => lifecycle.forceStop() };
+      },
+      sentence: "The service was shutting down, so the send was not retried after 1 attempt.",
+      absent: "caller",
+    },
+  ];
+
+  test.each(waitEnds)("stops when $by ends the wait", async ({ abortable, sentence, absent }) => {
     env.gateway.on("/sms", { status: 503 });
-    const controller = new AbortController();
+    const { signal, abort } = abortable();
     const { delivery, integration } = await harness({
       settings: { baseDelayMs: 2_000, maxDelayMs: 2_000 },
       random: () => 0.99,
-      logger: pino({ level: "info" }, onRetryLog(() => controller.abort())),
+      logger: pino({ level: "info" }, onRetryLog(abort)),
     });
 
-    const error = await gatewayErrorOf(delivery.send(integration, message, { signal: controller.signal }));
+    const error = await gatewayErrorOf(delivery.send(integration, message, { signal }));
 
     expect(error.info).toMatchObject({ httpStatus: 503, attempts: 1 });
-    expect(error.message).toContain("The caller canceled the send after 1 attempt");
+    expect(error.message).toContain(sentence);
+    expect(error.message).not.toContain(absent);
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+  });
+
+  // With a key, each attempt has a deadline of its own inside the send's, which must pass the reason on.
+  test("names shutdown in a keyed attempt", async () => {
+    const lifecycle = new ServiceLifecycle();
+    env.gateway.on("/sms", () => {
+      lifecycle.forceStop();
+      return { hang: true };
+    });
+    const { delivery, integration } = await harness();
+
+    const error = await gatewayErrorOf(delivery.send(integration, keyed, { signal: lifecycle.forceSignal }));
+
+    expect(error.info).toMatchObject({ failure: "canceled", attempts: 1, outcomeUnknown: true });
+    expect(error.message).toMatch(/^The service was shutting down and cut the SMS request of integration "acme" before/);
+    expect(error.message).not.toContain("caller");
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
   });
 });

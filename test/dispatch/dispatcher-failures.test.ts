@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest"
 
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
 import type { GatewayFailure } from "../../src/errors.js";
+import { ServiceLifecycle } from "../../src/server/service-lifecycle.js";
 import { closedLoopbackUrl, ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { API_KEY, gatewayErrorOf, makeDispatcher, makeIntegration, SECRET_KEY } from "./fixtures.js";
 
@@ -242,8 +243,26 @@ describe("Dispatcher.send connection failures", () => {
     );
 
     expect(error.info).toMatchObject({ failure: "canceled", stage: "send", httpStatus: 0, attempts: 1 });
+    expect(error.message).toMatch(/^The caller canceled the SMS request /);
     expect(performance.now() - startedAt).toBeLessThan(TIMEOUT_MS);
     expect(gateway.requests).toHaveLength(1);
+  });
+
+  test("cancels naming the shutdown", async () => {
+    const lifecycle = new ServiceLifecycle();
+    gateway.on("/sms", () => {
+      lifecycle.forceStop();
+      return { hang: true };
+    });
+
+    const error = await gatewayErrorOf(
+      dispatcher.send(makeIntegration(gateway.url()), message, { signal: lifecycle.forceSignal }),
+    );
+
+    expect(error.info).toMatchObject({ failure: "canceled", stage: "send", httpStatus: 0, attempts: 1, outcomeUnknown: true });
+    expect(error.message).toMatch(/^The service was shutting down and cut the SMS request of integration "acme" before/);
+    expect(error.message).toContain("retry with the same idempotency_key");
+    expect(error.message).not.toContain("caller");
   });
 
   test("cancels at once for an aborted signal", async () => {

@@ -7,13 +7,19 @@ import { createInterface } from "node:readline";
 import { serviceNodeArgs } from "../../bench/start-command.js";
 import { TEST_BUNDLE } from "./build-bundle.js";
 
+/** How a service process ended. */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 /** The service as a child process, started the way operators start it. */
 export interface ServiceProcess {
   child: ChildProcess;
   baseUrl: string;
   /** Every JSON log line written so far, parsed. */
   logLines: Record<string, unknown>[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<ProcessExit>;
   /** Resolves with the first log line, earlier ones included, that matches; rejects after `timeoutMs`. */
   waitForLog(matches: (line: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>;
   /** Kills the process if it still runs and removes its data folder. */
@@ -30,6 +36,7 @@ const NOBODY_ID = 65534;
 export interface StartupOutcome {
   /** Exit code, or null when the service started listening and the helper killed it. */
   code: number | null;
+  stdout: string;
   stderr: string;
 }
 
@@ -51,16 +58,30 @@ export async function runServiceUntilExit(
     stdio: ["ignore", "pipe", "pipe"],
     ...(asNobody ? { uid: NOBODY_ID, gid: NOBODY_ID } : {}),
   });
+  let stdout = "";
   let stderr = "";
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
   createInterface({ input: child.stdout }).on("line", (text) => {
     if (text.includes('"address"')) {
       child.kill("SIGKILL");
     }
   });
-  // "close" comes after stderr has ended, so the message is complete.
+  // "close" comes after stdout and stderr have ended, so the output is complete.
   const [code, signal] = (await once(child, "close")) as [number | null, NodeJS.Signals | null];
-  return { code: signal === null ? code : null, stderr };
+  return { code: signal === null ? code : null, stdout, stderr };
+}
+
+/** Spawns the service bundle with the defaults that {@link startServiceProcess} lists, and resolves `exited` when it ends. */
+function spawnService(dataDir: string, env: Record<string, string>): { child: ChildProcess; exited: Promise<ProcessExit> } {
+  const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<ProcessExit>((resolve) => {
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  return { child, exited };
 }
 
 /**
@@ -71,13 +92,7 @@ export async function runServiceUntilExit(
  */
 export async function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
-  const child = spawn(process.execPath, SERVICE_NODE_ARGS, {
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", OUTBOUND_ALLOW: "127.0.0.1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once("exit", (code, signal) => resolve({ code, signal }));
-  });
+  const { child, exited } = spawnService(dataDir, env);
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGKILL");

@@ -2,10 +2,41 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
 
-const run = promisify(execFile);
+/** Output and exit code of the held-write child process. */
+interface ChildRun {
+  messages: string[];
+  stderr: string;
+  code: number | null;
+}
+
+/**
+ * Runs test/helpers/held-log-write.ts with its only thread-pool thread held,
+ * so that the first log line's write is still in progress when it exits the
+ * way `exitPath` names, and returns the messages of its log lines.
+ */
+async function runWithHeldWrite(exitPath: "stop" | "failed-start"): Promise<ChildRun> {
+  const dir = mkdtempSync(path.join(tmpdir(), "smsgateway-log-exit-"));
+  try {
+    const fifo = path.join(dir, "thread-pool-block");
+    await new Promise<void>((resolve, reject) => execFile("mkfifo", [fifo], (error) => (error ? reject(error) : resolve())));
+
+    return await new Promise<ChildRun>((resolve) => {
+      const args = ["--import", "tsx", "test/helpers/held-log-write.ts", fifo, exitPath];
+      const options = { env: { ...process.env, UV_THREADPOOL_SIZE: "1" }, timeout: 30_000 };
+      const child = execFile(process.execPath, args, options, (_error, stdout, stderr) => {
+        const messages = stdout
+          .split("\n")
+          .filter((line) => line !== "")
+          .map((line) => (JSON.parse(line) as { msg: string }).msg);
+        resolve({ messages, stderr, code: child.exitCode });
+      });
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 describe("log writes at exit", () => {
   // The service logs "shutting down" and, a few milliseconds later, "stopped".
@@ -14,23 +45,18 @@ describe("log writes at exit", () => {
   // them or never. The child blocks the only thread for 500 ms, so a fixed
   // wait before the exit shorter than that fails this test.
   test("a delayed write keeps its order", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "smsgateway-log-exit-"));
-    try {
-      const fifo = path.join(dir, "thread-pool-block");
-      await run("mkfifo", [fifo]);
+    const run = await runWithHeldWrite("stop");
 
-      const { stdout } = await run(process.execPath, ["--import", "tsx", "test/helpers/held-log-write.ts", fifo], {
-        env: { ...process.env, UV_THREADPOOL_SIZE: "1" },
-        timeout: 30_000,
-      });
+    expect(run.messages).toEqual(["first", "second"]);
+    expect(run.code).toBe(0);
+  });
 
-      const messages = stdout
-        .split("\n")
-        .filter((line) => line !== "")
-        .map((line) => (JSON.parse(line) as { msg: string }).msg);
-      expect(messages).toEqual(["first", "second"]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  // An exit at once after the failure line puts it before the held line, or loses the held line.
+  test("a failed start keeps its order", async () => {
+    const run = await runWithHeldWrite("failed-start");
+
+    expect(run.messages).toEqual(["first", "failed to start"]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe("smsgateway: failed to start: storage is unreachable\n");
   });
 });

@@ -149,6 +149,9 @@ describe("graceful shutdown", () => {
     const error = await sending;
     expect(error?.code).toBe(Code.Canceled);
     expect(error?.findDetails(GatewayErrorSchema)).toEqual([expect.objectContaining({ outcomeUnknown: true })]);
+    // The caller did not cancel, so the message must not say it did.
+    expect(error?.rawMessage).toMatch(/^The service was shutting down and cut the SMS request of integration /);
+    expect(error?.rawMessage).not.toContain("caller");
     expect(service.logLines.map((line) => line.msg)).toContain("shutdown grace period ended: cancelling the calls in progress");
   });
 });
