@@ -484,7 +484,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--batch-concurrency",
     defaultValue: "16",
     unit: "sends",
-    description: "Maximum messages of one SendSmsBatch call in flight at once. The integration's own concurrency limit (max_concurrent_sends, else SEND_CONCURRENCY) caps it further.",
+    description: "Maximum messages of one SendSmsBatch call in flight at once. The integration's own concurrency limit (max_concurrent_sends, else SEND_CONCURRENCY) less one, the slot left to SendSms, caps it further; at a limit of 1 the batch uses the one slot.",
     parse: integerIn(1, MAX_CONCURRENT_SENDS),
   },
   {

@@ -9,6 +9,16 @@ export class SlotWaitAbortedError extends Error {
   }
 }
 
+/**
+ * Returns the number of sends in flight, direct sends included, below which
+ * a queued send may take a slot. It is the limit less one, so that a direct
+ * send finds the last slot free, or 1 for a limit of 1, which has no slot
+ * to spare.
+ */
+export function queuedSendLimit(limit: number): number {
+  return Math.max(1, limit - 1);
+}
+
 interface SlotWaiter extends QueuedWaiter {
   /** Ends the wait. The slot is already counted as taken for this waiter. */
   grant(): void;
@@ -21,29 +31,37 @@ interface SlotWaiter extends QueuedWaiter {
  * and a FIFO queue of sends that wait for a slot.
  *
  * A direct send (`SendSms`) takes a free slot or is rejected at once, so its
- * caller gets fast feedback. A queued send (a message of a batch) takes a
- * free slot when no other queued send waits, and otherwise waits in the
- * queue. A send that finishes hands its slot to the first waiter at once,
- * so a send that arrives later cannot take it first.
+ * caller gets fast feedback. A queued send (a message of a batch) never
+ * takes the last free slot of a limit above 1: it takes a slot while fewer
+ * than {@link queuedSendLimit} sends are in flight and no other queued send
+ * waits, and otherwise waits in the queue. A send that finishes hands its
+ * slot to the first waiter at once when the rule allows, so a queued send
+ * that arrives later cannot take it first, and otherwise leaves it free for
+ * a direct send. So above a limit of 1, a direct send is rejected only when
+ * direct sends took the last slot, or after the limit was lowered below the
+ * sends in flight.
  *
- * Fairness rule: while sends wait, a direct send that is rejected marks that
- * direct sends need a slot. The next slot that frees is then kept free for
- * a direct send for `keptSlotMs()`, and goes to the first waiter if no
- * direct send takes it by then. The slot that frees after a kept slot always
- * goes to a waiter. So while sends wait, direct sends get at most every
- * other slot that frees, and a slot that no send uses delays the waiters
+ * A limit of 1 has no slot to spare, so queued sends take the only one.
+ * There, while sends wait, a direct send that is rejected marks that direct
+ * sends need the slot. The slot is then kept free for a direct send the
+ * next time it frees, for `keptSlotMs()`, and goes to the first waiter if
+ * no direct send takes it by then. The time after a kept turn, it goes to a
+ * waiter. So at a limit of 1, while sends wait, direct sends get at most
+ * every other freed slot, and a slot that no send uses delays the waiters
  * by at most `keptSlotMs()`.
  */
 export class ConcurrencySlots {
   readonly #queue = new WaiterQueue<SlotWaiter>();
   readonly #keptSlotMs: () => number;
   #limit: number;
+  /** `queuedSendLimit(#limit)`, stored when the limit changes instead of computed for each send. */
+  #queuedLimit: number;
   #inFlight = 0;
-  /** Runs while a free slot is kept for a direct send, and hands it to the first waiter when it fires. */
+  /** Runs while the slot of a limit of 1 is kept free for a direct send, and hands it to the first waiter when it fires. */
   #keptSlotTimer: NodeJS.Timeout | undefined;
-  /** True when a direct send was rejected while sends waited, and no slot has been kept since. */
+  /** True when a direct send was rejected at a limit of 1 while sends waited, and the slot has not been kept since. */
   #directSendRejected = false;
-  /** True when the last slot that freed while sends waited was kept for a direct send. */
+  /** True when the slot of a limit of 1 was kept for a direct send the last time it freed while sends waited. */
   #lastSlotKept = false;
 
   /**
@@ -52,6 +70,7 @@ export class ConcurrencySlots {
    */
   constructor(limit: number, keptSlotMs: () => number) {
     this.#limit = limit;
+    this.#queuedLimit = queuedSendLimit(limit);
     this.#keptSlotMs = keptSlotMs;
   }
 
@@ -76,6 +95,11 @@ export class ConcurrencySlots {
       return;
     }
     this.#limit = limit;
+    this.#queuedLimit = queuedSendLimit(limit);
+    if (limit > 1) {
+      // Above a limit of 1 the last slot is always left to direct sends, so none is kept on demand.
+      this.#forgetKeptSlot();
+    }
     this.#handOverFreeSlots();
   }
 
@@ -84,9 +108,9 @@ export class ConcurrencySlots {
     return this.#inFlight < this.#limit;
   }
 
-  /** Records that a direct send found no slot, so that the next freed slot is kept for one while sends wait. */
+  /** Records that a direct send found no slot, so that at a limit of 1 the slot is kept for one the next time it frees while sends wait. */
   noteRejectedDirectSend(): void {
-    if (this.#queue.length > 0) {
+    if (this.#limit === 1 && this.#queue.length > 0) {
       this.#directSendRejected = true;
     }
   }
@@ -97,9 +121,9 @@ export class ConcurrencySlots {
     this.#dropKeptSlot();
   }
 
-  /** Takes a free slot for a queued send unless other sends wait. Returns false when the send must wait. */
+  /** Takes a slot for a queued send unless it is the last free one or other sends wait. Returns false when the send must wait. */
   takeInTurn(): boolean {
-    if (this.#queue.length > 0 || this.#inFlight + this.#keptSlots() >= this.#limit) {
+    if (this.#queue.length > 0 || this.#inFlight + this.#keptSlots() >= this.#queuedLimit) {
       return false;
     }
     this.#inFlight += 1;
@@ -150,14 +174,14 @@ export class ConcurrencySlots {
     this.#handOverFreeSlots();
   }
 
-  /** Gives back a slot, which goes to the first waiter or is kept for a direct send, following the fairness rule above. */
+  /** Gives back a slot, which goes to the first waiter or stays free for a direct send, following the rules above. */
   release(): void {
     this.#inFlight -= 1;
     this.#handOverFreeSlots();
   }
 
   #handOverFreeSlots(): void {
-    while (this.#queue.length > 0 && this.#inFlight + this.#keptSlots() < this.#limit) {
+    while (this.#queue.length > 0 && this.#inFlight + this.#keptSlots() < this.#queuedLimit) {
       if (this.#directSendRejected && !this.#lastSlotKept && this.#keptSlotTimer === undefined) {
         this.#keepSlot();
         continue;
@@ -169,9 +193,7 @@ export class ConcurrencySlots {
     }
 
     if (this.#queue.length === 0) {
-      this.#dropKeptSlot();
-      this.#directSendRejected = false;
-      this.#lastSlotKept = false;
+      this.#forgetKeptSlot();
     }
   }
 
@@ -187,6 +209,13 @@ export class ConcurrencySlots {
       this.#handOverFreeSlots();
     }, this.#keptSlotMs());
     this.#keptSlotTimer.unref();
+  }
+
+  /** Frees a kept slot and clears the marks of the keeping rule, which applies only at a limit of 1 while sends wait. */
+  #forgetKeptSlot(): void {
+    this.#dropKeptSlot();
+    this.#directSendRejected = false;
+    this.#lastSlotKept = false;
   }
 
   #dropKeptSlot(): void {

@@ -10,13 +10,13 @@ export const MIN_KEPT_TOKEN_MS = 20;
  * A rejected queued send tries again after its retry delay from inside the
  * service. So it reaches a refilled token before a direct send whose caller
  * retries after the same delay, and a batch would take every token until it
- * ends. Fairness rule, as `ConcurrencySlots` has for slots: while queued
- * sends wait for a token, a direct send that is rejected marks that direct
- * sends need one. The next token is then kept for a direct send until twice
- * that send's retry delay has passed since its rejection, and at least
- * {@link MIN_KEPT_TOKEN_MS}. Meanwhile queued sends take only the tokens
- * beyond it. A token is kept again only after a queued send has taken one,
- * so at most every other token taken is a kept one.
+ * ends. Fairness rule, as `ConcurrencySlots` has for the slot of a limit
+ * of 1: while queued sends wait for a token, a direct send that is rejected
+ * marks that direct sends need one. The next token is then kept for a
+ * direct send until twice that send's retry delay has passed since its
+ * rejection, and at least {@link MIN_KEPT_TOKEN_MS}. Meanwhile queued sends
+ * take only the tokens beyond it. A token is kept again only after a queued
+ * send has taken one, so at most every other token taken is a kept one.
  */
 export class RateTokens {
   readonly #bucket: TokenBucket;

@@ -34,8 +34,9 @@ export interface GateSendOptions<I extends Integration = Integration> {
   /** Id of the call that the send serves, which the gate's log lines about the send carry. */
   requestId?: string;
   /**
-   * Makes a send that finds every concurrency slot taken wait for one, in
-   * FIFO order, instead of failing with CONCURRENCY_LIMIT. The wait ends
+   * Makes a send that finds no concurrency slot it may take wait for one,
+   * in FIFO order, instead of failing with CONCURRENCY_LIMIT. Such a send
+   * never takes the last free slot of a limit above 1. The wait ends
    * with `SlotWaitAbortedError` when this signal aborts. Unset for sends
    * whose caller expects fast feedback.
    */
@@ -107,9 +108,9 @@ interface GateEntry {
  * A send with `waitForSlot` (a message of a batch) waits in a FIFO queue
  * instead of failing the concurrency check. Once it has a slot, the
  * circuit is checked again, because it may have opened meanwhile, and then
- * the rate. `ConcurrencySlots` describes the queue and the share of slots
- * that direct sends get while sends wait, and `RateTokens` the share of
- * rate-limit tokens they get while queued sends wait for a token.
+ * the rate. `ConcurrencySlots` describes the queue and the slot that queued
+ * sends leave to direct sends, and `RateTokens` the share of rate-limit
+ * tokens direct sends get while queued sends wait for a token.
  *
  * State is per process and per integration id, in a map. An entry is
  * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight

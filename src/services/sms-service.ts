@@ -13,6 +13,7 @@ import { runBatch, type MessageSendOptions } from "../batch/batch-runner.js";
 import type { Delivery } from "../delivery/delivery.js";
 import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
 import { InvalidArgumentError, type FieldViolation } from "../errors.js";
+import { queuedSendLimit } from "../flow/concurrency-slots.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable } from "../security/unreadable-secrets.js";
@@ -26,7 +27,7 @@ import { integrationIdViolations, messageViolations } from "./send-validation.js
 export interface BatchSettings {
   /** `BATCH_MAX_MESSAGES`: maximum messages in one call. */
   maxMessages: number;
-  /** `BATCH_CONCURRENCY`: maximum messages of one call in flight, before the integration's own limit caps it. */
+  /** `BATCH_CONCURRENCY`: maximum messages of one call in flight, before the integration's own limit less one caps it. */
   concurrency: number;
 }
 
@@ -122,9 +123,13 @@ export class SmsService {
     return integration;
   }
 
-  /** Returns how many messages of a batch may be in flight at once: BATCH_CONCURRENCY, or the integration's lower limit. */
+  /**
+   * Returns how many messages of a batch may be in flight at once:
+   * BATCH_CONCURRENCY, or fewer when the integration's limit less the slot
+   * left to SendSms is lower. More would only wait in the gate's queue.
+   */
   #batchConcurrency(integration: StoredIntegration): number {
-    return Math.min(this.batch.concurrency, this.gate.limitsFor(integration).maxConcurrentSends);
+    return Math.min(this.batch.concurrency, queuedSendLimit(this.gate.limitsFor(integration).maxConcurrentSends));
   }
 
   /**

@@ -33,6 +33,10 @@ import {
 } from "./batch-fixtures.js";
 
 const BATCH_CONCURRENCY = 4;
+/** A small concurrency limit, which leaves batch messages 2 slots and SendSms the third. */
+const SMALL_LIMIT = 3;
+/** Recipient of the SendSms calls that `bed.send` makes. */
+const SINGLE_RECIPIENT = "+15550001";
 const FAILURE_THRESHOLD = 2;
 /** Long enough that a batch right after the circuit opened finds it open, short enough to wait out. */
 const OPEN_MS = 1_500;
@@ -70,6 +74,25 @@ function countingPath(path: string, holdUntil: (counter: InFlightCounter) => boo
   return counter;
 }
 
+/**
+ * Serves `path` so that the requests of batch messages wait until `release`
+ * is called, while the gateway accepts a SendSms of `bed.send` at once.
+ * Returns the counter of batch messages in flight.
+ */
+function holdBatchMessages(path: string): { counter: InFlightCounter; release(): void } {
+  const counter = new InFlightCounter();
+  const released = deferred();
+  bed.gateway.on(path, async (request) => {
+    if (recipientOf(request) !== SINGLE_RECIPIENT) {
+      const leave = counter.enter();
+      await released.promise;
+      leave();
+    }
+    return acceptedByRecipient(request);
+  });
+  return { counter, release: released.resolve };
+}
+
 /** Returns the "batch finished" log line of an integration, once written. */
 function batchLogLine(integrationId: string): Record<string, unknown> | undefined {
   return bed.service.logLines.find((line) => line.msg === "batch finished" && line.integrationId === integrationId);
@@ -87,38 +110,52 @@ describe("concurrency", () => {
     expect(bed.gateway.requestsTo("/wide")).toHaveLength(20);
   });
 
-  test("stays within the integration's own limit", async () => {
-    const counter = countingPath("/narrow", (inFlight) => inFlight.current === 2);
-    await bed.configure("narrow", bed.gateway.url("/narrow"), { maxConcurrentSends: 2 });
+  test("waits for slots that other sends hold", async () => {
+    await bed.configure("shared", bed.gateway.url("/shared"), { maxConcurrentSends: SMALL_LIMIT });
+    const holder = await holdSlots("shared", "/shared", 1);
 
-    const response = await bed.clients.sms.sendSmsBatch({ integrationId: "narrow", messages: messages(10) });
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "shared", messages: messages(6) });
+    try {
+      await waitFor(() => bed.flowState("shared")?.waiting === 1, "a message to wait for a slot");
+      // The single send and one message: the batch leaves the last slot free.
+      expect(bed.flowState("shared")?.inFlight).toBe(SMALL_LIMIT - 1);
+    } finally {
+      await holder.release();
+    }
 
-    expect(codesOf(response)).toEqual(Array(10).fill("OK"));
-    expect(counter.max).toBe(2);
+    expect(codesOf(await call)).toEqual(Array(6).fill("OK"));
+  });
+});
+
+describe("a slot left for SendSms", () => {
+  test("SendSms during a lone batch succeeds at once", async () => {
+    const heldBatch = holdBatchMessages("/lone");
+    await bed.configure("lone", bed.gateway.url("/lone"), { maxConcurrentSends: SMALL_LIMIT });
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "lone", messages: messages(12) });
+    try {
+      await waitFor(() => heldBatch.counter.current >= SMALL_LIMIT - 1, "the batch to take the slots it may");
+      // The batch runs only as many messages at once as it may take slots, so none waits.
+      expect(bed.flowState("lone")).toMatchObject({ inFlight: SMALL_LIMIT - 1, waiting: 0 });
+
+      for (let i = 0; i < 3; i++) {
+        expect((await bed.send("lone")).id).toBe(`id-${SINGLE_RECIPIENT}`);
+      }
+    } finally {
+      heldBatch.release();
+    }
+
+    expect(codesOf(await call)).toEqual(Array(12).fill("OK"));
+    expect(heldBatch.counter.max).toBe(SMALL_LIMIT - 1);
   });
 
-  test("waits for slots that other sends hold", async () => {
-    const counter = new InFlightCounter();
-    const release = deferred();
-    const held = "+15559000000";
-    bed.gateway.on("/shared", async (request) => {
-      const leave = counter.enter();
-      if (recipientOf(request) === held) {
-        await release.promise;
-      }
-      leave();
-      return acceptedByRecipient(request);
-    });
-    await bed.configure("shared", bed.gateway.url("/shared"), { maxConcurrentSends: 2 });
-    const single = bed.clients.sms.sendSms({ integrationId: "shared", to: held, content: "holds a slot" });
-    await waitFor(() => bed.gateway.requestsTo("/shared").length === 1, "the single send to reach the gateway");
+  test("a limit of 1 still lets a batch run", async () => {
+    const counter = countingPath("/one-slot", (inFlight) => inFlight.current === 1);
+    await bed.configure("one-slot", bed.gateway.url("/one-slot"), { maxConcurrentSends: 1 });
 
-    const response = await bed.clients.sms.sendSmsBatch({ integrationId: "shared", messages: messages(6) });
-    release.resolve();
-    await single;
+    const response = await bed.clients.sms.sendSmsBatch({ integrationId: "one-slot", messages: messages(4) });
 
-    expect(codesOf(response)).toEqual(Array(6).fill("OK"));
-    expect(counter.max).toBeLessThanOrEqual(2);
+    expect(codesOf(response)).toEqual(Array(4).fill("OK"));
+    expect(counter.max).toBe(1);
   });
 });
 
@@ -151,58 +188,55 @@ async function holdSlots(id: string, path: string, count: number): Promise<{ rel
 }
 
 /**
- * Checks that integration `id`, whose limit is 2, has no message left
- * waiting and that only its two `holders` reached the gateway. Then releases
- * them and checks that both slots are free: a batch then has two messages
- * in flight at once.
+ * Checks that integration `id`, whose limit is `SMALL_LIMIT`, has no
+ * message left waiting and that only its `holders`, one per slot, reached
+ * the gateway. Then releases them and checks that every slot is free: a
+ * batch then has all but one of them in flight at once.
  */
 async function expectSlotsFreeAfter(id: string, holders: { release(): Promise<void> }): Promise<void> {
   const path = `/${id}`;
-  expect(bed.flowState(id)).toMatchObject({ inFlight: 2, waiting: 0 });
-  expect(bed.gateway.requestsTo(path)).toHaveLength(2);
+  expect(bed.flowState(id)).toMatchObject({ inFlight: SMALL_LIMIT, waiting: 0 });
+  expect(bed.gateway.requestsTo(path)).toHaveLength(SMALL_LIMIT);
 
   await holders.release();
 
   expect(bed.flowState(id)).toMatchObject({ inFlight: 0, waiting: 0 });
-  const counter = countingPath(path, (inFlight) => inFlight.current === 2);
+  const counter = countingPath(path, (inFlight) => inFlight.current === SMALL_LIMIT - 1);
 
   const response = await bed.clients.sms.sendSmsBatch({ integrationId: id, messages: batchMessages(9, 4) });
 
   expect(codesOf(response)).toEqual(Array(4).fill("OK"));
-  expect(counter.max).toBe(2);
+  expect(counter.max).toBe(SMALL_LIMIT - 1);
 }
 
 describe("waiting for a slot", () => {
-  test("several batches share a small limit", async () => {
-    const counter = new InFlightCounter();
-    const released = deferred();
-    bed.gateway.on("/crowded", async (request) => {
-      const leave = counter.enter();
-      await released.promise;
-      leave();
-      return acceptedByRecipient(request);
-    });
-    await bed.configure("crowded", bed.gateway.url("/crowded"), { maxConcurrentSends: 2 });
+  test("several batches leave a slot", async () => {
+    const heldBatch = holdBatchMessages("/crowded");
+    await bed.configure("crowded", bed.gateway.url("/crowded"), { maxConcurrentSends: SMALL_LIMIT });
     const sent = [0, 1, 2, 3].map((batch) => batchMessages(batch, 8));
 
     const calls = sent.map((batch) => bed.clients.sms.sendSmsBatch({ integrationId: "crowded", messages: batch }));
-    // Each batch has two workers, so two messages hold the slots and six wait.
-    await waitFor(() => bed.flowState("crowded")?.waiting === 6, "six messages to wait for a slot");
-    released.resolve();
+    try {
+      // Each batch runs two messages at once. Two messages take the two slots that batches may use, and six wait.
+      await waitFor(() => bed.flowState("crowded")?.waiting === 6, "six messages to wait for a slot");
+      await bed.send("crowded");
+    } finally {
+      heldBatch.release();
+    }
     const responses = await Promise.all(calls);
 
     for (const response of responses) {
       expect(codesOf(response)).toEqual(Array(8).fill("OK"));
     }
-    const recipients = bed.gateway.requestsTo("/crowded").map(recipientOf).sort();
-    expect(recipients).toEqual(sent.flat().map((message) => message.to).sort());
-    expect(counter.max).toBe(2);
+    const recipients = bed.gateway.requestsTo("/crowded").map(recipientOf).filter((to) => to !== SINGLE_RECIPIENT);
+    expect(recipients.sort()).toEqual(sent.flat().map((message) => message.to).sort());
+    expect(heldBatch.counter.max).toBe(SMALL_LIMIT - 1);
     expect(bed.flowState("crowded")).toMatchObject({ inFlight: 0, waiting: 0 });
   });
 
   test("a canceled wait leaves no slot taken", async () => {
-    await bed.configure("cancel-wait", bed.gateway.url("/cancel-wait"), { maxConcurrentSends: 2 });
-    const holders = await holdSlots("cancel-wait", "/cancel-wait", 2);
+    await bed.configure("cancel-wait", bed.gateway.url("/cancel-wait"), { maxConcurrentSends: SMALL_LIMIT });
+    const holders = await holdSlots("cancel-wait", "/cancel-wait", SMALL_LIMIT);
     const controller = new AbortController();
 
     const call = bed.clients.sms.sendSmsBatch({ integrationId: "cancel-wait", messages: messages(3) }, { signal: controller.signal });
@@ -216,8 +250,8 @@ describe("waiting for a slot", () => {
   });
 
   test("a wait past the deadline leaves no slot taken", async () => {
-    await bed.configure("late-wait", bed.gateway.url("/late-wait"), { maxConcurrentSends: 2 });
-    const holders = await holdSlots("late-wait", "/late-wait", 2);
+    await bed.configure("late-wait", bed.gateway.url("/late-wait"), { maxConcurrentSends: SMALL_LIMIT });
+    const holders = await holdSlots("late-wait", "/late-wait", SMALL_LIMIT);
 
     const response = await bed.clients.sms.sendSmsBatch({ integrationId: "late-wait", messages: messages(3) }, { timeoutMs: 1_000 });
 
@@ -279,10 +313,10 @@ describe("a changed integration", () => {
     const call = bed.clients.sms.sendSmsBatch({ integrationId: "raised", messages: messages(6) });
     await waitFor(() => bed.gateway.requestsTo("/raised").length === 1, "the first message to reach the gateway");
 
-    await bed.configure("raised", bed.gateway.url("/raised"), { maxConcurrentSends: 3 });
+    await bed.configure("raised", bed.gateway.url("/raised"), { maxConcurrentSends: 4 });
     release(0);
     try {
-      await waitFor(() => counter.current === 3, "three messages in flight at the raised limit");
+      await waitFor(() => counter.current === 3, "three messages in flight, one less than the raised limit");
     } finally {
       [1, 2, 3, 4, 5].forEach(release);
     }
@@ -293,7 +327,7 @@ describe("a changed integration", () => {
 
   test("a lowered limit reaches later messages", async () => {
     const { counter, release } = heldPerMessage("/lowered", 3);
-    await bed.configure("lowered", bed.gateway.url("/lowered"), { maxConcurrentSends: 3 });
+    await bed.configure("lowered", bed.gateway.url("/lowered"), { maxConcurrentSends: 4 });
     const call = bed.clients.sms.sendSmsBatch({ integrationId: "lowered", messages: messages(6) });
     await waitFor(() => counter.current === 3, "three messages in flight");
 
@@ -329,14 +363,15 @@ describe("a changed integration", () => {
   });
 
   test("waiting messages start at a raised limit", async () => {
-    await bed.configure("raised-wait", bed.gateway.url("/raised-wait"), { maxConcurrentSends: 2 });
-    const holders = await holdSlots("raised-wait", "/raised-wait", 2);
+    await bed.configure("raised-wait", bed.gateway.url("/raised-wait"), { maxConcurrentSends: SMALL_LIMIT });
+    const holders = await holdSlots("raised-wait", "/raised-wait", SMALL_LIMIT);
     const call = bed.clients.sms.sendSmsBatch({ integrationId: "raised-wait", messages: messages(4) });
     await waitFor(() => bed.flowState("raised-wait")?.waiting === 2, "two messages to wait for a slot");
 
-    await bed.configure("raised-wait", bed.gateway.url("/raised-wait"), { maxConcurrentSends: 4 });
+    // The raised limit leaves batch messages 2 slots beside the holders, and SendSms one.
+    await bed.configure("raised-wait", bed.gateway.url("/raised-wait"), { maxConcurrentSends: SMALL_LIMIT + 3 });
     try {
-      await waitFor(() => bed.gateway.requestsTo("/raised-wait").length === 4, "the waiting messages to reach the gateway");
+      await waitFor(() => bed.gateway.requestsTo("/raised-wait").length === SMALL_LIMIT + 2, "the waiting messages to reach the gateway");
     } finally {
       await holders.release();
     }
@@ -377,7 +412,7 @@ describe("rate limit", () => {
     bed.gateway.on("/shared-rate", acceptedByRecipient);
     await bed.configure("shared-rate", bed.gateway.url("/shared-rate"), { maxSendsPerSecond: 4 });
     const batch = messages(12);
-    const batchRequests = () => bed.gateway.requestsTo("/shared-rate").filter((request) => recipientOf(request) !== "+15550001");
+    const batchRequests = () => bed.gateway.requestsTo("/shared-rate").filter((request) => recipientOf(request) !== SINGLE_RECIPIENT);
     const call = bed.clients.sms.sendSmsBatch({ integrationId: "shared-rate", messages: batch }, { timeoutMs: 30_000 });
     await waitFor(() => batchRequests().length >= 4, "the batch to take the burst of 4");
 
@@ -472,7 +507,7 @@ describe("cancellation, deadline and shutdown", () => {
       await held.promise;
       return ACCEPTED;
     });
-    await bed.configure("cancel", bed.gateway.url("/cancel"), { maxConcurrentSends: 2 });
+    await bed.configure("cancel", bed.gateway.url("/cancel"), { maxConcurrentSends: SMALL_LIMIT });
     const controller = new AbortController();
 
     const call = bed.clients.sms.sendSmsBatch({ integrationId: "cancel", messages: messages(10) }, { signal: controller.signal });

@@ -20,11 +20,24 @@ function waitingSend(gate: SendGate, target: Integration, signal = neverAborted,
   return { ...held, state, running };
 }
 
+/** Starts a direct send through the gate that stays in flight until the test settles it. */
+function directSend(gate: SendGate, target: Integration) {
+  const held = heldSend();
+  return { ...held, running: gate.run(target, {}, held.send) };
+}
+
 /** Lets pending promise callbacks run, so that a send handed a slot reaches its send function. */
 async function settle(): Promise<void> {
   for (let i = 0; i < 10; i++) {
     await Promise.resolve();
   }
+}
+
+/** Lets a held send succeed and end, and then lets a send handed its slot start. */
+async function finish(send: { succeed(): void; running: Promise<unknown> }): Promise<void> {
+  send.succeed();
+  await send.running;
+  await settle();
 }
 
 function waitingOf(gate: SendGate, integrationId: string): number | undefined {
@@ -118,7 +131,8 @@ describe("SendGate slot waiting", () => {
     const first = waitingSend(gate, integration("acme", { maxConcurrentSends: 1 }));
     const queued = waitingSend(gate, integration("acme", { maxConcurrentSends: 1 }));
 
-    const raising = waitingSend(gate, integration("acme", { maxConcurrentSends: 2 }));
+    // A limit of 3 leaves queued sends 2 slots, one for the waiter and none for the send that raises it.
+    const raising = waitingSend(gate, integration("acme", { maxConcurrentSends: 3 }));
     await settle();
 
     expect(queued.state.started).toBe(true);
@@ -130,10 +144,88 @@ describe("SendGate slot waiting", () => {
   });
 });
 
+describe("SendGate slot left for a direct send", () => {
+  test("queued sends leave the last slot free", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 3 });
+    const queued = [waitingSend(gate, acme), waitingSend(gate, acme), waitingSend(gate, acme)];
+    await settle();
+
+    expect(queued.map((send) => send.state.started)).toEqual([true, true, false]);
+    await sendOk(gate, acme);
+    await sendOk(gate, acme);
+    for (const send of queued) {
+      await finish(send);
+    }
+  });
+
+  test("last free slot stays free", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 3 });
+    const holders = [waitingSend(gate, acme), waitingSend(gate, acme)];
+    const direct = directSend(gate, acme);
+    const queued = waitingSend(gate, acme);
+
+    await finish(holders[0]!);
+
+    expect(queued.state.started).toBe(false);
+    expect(gate.flowStates()[0]).toMatchObject({ inFlight: 2, waiting: 1 });
+    await sendOk(gate, acme);
+    await finish(direct);
+    expect(queued.state.started).toBe(true);
+    await finish(holders[1]!);
+    await finish(queued);
+  });
+
+  test("direct sends in flight count too", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 2 });
+    const direct = directSend(gate, acme);
+
+    const queued = waitingSend(gate, acme);
+    await settle();
+
+    expect(queued.state.started).toBe(false);
+    await sendOk(gate, acme);
+    await finish(direct);
+    expect(queued.state.started).toBe(true);
+    await finish(queued);
+  });
+
+  test("limit of 1 admits queued sends", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 1 });
+
+    const queued = waitingSend(gate, acme);
+    await settle();
+
+    expect(queued.state.started).toBe(true);
+    expect((await rejectionOf(gate, acme)).info.reason).toBe("CONCURRENCY_LIMIT");
+    await finish(queued);
+  });
+
+  test("rejection above limit 1 keeps nothing", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxConcurrentSends: 2 });
+    const holder = waitingSend(gate, acme);
+    const direct = directSend(gate, acme);
+    const queued = waitingSend(gate, acme);
+    await rejectionOf(gate, acme);
+
+    // A long send time would keep a slot for 2 * SEND_TIMEOUT_MS of real time, far longer than this test.
+    advance(SEND_TIMEOUT_MS);
+    await finish(holder);
+    await finish(direct);
+
+    expect(queued.state.started).toBe(true);
+    await finish(queued);
+  });
+});
+
 describe("SendGate slot waiting ends early", () => {
   test("an aborted wait leaves no slot taken", async () => {
     const { gate } = makeGate();
-    const acme = integration("acme", { maxConcurrentSends: 2 });
+    const acme = integration("acme", { maxConcurrentSends: 3 });
     const holders = [waitingSend(gate, acme), waitingSend(gate, acme)];
     const controller = new AbortController();
     const leaving = waitingSend(gate, acme, controller.signal);
@@ -223,7 +315,7 @@ describe("SendGate slot waiting follows a changed integration", () => {
     const queued = [waitingSend(gate, acme), waitingSend(gate, acme)];
     await settle();
 
-    gate.applyLimits(integration("acme", { maxConcurrentSends: 3 }));
+    gate.applyLimits(integration("acme", { maxConcurrentSends: 4 }));
     await settle();
 
     expect(queued.map((send) => send.state.started)).toEqual([true, true]);
@@ -235,22 +327,17 @@ describe("SendGate slot waiting follows a changed integration", () => {
 
   test("lowered limit holds waiters", async () => {
     const { gate } = makeGate();
-    const acme = integration("acme", { maxConcurrentSends: 2 });
+    const acme = integration("acme", { maxConcurrentSends: 3 });
     const holders = [waitingSend(gate, acme), waitingSend(gate, acme)];
     const queued = waitingSend(gate, acme);
 
     gate.applyLimits(integration("acme", { maxConcurrentSends: 1 }));
-    holders[0]!.succeed();
-    await holders[0]!.running;
-    await settle();
+    await finish(holders[0]!);
     expect(queued.state.started).toBe(false);
 
-    holders[1]!.succeed();
-    await holders[1]!.running;
-    await settle();
+    await finish(holders[1]!);
     expect(queued.state.started).toBe(true);
-    queued.succeed();
-    await queued.running;
+    await finish(queued);
   });
 
   test("ended waits take no slot", async () => {
