@@ -63,13 +63,15 @@ export function toMeasurement(entry: Pick<Entry, "reachesGateway" | "messagesPer
   const messages = result.requests * perCall;
   const succeeded = (result.requests - result.failures) * perCall;
   const unrelayed = entry.reachesGateway ? Math.max(0, succeeded - readings.relayed) : 0;
+  // A run in which no call completed (a long batch call, say) has no latency or CPU per message to report.
+  const completed = messages > 0;
   return {
     messages,
     failures: result.failures * perCall + unrelayed,
     messagesPerSecond: result.requestsPerSecond * perCall,
-    p50Ms: result.p50Ms,
-    p99Ms: result.p99Ms,
-    cpuMsPerMessage: readings.cpuMs / Math.max(1, messages),
+    p50Ms: completed ? result.p50Ms : Number.NaN,
+    p99Ms: completed ? result.p99Ms : Number.NaN,
+    cpuMsPerMessage: completed ? readings.cpuMs / messages : Number.NaN,
     peakRssMb: readings.peakRssMb,
   };
 }

@@ -28,12 +28,12 @@ export interface Row {
   runs: Measurement[];
 }
 
-/** Returns the median of some numbers; NaN for none. */
+/** Returns the median of the finite numbers among `values`; NaN when there are none. */
 export function median(values: readonly number[]): number {
-  if (values.length === 0) {
+  const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
+  if (sorted.length === 0) {
     return Number.NaN;
   }
-  const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }

@@ -164,6 +164,17 @@ describe("measurement", () => {
     expect(measured.failures).toBe(250);
   });
 
+  test("no completed call, no figures", () => {
+    const none = { ...result, requests: 0, failures: 0, requestsPerSecond: 0 };
+
+    const measured = toMeasurement({ reachesGateway: true, messagesPerCall: 100 }, none, { cpuMs: 1200, relayed: 900, peakRssMb: 120 });
+
+    expect(measured.messages).toBe(0);
+    expect(measured.cpuMsPerMessage).toBeNaN();
+    expect(measured.p50Ms).toBeNaN();
+    expect(measured.p99Ms).toBeNaN();
+  });
+
   test("replays need not reach the gateway", () => {
     const measured = toMeasurement({ reachesGateway: false, messagesPerCall: 1 }, result, { cpuMs: 6, relayed: 0, peakRssMb: 120 });
 
@@ -187,6 +198,8 @@ describe("report", () => {
     expect(median([3, 1, 2])).toBe(2);
     expect(median([4, 1, 2, 3])).toBe(2.5);
     expect(median([])).toBeNaN();
+    expect(median([Number.NaN, 5])).toBe(5);
+    expect(median([Number.NaN])).toBeNaN();
   });
 
   test("comparison per round", () => {
