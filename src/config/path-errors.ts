@@ -13,6 +13,7 @@ const PATH_PROBLEMS: Readonly<Record<string, string>> = {
   ENAMETOOLONG: "the path is too long",
   SQLITE_CANTOPEN: "SQLite cannot open or create its file there",
   SQLITE_READONLY: "the SQLite file is read-only",
+  SQLITE_READONLY_DIRECTORY: "the folder is read-only, so SQLite cannot create its -wal and -shm files",
 };
 
 /**
@@ -40,7 +41,13 @@ export function unreadableFileError(setting: string, file: string, error: unknow
 }
 
 /** Error codes that file permissions cause, which the owner of a folder can fix. */
-const PERMISSION_CODES: ReadonlySet<string> = new Set(["EACCES", "EPERM", "SQLITE_CANTOPEN", "SQLITE_READONLY"]);
+const PERMISSION_CODES: ReadonlySet<string> = new Set([
+  "EACCES",
+  "EPERM",
+  "SQLITE_CANTOPEN",
+  "SQLITE_READONLY",
+  "SQLITE_READONLY_DIRECTORY",
+]);
 
 /**
  * Returns the start-up error for a folder that a setting names and that the
@@ -53,4 +60,17 @@ export function unwritableFolderError(setting: string, folder: string, action: s
     ? `make the folder writable by the user that runs the service, or set ${setting} to a folder it can write`
     : `set ${setting} to a folder that the service can create and write`;
   return new ConfigError(`${setting} ${folder}: cannot ${action}: ${describePathProblem(error)}; ${fix}.`);
+}
+
+/**
+ * Returns the start-up error for a file in a folder that a setting names,
+ * which the service can read but not write: the setting as the operator
+ * gave it, the folder, the file, why, and the fix. `companions` lists the
+ * files beside it that need the same permission, such as SQLite's `-wal`.
+ */
+export function unwritableFileError(setting: string, folder: string, file: string, companions: string, error: unknown): ConfigError {
+  return new ConfigError(
+    `${setting} ${folder}: cannot write ${file}: ${describePathProblem(error)}; ` +
+      `make the file, and ${companions}, writable by the user that runs the service.`,
+  );
 }

@@ -5,7 +5,7 @@ import type { ServiceMetrics } from "../observability/metrics.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "../observability/request-id.js";
 import type { ServiceLifecycle } from "../server/service-lifecycle.js";
 import type { CallContext, UnaryHandler } from "./call-context.js";
-import { isServerFault, toConnectError } from "./error-mapping.js";
+import { causeToLog, isServerFault, toConnectError } from "./error-mapping.js";
 
 /** Incoming call as a server library hands it to the pipeline. */
 export interface IncomingCall {
@@ -121,9 +121,10 @@ export class CallPipeline {
 }
 
 function logFailure(log: Logger, error: ConnectError, durationMs: number): void {
-  const fields = { code: codeName(error.code), durationMs, error: error.rawMessage };
+  const cause = causeToLog(error);
+  const fields = { code: codeName(error.code), durationMs, error: error.rawMessage, ...(cause === undefined ? {} : { err: cause }) };
   if (isServerFault(error.code)) {
-    log.error({ ...fields, err: error.cause ?? error }, "rpc failed");
+    log.error(fields, "rpc failed");
   } else if (error.code === Code.Unavailable || error.code === Code.DeadlineExceeded) {
     log.warn(fields, "rpc failed");
   } else {

@@ -24,6 +24,7 @@ import {
   type IdempotencyConflict,
   type NotStartedReason,
 } from "../errors.js";
+import { StorageError } from "../store/storage-error.js";
 
 const GATEWAY_CODES: Record<GatewayFailure, Code> = {
   credentials_refused: Code.FailedPrecondition,
@@ -50,11 +51,15 @@ const IDEMPOTENCY_CODES: Record<IdempotencyConflict, { code: Code; reason: strin
   outcome_unknown: { code: Code.Aborted, reason: "IDEMPOTENCY_OUTCOME_UNKNOWN" },
 };
 
+/** Message of every storage failure that is not a bug; it leaves out the driver's words, which may quote SQL or stored values. */
+const STORAGE_UNAVAILABLE_MESSAGE = "the service's storage is unavailable; retry later";
+
 /**
  * Converts any error thrown by a handler into the ConnectError that reaches
- * the caller, with the RPC code and typed details. Errors the service does
- * not expect become INTERNAL with a generic message, the original kept as
- * `cause` for the log only.
+ * the caller, with the RPC code and typed details. A storage failure becomes
+ * UNAVAILABLE, unless the database refused the statement itself. Errors the
+ * service does not expect become INTERNAL with a generic message, the
+ * original kept as `cause` for the log only.
  */
 export function toConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) {
@@ -142,6 +147,10 @@ export function toConnectError(error: unknown): ConnectError {
     return new ConnectError(error.message, code, undefined, [detail], error);
   }
 
+  if (error instanceof StorageError && !error.statementRejected) {
+    return new ConnectError(STORAGE_UNAVAILABLE_MESSAGE, Code.Unavailable, undefined, undefined, error);
+  }
+
   return new ConnectError("internal error; the service log has the details", Code.Internal, undefined, undefined, error);
 }
 
@@ -160,6 +169,19 @@ function flowLimitConnectError(error: FlowLimitError): ConnectError {
   const code = info.reason === "CIRCUIT_OPEN" ? Code.Unavailable : Code.ResourceExhausted;
   const headers = { "retry-after": String(Math.ceil(info.retryDelayMs / 1000)) };
   return new ConnectError(error.message, code, headers, details, error);
+}
+
+/**
+ * Returns the error to log in full with a failed call, or undefined when
+ * its code and message say enough: the cause of a server fault, and the
+ * StorageError behind a storage failure, whose driver code and message
+ * the caller does not get.
+ */
+export function causeToLog(error: ConnectError): unknown {
+  if (isServerFault(error.code)) {
+    return error.cause ?? error;
+  }
+  return error.cause instanceof StorageError ? error.cause : undefined;
 }
 
 /** Codes that mean the service itself failed, logged at error level. */

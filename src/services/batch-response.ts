@@ -10,14 +10,15 @@ import {
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import type { MessageOutcome } from "../batch/batch-runner.js";
 import { codeName } from "../rpc/call-pipeline.js";
-import { isServerFault, toConnectError } from "../rpc/error-mapping.js";
+import { causeToLog, isServerFault, toConnectError } from "../rpc/error-mapping.js";
 import { toMessageError } from "../rpc/message-error.js";
 
 /**
  * Builds the response of a batch from the outcome of each message, in
  * order, and logs one summary line with the failures counted by code.
- * Of the failures that are bugs of the service, only the first is logged
- * with its error, so that a bug hit by every message writes one line.
+ * Of the failures that are bugs of the service, and of those that storage
+ * failures cause, only the first of each is logged with its cause, so that
+ * a bug or a lost database hit by every message writes one line.
  *
  * NOTE: each error result keeps the full details of a `SendSms` error, up
  * to about 1.3 KB, so a batch of 10,000 failures can exceed the 4 MiB that
@@ -31,6 +32,7 @@ export function batchResponse(
   const failuresByCode: Record<string, number> = {};
   let succeeded = 0;
   let internalLogged = false;
+  let storageLogged = false;
 
   const results = outcomes.map((outcome, index): BatchResult => {
     if (outcome.ok) {
@@ -41,9 +43,13 @@ export function batchResponse(
     const error = toConnectError(outcome.error);
     const name = codeName(error.code);
     failuresByCode[name] = (failuresByCode[name] ?? 0) + 1;
+    const cause = causeToLog(error);
     if (isServerFault(error.code) && !internalLogged) {
       internalLogged = true;
-      log.error({ integrationId, index, err: error.cause ?? error }, "batch message failed with an internal error");
+      log.error({ integrationId, index, err: cause }, "batch message failed with an internal error");
+    } else if (cause !== undefined && !isServerFault(error.code) && !storageLogged) {
+      storageLogged = true;
+      log.warn({ integrationId, index, code: name, err: cause }, "batch message failed because storage failed");
     }
     return create(BatchResultSchema, { outcome: { case: "error", value: toMessageError(error) } });
   });

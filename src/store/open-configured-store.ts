@@ -3,7 +3,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 
 import { ConfigError } from "../config/load-config.js";
-import { unwritableFolderError } from "../config/path-errors.js";
+import { unwritableFileError, unwritableFolderError } from "../config/path-errors.js";
 import type { Config } from "../config/settings.js";
 import { openStore, type OpenedStore } from "./open-store.js";
 import { SQLITE_FILE_NAME } from "./sqlite-database.js";
@@ -18,8 +18,16 @@ const UNWRITABLE_CODES: ReadonlySet<string> = new Set([
   "EROFS",
   "ENOSPC",
   "SQLITE_CANTOPEN",
-  "SQLITE_READONLY",
+  "SQLITE_READONLY_DIRECTORY",
 ]);
+
+/**
+ * Returns whether a SQLite error code means that SQLite opened the file but
+ * cannot write it or its -wal and -shm files, as opposed to the folder.
+ */
+function isReadOnlyFile(code: string | undefined): boolean {
+  return code !== undefined && code.startsWith("SQLITE_READONLY") && code !== "SQLITE_READONLY_DIRECTORY";
+}
 
 /**
  * Opens the store that the settings select, as the service and
@@ -27,7 +35,7 @@ const UNWRITABLE_CODES: ReadonlySet<string> = new Set([
  * else the SQLite file in DATA_DIR.
  *
  * @throws ConfigError naming the setting as the operator gave it when the
- *   SQLite folder cannot be written or PostgreSQL cannot be reached.
+ *   SQLite folder or file cannot be written or PostgreSQL cannot be reached.
  * @throws StorageError when a migration or another step fails.
  */
 export async function openConfiguredStore(config: Config, logger: Logger): Promise<OpenedStore> {
@@ -53,8 +61,11 @@ export async function openConfiguredStore(config: Config, logger: Logger): Promi
           "runs and accepts connections at the URL's host and port, and that the URL's user, password and database are right.",
       );
     }
+    const file = path.join(config.dataDir, SQLITE_FILE_NAME);
+    if (!postgres && error.operation === "open" && isReadOnlyFile(error.code)) {
+      throw unwritableFileError(names.dataDir, config.dataDir, `the SQLite database ${file}`, "its -wal and -shm files when they exist", error);
+    }
     if (!postgres && error.operation === "open" && UNWRITABLE_CODES.has(error.code ?? "")) {
-      const file = path.join(config.dataDir, SQLITE_FILE_NAME);
       throw unwritableFolderError(names.dataDir, config.dataDir, `create or open the SQLite database ${file}`, error);
     }
     throw error;

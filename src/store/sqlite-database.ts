@@ -34,6 +34,25 @@ async function warnIfShared(dataDir: string, logger: Logger): Promise<void> {
 }
 
 /**
+ * Starts a write transaction, writes, and rolls it back. SQLite opens a
+ * file it may not write read-only without an error, and its reads then
+ * work, so without this check such a file would fail only at the first
+ * write of a call.
+ *
+ * @throws the driver's error, SQLITE_READONLY for such a file.
+ */
+function checkWritable(database: Database.Database): void {
+  database.exec("BEGIN IMMEDIATE");
+  try {
+    database.exec("CREATE TABLE smsgateway_write_check (id INTEGER)");
+  } finally {
+    if (database.inTransaction) {
+      database.exec("ROLLBACK");
+    }
+  }
+}
+
+/**
  * SQLite's `synchronous` modes that the service offers. In WAL mode,
  * `normal` syncs the log at checkpoints and `full` at every commit.
  */
@@ -59,7 +78,8 @@ export interface OpenedSqliteDatabase {
  * gateway secrets. An existing directory keeps its mode, and the function
  * logs a warning when its group or other users have any access to it.
  *
- * @throws StorageError when the directory or the file cannot be opened.
+ * @throws StorageError when the directory or the file cannot be opened,
+ *   or the file cannot be written.
  */
 export async function openSqliteDatabase(
   dataDir: string,
@@ -87,6 +107,7 @@ export async function openSqliteDatabase(
     database.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
     database.pragma("foreign_keys = ON");
     database.pragma(`synchronous = ${synchronous.toUpperCase()}`);
+    checkWritable(database);
   } catch (error) {
     database.close();
     throw new StorageError("open", error, description);

@@ -38,8 +38,48 @@ export function summarizeDatabaseError(error: unknown): DatabaseErrorSummary {
 }
 
 /**
- * A storage operation failed for a reason the caller cannot fix, such as a
- * lost connection or a locked database file.
+ * SQLite result codes of a statement that the database refused as written:
+ * a constraint, a type or a value out of range, or SQL that does not parse.
+ * The store's checks should have prevented each of them. Extended codes
+ * (`SQLITE_CONSTRAINT_UNIQUE`) count under their primary code.
+ */
+const REJECTED_SQLITE_CODES: ReadonlySet<string> = new Set([
+  "SQLITE_CONSTRAINT",
+  "SQLITE_MISMATCH",
+  "SQLITE_RANGE",
+  "SQLITE_TOOBIG",
+  "SQLITE_MISUSE",
+  "SQLITE_ERROR",
+]);
+
+/** SQLSTATE classes of a statement that PostgreSQL refused as written: 22 data exception, 23 integrity constraint violation, 42 syntax error or access rule violation. */
+const REJECTED_SQLSTATE_CLASSES: ReadonlySet<string> = new Set(["22", "23", "42"]);
+
+/** SQLSTATEs of class 42 that a change outside the service causes: a revoked privilege, a dropped table or schema. */
+const OUTSIDE_SQLSTATES: ReadonlySet<string> = new Set(["42501", "42P01"]);
+
+/**
+ * Returns whether a driver code means that the database refused the
+ * statement itself, which is a bug of the service, rather than that the
+ * database could not run it (a lost connection, a locked or read-only file,
+ * a full disk).
+ */
+function isRejectedStatement(code: string | undefined): boolean {
+  if (code === undefined) {
+    return false;
+  }
+  if (code.startsWith("SQLITE_")) {
+    const primary = /^SQLITE_[A-Z]+/.exec(code)?.[0] ?? code;
+    return REJECTED_SQLITE_CODES.has(primary);
+  }
+  return /^[0-9A-Z]{5}$/.test(code) && REJECTED_SQLSTATE_CLASSES.has(code.slice(0, 2)) && !OUTSIDE_SQLSTATES.has(code);
+}
+
+/**
+ * A storage operation failed, most often for a reason the caller cannot
+ * fix, such as a lost connection or a locked database file.
+ * {@link statementRejected} tells the rarer failures apart that are bugs of
+ * the service: the database refused the statement itself.
  *
  * It keeps only the summary of the driver's error, not the error itself, so
  * logging it never serialises the driver's detail fields or client objects.
@@ -50,6 +90,12 @@ export class StorageError extends Error {
   readonly code: string | undefined;
   /** Message of the underlying error, cut as in {@link summarizeDatabaseError}. */
   readonly driverMessage: string;
+  /**
+   * True when the database refused the statement as written (a constraint,
+   * a type, SQL syntax). The service should have prevented that. False when
+   * the database could not run it, for example over a lost connection.
+   */
+  readonly statementRejected: boolean;
 
   constructor(
     /** Store operation that failed, for example `create`. */
@@ -64,5 +110,6 @@ export class StorageError extends Error {
     super(`storage ${operation} failed${on}${code}: ${summary.message}`);
     this.code = summary.code;
     this.driverMessage = summary.message;
+    this.statementRejected = isRejectedStatement(summary.code);
   }
 }

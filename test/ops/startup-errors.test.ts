@@ -6,9 +6,12 @@ import path from "node:path";
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
+import { openStore } from "../../src/store/open-store.js";
+import { SQLITE_FILE_NAME } from "../../src/store/sqlite-database.js";
 import { runServiceUntilExit } from "../helpers/service-process.js";
 import { hasOpenssl, writeTestCertificate, type CertificateFiles } from "../helpers/test-certificate.js";
 import { keyEntry } from "../security/security-fixtures.js";
+import { silentLogger } from "../store/integration-fixtures.js";
 import { SKIP_POSTGRES, TEST_DATABASE_URL } from "../store/postgres-test-database.js";
 
 describe.skipIf(!hasOpenssl())("TLS files", () => {
@@ -82,6 +85,17 @@ describe.skipIf(!hasOpenssl())("TLS files", () => {
   });
 });
 
+/**
+ * Creates a data folder with a migrated SQLite database, as a previous run
+ * of the service leaves it, and gives the folder and the file the modes.
+ */
+async function existingDataFolder(folder: string, folderMode: number, fileMode: number): Promise<void> {
+  const opened = await openStore({ dataDir: folder, logger: silentLogger() });
+  await opened.store.close();
+  await chmod(path.join(folder, SQLITE_FILE_NAME), fileMode);
+  await chmod(folder, folderMode);
+}
+
 /** Returns the test server's URL with a database that does not exist. */
 function missingDatabaseUrl(): string {
   const url = new URL(TEST_DATABASE_URL);
@@ -93,6 +107,8 @@ describe("storage and port", () => {
   const ENCRYPTION_KEYS = keyEntry("startup");
   let dir: string;
   let readOnly: string;
+  let readOnlyWithDatabase: string;
+  let readOnlyDatabase: string;
   let busy: Server;
   let busyPort: number;
 
@@ -103,6 +119,11 @@ describe("storage and port", () => {
     // The service may run as another user, which must reach the read-only folder but not write it.
     await chmod(dir, 0o755);
     await chmod(readOnly, 0o555);
+    // Writable by the user the service runs as, so that only the folder or only the file is read-only.
+    readOnlyWithDatabase = path.join(dir, "read-only-with-database");
+    await existingDataFolder(readOnlyWithDatabase, 0o555, 0o666);
+    readOnlyDatabase = path.join(dir, "read-only-database");
+    await existingDataFolder(readOnlyDatabase, 0o777, 0o444);
     busy = createServer();
     busy.listen(0, "127.0.0.1");
     await once(busy, "listening");
@@ -152,6 +173,20 @@ describe("storage and port", () => {
       unprivileged: true,
       settings: () => ({ args: ["--data-dir", readOnly], env: { ENCRYPTION_KEYS } }),
       message: /^smsgateway: --data-dir \S+\/read-only: cannot create or open the SQLite database \S+: SQLite cannot open or create its file there \(SQLITE_CANTOPEN\)/,
+    },
+    {
+      name: "read-only data folder with a database",
+      unprivileged: true,
+      settings: () => ({ args: [], env: { DATA_DIR: readOnlyWithDatabase, ENCRYPTION_KEYS } }),
+      message:
+        /^smsgateway: DATA_DIR \S+\/read-only-with-database: cannot create or open the SQLite database \S+\/smsgateway\.db: the folder is read-only, so SQLite cannot create its -wal and -shm files \(SQLITE_READONLY_DIRECTORY\); make the folder writable/,
+    },
+    {
+      name: "read-only database file",
+      unprivileged: true,
+      settings: () => ({ args: ["--data-dir", readOnlyDatabase], env: { ENCRYPTION_KEYS } }),
+      message:
+        /^smsgateway: --data-dir \S+\/read-only-database: cannot write the SQLite database \S+\/read-only-database\/smsgateway\.db: the SQLite file is read-only \(SQLITE_READONLY\); make the file, and its -wal and -shm files when they exist, writable by the user that runs the service\.\n$/,
     },
     {
       name: "port in use",

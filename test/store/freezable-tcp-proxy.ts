@@ -5,10 +5,13 @@ import net from "node:net";
  * A TCP proxy on 127.0.0.1 in front of another loopback server, which a
  * test can freeze: frozen, it keeps every connection open but passes no
  * more bytes, and holds new connections without connecting them, as a
- * network that silently drops packets would.
+ * network that silently drops packets would. Or it can cut them: reset
+ * every connection and each new one, as a network that drops the
+ * connections would.
  */
 export class FreezableTcpProxy {
   #frozen = false;
+  #cut = false;
   readonly #pairs = new Set<{ client: net.Socket; upstream: net.Socket | undefined }>();
 
   private constructor(
@@ -43,9 +46,20 @@ export class FreezableTcpProxy {
     }
   }
 
+  /** Resets every connection with a TCP RST, and each new one until {@link thaw}. */
+  cut(): void {
+    this.#cut = true;
+    for (const pair of this.#pairs) {
+      pair.client.resetAndDestroy();
+      pair.upstream?.destroy();
+    }
+    this.#pairs.clear();
+  }
+
   /** Closes the frozen connections and passes new ones through again. */
   thaw(): void {
     this.#frozen = false;
+    this.#cut = false;
     for (const pair of this.#pairs) {
       pair.client.destroy();
       pair.upstream?.destroy();
@@ -61,6 +75,11 @@ export class FreezableTcpProxy {
   }
 
   #accept(client: net.Socket): void {
+    if (this.#cut) {
+      client.on("error", () => undefined);
+      client.resetAndDestroy();
+      return;
+    }
     const pair: { client: net.Socket; upstream: net.Socket | undefined } = { client, upstream: undefined };
     this.#pairs.add(pair);
     client.on("error", () => undefined);

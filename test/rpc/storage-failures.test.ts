@@ -1,0 +1,146 @@
+import { Code } from "@connectrpc/connect";
+import Database from "better-sqlite3";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+
+import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
+import { toConnectError } from "../../src/rpc/error-mapping.js";
+import { SQLITE_FILE_NAME } from "../../src/store/sqlite-database.js";
+import { StorageError } from "../../src/store/storage-error.js";
+import { CLIENT_KINDS, rejection } from "../helpers/clients.js";
+import { startTestService, type TestService } from "../helpers/service.js";
+import { keyEntry } from "../security/security-fixtures.js";
+import { FreezableTcpProxy } from "../store/freezable-tcp-proxy.js";
+import { dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "../store/postgres-test-database.js";
+
+const STORAGE_UNAVAILABLE = "the service's storage is unavailable; retry later";
+
+/** The integration a call configures: the fields ConfigureIntegration needs. */
+const INTEGRATION = { displayName: "storage", baseUrl: "http://127.0.0.1:9/sms", apiKeyHeader: "X-Key", apiKey: "not-for-callers", defaultSender: "Acme" };
+
+/** Returns the `rpc failed` log lines of the service. */
+function failedCalls(service: TestService): Record<string, unknown>[] {
+  return service.logLines.filter((line) => line.msg === "rpc failed");
+}
+
+describe.skipIf(SKIP_POSTGRES)("PostgreSQL connection lost during calls", () => {
+  let proxy: FreezableTcpProxy;
+  let service: TestService;
+  const schema = uniqueSchemaName();
+
+  beforeAll(async () => {
+    const target = new URL(TEST_DATABASE_URL);
+    proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    const relayed = new URL(TEST_DATABASE_URL);
+    relayed.host = `127.0.0.1:${proxy.port}`;
+    relayed.password = "not-for-callers";
+    service = await startTestService({ databaseUrl: relayed.toString(), databaseSchema: schema, encryptionKeys: keyEntry("storage") });
+    proxy.cut();
+  });
+
+  afterAll(async () => {
+    await service.stop();
+    await proxy.close();
+    await dropSchema(schema);
+  });
+
+  test.each(CLIENT_KINDS)("$name gets UNAVAILABLE without driver details", async (kind) => {
+    const integrations = kind.create(IntegrationService, service.baseUrl);
+    try {
+      const listed = await rejection(integrations.client.listIntegrations({ pageSize: 10 }));
+      const configured = await rejection(integrations.client.configureIntegration({ integration: INTEGRATION }));
+
+      for (const error of [listed, configured]) {
+        expect(error.code).toBe(Code.Unavailable);
+        expect(error.rawMessage).toBe(STORAGE_UNAVAILABLE);
+      }
+    } finally {
+      integrations.close();
+    }
+  });
+
+  test("the log keeps the driver's code at warn level", () => {
+    const lines = failedCalls(service);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) {
+      expect(line).toMatchObject({ level: 40, code: "UNAVAILABLE", err: { type: "StorageError" } });
+      const err = line.err as { code?: string; driverMessage: string };
+      expect(err.driverMessage).not.toBe("");
+      expect(JSON.stringify(line)).not.toContain("not-for-callers");
+    }
+  });
+});
+
+describe("SQLite file locked by another process", () => {
+  let service: TestService;
+  let locker: Database.Database;
+
+  beforeAll(async () => {
+    service = await startTestService();
+    locker = new Database(`${service.dataDir}/${SQLITE_FILE_NAME}`);
+    locker.exec("BEGIN EXCLUSIVE");
+  });
+
+  afterAll(async () => {
+    locker.exec("ROLLBACK");
+    locker.close();
+    await service.stop();
+  });
+
+  test("a write gets UNAVAILABLE once the busy timeout has passed", async () => {
+    const [kind] = CLIENT_KINDS;
+    const integrations = kind!.create(IntegrationService, service.baseUrl);
+
+    const error = await rejection(integrations.client.configureIntegration({ integration: INTEGRATION }));
+
+    expect(error.code).toBe(Code.Unavailable);
+    expect(error.rawMessage).toBe(STORAGE_UNAVAILABLE);
+    expect(failedCalls(service).at(-1)).toMatchObject({ level: 40, err: { type: "StorageError", code: "SQLITE_BUSY" } });
+  });
+});
+
+describe("statements the database refuses", () => {
+  test("a constraint violation is a bug of the service: INTERNAL", () => {
+    const database = new Database(":memory:");
+    database.exec("CREATE TABLE t (id TEXT PRIMARY KEY); INSERT INTO t VALUES ('a')");
+    let driverError: unknown;
+    try {
+      database.exec("INSERT INTO t VALUES ('a')");
+    } catch (error) {
+      driverError = error;
+    }
+    database.close();
+
+    const storage = new StorageError("create", driverError);
+    const mapped = toConnectError(storage);
+
+    expect(storage.code).toBe("SQLITE_CONSTRAINT_PRIMARYKEY");
+    expect(mapped.code).toBe(Code.Internal);
+    expect(mapped.cause).toBe(storage);
+  });
+
+  test.each([
+    { code: "SQLITE_BUSY", rejected: false },
+    { code: "SQLITE_READONLY_DIRECTORY", rejected: false },
+    { code: "SQLITE_IOERR_WRITE", rejected: false },
+    { code: "SQLITE_FULL", rejected: false },
+    { code: "SQLITE_CONSTRAINT_UNIQUE", rejected: true },
+    { code: "SQLITE_ERROR", rejected: true },
+    { code: "ECONNRESET", rejected: false },
+    { code: "57P01", rejected: false },
+    { code: "08006", rejected: false },
+    { code: "53300", rejected: false },
+    { code: "42501", rejected: false },
+    { code: "42P01", rejected: false },
+    { code: "23505", rejected: true },
+    { code: "22021", rejected: true },
+    { code: "42601", rejected: true },
+    { code: undefined, rejected: false },
+  ])("driver code $code: statement rejected $rejected", ({ code, rejected }) => {
+    const driverError = Object.assign(new Error("driver message"), code === undefined ? {} : { code });
+
+    const storage = new StorageError("get", driverError);
+
+    expect(storage.statementRejected).toBe(rejected);
+    expect(toConnectError(storage).code).toBe(rejected ? Code.Internal : Code.Unavailable);
+  });
+});
