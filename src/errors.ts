@@ -242,8 +242,8 @@ export class IntegrationSettingError extends Error {
  * `key_reused` (FAILED_PRECONDITION) the key belongs to a different request;
  * `in_progress` (ABORTED) another send with the key was still running when
  * this call's deadline came; `outcome_unknown` (ABORTED) the send that held
- * the key stopped without recording an outcome, so the gateway may or may
- * not have the SMS.
+ * the key recorded no outcome, because its process ended or the store
+ * failed, so the gateway may or may not have the SMS.
  */
 export type IdempotencyConflict = "key_reused" | "in_progress" | "outcome_unknown";
 
