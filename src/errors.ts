@@ -219,12 +219,31 @@ export class SecretUnreadableError extends Error {
 }
 
 /**
+ * A stored integration setting that the current checks reject, which stops
+ * a send before any request. The integration was saved while the setting was
+ * still accepted, and setting the field again with `ConfigureIntegration`
+ * fixes it.
+ */
+export class IntegrationSettingError extends Error {
+  override readonly name = "IntegrationSettingError";
+
+  constructor(
+    message: string,
+    readonly integrationId: string,
+    /** The integration field to change, such as `api_key_header`. */
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * Why a send with an idempotency key did not go ahead:
  * `key_reused` (FAILED_PRECONDITION) the key belongs to a different request;
  * `in_progress` (ABORTED) another send with the key was still running when
  * this call's deadline came; `outcome_unknown` (ABORTED) the send that held
- * the key stopped without recording an outcome, so the gateway may or may
- * not have the SMS.
+ * the key recorded no outcome, because its process ended or the store
+ * failed, so the gateway may or may not have the SMS.
  */
 export type IdempotencyConflict = "key_reused" | "in_progress" | "outcome_unknown";
 

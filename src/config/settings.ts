@@ -212,7 +212,9 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--data-dir",
     defaultValue: "./data",
     unit: "",
-    description: "Folder of the embedded SQLite database, created when missing.",
+    description:
+      "Folder of the embedded SQLite database and the generated key file, created with mode 0700 when missing. " +
+      "An existing folder keeps its mode, with a warning when other users may access it.",
     parse: folder,
   },
   {

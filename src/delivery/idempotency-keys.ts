@@ -58,8 +58,8 @@ export interface IdempotencyKeysOptions {
  * failure, and the next request with the key sends again, with the same
  * `Idempotency-Key` header.
  *
- * When a claimant stops without recording an outcome (its process ended),
- * its lease expires. The first send that then finds the key marks it
+ * When a claimant records no outcome, because its process ended or because
+ * the store failed when it wrote the outcome, its lease expires. The first send that then finds the key marks it
  * `retryable` and reports IDEMPOTENCY_OUTCOME_UNKNOWN instead of sending,
  * because the gateway may have received the first request. The caller
  * decides, and a retry with the same key sends again.
@@ -86,7 +86,7 @@ export class IdempotencyKeys {
    *
    * @throws IdempotencyError when the key belongs to another request
    *   (`key_reused`), another send still held it when `deadline` ended
-   *   (`in_progress`), or the send that held it stopped without an outcome
+   *   (`in_progress`), or the send that held it recorded no outcome
    *   (`outcome_unknown`).
    * @throws GatewayError of `send`, or the stored one of an earlier send.
    */
@@ -268,8 +268,9 @@ function inProgressError(scope: IdempotencyScope): IdempotencyError {
 
 function abandonedMessage(scope: IdempotencyScope): string {
   return (
-    `The send that held idempotency_key "${scope.key}" stopped before it recorded an outcome, ` +
-    "for example because its service instance ended, so the gateway may or may not have sent the SMS. " +
+    `The send that held idempotency_key "${scope.key}" recorded no outcome. Either its service instance ended ` +
+    "before it stored one, or storing the outcome failed, which that instance logged as an error. " +
+    "So the gateway may or may not have sent the SMS, and only the response to the first call, if it arrived, has the outcome. " +
     "Check with the gateway, or retry with the same idempotency_key to send again with the same Idempotency-Key header."
   );
 }

@@ -5,8 +5,9 @@ import { GatewayError, IdempotencyError, type GatewayErrorInfo } from "../errors
  * The outcome of a send as the idempotency store keeps it (JSON text):
  * - `sent`: the gateway accepted the SMS.
  * - `failed`: the send failed with this gateway error.
- * - `unknown`: the send stopped without an outcome (its process ended, or
- *   it failed in the service itself), so the gateway may have the SMS.
+ * - `unknown`: the send recorded no outcome (its process ended, storing the
+ *   outcome failed, or it failed in the service itself), so the gateway may
+ *   have the SMS.
  *
  * `v` versions the format, so that a later release can still read rows
  * written by this one.

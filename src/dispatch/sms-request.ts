@@ -1,5 +1,6 @@
-import type { Integration } from "../domain/integration.js";
-import { InvalidArgumentError } from "../errors.js";
+import { IDEMPOTENCY_KEY_HEADER, isIdempotencyKeyHeader } from "../domain/http-header.js";
+import { credentialHeaderFields, type Integration } from "../domain/integration.js";
+import { IntegrationSettingError, InvalidArgumentError } from "../errors.js";
 import type { JsonObject } from "./json-value.js";
 import { applyMergePatch } from "./merge-patch.js";
 import { addPassthroughHeaders } from "./passthrough-headers.js";
@@ -24,9 +25,6 @@ export interface SmsMessage {
   /** Sent in the `Idempotency-Key` header when set, so the gateway can drop repeats too. */
   idempotencyKey?: string;
 }
-
-/** Header that carries a send's idempotency key to the gateway. */
-export const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
 
 /** The SMS request to POST to the gateway. */
 export interface SmsRequest {
@@ -67,6 +65,9 @@ export function credentialHeaders(integration: Integration): Record<string, stri
  * in. The dispatcher adds the token header itself, after the token request.
  *
  * @throws InvalidArgumentError naming the passthrough field that is invalid.
+ * @throws IntegrationSettingError when the message has an idempotency key
+ *   and a credential header of the integration has the name of the
+ *   idempotency key header.
  */
 export function buildSmsRequest(integration: Integration, message: SmsMessage): SmsRequest {
   const passthrough = message.passthrough;
@@ -85,7 +86,7 @@ export function buildSmsRequest(integration: Integration, message: SmsMessage): 
     addPassthroughHeaders(headers, passthrough.headers, credentialHeaderNames(integration));
   }
   if (message.idempotencyKey !== undefined && message.idempotencyKey !== "") {
-    setIdempotencyKey(headers, message.idempotencyKey, Object.keys(passthrough?.headers ?? {}));
+    setIdempotencyKey(integration, headers, message.idempotencyKey, Object.keys(passthrough?.headers ?? {}));
   }
 
   const url =
@@ -93,9 +94,28 @@ export function buildSmsRequest(integration: Integration, message: SmsMessage): 
   return { url, headers, body, to: message.to };
 }
 
-/** Sets the idempotency key header, which a passthrough header must not also set. */
-function setIdempotencyKey(headers: Record<string, string>, key: string, passthroughNames: string[]): void {
-  const clash = passthroughNames.find((name) => name.toLowerCase() === IDEMPOTENCY_KEY_HEADER.toLowerCase());
+/**
+ * Sets the idempotency key header, which neither a passthrough header nor a
+ * credential header may also set.
+ *
+ * Integrations saved before the checks rejected a credential header named
+ * `Idempotency-Key` can still have one. Their sends without a key carry the
+ * credential as before. A send with a key fails, because the key would
+ * replace the credential or be sent beside it under the same name.
+ */
+function setIdempotencyKey(integration: Integration, headers: Record<string, string>, key: string, passthroughNames: string[]): void {
+  const credential = credentialHeaderFields(integration).find((entry) => isIdempotencyKeyHeader(entry.name));
+  if (credential !== undefined) {
+    throw new IntegrationSettingError(
+      `Integration "${integration.id}" has ${credential.field} "${credential.name}", the header that carries ` +
+        "idempotency_key, so a send with a key would mix its credential with the key. " +
+        `Set ${credential.field} to the header name that the gateway expects with ConfigureIntegration, ` +
+        "or leave idempotency_key empty.",
+      integration.id,
+      credential.field,
+    );
+  }
+  const clash = passthroughNames.find((name) => isIdempotencyKeyHeader(name));
   if (clash !== undefined) {
     throw InvalidArgumentError.field(
       `passthrough.headers[${JSON.stringify(clash)}]`,
@@ -107,16 +127,7 @@ function setIdempotencyKey(headers: Record<string, string>, key: string, passthr
 
 /** Lists the lower-case names of the headers that carry credentials. */
 function credentialHeaderNames(integration: Integration): Set<string> {
-  const names = new Set<string>();
-  for (const name of [integration.apiKeyHeader, integration.secretKeyHeader]) {
-    if (name !== "") {
-      names.add(name.toLowerCase());
-    }
-  }
-  if (integration.authenticateByToken && integration.tokenKey !== "") {
-    names.add(integration.tokenKey.toLowerCase());
-  }
-  return names;
+  return new Set(credentialHeaderFields(integration).map((entry) => entry.name.toLowerCase()));
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { FieldViolation } from "../errors.js";
 import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from "../flow/flow-limits.js";
 import { headerNameProblem, headerValueProblem } from "./http-header.js";
-import type { IntegrationFields } from "./integration.js";
+import { credentialHeaderFields, type IntegrationFields } from "./integration.js";
 
 /** 1 to 63 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit. */
 const ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -56,11 +56,7 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
   }
   add("token_lifetime_seconds", tokenLifetimeProblem(fields.tokenLifetimeSeconds));
 
-  const names = [
-    { field: "api_key_header", name: fields.apiKeyHeader },
-    { field: "secret_key_header", name: fields.secretKeyHeader },
-    { field: "token_key", name: fields.authenticateByToken ? fields.tokenKey : "" },
-  ].filter((entry) => entry.name !== "");
+  const names = credentialHeaderFields(fields);
   for (let i = 1; i < names.length; i++) {
     const current = names[i]!;
     const earlier = names.slice(0, i).find((entry) => entry.name.toLowerCase() === current.name.toLowerCase());

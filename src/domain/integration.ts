@@ -37,3 +37,24 @@ export type IntegrationFields = Omit<Integration, "id" | "createTime" | "updateT
 
 export const DEFAULT_ID_PATH = "data.id";
 export const DEFAULT_DATE_PATH = "data.date";
+
+/** A field of an integration that names a header, with the name it holds. */
+export interface HeaderNameField {
+  /** The field name as callers see it, such as `api_key_header`. */
+  field: string;
+  name: string;
+}
+
+/**
+ * Lists the fields that name a credential header of the SMS request, in
+ * field order, leaving out the empty ones and `token_key` when the
+ * integration does not authenticate by token.
+ */
+export function credentialHeaderFields(fields: IntegrationFields): HeaderNameField[] {
+  const entries = [
+    { field: "api_key_header", name: fields.apiKeyHeader },
+    { field: "secret_key_header", name: fields.secretKeyHeader },
+    { field: "token_key", name: fields.authenticateByToken ? fields.tokenKey : "" },
+  ];
+  return entries.filter((entry) => entry.name !== "");
+}

@@ -13,6 +13,7 @@ import {
   FlowLimitError,
   GatewayError,
   IdempotencyError,
+  IntegrationSettingError,
   InvalidArgumentError,
   MessageNotStartedError,
   NotFoundError,
@@ -128,7 +129,7 @@ export function toConnectError(error: unknown): ConnectError {
     return new ConnectError(error.message, Code.PermissionDenied, undefined, undefined, error);
   }
 
-  if (error instanceof SecretUnreadableError) {
+  if (error instanceof SecretUnreadableError || error instanceof IntegrationSettingError) {
     return new ConnectError(error.message, Code.FailedPrecondition, undefined, undefined, error);
   }
 

@@ -74,8 +74,8 @@ export interface IdempotencyStore {
 
   /**
    * Marks a `pending` record of `owner` whose lease expired before `now` as
-   * `retryable` with `outcome`, because its send stopped without recording
-   * one. Returns false, and changes nothing, when the record is no longer
+   * `retryable` with `outcome`, because its send recorded none (its process
+   * ended, or storing the outcome failed). Returns false, and changes nothing, when the record is no longer
    * that pending claim.
    */
   abandon(integrationId: string, key: string, owner: string, outcome: string, now: Date): Promise<boolean>;

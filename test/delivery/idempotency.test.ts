@@ -180,7 +180,9 @@ describe("Delivery with an idempotency key", () => {
     });
 
     const error = await idempotencyErrorOf(delivery.send(integration, message), "outcome_unknown");
-    expect(error.message).toContain("stopped before it recorded an outcome");
+    expect(error.message).toContain("recorded no outcome");
+    expect(error.message).toContain("its service instance ended");
+    expect(error.message).toContain("storing the outcome failed");
     expect(env.gateway.requestsTo("/sms")).toHaveLength(0);
 
     const retried = await delivery.send(integration, message);
