@@ -24,6 +24,7 @@ import {
   type IdempotencyConflict,
   type NotStartedReason,
 } from "../errors.js";
+import { retryAfterSeconds } from "../flow/retry-delay.js";
 
 const GATEWAY_CODES: Record<GatewayFailure, Code> = {
   credentials_refused: Code.FailedPrecondition,
@@ -158,7 +159,7 @@ function flowLimitConnectError(error: FlowLimitError): ConnectError {
     { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(info.retryDelayMs) }) },
   ];
   const code = info.reason === "CIRCUIT_OPEN" ? Code.Unavailable : Code.ResourceExhausted;
-  const headers = { "retry-after": String(Math.ceil(info.retryDelayMs / 1000)) };
+  const headers = { "retry-after": String(retryAfterSeconds(info.retryDelayMs)) };
   return new ConnectError(error.message, code, headers, details, error);
 }
 
