@@ -74,7 +74,7 @@ export async function sendOk(gate: SendGate, target: Integration): Promise<void>
   await expect(gate.run(target, {}, async () => "sent")).resolves.toBe("sent");
 }
 
-/** Returns the wait that the `retry-after` header of a rejection asks for, in milliseconds, as a plain HTTP client reads it. */
+/** Returns the wait in the `retry-after` header of a rejection, in milliseconds, as a plain HTTP client reads it. */
 export function retryAfterMsOf(rejection: FlowLimitError): number {
   return Number(toConnectError(rejection).metadata.get("retry-after")) * 1000;
 }
