@@ -1,6 +1,8 @@
 /**
  * Time a caller that honours the `retry-after` header may take beyond the
  * header's whole seconds to send again: its own round trip and a late timer.
+ * NOTE: 500 ms is an estimate, not a measurement. A caller that takes longer
+ * to come back misses the kept slot or token and is rejected again.
  */
 export const RETRY_AFTER_MARGIN_MS = 500;
 
