@@ -43,16 +43,16 @@ interface SlotWaiter extends QueuedWaiter {
  *
  * A limit of 1 has no slot to spare, so queued sends take the only one.
  * There, while sends wait, a direct send that is rejected marks that direct
- * sends need the slot. The slot is then kept free for a direct send the
- * next time it frees, for `keptSlotMs()`, and goes to the first waiter if
- * no direct send takes it by then. The time after a kept turn, it goes to a
- * waiter. So at a limit of 1, while sends wait, direct sends get at most
- * every other freed slot, and a slot that no send uses delays the waiters
- * by at most `keptSlotMs()`.
+ * sends need the slot, with the time to keep it for. The slot is then kept
+ * free for a direct send the next time it frees, for the longest time noted
+ * since it was last kept, and goes to the first waiter if no direct send
+ * takes it by then. The time after a kept turn, it goes to a waiter. So at a
+ * limit of 1, while sends wait, direct sends get at most every other freed
+ * slot, and a slot that no send uses delays the waiters by at most the time
+ * noted.
  */
 export class ConcurrencySlots {
   readonly #queue = new WaiterQueue<SlotWaiter>();
-  readonly #keptSlotMs: () => number;
   #limit: number;
   /** `queuedSendLimit(#limit)`, stored when the limit changes instead of computed for each send. */
   #queuedLimit: number;
@@ -61,17 +61,15 @@ export class ConcurrencySlots {
   #keptSlotTimer: NodeJS.Timeout | undefined;
   /** True when a direct send was rejected at a limit of 1 while sends waited, and the slot has not been kept since. */
   #directSendRejected = false;
+  /** Milliseconds to keep the slot the next time it is kept: the longest that rejected direct sends noted since it was last kept. */
+  #keepForMs = 0;
   /** True when the slot of a limit of 1 was kept for a direct send the last time it freed while sends waited. */
   #lastSlotKept = false;
 
-  /**
-   * @param limit the integration's maximum of sends in flight.
-   * @param keptSlotMs returns how long, in milliseconds, a freed slot is kept for a direct send.
-   */
-  constructor(limit: number, keptSlotMs: () => number) {
+  /** @param limit the integration's maximum of sends in flight. */
+  constructor(limit: number) {
     this.#limit = limit;
     this.#queuedLimit = queuedSendLimit(limit);
-    this.#keptSlotMs = keptSlotMs;
   }
 
   /** Slots taken: sends in flight, and waiters that were handed a slot and have not started their send yet. */
@@ -108,10 +106,15 @@ export class ConcurrencySlots {
     return this.#inFlight < this.#limit;
   }
 
-  /** Records that a direct send found no slot, so that at a limit of 1 the slot is kept for one the next time it frees while sends wait. */
-  noteRejectedDirectSend(): void {
+  /**
+   * Records that a direct send found no slot, so that at a limit of 1 the
+   * slot is kept for one the next time it frees while sends wait, for at
+   * least `keepForMs` milliseconds.
+   */
+  noteRejectedDirectSend(keepForMs: number): void {
     if (this.#limit === 1 && this.#queue.length > 0) {
       this.#directSendRejected = true;
+      this.#keepForMs = Math.max(this.#keepForMs, keepForMs);
     }
   }
 
@@ -202,12 +205,14 @@ export class ConcurrencySlots {
   }
 
   #keepSlot(): void {
+    const keepForMs = this.#keepForMs;
     this.#directSendRejected = false;
+    this.#keepForMs = 0;
     this.#lastSlotKept = true;
     this.#keptSlotTimer = setTimeout(() => {
       this.#keptSlotTimer = undefined;
       this.#handOverFreeSlots();
-    }, this.#keptSlotMs());
+    }, keepForMs);
     this.#keptSlotTimer.unref();
   }
 
@@ -215,6 +220,7 @@ export class ConcurrencySlots {
   #forgetKeptSlot(): void {
     this.#dropKeptSlot();
     this.#directSendRejected = false;
+    this.#keepForMs = 0;
     this.#lastSlotKept = false;
   }
 

@@ -1,7 +1,5 @@
+import { keptForRetryMs } from "./retry-delay.js";
 import { TokenBucket } from "./token-bucket.js";
-
-/** Shortest time a token is kept for a direct send, which leaves room for the caller's round trip when its retry delay is shorter. */
-export const MIN_KEPT_TOKEN_MS = 20;
 
 /**
  * The rate-limit tokens of one integration: a token bucket that direct
@@ -13,10 +11,12 @@ export const MIN_KEPT_TOKEN_MS = 20;
  * ends. Fairness rule, as `ConcurrencySlots` has for the slot of a limit
  * of 1: while queued sends wait for a token, a direct send that is rejected
  * marks that direct sends need one. The next token is then kept for a
- * direct send until twice that send's retry delay has passed since its
- * rejection, and at least {@link MIN_KEPT_TOKEN_MS}. Meanwhile queued sends
- * take only the tokens beyond it. A token is kept again only after a queued
- * send has taken one, so at most every other token taken is a kept one.
+ * direct send, from its rejection, for `keptForRetryMs` of its retry delay,
+ * which outlasts both the `RetryInfo` delay and the `retry-after` header of
+ * the rejection. Meanwhile queued sends take only the tokens
+ * beyond it, and when no direct send comes back by then, they get it. A
+ * token is kept again only after a queued send has taken one, so at most
+ * every other token taken is a kept one.
  */
 export class RateTokens {
   readonly #bucket: TokenBucket;
@@ -57,7 +57,7 @@ export class RateTokens {
     }
 
     if (nowMs < this.#queuedWaitEndsMs && this.#keptUntilMs === undefined && !this.#lastTokenKept) {
-      this.#keptUntilMs = nowMs + Math.max(2 * waitMs, MIN_KEPT_TOKEN_MS);
+      this.#keptUntilMs = nowMs + keptForRetryMs(waitMs);
       this.#lastTokenKept = true;
     }
     return waitMs;

@@ -15,6 +15,7 @@ import { resolveSendLimits, type FlowDefaults, type SendLimits } from "./flow-li
 import { circuitOpenError, concurrencyLimitError, rateLimitError } from "./flow-rejection.js";
 import { classifySendOutcome } from "./send-outcome.js";
 import { RateTokens } from "./rate-tokens.js";
+import { keptForRetryMs } from "./retry-delay.js";
 
 /** Settings of a `SendGate`. The config module owns their defaults. */
 export interface SendGateOptions {
@@ -240,9 +241,7 @@ export class SendGate {
     let entry = this.#entries.get(integrationId);
     if (entry === undefined) {
       const created: GateEntry = {
-        // A rejected direct send gets the slot delay as its retry delay. A slot kept for it waits
-        // twice that, which leaves room for the caller's round trip.
-        slots: new ConcurrencySlots(limits.maxConcurrentSends, () => 2 * this.#slotDelayMs(created)),
+        slots: new ConcurrencySlots(limits.maxConcurrentSends),
         tokens: undefined,
         breaker: new CircuitBreaker(this.#circuit),
         lastActiveMs: nowMs,
@@ -258,8 +257,10 @@ export class SendGate {
   #admit(integrationId: string, entry: GateEntry, limits: SendLimits, nowMs: number, requestId: string | undefined): CircuitPermit {
     this.#checkCircuit(integrationId, entry, nowMs);
     if (!entry.slots.hasSlotForDirectSend()) {
-      entry.slots.noteRejectedDirectSend();
-      throw concurrencyLimitError(integrationId, limits, this.#slotDelayMs(entry));
+      // A slot kept for this send must outlast the retry delay of its rejection, in either form.
+      const retryDelayMs = this.#slotDelayMs(entry);
+      entry.slots.noteRejectedDirectSend(keptForRetryMs(retryDelayMs));
+      throw concurrencyLimitError(integrationId, limits, retryDelayMs);
     }
     this.#takeToken(integrationId, entry, limits, nowMs, "direct");
 

@@ -25,6 +25,7 @@ import {
   type IdempotencyConflict,
   type NotStartedReason,
 } from "../errors.js";
+import { retryAfterSeconds } from "../flow/retry-delay.js";
 import { StorageError } from "../store/storage-error.js";
 
 const GATEWAY_CODES: Record<GatewayFailure, Code> = {
@@ -168,7 +169,7 @@ function flowLimitConnectError(error: FlowLimitError): ConnectError {
     { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(info.retryDelayMs) }) },
   ];
   const code = info.reason === "CIRCUIT_OPEN" ? Code.Unavailable : Code.ResourceExhausted;
-  const headers = { "retry-after": String(Math.ceil(info.retryDelayMs / 1000)) };
+  const headers = { "retry-after": String(retryAfterSeconds(info.retryDelayMs)) };
   return new ConnectError(error.message, code, headers, details, error);
 }
 

@@ -159,6 +159,44 @@ describe("a slot left for SendSms", () => {
   });
 });
 
+/** Tries a caller that honours `retry-after` makes before `sendHonouringRetryAfter` gives up. */
+const RETRY_AFTER_TRIES = 4;
+
+/**
+ * Sends a SendSms through integration `id` as a plain HTTP client does: after
+ * each rejection for `reason`, it waits the whole seconds of the `retry-after`
+ * header and tries again. Returns the tries it took, or `RETRY_AFTER_TRIES + 1`
+ * when it gave up, and the batch requests the gateway had received by then.
+ */
+async function sendHonouringRetryAfter(
+  id: string,
+  reason: string,
+  batchRequests: () => number,
+): Promise<{ tries: number; batchSentBefore: number }> {
+  for (let tries = 1; tries <= RETRY_AFTER_TRIES; tries++) {
+    try {
+      await bed.send(id);
+      return { tries, batchSentBefore: batchRequests() };
+    } catch (error) {
+      const rejected = ConnectError.from(error);
+      expect(errorInfoOf(rejected).reason).toBe(reason);
+      const seconds = Number(rejected.metadata.get("retry-after"));
+      expect(seconds).toBeGreaterThanOrEqual(1);
+      await sleep(seconds * 1000);
+    }
+  }
+  return { tries: RETRY_AFTER_TRIES + 1, batchSentBefore: batchRequests() };
+}
+
+/** Serves `path` like a gateway that takes `delayMs` to accept each SMS, and returns a count of batch requests it received. */
+function slowGateway(path: string, delayMs: number): () => number {
+  bed.gateway.on(path, async (request) => {
+    await sleep(delayMs);
+    return acceptedByRecipient(request);
+  });
+  return () => bed.gateway.requestsTo(path).filter((request) => recipientOf(request) !== SINGLE_RECIPIENT).length;
+}
+
 /** Returns `count` valid messages to recipients that differ from those of every other `batch`. */
 function batchMessages(batch: number, count: number) {
   return messages(count).map((message, index) => ({ ...message, to: `+1556${batch}${String(index).padStart(5, "0")}` }));
@@ -275,6 +313,24 @@ describe("waiting for a slot", () => {
     expect(retryDelayMsOf(rejected)).toBeGreaterThan(0);
     await holder.release();
     expect(codesOf(await call)).toEqual(["OK", "OK"]);
+  });
+
+  test("SendSms retrying after the retry-after header gets the only slot", async () => {
+    const batchRequests = slowGateway("/one-slot-header", 30);
+    await bed.configure("one-slot-header", bed.gateway.url("/one-slot-header"), { maxConcurrentSends: 1 });
+    // Two batches, so that a message always waits; 2 x 80 messages of 30 ms each take about 5 s.
+    const calls = [0, 1].map((batch) =>
+      bed.clients.sms.sendSmsBatch({ integrationId: "one-slot-header", messages: batchMessages(batch, 80) }, { timeoutMs: 30_000 }),
+    );
+    await waitFor(() => bed.flowState("one-slot-header")?.waiting === 1 && batchRequests() >= 2, "a message to wait for the slot");
+
+    const single = await sendHonouringRetryAfter("one-slot-header", "CONCURRENCY_LIMIT", batchRequests);
+
+    for (const response of await Promise.all(calls)) {
+      expect(codesOf(response)).toEqual(Array(80).fill("OK"));
+    }
+    expect(single.tries).toBeLessThanOrEqual(2);
+    expect(single.batchSentBefore).toBeLessThan(160);
   });
 });
 
@@ -430,6 +486,21 @@ describe("rate limit", () => {
 
     expect(codesOf(await call)).toEqual(Array(12).fill("OK"));
     expect(batchSentBeforeSingle).toBeLessThan(12);
+  });
+
+  test("SendSms retrying after the retry-after header is not starved", async () => {
+    const batchRequests = slowGateway("/rate-header", 30);
+    await bed.configure("rate-header", bed.gateway.url("/rate-header"), { maxSendsPerSecond: 4 });
+    // At 4 per second, 24 messages take about 5 s, and each retry-after is 1 s.
+    const call = bed.clients.sms.sendSmsBatch({ integrationId: "rate-header", messages: messages(24) }, { timeoutMs: 30_000 });
+    // The fifth message goes out once a token refilled, and by then the messages after it wait for one.
+    await waitFor(() => batchRequests() >= 5, "batch messages to wait for a token");
+
+    const single = await sendHonouringRetryAfter("rate-header", "RATE_LIMITED", batchRequests);
+
+    expect(codesOf(await call)).toEqual(Array(24).fill("OK"));
+    expect(single.tries).toBeLessThanOrEqual(2);
+    expect(single.batchSentBefore).toBeLessThan(24);
   });
 
   test("fails messages whose wait passes the deadline", async () => {

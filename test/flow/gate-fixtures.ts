@@ -3,6 +3,7 @@ import { expect } from "vitest";
 import type { Integration } from "../../src/domain/integration.js";
 import { FlowLimitError, GatewayError, type GatewayFailure } from "../../src/errors.js";
 import { SendGate, type SendGateOptions } from "../../src/flow/send-gate.js";
+import { toConnectError } from "../../src/rpc/error-mapping.js";
 import { captureLogger, makeIntegration } from "../dispatch/fixtures.js";
 
 export const SEND_TIMEOUT_MS = 5_000;
@@ -71,4 +72,9 @@ export async function rejectionOf(gate: SendGate, target: Integration): Promise<
 
 export async function sendOk(gate: SendGate, target: Integration): Promise<void> {
   await expect(gate.run(target, {}, async () => "sent")).resolves.toBe("sent");
+}
+
+/** Returns the wait in the `retry-after` header of a rejection, in milliseconds, as a plain HTTP client reads it. */
+export function retryAfterMsOf(rejection: FlowLimitError): number {
+  return Number(toConnectError(rejection).metadata.get("retry-after")) * 1000;
 }

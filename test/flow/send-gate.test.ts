@@ -2,8 +2,18 @@ import { describe, expect, test } from "vitest";
 
 import type { Integration } from "../../src/domain/integration.js";
 import { FlowLimitError, GatewayError, type FlowLimitReason } from "../../src/errors.js";
+import { RETRY_AFTER_MARGIN_MS } from "../../src/flow/retry-delay.js";
 import { IDLE_ENTRY_MS, SendGate } from "../../src/flow/send-gate.js";
-import { gatewayFailure, heldSend, integration, makeGate, rejectionOf, SEND_TIMEOUT_MS, sendOk } from "./gate-fixtures.js";
+import {
+  gatewayFailure,
+  heldSend,
+  integration,
+  makeGate,
+  rejectionOf,
+  retryAfterMsOf,
+  SEND_TIMEOUT_MS,
+  sendOk,
+} from "./gate-fixtures.js";
 
 async function sendFailing(gate: SendGate, target: Integration, error: Error, deadlineMs?: number): Promise<void> {
   await expect(gate.run(target, { deadlineMs }, () => Promise.reject(error))).rejects.toBe(error);
@@ -251,7 +261,7 @@ describe("SendGate rate limit", () => {
   });
 
   test("queued sends take tokens beyond the kept one", async () => {
-    // At 1000 sends per second, the 1 ms retry delay keeps the token for the minimum of 20 ms, while 20 tokens refill.
+    // At 1000 sends per second, the 1 ms retry delay keeps the token for the 1 s of its retry-after header plus the margin.
     const { gate, advance } = makeGate();
     const acme = integration("acme", { maxSendsPerSecond: 1_000 });
     for (let i = 0; i < 1_000; i++) {
@@ -267,6 +277,51 @@ describe("SendGate rate limit", () => {
 
     expect((await queuedRejection(gate, acme)).info.retryDelayMs).toBe(1);
     await sendOk(gate, acme);
+  });
+
+  /**
+   * Takes the burst of 4 of a four-per-second `target` with queued sends,
+   * makes a fifth wait for a token, and then rejects a direct send, which
+   * keeps the next token for it. Returns the wait in its `retry-after`
+   * header, in milliseconds: 1 s, longer than its 250 ms retry delay.
+   */
+  async function keepTokenPastRetryDelay(gate: SendGate, target: Integration): Promise<number> {
+    for (let i = 0; i < 4; i++) {
+      await queuedOk(gate, target);
+    }
+    await queuedRejection(gate, target);
+    const rejected = await rejectionOf(gate, target);
+    expect(rejected.info.retryDelayMs).toBe(250);
+    expect(retryAfterMsOf(rejected)).toBe(1_000);
+    return retryAfterMsOf(rejected);
+  }
+
+  test("a kept token waits for a caller that honours retry-after", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 4 });
+    const retryAfterMs = await keepTokenPastRetryDelay(gate, acme);
+
+    // The caller comes back just within the margin for its round trip; the bucket is full again.
+    advance(retryAfterMs + RETRY_AFTER_MARGIN_MS - 1);
+    for (let i = 0; i < 3; i++) {
+      await queuedOk(gate, acme);
+    }
+    await queuedRejection(gate, acme);
+
+    await sendOk(gate, acme);
+  });
+
+  test("a kept token no caller takes goes to queued sends after the margin", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 4 });
+    const retryAfterMs = await keepTokenPastRetryDelay(gate, acme);
+
+    advance(retryAfterMs + RETRY_AFTER_MARGIN_MS);
+    for (let i = 0; i < 4; i++) {
+      await queuedOk(gate, acme);
+    }
+
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("RATE_LIMITED");
   });
 
   test("a concurrency rejection takes no token", async () => {

@@ -1,10 +1,19 @@
-import { describe, expect, test } from "vitest";
+import { afterEach, describe, expect, test, vi } from "vitest";
 
 import type { Integration } from "../../src/domain/integration.js";
 import { FlowLimitError, GatewayError, NotFoundError } from "../../src/errors.js";
 import { SlotWaitAbortedError } from "../../src/flow/concurrency-slots.js";
+import { RETRY_AFTER_MARGIN_MS } from "../../src/flow/retry-delay.js";
 import { IDLE_ENTRY_MS, type SendGate } from "../../src/flow/send-gate.js";
-import { gatewayFailure, heldSend, integration, makeGate, rejectionOf, SEND_TIMEOUT_MS, sendOk } from "./gate-fixtures.js";
+import {
+  gatewayFailure,
+  heldSend,
+  integration,
+  makeGate,
+  rejectionOf,
+  retryAfterMsOf,
+  sendOk,
+} from "./gate-fixtures.js";
 
 const neverAborted = new AbortController().signal;
 
@@ -205,15 +214,14 @@ describe("SendGate slot left for a direct send", () => {
   });
 
   test("rejection above limit 1 keeps nothing", async () => {
-    const { gate, advance } = makeGate();
+    const { gate } = makeGate();
     const acme = integration("acme", { maxConcurrentSends: 2 });
     const holder = waitingSend(gate, acme);
     const direct = directSend(gate, acme);
     const queued = waitingSend(gate, acme);
     await rejectionOf(gate, acme);
 
-    // A long send time would keep a slot for 2 * SEND_TIMEOUT_MS of real time, far longer than this test.
-    advance(SEND_TIMEOUT_MS);
+    // A kept slot would stay kept for the 1 s of the retry-after header plus the margin, far longer than this test.
     await finish(holder);
     await finish(direct);
 
@@ -417,14 +425,13 @@ describe("SendGate slot waiting follows a changed integration", () => {
 
 describe("SendGate slot kept for a direct send", () => {
   test("rejected direct send gets next slot", async () => {
-    const { gate, advance } = makeGate();
+    const { gate } = makeGate();
     const acme = integration("acme", { maxConcurrentSends: 1 });
     const first = waitingSend(gate, acme);
     const queued = waitingSend(gate, acme);
     await rejectionOf(gate, acme);
 
-    // A long send time keeps the slot for 2 * SEND_TIMEOUT_MS of real time, far longer than this test.
-    advance(SEND_TIMEOUT_MS);
+    // The slot stays kept for the 1 s of the retry-after header plus the margin, far longer than this test.
     first.succeed();
     await first.running;
     await settle();
@@ -439,12 +446,11 @@ describe("SendGate slot kept for a direct send", () => {
   });
 
   test("direct sends get every other slot", async () => {
-    const { gate, advance } = makeGate();
+    const { gate } = makeGate();
     const acme = integration("acme", { maxConcurrentSends: 1 });
     const first = waitingSend(gate, acme);
     const queued = [waitingSend(gate, acme), waitingSend(gate, acme)];
     await rejectionOf(gate, acme);
-    advance(SEND_TIMEOUT_MS);
     first.succeed();
     await first.running;
 
@@ -465,21 +471,52 @@ describe("SendGate slot kept for a direct send", () => {
     await queued[1]!.running;
   });
 
-  test("unused kept slot goes to waiter", async () => {
-    // The send time stays 0, so the slot is kept for only twice the 10 ms minimum retry delay.
+  /**
+   * Starts a send that takes the only slot of a limit-1 integration and one
+   * that waits, rejects a direct send, and lets the first send finish, so
+   * that the slot is kept. The send time stays 0, far below the 1 s of the
+   * rejection's `retry-after` header. Then moves the timers to 1 ms before
+   * that header's wait plus the margin ends, and checks that the slot is
+   * still kept.
+   */
+  async function keepSlotUntilMarginEnds() {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const { gate } = makeGate();
     const acme = integration("acme", { maxConcurrentSends: 1 });
     const first = waitingSend(gate, acme);
     const queued = waitingSend(gate, acme);
-    await rejectionOf(gate, acme);
+    const rejected = await rejectionOf(gate, acme);
+    expect(retryAfterMsOf(rejected)).toBe(1_000);
+    await finish(first);
 
-    first.succeed();
-    await first.running;
+    vi.advanceTimersByTime(retryAfterMsOf(rejected) + RETRY_AFTER_MARGIN_MS - 1);
     await settle();
     expect(queued.state.started).toBe(false);
+    return { gate, acme, queued };
+  }
 
-    queued.succeed();
-    await expect(queued.running).resolves.toBe("sent");
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  test("kept slot waits for a caller that honours retry-after", async () => {
+    const { gate, acme, queued } = await keepSlotUntilMarginEnds();
+
+    await sendOk(gate, acme);
+    await settle();
+
+    expect(queued.state.started).toBe(true);
+    await finish(queued);
+  });
+
+  test("unused kept slot goes to waiter after the margin", async () => {
+    const { gate, queued } = await keepSlotUntilMarginEnds();
+
+    vi.advanceTimersByTime(1);
+    await settle();
+
+    expect(queued.state.started).toBe(true);
+    await finish(queued);
     expect(gate.flowStates()[0]).toMatchObject({ inFlight: 0, waiting: 0 });
   });
 
@@ -490,7 +527,6 @@ describe("SendGate slot kept for a direct send", () => {
     const controller = new AbortController();
     const leaving = waitingSend(gate, acme, controller.signal);
     await rejectionOf(gate, acme);
-    advance(SEND_TIMEOUT_MS);
     first.succeed();
     await first.running;
 
