@@ -55,7 +55,9 @@ export class GroupCommitSqliteDialect extends SqliteDialect {
  * `synchronous` makes it. A statement that fails (a constraint, say) leaves
  * the others in place. When a failure ends the whole transaction, or the
  * commit fails, the driver runs each statement of the group again in a
- * transaction of its own, so that each caller gets its own outcome.
+ * transaction of its own, so that each caller gets its own outcome. When the
+ * write lock cannot be taken within busy_timeout, the whole group fails with
+ * that error, so the event loop waits for the lock once per group.
  *
  * A Kysely transaction (`db.transaction()`) has the connection to itself
  * until it ends, and statements of other callers wait for the group after it.
@@ -187,8 +189,10 @@ export class GroupCommitDriver implements Driver {
     try {
       // IMMEDIATE takes the write lock at the start, so another process's writer makes it wait (busy_timeout) instead of failing midway.
       this.run(CompiledQuery.raw("begin immediate"));
-    } catch {
-      return undefined;
+    } catch (error) {
+      // Usually another process still holds the lock after busy_timeout. Each statement run
+      // alone would wait as long again on the event loop, so the whole group fails at once.
+      return group.map(() => ({ error }));
     }
     const outcomes: Outcome[] = [];
     for (const pending of group) {

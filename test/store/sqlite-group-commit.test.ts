@@ -20,7 +20,8 @@ let db: Kysely<TestDatabase>;
 
 /** Opens the test file through the group-commit dialect and records the SQL of every statement it prepares. */
 function open(): Kysely<TestDatabase> {
-  const database = new Database(file);
+  // A short busy timeout keeps the test of a locked file quick.
+  const database = new Database(file, { timeout: 50 });
   database.pragma("journal_mode = WAL");
   const cache = withStatementCache(database);
   const recording: SqliteDatabase = {
@@ -98,6 +99,23 @@ describe("SQLite group commit", () => {
     expect(results.map((result) => result.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/rolled back/);
     expect(committedIds()).toEqual(["a", "c"]);
+  });
+
+  test("fails a group at once when locked", async () => {
+    const other = new Database(file);
+    other.exec("begin exclusive");
+    try {
+      const results = await Promise.allSettled([insert("a"), insert("b"), insert("c")]);
+
+      expect(results.map((result) => result.status)).toEqual(["rejected", "rejected", "rejected"]);
+      expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/database is locked/);
+      // One wait for the lock, not one per statement.
+      expect(executed).toEqual(["begin immediate"]);
+    } finally {
+      other.exec("rollback");
+      other.close();
+    }
+    expect(committedIds()).toEqual([]);
   });
 
   test("returns reads and affected rows", async () => {
