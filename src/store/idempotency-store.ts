@@ -59,6 +59,9 @@ export interface IdempotencyStore {
    * `retryable` one with the same request hash. Returns true when the owner
    * now owns the key, false when another record blocks it (read it
    * with {@link get}).
+   *
+   * @throws NotFoundError when the integration no longer exists, for example
+   *   because it was deleted while the send was starting.
    */
   claim(claim: IdempotencyClaim): Promise<boolean>;
 

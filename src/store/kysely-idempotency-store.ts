@@ -8,9 +8,11 @@ import type {
   IdempotencyState,
   IdempotencyStore,
 } from "./idempotency-store.js";
+import { NotFoundError } from "../errors.js";
+import { INTEGRATION_RESOURCE } from "./integration-store.js";
 import { toStoredTime } from "./integration-row.js";
 import { QueryTemplate } from "./query-template.js";
-import { StorageError } from "./storage-error.js";
+import { isForeignKeyViolation, StorageError } from "./storage-error.js";
 
 const STATES: readonly IdempotencyState[] = ["pending", "done", "retryable"];
 
@@ -94,17 +96,26 @@ export class KyselyIdempotencyStore implements IdempotencyStore {
   }
 
   async claim(claim: IdempotencyClaim): Promise<boolean> {
-    const result = await this.#run("claim idempotency key", () =>
-      this.#claim.execute({
-        integrationId: claim.integrationId,
-        key: claim.key,
-        requestHash: claim.requestHash,
-        owner: claim.owner,
-        leaseExpireTime: toStoredTime(claim.leaseExpireTime),
-        expireTime: toStoredTime(claim.expireTime),
-        now: toStoredTime(claim.now),
-      }),
-    );
+    let result;
+    try {
+      result = await this.#run("claim idempotency key", () =>
+        this.#claim.execute({
+          integrationId: claim.integrationId,
+          key: claim.key,
+          requestHash: claim.requestHash,
+          owner: claim.owner,
+          leaseExpireTime: toStoredTime(claim.leaseExpireTime),
+          expireTime: toStoredTime(claim.expireTime),
+          now: toStoredTime(claim.now),
+        }),
+      );
+    } catch (error) {
+      // The key's row references its integration, so a send that raced a deletion fails here.
+      if (error instanceof StorageError && isForeignKeyViolation(error.code)) {
+        throw new NotFoundError(INTEGRATION_RESOURCE, claim.integrationId);
+      }
+      throw error;
+    }
     return result.rows[0]?.owner === claim.owner;
   }
 

@@ -75,6 +75,11 @@ function isRejectedStatement(code: string | undefined): boolean {
   return /^[0-9A-Z]{5}$/.test(code) && REJECTED_SQLSTATE_CLASSES.has(code.slice(0, 2)) && !OUTSIDE_SQLSTATES.has(code);
 }
 
+/** Returns whether a driver code is a foreign-key violation, on SQLite or PostgreSQL. */
+export function isForeignKeyViolation(code: string | undefined): boolean {
+  return code === "SQLITE_CONSTRAINT_FOREIGNKEY" || code === "23503";
+}
+
 /**
  * A storage operation failed, most often for a reason the caller cannot
  * fix, such as a lost connection or a locked database file.

@@ -111,6 +111,12 @@ describe.each(engines)("%s idempotency store", (engine, makeLocation) => {
     });
   });
 
+  test("claim for a deleted integration", async () => {
+    await first.store.delete("acme");
+
+    await expect(first.idempotency.claim(claimOf("a"))).rejects.toMatchObject({ name: "NotFoundError", resource: "integration", id: "acme" });
+  });
+
   test("stores the owner's outcome and keeps a done key", async () => {
     await first.idempotency.claim(claimOf("a"));
 
