@@ -120,6 +120,11 @@ export class IdempotencyKeys {
       waitingOn = record.owner;
       const now = this.now();
       if (record.leaseExpireTime.getTime() <= now.getTime()) {
+        if (deadline.signal.aborted) {
+          // A caller that is gone would never learn of the unknown outcome, and the next request
+          // with the key would then send again without being told. That request abandons it instead.
+          throw inProgressError(scope);
+        }
         const message = abandonedMessage(scope);
         await this.store.abandon(scope.integrationId, scope.key, record.owner, encodeUnknown(message), now);
         this.log.warn(

@@ -1,6 +1,9 @@
+import pino from "pino";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
+import { IdempotencyKeys } from "../../src/delivery/idempotency-keys.js";
 import { requestHash } from "../../src/delivery/request-hash.js";
+import { SendDeadline } from "../../src/dispatch/send-deadline.js";
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
 import { GatewayError } from "../../src/errors.js";
 import { gatewayErrorOf, invalidArgumentOf } from "../dispatch/fixtures.js";
@@ -188,6 +191,23 @@ describe("Delivery with an idempotency key", () => {
     const retried = await delivery.send(integration, message);
     expect(retried).toMatchObject({ id: "m-after-crash", replayed: false });
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+  });
+
+  test("leaves an abandoned claim to a caller still waiting", async () => {
+    const { idempotency } = await harness();
+    const past = new Date(Date.now() - 60_000);
+    const scope = { integrationId: "acme", key: "order-42", requestHash: requestHash("acme", message) };
+    await idempotency.claim({ ...scope, owner: "crashed-replica", leaseExpireTime: past, expireTime: new Date(Date.now() + 3_600_000), now: past });
+    const keys = new IdempotencyKeys({ store: idempotency, ttlSeconds: 3600, logger: pino({ level: "silent" }) });
+    const gone = new SendDeadline(10_000, AbortSignal.abort());
+
+    await idempotencyErrorOf(
+      keys.run(scope, gone, () => Promise.reject(new Error("must not send"))),
+      "in_progress",
+    );
+    gone.dispose();
+
+    expect(await idempotency.get("acme", "order-42")).toMatchObject({ state: "pending", owner: "crashed-replica" });
   });
 
   test("stores a late owner's outcome after abandon", async () => {
