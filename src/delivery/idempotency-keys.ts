@@ -122,7 +122,7 @@ export class IdempotencyKeys {
       if (record.leaseExpireTime.getTime() <= now.getTime()) {
         if (deadline.signal.aborted) {
           // A caller that is gone would never learn of the unknown outcome, and the next request
-          // with the key would then send again without being told. That request abandons it instead.
+          // with the key would then send again without a warning. That request abandons it instead.
           throw inProgressError(scope);
         }
         const message = abandonedMessage(scope);
