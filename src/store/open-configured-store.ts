@@ -62,6 +62,12 @@ export async function openConfiguredStore(config: Config, logger: Logger): Promi
       );
     }
     const file = path.join(config.dataDir, SQLITE_FILE_NAME);
+    if (!postgres && error.operation === "open" && error.code?.startsWith("SQLITE_BUSY") === true) {
+      throw new ConfigError(
+        `${names.dataDir} ${config.dataDir}: the SQLite database ${file} is locked by another process (${error.code}); ` +
+          `stop the other process that writes it (another service on the same data folder, or a tool in a transaction), or set ${names.dataDir} to a folder of this service's own.`,
+      );
+    }
     if (!postgres && error.operation === "open" && isReadOnlyFile(error.code)) {
       throw unwritableFileError(names.dataDir, config.dataDir, `the SQLite database ${file}`, "its -wal and -shm files when they exist", error);
     }

@@ -4,6 +4,7 @@ import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { openStore } from "../../src/store/open-store.js";
@@ -109,6 +110,8 @@ describe("storage and port", () => {
   let readOnly: string;
   let readOnlyWithDatabase: string;
   let readOnlyDatabase: string;
+  let lockedDatabase: string;
+  let lock: Database.Database;
   let busy: Server;
   let busyPort: number;
 
@@ -124,6 +127,11 @@ describe("storage and port", () => {
     await existingDataFolder(readOnlyWithDatabase, 0o555, 0o666);
     readOnlyDatabase = path.join(dir, "read-only-database");
     await existingDataFolder(readOnlyDatabase, 0o777, 0o444);
+    // A transaction of another connection keeps the write lock of this database for the whole test.
+    lockedDatabase = path.join(dir, "locked-database");
+    await existingDataFolder(lockedDatabase, 0o700, 0o600);
+    lock = new Database(path.join(lockedDatabase, SQLITE_FILE_NAME));
+    lock.exec("begin exclusive");
     busy = createServer();
     busy.listen(0, "127.0.0.1");
     await once(busy, "listening");
@@ -132,6 +140,7 @@ describe("storage and port", () => {
 
   afterAll(async () => {
     busy.close();
+    lock.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -187,6 +196,13 @@ describe("storage and port", () => {
       settings: () => ({ args: ["--data-dir", readOnlyDatabase], env: { ENCRYPTION_KEYS } }),
       message:
         /^smsgateway: --data-dir \S+\/read-only-database: cannot write the SQLite database \S+\/read-only-database\/smsgateway\.db: the SQLite file is read-only \(SQLITE_READONLY\); make the file, and its -wal and -shm files when they exist, writable by the user that runs the service\.\n$/,
+    },
+    {
+      // The service waits out its busy timeout of 5 s first.
+      name: "database locked by another process",
+      settings: () => ({ args: [], env: { ENCRYPTION_KEYS, DATA_DIR: lockedDatabase } }),
+      message:
+        /^smsgateway: DATA_DIR \S+\/locked-database: the SQLite database \S+\/smsgateway\.db is locked by another process \(SQLITE_BUSY\); stop the other process/,
     },
     {
       name: "port in use",
