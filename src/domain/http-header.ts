@@ -80,7 +80,7 @@ export function headerNameProblem(name: string): string | null {
     case "idempotency_key":
       return (
         `"${name}" is set by the service to carry the idempotency_key of a send, so it cannot carry a credential: ` +
-        "use the header name that the gateway expects for this credential, such as X-API-KEY"
+        "use the header name that the gateway expects for this credential or token"
       );
     case null:
       return null;
