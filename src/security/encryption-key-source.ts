@@ -139,6 +139,10 @@ async function createKeyFileIfMissing(file: string, settings: EncryptionKeySetti
   const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
   try {
     await makeDirectory(directory, 0o700);
+  } catch (error) {
+    throw unwritableFolderError(settings.names.dataDir, settings.dataDir, "create the folder", error);
+  }
+  try {
     if (await exists(file)) {
       return false;
     }

@@ -169,7 +169,7 @@ describe("storage and port", () => {
       name: "data folder in a read-only folder",
       unprivileged: true,
       settings: () => ({ args: ["--data-dir", path.join(readOnly, "data")], env: {} }),
-      message: /^smsgateway: --data-dir \S+\/read-only\/data: cannot create the encryption key file \S+: permission denied \(EACCES\); make the folder writable/,
+      message: /^smsgateway: --data-dir \S+\/read-only\/data: cannot create the folder: permission denied \(EACCES\); make the folder writable/,
     },
     {
       name: "data folder in a read-only folder with encryption keys",
