@@ -28,7 +28,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
     return { kind: "help", text: helpText() };
   }
 
-  // Only this loop sees where each value came from, so it records each
+  // Only this loop has the source of each value, so it records each
   // setting's name in `config.names` for the messages of later checks.
   const names: Record<string, string> = {};
   const values: Record<string, unknown> = {};

@@ -175,7 +175,7 @@ function flowLimitConnectError(error: FlowLimitError): ConnectError {
 
 /**
  * Returns the error to log in full with a failed call, or undefined when
- * its code and message say enough: the cause of a server fault, and the
+ * its code and message are enough: the cause of a server fault, and the
  * StorageError behind a storage failure, whose driver code and message
  * the caller does not get.
  */

@@ -16,9 +16,9 @@ import { toMessageError } from "../rpc/message-error.js";
 /**
  * Builds the response of a batch from the outcome of each message, in
  * order, and logs one summary line with the failures counted by code.
- * Of the failures that are bugs of the service, and of those that storage
- * failures cause, only the first of each is logged with its cause, so that
- * a bug or a lost database hit by every message writes one line.
+ * Only the first bug of the service and the first storage failure are
+ * logged with their cause. A bug or a lost database that every message hits
+ * then writes one line.
  *
  * NOTE: each error result keeps the full details of a `SendSms` error, up
  * to about 1.3 KB, so a batch of 10,000 failures can exceed the 4 MiB that

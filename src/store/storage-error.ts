@@ -83,8 +83,8 @@ export function isForeignKeyViolation(code: string | undefined): boolean {
 /**
  * A storage operation failed, most often for a reason the caller cannot
  * fix, such as a lost connection or a locked database file.
- * {@link statementRejected} tells the rarer failures apart that are bugs of
- * the service: the database refused the statement itself.
+ * {@link statementRejected} marks the rarer failures that are bugs of the
+ * service, where the database rejected the statement itself.
  *
  * It keeps only the summary of the driver's error, not the error itself, so
  * logging it never serialises the driver's detail fields or client objects.

@@ -561,7 +561,7 @@ describe("cancellation, deadline and shutdown", () => {
 
   /**
    * Serves the path of a new integration id, made of `prefix` and the client
-   * kind: the gateway accepts the first message and holds every other one.
+   * kind: the gateway accepts the first message and delays its reply to every other one.
    */
   function acceptFirstThenHang(prefix: string, kind: ClientKind): string {
     const id = `${prefix}-${kind.name.startsWith("grpc-js") ? "grpc" : "connect"}`;

@@ -199,13 +199,13 @@ describe("Delivery with an idempotency key", () => {
     const scope = { integrationId: "acme", key: "order-42", requestHash: requestHash("acme", message) };
     await idempotency.claim({ ...scope, owner: "crashed-replica", leaseExpireTime: past, expireTime: new Date(Date.now() + 3_600_000), now: past });
     const keys = new IdempotencyKeys({ store: idempotency, ttlSeconds: 3600, logger: pino({ level: "silent" }) });
-    const gone = new SendDeadline(10_000, AbortSignal.abort());
+    const abortedDeadline = new SendDeadline(10_000, AbortSignal.abort());
 
     await idempotencyErrorOf(
-      keys.run(scope, gone, () => Promise.reject(new Error("must not send"))),
+      keys.run(scope, abortedDeadline, () => Promise.reject(new Error("must not send"))),
       "in_progress",
     );
-    gone.dispose();
+    abortedDeadline.dispose();
 
     expect(await idempotency.get("acme", "order-42")).toMatchObject({ state: "pending", owner: "crashed-replica" });
   });

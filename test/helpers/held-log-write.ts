@@ -1,6 +1,6 @@
 /**
  * Child process of the log write test. Run with `UV_THREADPOOL_SIZE=1` and
- * the path of a FIFO as its argument. Opening the FIFO for reading holds the
+ * the path of a FIFO as its argument. Opening the FIFO for reading blocks the
  * only thread-pool thread, which the asynchronous stdout destination needs
  * for its writes. So the write of the first log line waits while a second
  * line is logged behind it, and then the process exits the way the service

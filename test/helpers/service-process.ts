@@ -45,7 +45,7 @@ export interface StartupOutcome {
  * does. A service that starts listening instead is killed, and its code is
  * null. `env` adds to or replaces `HOST=127.0.0.1`, `PORT=0` and
  * `LOG_LEVEL=info`. With `unprivileged`, a root test runner starts the
- * service as the user nobody, because file permissions do not apply to root.
+ * service as the user `nobody`, because file permissions do not apply to root.
  */
 export async function runServiceUntilExit(
   args: string[],
