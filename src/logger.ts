@@ -5,7 +5,13 @@ import type { LogLevel } from "./config/settings.js";
  * Keys whose values are replaced in every log line, at the top level and one
  * object deep. Code never logs secrets on purpose; this catches mistakes.
  */
-const SECRET_KEYS = ["apiKey", "secretKey", "api_key", "secret_key", "token", "authorization", "password"];
+const SECRET_KEYS: ReadonlySet<string> = new Set(["apiKey", "secretKey", "api_key", "secret_key", "token", "authorization", "password"]);
+
+const CENSOR = "[REDACTED]";
+
+function censor(): string {
+  return CENSOR;
+}
 
 /**
  * Creates the service logger: JSON lines, ISO times and secrets redacted.
@@ -21,13 +27,64 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     level,
     base: { service: "smsgateway" },
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: { paths: SECRET_KEYS.flatMap((key) => [key, `*.${key}`]), censor: "[REDACTED]" },
+    // pino's own `redact` option cloned each field of every line and parsed
+    // its paths again, which made about a sixth of the bytes that a SendSms
+    // call allocated (sampling heap profile, gRPC at 64 calls in flight).
+    formatters: { log: redactSecretFields },
+    // A child logger's bindings skip the log formatter, so its secret keys are censored here.
+    // NOTE: bindings are checked at the top level only. The service binds no objects.
+    serializers: {
+      err: pino.stdSerializers.err,
+      ...Object.fromEntries([...SECRET_KEYS].map((key) => [key, censor])),
+    },
   };
   // An asynchronous stdout gathers the lines written during one write into
   // the next write, instead of blocking once per line. minLength 1 writes
   // each line at once, as 0 does, and makes `flush(callback)` wait for the
   // writes in progress, which sonic-boom skips at 0 (see exitAfterLogWrites).
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false, minLength: 1 }));
+}
+
+/**
+ * Returns the fields of a log line with the value of every secret key
+ * replaced by `[REDACTED]`, at the top level and in objects one level down.
+ * Returns `fields` itself when it contains no secret key, so that a line
+ * without secrets costs no copy.
+ */
+export function redactSecretFields<Fields extends object>(fields: Fields): Fields {
+  let redacted: Record<string, unknown> | undefined;
+  for (const key in fields) {
+    if (!Object.hasOwn(fields, key)) {
+      continue;
+    }
+    const value: unknown = fields[key];
+    const replacement = SECRET_KEYS.has(key) && value !== undefined ? CENSOR : redactedChild(value);
+    if (replacement !== value) {
+      redacted ??= { ...fields } as Record<string, unknown>;
+      redacted[key] = replacement;
+    }
+  }
+  return (redacted ?? fields) as Fields;
+}
+
+/**
+ * Returns a copy of an object field whose own keys include a secret key, with
+ * those values replaced, and any other value unchanged. The copy keeps the
+ * prototype and every own property, so that an error still logs as one.
+ */
+function redactedChild(value: unknown): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return value;
+  }
+  const secretKeys = Object.keys(value).filter((key) => SECRET_KEYS.has(key));
+  if (secretKeys.length === 0) {
+    return value;
+  }
+  const copy = Object.create(Object.getPrototypeOf(value), Object.getOwnPropertyDescriptors(value)) as Record<string, unknown>;
+  for (const key of secretKeys) {
+    Object.defineProperty(copy, key, { value: CENSOR, enumerable: true, writable: true, configurable: true });
+  }
+  return copy;
 }
 
 /**

@@ -1,0 +1,70 @@
+import { describe, expect, it } from "vitest";
+import { createLogger, redactSecretFields } from "../src/logger.js";
+
+/** Returns a logger at `info` and the parsed lines it writes. */
+function capturedLogger(): { logger: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("info", { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { logger, lines };
+}
+
+describe("log redaction", () => {
+  it("redacts top level and one deep", () => {
+    const { logger, lines } = capturedLogger();
+
+    logger.info({ apiKey: "k-1", nested: { token: "t-1", keep: "visible" }, password: "p-1", code: "OK" }, "line");
+
+    expect(lines[0]).toMatchObject({
+      apiKey: "[REDACTED]",
+      nested: { token: "[REDACTED]", keep: "visible" },
+      password: "[REDACTED]",
+      code: "OK",
+      msg: "line",
+    });
+    expect(JSON.stringify(lines[0])).not.toMatch(/k-1|t-1|p-1/);
+  });
+
+  it("redacts child logger bindings", () => {
+    const { logger, lines } = capturedLogger();
+
+    logger.child({ secret_key: "s-1", caller: "ops" }).info("bound");
+
+    expect(lines[0]).toMatchObject({ secret_key: "[REDACTED]", caller: "ops", service: "smsgateway" });
+  });
+
+  it("redacts an error, keeping its message", () => {
+    const { logger, lines } = capturedLogger();
+    const error = Object.assign(new Error("gateway refused"), { authorization: "Bearer b-1" });
+
+    logger.warn({ err: error }, "failed");
+
+    expect(lines[0]?.err).toMatchObject({ type: "Error", message: "gateway refused", authorization: "[REDACTED]" });
+    expect(String((lines[0]?.err as { stack?: string }).stack)).toContain("gateway refused");
+    expect(error.authorization).toBe("Bearer b-1");
+  });
+
+  it("leaves two-deep fields alone", () => {
+    const { logger, lines } = capturedLogger();
+
+    logger.info({ outer: { inner: { token: "deep" } } }, "deep");
+
+    expect(lines[0]).toMatchObject({ outer: { inner: { token: "deep" } } });
+  });
+
+  it("returns fields without secrets uncopied", () => {
+    const fields = { code: "OK", durationMs: 1.5, nested: { keep: 1 } };
+
+    expect(redactSecretFields(fields)).toBe(fields);
+  });
+
+  it("leaves the caller's object unchanged", () => {
+    const nested = { token: "t-2" };
+    const fields = { apiKey: "k-2", nested };
+
+    const redacted = redactSecretFields(fields);
+
+    expect(redacted).toEqual({ apiKey: "[REDACTED]", nested: { token: "[REDACTED]" } });
+    expect(fields).toEqual({ apiKey: "k-2", nested: { token: "t-2" } });
+    expect(redacted.nested).not.toBe(nested);
+  });
+});
