@@ -47,6 +47,7 @@ export function grpcJsServices(
     "grpc.max_receive_message_length": options.maxRequestBytes,
   });
   const paths = new Set<string>();
+  const shutdown = new ShutdownFanOut(options.shutdownSignal);
 
   for (const { desc, handlers } of bindings) {
     const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -68,7 +69,7 @@ export function grpcJsServices(
         responseSerialize: serializer(method.output),
         responseDeserialize: deserializer(method.output),
       };
-      implementation[method.localName] = unaryImplementation(procedure, handler, pipeline, options.shutdownSignal);
+      implementation[method.localName] = unaryImplementation(procedure, handler, pipeline, shutdown);
       paths.add(path);
     }
     server.addService(definition, implementation);
@@ -81,10 +82,10 @@ function unaryImplementation(
   procedure: string,
   handler: UnaryHandler<unknown, unknown>,
   pipeline: CallPipeline,
-  shutdownSignal: AbortSignal | undefined,
+  shutdown: ShutdownFanOut,
 ): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
-    const incoming = new GrpcJsIncomingCall(call, shutdownSignal);
+    const incoming = new GrpcJsIncomingCall(call, shutdown);
     const request = call.request;
     const run =
       request instanceof UndecodableRequest
@@ -102,6 +103,36 @@ function unaryImplementation(
       },
     );
   };
+}
+
+/**
+ * Aborts the calls in progress when the shutdown signal aborts. One listener
+ * on the signal and a set of calls cost less than a listener per call.
+ */
+class ShutdownFanOut {
+  private readonly calls = new Set<GrpcJsIncomingCall>();
+
+  constructor(readonly signal: AbortSignal | undefined) {
+    signal?.addEventListener("abort", () => {
+      for (const call of this.calls) {
+        call.abortForShutdown(signal.reason);
+      }
+      this.calls.clear();
+    }, { once: true });
+  }
+
+  /** Adds a call that the shutdown aborts, or aborts it now when the shutdown has begun. */
+  add(call: GrpcJsIncomingCall): void {
+    if (this.signal?.aborted === true) {
+      call.abortForShutdown(this.signal.reason);
+    } else if (this.signal !== undefined) {
+      this.calls.add(call);
+    }
+  }
+
+  delete(call: GrpcJsIncomingCall): void {
+    this.calls.delete(call);
+  }
 }
 
 /** Fails a call whose request bytes are not a valid message, as Connect does: INVALID_ARGUMENT. */
@@ -140,17 +171,16 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
 class GrpcJsIncomingCall implements IncomingCall {
   readonly server = "grpc-js";
   readonly signal: AbortSignal;
+  private readonly controller = new AbortController();
   private readonly onCancelled: () => void;
-  private readonly onShutdown: () => void;
   private responseHeaders: grpc.Metadata | undefined;
 
   constructor(
     private readonly call: grpc.ServerUnaryCall<unknown, unknown>,
-    private readonly shutdownSignal: AbortSignal | undefined,
+    private readonly shutdown: ShutdownFanOut,
   ) {
-    const controller = new AbortController();
+    const controller = this.controller;
     this.signal = controller.signal;
-    this.onShutdown = () => controller.abort(shutdownSignal?.reason);
     // grpc-js ends the call when its deadline passes, which also fires "cancelled".
     const budgetMs = this.timeoutMs();
     this.onCancelled = () => {
@@ -165,10 +195,12 @@ class GrpcJsIncomingCall implements IncomingCall {
       );
     };
     call.once("cancelled", this.onCancelled);
-    if (shutdownSignal?.aborted === true) {
-      this.onShutdown();
-    }
-    shutdownSignal?.addEventListener("abort", this.onShutdown, { once: true });
+    shutdown.add(this);
+  }
+
+  /** Aborts the call's signal with the shutdown's reason. */
+  abortForShutdown(reason: unknown): void {
+    this.controller.abort(reason);
   }
 
   timeoutMs(): number | undefined {
@@ -197,7 +229,7 @@ class GrpcJsIncomingCall implements IncomingCall {
    */
   finish(): void {
     this.call.removeListener("cancelled", this.onCancelled);
-    this.shutdownSignal?.removeEventListener("abort", this.onShutdown);
+    this.shutdown.delete(this);
     if (this.responseHeaders !== undefined && !this.call.cancelled) {
       this.call.sendMetadata(this.responseHeaders);
     }
