@@ -211,7 +211,7 @@ export class Dispatcher {
         ? readSendReply(reply.body, this.maxResponseBytes, integration, sendTime)
         : unreadSendReply(reply.bodyFailure, integration.idPath, sendTime);
     // A gateway may echo a credential anywhere in its reply, so every text taken from it is redacted.
-    const forms = secretForms(secrets);
+    const forms = token === undefined ? credentialSecretForms(integration) : secretForms(secrets);
     const warnings = fields.warnings.map((warning) => redactSecrets(warning, forms));
     fields.id = redactSecrets(fields.id, forms);
     fields.rawDate = redactSecrets(fields.rawDate, forms);
@@ -449,6 +449,30 @@ export class Dispatcher {
     );
     return error;
   }
+}
+
+/** The secret forms of an integration's credentials, with the credentials that they were built from. */
+interface CredentialForms {
+  apiKey: string;
+  secretKey: string;
+  forms: readonly string[];
+}
+
+const credentialFormsCache = new WeakMap<Integration, CredentialForms>();
+
+/**
+ * Returns `secretForms` of the integration's API key and secret key, built
+ * once per integration object and built again when either key changed.
+ */
+function credentialSecretForms(integration: Integration): readonly string[] {
+  const { apiKey, secretKey } = integration;
+  const cached = credentialFormsCache.get(integration);
+  if (cached !== undefined && cached.apiKey === apiKey && cached.secretKey === secretKey) {
+    return cached.forms;
+  }
+  const forms = secretForms([apiKey, secretKey]);
+  credentialFormsCache.set(integration, { apiKey, secretKey, forms });
+  return forms;
 }
 
 function requestContext(exchange: Exchange): RequestContext {

@@ -240,3 +240,18 @@ describe("Dispatcher.send date path", () => {
     expectSendTime(result, before, after);
   });
 });
+
+describe("Dispatcher.send redaction of the reply", () => {
+  test("redacts a key changed on the same integration object", async () => {
+    const integration = makeIntegration(gateway.url());
+    gateway.on("/sms", { json: { data: { id: `echo-${integration.apiKey}` } } });
+    const first = await dispatcher.send(integration, message);
+
+    integration.apiKey = "rotated-key-5d1e";
+    gateway.on("/sms", { json: { data: { id: "echo-rotated-key-5d1e" } } });
+    const second = await dispatcher.send(integration, message);
+
+    expect(first.id).toBe("echo-[REDACTED]");
+    expect(second.id).toBe("echo-[REDACTED]");
+  });
+});
