@@ -32,6 +32,9 @@ export interface OutboundGuardOptions {
 
 const SCHEMES: ReadonlySet<string> = new Set(["http:", "https:"]);
 
+/** Number of passed URLs that the guard remembers before it starts over. */
+const MAX_REMEMBERED_URLS = 10_000;
+
 /** Returns the request path of the URL that a stage of a send goes to. */
 export function outboundField(stage: GatewayStage): string {
   return stage === "auth" ? "integration.auth_url" : "integration.base_url";
@@ -70,6 +73,8 @@ export function outboundTargets(fields: IntegrationFields): OutboundTarget[] {
 export class OutboundGuard {
   private readonly allowList: OutboundAllowList;
   private readonly resolver: Resolver;
+  /** URLs with an IP address as host that passed, so a send skips parsing them again. */
+  private readonly passedLiteralUrls = new Map<string, ResolvedAddress>();
 
   constructor(options: OutboundGuardOptions) {
     this.allowList = options.allowList;
@@ -86,13 +91,32 @@ export class OutboundGuard {
    *   the host name does not resolve, or `signal.reason` when it aborts first.
    */
   async checkUrl(field: string, url: string, signal?: AbortSignal): Promise<ResolvedAddress[]> {
+    const passed = this.passedLiteralUrls.get(url);
+    if (passed !== undefined) {
+      return [passed];
+    }
+
     const host = this.checkedUrlHost(field, url);
     const literal = parseIpAddress(host);
     if (literal !== null) {
       this.checkLiteralHost(host, field);
-      return [{ address: literal.toString(), family: literal.kind() === "ipv6" ? 6 : 4 }];
+      const address: ResolvedAddress = { address: literal.toString(), family: literal.kind() === "ipv6" ? 6 : 4 };
+      this.rememberPassedLiteral(url, address);
+      return [address];
     }
     return untilAborted(this.checkedAddresses(host, field), signal);
+  }
+
+  /**
+   * Remembers a URL whose host is an IP address that passed. Its verdict
+   * cannot change while the service runs, because no DNS answer is involved
+   * and the allow-list is fixed at start-up.
+   */
+  private rememberPassedLiteral(url: string, address: ResolvedAddress): void {
+    if (this.passedLiteralUrls.size >= MAX_REMEMBERED_URLS) {
+      this.passedLiteralUrls.clear();
+    }
+    this.passedLiteralUrls.set(url, Object.freeze(address));
   }
 
   /**

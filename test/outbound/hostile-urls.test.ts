@@ -213,3 +213,23 @@ describe.each(FIELDS)("$field", ({ field, integration }) => {
 test("public URL passes the save check", async () => {
   await expect(guard.checkIntegration(makeIntegration(PUBLIC_URL))).resolves.toEqual([]);
 });
+
+test("remembered public address still passes", async () => {
+  const url = "https://93.184.215.14/sms";
+
+  const first = await guard.checkUrl("integration.base_url", url);
+  const second = await guard.checkUrl("integration.base_url", url);
+
+  expect(first).toEqual([{ address: "93.184.215.14", family: 4 }]);
+  expect(second).toEqual(first);
+});
+
+test("blocked address fails every check", async () => {
+  const url = "http://169.254.169.254/latest/meta-data/";
+
+  for (let check = 0; check < 3; check++) {
+    const error = await rejection(guard.checkUrl("integration.base_url", url));
+
+    expect(error).toBeInstanceOf(OutboundBlockedError);
+  }
+});
