@@ -75,9 +75,16 @@ export async function readBodyUnlessTooLong(
   response: Dispatcher.ResponseData,
   limitBytes: number,
 ): Promise<BodyStart> {
-  if (Number(response.headers["content-length"]) > limitBytes) {
+  const contentLength = response.headers["content-length"];
+  if (typeof contentLength !== "string" || !/^\d+$/.test(contentLength)) {
+    return readBodyStart(response.body, limitBytes);
+  }
+  if (Number(contentLength) > limitBytes) {
     response.body.destroy();
     return UNREAD_BODY;
   }
-  return readBodyStart(response.body, limitBytes);
+  // undici ends the body at Content-Length, so a body within the limit can be
+  // read whole, which costs less than iterating the stream.
+  const bytes = await response.body.bytes();
+  return { bytes: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), complete: true };
 }
