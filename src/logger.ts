@@ -26,7 +26,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   const options = {
     level,
     base: { service: "smsgateway" },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimestamp,
     // pino's own `redact` option cloned each field of every line and parsed
     // its paths again, which made about a sixth of the bytes that a SendSms
     // call allocated (sampling heap profile, gRPC at 64 calls in flight).
@@ -43,6 +43,26 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   // each line at once, as 0 does, and makes `flush(callback)` wait for the
   // writes in progress, which sonic-boom skips at 0 (see exitAfterLogWrites).
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false, minLength: 1 }));
+}
+
+/** Start of the ISO 8601 time of the second that `isoTimestamp` last wrote, up to the milliseconds. */
+let cachedSecond = Number.NaN;
+let cachedSecondPrefix = "";
+
+/**
+ * Returns the `time` field of a log line as pino's `isoTime` does, such as
+ * `,"time":"2026-12-05T05:09:53.042Z"`. It formats a date once per second and
+ * adds the milliseconds, because `Date.prototype.toISOString` on every line
+ * was a visible part of the CPU per call.
+ */
+export function isoTimestamp(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedSecondPrefix = new Date(second * 1000).toISOString().slice(0, -4);
+  }
+  return `,"time":"${cachedSecondPrefix}${String(now - second * 1000).padStart(3, "0")}Z"`;
 }
 
 /**

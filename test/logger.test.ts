@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { createLogger, redactSecretFields } from "../src/logger.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { createLogger, isoTimestamp, redactSecretFields } from "../src/logger.js";
 
 /** Returns a logger at `info` and the parsed lines it writes. */
 function capturedLogger(): { logger: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
@@ -66,5 +66,38 @@ describe("log redaction", () => {
     expect(redacted).toEqual({ apiKey: "[REDACTED]", nested: { token: "[REDACTED]" } });
     expect(fields).toEqual({ apiKey: "k-2", nested: { token: "t-2" } });
     expect(redacted.nested).not.toBe(nested);
+  });
+});
+
+describe("isoTimestamp", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it.each([
+    ["2026-12-05T05:09:53.000Z"],
+    ["2026-12-05T05:09:53.007Z"],
+    ["2026-12-05T05:09:53.042Z"],
+    ["2026-12-05T05:09:53.999Z"],
+    ["2026-12-05T05:09:54.001Z"],
+    ["2026-12-31T23:59:59.999Z"],
+    ["2027-01-01T00:00:00.000Z"],
+    ["1969-12-31T23:59:59.500Z"],
+  ])("writes %s as toISOString does", (iso) => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    vi.setSystemTime(new Date(iso));
+
+    expect(isoTimestamp()).toBe(`,"time":"${iso}"`);
+  });
+
+  it("stamps a line with the current time", () => {
+    const { logger, lines } = capturedLogger();
+    const before = Date.now();
+
+    logger.info("now");
+
+    const time = Date.parse(String(lines[0]?.time));
+    expect(time).toBeGreaterThanOrEqual(before);
+    expect(time).toBeLessThanOrEqual(Date.now());
   });
 });
