@@ -38,7 +38,7 @@ const MAX_QUOTED_CHARS = 100;
  */
 export function readSendReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, sendTime: Date): SendReply {
   const warnings: string[] = [];
-  const root = parseReply(reply, maxBytes, paths.idPath, warnings);
+  const root = parseReply(reply, maxBytes, paths, warnings);
   if (root === undefined) {
     return { id: "", date: sendTime, rawDate: "", dateSource: "send_time", warnings };
   }
@@ -77,7 +77,8 @@ export function describeBodyFailure(error: unknown, ended: DeadlineEnd | undefin
 }
 
 /** Parses the reply body, or adds a warning and returns `undefined`. */
-function parseReply(reply: BodyStart, maxBytes: number, idPath: string, warnings: string[]): unknown {
+function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warnings: string[]): unknown {
+  const { idPath } = paths;
   if (!reply.complete) {
     warnings.push(`reply is larger than ${maxBytes} bytes and was not parsed, so there is no id at ${idPath}`);
     return undefined;
@@ -88,11 +89,28 @@ function parseReply(reply: BodyStart, maxBytes: number, idPath: string, warnings
     return undefined;
   }
   try {
-    return parseJsonLossless(text);
+    return parseReplyJson(text, paths);
   } catch {
     warnings.push(`reply is not JSON, so there is no id at ${idPath}`);
     return undefined;
   }
+}
+
+/**
+ * Parses a reply with `JSON.parse`, and again with lossless-json when the
+ * value at the id path or the date path is a number, so that such a value
+ * keeps every digit. Most gateways reply with strings there, and for those
+ * `JSON.parse` alone allocates less and uses less CPU.
+ *
+ * @throws SyntaxError when the text is not JSON.
+ */
+function parseReplyJson(text: string, paths: ReplyPaths): unknown {
+  const root: unknown = JSON.parse(text);
+  const isNumberAt = (path: string) => {
+    const lookup = readJsonPath(root, path);
+    return lookup.found && typeof lookup.value === "number";
+  };
+  return isNumberAt(paths.idPath) || isNumberAt(paths.datePath) ? parseJsonLossless(text) : root;
 }
 
 function readId(root: unknown, idPath: string, warnings: string[]): string {
