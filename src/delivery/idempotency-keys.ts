@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 
 import type { SendResult } from "../dispatch/dispatcher.js";
-import type { SendDeadline } from "../dispatch/send-deadline.js";
+import type { DeadlineEnd, SendDeadline } from "../dispatch/send-deadline.js";
 import { GatewayError, IdempotencyError } from "../errors.js";
 import type { IdempotencyOutcome, IdempotencyStore } from "../store/idempotency-store.js";
 import { encodeFailed, encodeSent, encodeUnknown, replayOutcome } from "./stored-outcome.js";
@@ -123,7 +123,7 @@ export class IdempotencyKeys {
         if (deadline.signal.aborted) {
           // A caller that is gone would never learn of the unknown outcome, and the next request
           // with the key would then send again without a warning. That request abandons it instead.
-          throw inProgressError(scope);
+          throw inProgressError(scope, deadline.ended);
         }
         const message = abandonedMessage(scope);
         await this.store.abandon(scope.integrationId, scope.key, record.owner, encodeUnknown(message), now);
@@ -207,7 +207,7 @@ export class IdempotencyKeys {
       await sleep(ms, undefined, { signal: deadline.signal });
     } catch {
       // On a cancel the caller is gone, so the error only reaches the log.
-      throw inProgressError(scope);
+      throw inProgressError(scope, deadline.ended);
     }
   }
 
@@ -263,10 +263,16 @@ function keyReusedError(scope: IdempotencyScope): IdempotencyError {
   );
 }
 
-function inProgressError(scope: IdempotencyScope): IdempotencyError {
+function inProgressError(scope: IdempotencyScope, ended: DeadlineEnd | undefined): IdempotencyError {
+  const when =
+    ended === "shutdown"
+      ? "this service instance began shutting down"
+      : ended === "canceled"
+        ? "this call was canceled"
+        : "this call's deadline passed";
   return new IdempotencyError(
     "in_progress",
-    `Another send with idempotency_key "${scope.key}" was still in progress when this call's deadline passed. ` +
+    `Another send with idempotency_key "${scope.key}" was still in progress when ${when}. ` +
       "Retry later with the same idempotency_key to get its outcome.",
   );
 }

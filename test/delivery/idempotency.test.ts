@@ -5,7 +5,7 @@ import { IdempotencyKeys } from "../../src/delivery/idempotency-keys.js";
 import { requestHash } from "../../src/delivery/request-hash.js";
 import { SendDeadline } from "../../src/dispatch/send-deadline.js";
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
-import { GatewayError } from "../../src/errors.js";
+import { GatewayError, GraceEndedError } from "../../src/errors.js";
 import { gatewayErrorOf, invalidArgumentOf } from "../dispatch/fixtures.js";
 import {
   assertPostgresReachable,
@@ -165,6 +165,24 @@ describe("Delivery with an idempotency key", () => {
     const error = await idempotencyErrorOf(delivery.send(integration, message, { deadlineMs: 200 }), "in_progress");
 
     expect(error.message).toContain("still in progress");
+    expect((await first).replayed).toBe(false);
+  });
+
+  test.each([
+    ["shutdown", () => new GraceEndedError(), "this service instance began shutting down"],
+    ["cancel", () => new DOMException("canceled", "AbortError"), "this call was canceled"],
+  ])("names the %s that ended a duplicate's wait", async (_end, reason, wording) => {
+    env.gateway.on("/sms", delayed(1_000, accepted()));
+    const { delivery, integration } = await harness();
+    const first = delivery.send(integration, message);
+    await waitFor(() => env.gateway.requestsTo("/sms").length === 1);
+    const caller = new AbortController();
+
+    const duplicate = delivery.send(integration, message, { signal: caller.signal });
+    setTimeout(() => caller.abort(reason()), 100);
+    const error = await idempotencyErrorOf(duplicate, "in_progress");
+
+    expect(error.message).toContain(`still in progress when ${wording}`);
     expect((await first).replayed).toBe(false);
   });
 
