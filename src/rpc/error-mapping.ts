@@ -56,6 +56,9 @@ const IDEMPOTENCY_CODES: Record<IdempotencyConflict, { code: Code; reason: strin
 /** Message of every storage failure that is not a bug; it leaves out the driver's words, which may quote SQL or stored values. */
 const STORAGE_UNAVAILABLE_MESSAGE = "the service's storage is unavailable; retry later";
 
+/** Message of a storage failure whose database reported damaged data: no retry helps. */
+const STORAGE_CORRUPTED_MESSAGE = "the service's database is damaged and must be restored from a backup; the service log has the details";
+
 /**
  * Converts any error thrown by a handler into the ConnectError that reaches
  * the caller, with the RPC code and typed details. A storage failure becomes
@@ -147,6 +150,10 @@ export function toConnectError(error: unknown): ConnectError {
     const code = NOT_STARTED_CODES[error.reason];
     const detail = { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "MESSAGE_NOT_STARTED" }) };
     return new ConnectError(error.message, code, undefined, [detail], error);
+  }
+
+  if (error instanceof StorageError && error.dataCorrupted) {
+    return new ConnectError(STORAGE_CORRUPTED_MESSAGE, Code.DataLoss, undefined, undefined, error);
   }
 
   if (error instanceof StorageError && !error.statementRejected) {

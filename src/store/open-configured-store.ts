@@ -68,6 +68,12 @@ export async function openConfiguredStore(config: Config, logger: Logger): Promi
           `stop the other process that writes it (another service on the same data folder, or a tool in a transaction), or set ${names.dataDir} to a folder of this service's own.`,
       );
     }
+    if (!postgres && error.dataCorrupted) {
+      throw new ConfigError(
+        `${names.dataDir} ${config.dataDir}: the SQLite database ${file} is damaged or is not a SQLite database (${error.code}); ` +
+          `restore it from a backup, or set ${names.dataDir} to another folder to start with an empty store.`,
+      );
+    }
     if (!postgres && error.operation === "open" && isReadOnlyFile(error.code)) {
       throw unwritableFileError(names.dataDir, config.dataDir, `the SQLite database ${file}`, "its -wal and -shm files when they exist", error);
     }

@@ -69,10 +69,29 @@ function isRejectedStatement(code: string | undefined): boolean {
     return false;
   }
   if (code.startsWith("SQLITE_")) {
-    const primary = /^SQLITE_[A-Z]+/.exec(code)?.[0] ?? code;
-    return REJECTED_SQLITE_CODES.has(primary);
+    return REJECTED_SQLITE_CODES.has(primarySqliteCode(code));
   }
   return /^[0-9A-Z]{5}$/.test(code) && REJECTED_SQLSTATE_CLASSES.has(code.slice(0, 2)) && !OUTSIDE_SQLSTATES.has(code);
+}
+
+/**
+ * Driver codes of a database whose stored data is damaged: SQLite's corrupt
+ * database image or a file that is not a database, PostgreSQL's
+ * `data_corrupted` and `index_corrupted`. Extended SQLite codes
+ * (`SQLITE_CORRUPT_INDEX`) count under their primary code.
+ */
+const CORRUPTION_CODES: ReadonlySet<string> = new Set(["SQLITE_CORRUPT", "SQLITE_NOTADB", "XX001", "XX002"]);
+
+function isCorruption(code: string | undefined): boolean {
+  if (code === undefined) {
+    return false;
+  }
+  return CORRUPTION_CODES.has(code.startsWith("SQLITE_") ? primarySqliteCode(code) : code);
+}
+
+/** Returns an SQLite result code without its extension, such as `SQLITE_CONSTRAINT` for `SQLITE_CONSTRAINT_UNIQUE`. */
+function primarySqliteCode(code: string): string {
+  return /^SQLITE_[A-Z]+/.exec(code)?.[0] ?? code;
 }
 
 /** Returns whether a driver code is a foreign-key violation, on SQLite or PostgreSQL. */
@@ -101,6 +120,8 @@ export class StorageError extends Error {
    * the database could not run it, for example over a lost connection.
    */
   readonly statementRejected: boolean;
+  /** True when the database reported its stored data as damaged, which only a restore repairs. */
+  readonly dataCorrupted: boolean;
 
   constructor(
     /** Store operation that failed, for example `create`. */
@@ -116,5 +137,6 @@ export class StorageError extends Error {
     this.code = summary.code;
     this.driverMessage = summary.message;
     this.statementRejected = isRejectedStatement(summary.code);
+    this.dataCorrupted = isCorruption(summary.code);
   }
 }

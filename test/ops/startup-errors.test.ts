@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { chmod, copyFile, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -111,6 +111,7 @@ describe("storage and port", () => {
   let readOnlyWithDatabase: string;
   let readOnlyDatabase: string;
   let lockedDatabase: string;
+  let damagedDatabase: string;
   let lock: Database.Database;
   let busy: Server;
   let busyPort: number;
@@ -132,6 +133,9 @@ describe("storage and port", () => {
     await existingDataFolder(lockedDatabase, 0o700, 0o600);
     lock = new Database(path.join(lockedDatabase, SQLITE_FILE_NAME));
     lock.exec("begin exclusive");
+    damagedDatabase = path.join(dir, "damaged-database");
+    await mkdir(damagedDatabase, { mode: 0o700 });
+    await writeFile(path.join(damagedDatabase, SQLITE_FILE_NAME), Buffer.alloc(8192, 0x5a), { mode: 0o600 });
     busy = createServer();
     busy.listen(0, "127.0.0.1");
     await once(busy, "listening");
@@ -203,6 +207,12 @@ describe("storage and port", () => {
       settings: () => ({ args: [], env: { ENCRYPTION_KEYS, DATA_DIR: lockedDatabase } }),
       message:
         /^smsgateway: DATA_DIR \S+\/locked-database: the SQLite database \S+\/smsgateway\.db is locked by another process \(SQLITE_BUSY\); stop the other process/,
+    },
+    {
+      name: "file that is not a SQLite database",
+      settings: () => ({ args: ["--data-dir", damagedDatabase], env: { ENCRYPTION_KEYS } }),
+      message:
+        /^smsgateway: --data-dir \S+\/damaged-database: the SQLite database \S+\/smsgateway\.db is damaged or is not a SQLite database \(SQLITE_NOTADB\); restore it from a backup/,
     },
     {
       name: "port in use",

@@ -1,4 +1,7 @@
 import { Code } from "@connectrpc/connect";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
@@ -142,5 +145,48 @@ describe("statements the database refuses", () => {
 
     expect(storage.statementRejected).toBe(rejected);
     expect(toConnectError(storage).code).toBe(rejected ? Code.Internal : Code.Unavailable);
+  });
+});
+
+describe("a damaged database", () => {
+  test("a file that is not a database gets DATA_LOSS", () => {
+    const directory = mkdtempSync(path.join(tmpdir(), "smsgateway-damaged-"));
+    const file = path.join(directory, SQLITE_FILE_NAME);
+    writeFileSync(file, Buffer.alloc(8192, 0x5a));
+    let driverError: unknown;
+    try {
+      const database = new Database(file);
+      try {
+        database.prepare("SELECT * FROM sqlite_master").all();
+      } finally {
+        database.close();
+      }
+    } catch (error) {
+      driverError = error;
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+
+    const storage = new StorageError("get", driverError);
+    const mapped = toConnectError(storage);
+
+    expect(storage.code).toBe("SQLITE_NOTADB");
+    expect(mapped.code).toBe(Code.DataLoss);
+    expect(mapped.rawMessage).toContain("restore");
+    expect(mapped.cause).toBe(storage);
+  });
+
+  test.each(["SQLITE_CORRUPT", "SQLITE_CORRUPT_INDEX", "SQLITE_NOTADB", "XX001", "XX002"])("driver code %s gets DATA_LOSS", (code) => {
+    const storage = new StorageError("get", Object.assign(new Error("driver message"), { code }));
+
+    expect(storage.dataCorrupted).toBe(true);
+    expect(storage.statementRejected).toBe(false);
+    expect(toConnectError(storage).code).toBe(Code.DataLoss);
+  });
+
+  test.each(["SQLITE_BUSY", "SQLITE_CONSTRAINT_UNIQUE", "XX000", "57P01"])("driver code %s is not damage", (code) => {
+    const storage = new StorageError("get", Object.assign(new Error("driver message"), { code }));
+
+    expect(storage.dataCorrupted).toBe(false);
   });
 });
