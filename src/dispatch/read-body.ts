@@ -55,13 +55,23 @@ async function collectBodyStart(body: Readable, limitBytes: number, chunks: Buff
     if (buffer.length >= room) {
       // Keep one byte past the limit, so that callers see the body is longer.
       chunks.push(buffer.subarray(0, room));
-      body.destroy();
+      discardBody(body);
       return { bytes: Buffer.concat(chunks), complete: false };
     }
     chunks.push(buffer);
     length += buffer.length;
   }
   return { bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), complete: true };
+}
+
+/**
+ * Stops reading a body and closes its stream. undici emits an abort error
+ * on a body destroyed before its end, and an `error` event without a
+ * listener would end the process, so a listener takes it here.
+ */
+function discardBody(body: Readable): void {
+  body.on("error", () => undefined);
+  body.destroy();
 }
 
 /** A body that was not read: empty and marked incomplete. */
@@ -80,7 +90,7 @@ export async function readBodyUnlessTooLong(
     return readBodyStart(response.body, limitBytes);
   }
   if (Number(contentLength) > limitBytes) {
-    response.body.destroy();
+    discardBody(response.body);
     return UNREAD_BODY;
   }
   // undici ends the body at Content-Length, so a body within the limit can be

@@ -1,3 +1,6 @@
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
 
 import type { SendResult, SmsMessage } from "../../src/dispatch/dispatcher.js";
@@ -96,6 +99,36 @@ describe("Dispatcher.send reply status", () => {
     gateway.on("/sms", { json: { data: { id: "m2" } } });
     const next = await dispatcher.send(makeIntegration(gateway.url()), message);
     expect(next.id).toBe("m2");
+  });
+
+  test("survives oversize replies sent in one write", async () => {
+    // The whole reply arrives before the service drops the body, the case in
+    // which undici emits an abort error on the dropped body.
+    const body = "x".repeat(MAX_RESPONSE_BYTES + 1000);
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on("end", () => {
+        response.writeHead(200, { "content-length": body.length });
+        response.end(body);
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/sms`;
+
+    try {
+      for (let send = 0; send < 3; send++) {
+        const result = await dispatcher.send(makeIntegration(url), message);
+
+        expect(result.warnings).toEqual([
+          `reply is larger than ${MAX_RESPONSE_BYTES} bytes and was not parsed, so there is no id at data.id`,
+        ]);
+      }
+      // An unhandled error event would surface by now and fail the run.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } finally {
+      server.close();
+    }
   });
 
   test("reads a reply of exactly the maximum size", async () => {
