@@ -34,7 +34,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     // A child logger's bindings skip the log formatter, so its secret keys are censored here.
     // NOTE: bindings are checked at the top level only. The service binds no objects.
     serializers: {
-      err: pino.stdSerializers.err,
+      err: serializeError,
       ...Object.fromEntries([...SECRET_KEYS].map((key) => [key, censor])),
     },
   };
@@ -43,6 +43,19 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
   // each line at once, as 0 does, and makes `flush(callback)` wait for the
   // writes in progress, which sonic-boom skips at 0 (see exitAfterLogWrites).
   return pino(options, destination ?? pino.destination({ dest: 1, sync: false, minLength: 1 }));
+}
+
+/**
+ * Serializes an error as pino's `err` serializer does, but leaves out the
+ * `data` of undici's HTTP parser errors: the raw reply bytes, which may echo
+ * a credential of the request.
+ */
+function serializeError(error: Error): unknown {
+  const serialized: unknown = pino.stdSerializers.err(error);
+  if (error instanceof Error && error.name === "HTTPParserError" && typeof serialized === "object" && serialized !== null) {
+    delete (serialized as { data?: unknown }).data;
+  }
+  return serialized;
 }
 
 /** Start of the ISO 8601 time of the second that `isoTimestamp` last wrote, up to the milliseconds. */

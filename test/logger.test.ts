@@ -101,3 +101,17 @@ describe("isoTimestamp", () => {
     expect(time).toBeLessThanOrEqual(Date.now());
   });
 });
+
+describe("error serializer", () => {
+  it("drops the raw reply of a parser error", async () => {
+    const { errors } = await import("undici");
+    const { logger, lines } = capturedLogger();
+    // The type declarations list two parameters; undici 7 takes the reply bytes as a third.
+    const error = Reflect.construct(errors.HTTPParserError, ["Invalid character in Content-Length", undefined, Buffer.from("k-echoed\r\n\r\n{}")]) as Error;
+
+    logger.error({ err: error }, "failed");
+
+    expect(lines[0]?.err).toMatchObject({ type: "HTTPParserError", message: "Invalid character in Content-Length" });
+    expect(JSON.stringify(lines[0])).not.toContain("k-echoed");
+  });
+});

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
+import { errors } from "undici";
 
 import { GatewayError, type GatewayFailure, type GatewayStage } from "../errors.js";
 import { parseRetryAfter } from "./retry-after.js";
@@ -30,6 +31,9 @@ const TIMEOUT_CODES = new Set([
   "ETIMEDOUT",
 ]);
 
+/** Name of undici's error for a reply that breaks HTTP/1.1, which stands for its code when it has none. */
+const PARSER_ERROR_NAME = "HTTPParserError";
+
 const CODE_DESCRIPTIONS: Record<string, string> = {
   ECONNREFUSED: "connection refused",
   ECONNRESET: "connection reset",
@@ -41,6 +45,7 @@ const CODE_DESCRIPTIONS: Record<string, string> = {
   UND_ERR_SOCKET: "connection closed by the gateway",
   UND_ERR_HEADERS_OVERFLOW: "oversized reply headers",
   UND_ERR_RES_CONTENT_LENGTH_MISMATCH: "a reply length not matching its Content-Length",
+  [PARSER_ERROR_NAME]: "an invalid HTTP reply",
 };
 
 /** Maps the HTTP status of a failed reply (not 2xx) to the failure it means. */
@@ -264,7 +269,11 @@ function errorCode(error: unknown): string | undefined {
     return undefined;
   }
   const code = (error as { code?: unknown }).code;
-  return typeof code === "string" ? code : undefined;
+  if (typeof code === "string") {
+    return code;
+  }
+  // undici's own checks of a reply, such as of its Content-Length, throw a parser error without a code.
+  return error instanceof errors.HTTPParserError ? PARSER_ERROR_NAME : undefined;
 }
 
 function originOf(url: string): string {

@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
 
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
@@ -157,6 +159,26 @@ describe("Dispatcher.send connection failures", () => {
     expect(error.info).toMatchObject({ failure: "unavailable", stage: "send", httpStatus: 0, attempts: 1 });
     expect(error.message).toContain("ECONNREFUSED");
     expect(error.message).toContain(new URL(url).origin);
+  });
+
+  test("maps a reply that breaks HTTP to unavailable", async () => {
+    // The Content-Length echoes the API key, which undici rejects without an error code.
+    const server = createServer((socket) => {
+      socket.once("data", () => socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${API_KEY}\r\n\r\n{}`));
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/sms`;
+
+    try {
+      const error = await gatewayErrorOf(dispatcher.send(makeIntegration(url), message));
+
+      expect(error.info).toMatchObject({ failure: "unavailable", stage: "send", httpStatus: 0, outcomeUnknown: true });
+      expect(error.message).toContain("an invalid HTTP reply (HTTPParserError)");
+      expect(error.message).not.toContain(API_KEY);
+    } finally {
+      server.close();
+    }
   });
 
   test("maps a reset connection to unavailable", async () => {
