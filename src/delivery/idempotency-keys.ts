@@ -7,7 +7,7 @@ import type { SendResult } from "../dispatch/dispatcher.js";
 import type { DeadlineEnd, SendDeadline } from "../dispatch/send-deadline.js";
 import { GatewayError, IdempotencyError } from "../errors.js";
 import type { IdempotencyOutcome, IdempotencyStore } from "../store/idempotency-store.js";
-import { encodeFailed, encodeSent, encodeUnknown, replayOutcome } from "./stored-outcome.js";
+import { canceledMayHaveSent, encodeFailed, encodeSent, encodeUnknown, replayOutcome } from "./stored-outcome.js";
 
 /**
  * Time a claim outlives its send's deadline. It covers writing the outcome
@@ -108,6 +108,18 @@ export class IdempotencyKeys {
       }
       if (record.requestHash !== scope.requestHash) {
         throw keyReusedError(scope);
+      }
+      if (record.state === "retryable" && waitingOn !== undefined) {
+        // A cancel belongs to the caller of the send waited on, not to this one.
+        const mayHaveSent = canceledMayHaveSent(record.outcome ?? "");
+        if (mayHaveSent === false) {
+          // Nothing reached the gateway, so this call sends as a later request would.
+          waitingOn = undefined;
+          continue;
+        }
+        if (mayHaveSent === true) {
+          throw new IdempotencyError("outcome_unknown", canceledOwnerMessage(scope));
+        }
       }
       if (record.state === "done" || (record.state === "retryable" && waitingOn !== undefined)) {
         return { ...replayOutcome(record.outcome ?? ""), replayed: true };
@@ -274,6 +286,14 @@ function inProgressError(scope: IdempotencyScope, ended: DeadlineEnd | undefined
     "in_progress",
     `Another send with idempotency_key "${scope.key}" was still in progress when ${when}. ` +
       "Retry later with the same idempotency_key to get its outcome.",
+  );
+}
+
+function canceledOwnerMessage(scope: IdempotencyScope): string {
+  return (
+    `The send that held idempotency_key "${scope.key}" was canceled by its caller, or cut by a service shutdown, ` +
+    "after its request went out, so the gateway may or may not have sent the SMS. " +
+    "Check with the gateway, or retry with the same idempotency_key to send again with the same Idempotency-Key header."
   );
 }
 

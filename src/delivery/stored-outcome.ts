@@ -62,3 +62,17 @@ export function replayOutcome(text: string): SendResult {
   }
   throw new Error(`stored idempotency outcome has unknown kind ${String((stored as { kind?: unknown }).kind)}`);
 }
+
+/**
+ * Returns whether the request of a stored failure may have reached the
+ * gateway, when the failure is a cancel: the caller of that send canceled it,
+ * or its service instance cut it at shutdown. Returns undefined for any
+ * other outcome.
+ */
+export function canceledMayHaveSent(text: string): boolean | undefined {
+  const stored = JSON.parse(text) as StoredOutcome;
+  if (stored.v !== 1 || stored.kind !== "failed" || stored.info.failure !== "canceled") {
+    return undefined;
+  }
+  return stored.info.outcomeUnknown === true;
+}

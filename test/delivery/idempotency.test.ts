@@ -186,6 +186,40 @@ describe("Delivery with an idempotency key", () => {
     expect((await first).replayed).toBe(false);
   });
 
+  test("reports a duplicate whose owner was canceled after writing as unknown", async () => {
+    env.gateway.on("/sms", delayed(1_000, accepted()));
+    const { delivery, integration } = await harness();
+    const firstCaller = new AbortController();
+    const first = delivery.send(integration, message, { signal: firstCaller.signal }).catch((error: unknown) => error);
+    await waitFor(() => env.gateway.requestsTo("/sms").length === 1);
+
+    const duplicate = delivery.send(integration, message);
+    setTimeout(() => firstCaller.abort(), 100);
+    const error = await idempotencyErrorOf(duplicate, "outcome_unknown");
+
+    expect(error.message).toContain("was canceled by its caller");
+    expect(String(await first)).toContain("The caller canceled");
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+  });
+
+  test("sends a duplicate itself when its owner was canceled before writing", async () => {
+    env.gateway.on("/auth", delayed(1_000, { json: { data: { token: "t-1" } } }));
+    env.gateway.on("/sms", accepted("m-duplicate"));
+    const { delivery, integration } = await harness({
+      integration: { baseUrl: env.gateway.url("/sms"), authenticateByToken: true, authUrl: env.gateway.url("/auth"), tokenKey: "token" },
+    });
+    const firstCaller = new AbortController();
+    const first = delivery.send(integration, message, { signal: firstCaller.signal });
+    await waitFor(() => env.gateway.requestsTo("/auth").length === 1);
+
+    const duplicate = delivery.send(integration, message);
+    setTimeout(() => firstCaller.abort(), 100);
+
+    await expect(first).rejects.toThrow("The caller canceled");
+    expect(await duplicate).toMatchObject({ id: "m-duplicate", replayed: false });
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+  });
+
   test("reports an abandoned claim as unknown, then sends on the next request", async () => {
     env.gateway.on("/sms", accepted("m-after-crash"));
     const { delivery, integration, idempotency } = await harness();
