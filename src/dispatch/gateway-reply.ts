@@ -88,29 +88,31 @@ function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warni
     warnings.push(`reply body is empty, so there is no id at ${idPath}`);
     return undefined;
   }
+  // JSON.parse reads most replies. lossless-json reads a reply again when the
+  // value at the id path or the date path is a number, so that it keeps every
+  // digit, which JSON.parse does not. Gateways mostly put strings there.
+  let root: unknown;
   try {
-    return parseReplyJson(text, paths);
+    root = JSON.parse(text);
   } catch {
     warnings.push(`reply is not JSON, so there is no id at ${idPath}`);
     return undefined;
   }
+  if (!isNumberAt(root, paths.idPath) && !isNumberAt(root, paths.datePath)) {
+    return root;
+  }
+  try {
+    return parseJsonLossless(text);
+  } catch {
+    // lossless-json recurses once per level, so a deeply nested reply exhausts the stack.
+    warnings.push(`reply nests too deeply to read its numbers digit-exact, so there is no id at ${idPath}`);
+    return undefined;
+  }
 }
 
-/**
- * Parses a reply with `JSON.parse`, and again with lossless-json when the
- * value at the id path or the date path is a number, so that such a value
- * keeps every digit. Most gateways reply with strings there, and for those
- * `JSON.parse` alone allocates less and uses less CPU.
- *
- * @throws SyntaxError when the text is not JSON.
- */
-function parseReplyJson(text: string, paths: ReplyPaths): unknown {
-  const root: unknown = JSON.parse(text);
-  const isNumberAt = (path: string) => {
-    const lookup = readJsonPath(root, path);
-    return lookup.found && typeof lookup.value === "number";
-  };
-  return isNumberAt(paths.idPath) || isNumberAt(paths.datePath) ? parseJsonLossless(text) : root;
+function isNumberAt(root: unknown, path: string): boolean {
+  const lookup = readJsonPath(root, path);
+  return lookup.found && typeof lookup.value === "number";
 }
 
 function readId(root: unknown, idPath: string, warnings: string[]): string {

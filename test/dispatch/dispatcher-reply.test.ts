@@ -131,6 +131,36 @@ describe("Dispatcher.send reply status", () => {
     }
   });
 
+  test("warns when a numeric id sits in a reply nested too deeply", async () => {
+    const deepDispatcher = makeDispatcher({ maxResponseBytes: 1024 * 1024 });
+    const depth = 20_000;
+    gateway.on("/sms", { body: `{"data":{"id":9007199254740993},"x":${"[".repeat(depth)}${"]".repeat(depth)}}` });
+
+    try {
+      const result = await deepDispatcher.send(makeIntegration(gateway.url()), message);
+
+      expect(result.id).toBe("");
+      expect(result.warnings).toEqual(["reply nests too deeply to read its numbers digit-exact, so there is no id at data.id"]);
+    } finally {
+      await deepDispatcher.close();
+    }
+  });
+
+  test("reads a string id in a reply nested deeply", async () => {
+    const deepDispatcher = makeDispatcher({ maxResponseBytes: 1024 * 1024 });
+    const depth = 20_000;
+    gateway.on("/sms", { body: `{"data":{"id":"m-deep"},"x":${"[".repeat(depth)}${"]".repeat(depth)}}` });
+
+    try {
+      const result = await deepDispatcher.send(makeIntegration(gateway.url()), message);
+
+      expect(result.id).toBe("m-deep");
+      expect(result.warnings).toEqual([]);
+    } finally {
+      await deepDispatcher.close();
+    }
+  });
+
   test("reads a reply of exactly the maximum size", async () => {
     const prefix = '{"data":{"id":"m1","pad":"';
     const body = prefix + "x".repeat(MAX_RESPONSE_BYTES - prefix.length - 3) + '"}}';
