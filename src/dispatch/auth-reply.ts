@@ -3,6 +3,7 @@ import { isLosslessNumber } from "lossless-json";
 import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
 import { isHeaderValue } from "../domain/http-header.js";
 import type { BodyStart } from "./read-body.js";
+import { buildBodyExcerpt, REDACTED, type BodyExcerpt } from "./redact.js";
 
 /** The token from a 2xx auth reply, or why the reply has none. */
 export type AuthReply = { token: string; expiresInSeconds?: number } | { problem: string };
@@ -75,4 +76,40 @@ function readExpiresIn(container: unknown): number | undefined {
   }
   const seconds = Number(text);
   return text !== "" && Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
+}
+
+/**
+ * Builds the body excerpt of a 2xx token reply that gave no usable token.
+ *
+ * Such a reply may contain the gateway's token under a key other than
+ * `token_key`, which the service cannot recognise, and a caller with only
+ * the `sms:send` scope gets the excerpt. So every string and number of a
+ * JSON reply becomes `"[REDACTED]"`, which keeps the keys that an operator
+ * needs to set `token_key`, and a reply that is not JSON shows none of its text.
+ */
+export function authReplyExcerpt(reply: BodyStart, forms: readonly string[]): BodyExcerpt {
+  const withheld = { text: "", truncated: reply.bytes.length > 0 || !reply.complete };
+  if (!reply.complete) {
+    return withheld;
+  }
+  try {
+    const masked = JSON.stringify(maskedValues(JSON.parse(reply.bytes.toString("utf8").replace(/^\uFEFF/, ""))));
+    return buildBodyExcerpt(Buffer.from(masked), true, forms);
+  } catch {
+    // Not JSON, or nested too deeply for the recursion below.
+    return withheld;
+  }
+}
+
+function maskedValues(value: unknown): unknown {
+  if (typeof value === "string" || typeof value === "number") {
+    return REDACTED;
+  }
+  if (Array.isArray(value)) {
+    return value.map(maskedValues);
+  }
+  if (isJsonObject(value)) {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, maskedValues(item)]));
+  }
+  return value;
 }

@@ -5,7 +5,7 @@ import type { Integration } from "../domain/integration.js";
 import { GatewayError, OutboundBlockedError, type GatewayStage } from "../errors.js";
 import { ServiceMetrics, type GatewayOutcome } from "../observability/metrics.js";
 import { outboundField, outboundTargets, type OutboundGuard } from "../outbound/outbound-guard.js";
-import { readAuthReply } from "./auth-reply.js";
+import { authReplyExcerpt, readAuthReply } from "./auth-reply.js";
 import {
   closedError,
   invalidAuthReplyError,
@@ -263,7 +263,7 @@ export class Dispatcher {
         return result;
       }
       const context = requestContext(exchange);
-      const excerpt = buildBodyExcerpt(reply.body.bytes, reply.body.complete, context.secretForms);
+      const excerpt = authReplyExcerpt(reply.body, context.secretForms);
       throw this.logged(exchange, invalidAuthReplyError(context, reply.status, excerpt, result.problem));
     });
   }

@@ -83,6 +83,26 @@ describe("Dispatcher.send with token auth", () => {
     expect(gateway.requestsTo("/sms")).toHaveLength(0);
   });
 
+  test("shows the keys of a token reply but not its values", async () => {
+    gateway.on("/auth", { json: { data: { access_token: TOKEN, expires_in: 3600, scopes: ["sms"], active: true } } });
+
+    const error = await gatewayErrorOf(dispatcher.send(tokenIntegration(), message));
+
+    expect(error.info.bodyExcerpt).toBe(
+      '{"data":{"access_token":"[REDACTED]","expires_in":"[REDACTED]","scopes":["[REDACTED]"],"active":true}}',
+    );
+    expect(error.info.bodyTruncated).toBe(false);
+  });
+
+  test("shows nothing of a token reply that is not JSON", async () => {
+    gateway.on("/auth", { body: `token=${TOKEN}` });
+
+    const error = await gatewayErrorOf(dispatcher.send(tokenIntegration(), message));
+
+    expect(error.info.bodyExcerpt).toBe("");
+    expect(error.info.bodyTruncated).toBe(true);
+  });
+
   const authFailures: Array<[number, GatewayFailure]> = [
     [401, "credentials_refused"],
     [403, "credentials_refused"],
