@@ -15,8 +15,12 @@ export interface BodyExcerpt {
 
 /**
  * Lists the forms in which a gateway may echo each secret: as is, escaped
- * inside a JSON string, and percent-encoded in a URL. Empty secrets are
- * skipped.
+ * inside a JSON string, percent-encoded in a URL, and in base64 and base64url
+ * without padding, which covers the secret base64-encoded on its own. Empty
+ * secrets are skipped.
+ *
+ * NOTE: a secret encoded together with other text (such as `user:key` in a
+ * Basic authorization value) or with its case changed is not recognised.
  */
 export function secretForms(secrets: readonly string[]): string[] {
   const forms = new Set<string>();
@@ -24,9 +28,12 @@ export function secretForms(secrets: readonly string[]): string[] {
     if (secret === "") {
       continue;
     }
+    const bytes = Buffer.from(secret);
     forms.add(secret);
     forms.add(JSON.stringify(secret).slice(1, -1));
     forms.add(encodeURIComponent(secret));
+    forms.add(bytes.toString("base64").replace(/=+$/, ""));
+    forms.add(bytes.toString("base64url"));
   }
   return [...forms];
 }

@@ -18,6 +18,8 @@ describe("redactSecrets", () => {
     ["replaces overlapping secrets once", "abcdef", ["abcd", "cdef"], "[REDACTED]"],
     ["replaces the JSON-escaped form", '{"echo":"a\\"b\\\\c"}', ['a"b\\c'], '{"echo":"[REDACTED]"}'],
     ["replaces the percent-encoded form", "https://x/?k=a%2Fb%20c", ["a/b c"], "https://x/?k=[REDACTED]"],
+    ["replaces the base64 form", `Location: /x?t=${Buffer.from(SECRET).toString("base64")}`, [SECRET], "Location: /x?t=[REDACTED]"],
+    ["replaces the base64url form", `t=${Buffer.from("a?b>c~").toString("base64url")}`, ["a?b>c~"], "t=[REDACTED]"],
     ["skips empty secrets", "text", [""], "text"],
     ["keeps text without secrets", "nothing here", [SECRET], "nothing here"],
   ];
