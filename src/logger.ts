@@ -7,6 +7,8 @@ import type { LogLevel } from "./config/settings.js";
  */
 const SECRET_KEYS: ReadonlySet<string> = new Set(["apiKey", "secretKey", "api_key", "secret_key", "token", "authorization", "password"]);
 
+const SECRET_KEY_LIST: readonly string[] = [...SECRET_KEYS];
+
 const CENSOR = "[REDACTED]";
 
 function censor(): string {
@@ -109,7 +111,8 @@ function redactedChild(value: unknown): unknown {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     return value;
   }
-  const secretKeys = Object.keys(value).filter((key) => SECRET_KEYS.has(key));
+  // Looking up each secret key costs the same for any object, a large Buffer included.
+  const secretKeys = SECRET_KEY_LIST.filter((key) => Object.prototype.propertyIsEnumerable.call(value, key));
   if (secretKeys.length === 0) {
     return value;
   }

@@ -115,3 +115,12 @@ describe("error serializer", () => {
     expect(JSON.stringify(lines[0])).not.toContain("k-echoed");
   });
 });
+
+describe("redactSecretFields on large values", () => {
+  it("returns a large buffer field without copying it", () => {
+    const body = Buffer.alloc(1024 * 1024);
+    const fields = { body };
+
+    expect(redactSecretFields(fields)).toBe(fields);
+  });
+});
