@@ -70,6 +70,9 @@ export function replayOutcome(text: string): SendResult {
  * other outcome.
  */
 export function canceledMayHaveSent(text: string): boolean | undefined {
+  if (text === "") {
+    return undefined;
+  }
   const stored = JSON.parse(text) as StoredOutcome;
   if (stored.v !== 1 || stored.kind !== "failed" || stored.info.failure !== "canceled") {
     return undefined;
