@@ -55,6 +55,12 @@ const REJECTED_SQLITE_CODES: ReadonlySet<string> = new Set([
 /** SQLSTATE classes of a statement that PostgreSQL refused as written: 22 data exception, 23 integrity constraint violation, 42 syntax error or access rule violation. */
 const REJECTED_SQLSTATE_CLASSES: ReadonlySet<string> = new Set(["22", "23", "42"]);
 
+/**
+ * Start of the SQLITE_ERROR message of a table or column that a change
+ * outside the service removed, like PostgreSQL's 42P01.
+ */
+const OUTSIDE_SQLITE_MESSAGE = /^no such (table|column): /;
+
 /** SQLSTATEs of class 42 that a change outside the service causes: a revoked privilege, a dropped table or schema. */
 const OUTSIDE_SQLSTATES: ReadonlySet<string> = new Set(["42501", "42P01"]);
 
@@ -64,8 +70,11 @@ const OUTSIDE_SQLSTATES: ReadonlySet<string> = new Set(["42501", "42P01"]);
  * database could not run it (a lost connection, a locked or read-only file,
  * a full disk).
  */
-function isRejectedStatement(code: string | undefined): boolean {
+function isRejectedStatement(code: string | undefined, message: string): boolean {
   if (code === undefined) {
+    return false;
+  }
+  if (code === "SQLITE_ERROR" && OUTSIDE_SQLITE_MESSAGE.test(message)) {
     return false;
   }
   if (code.startsWith("SQLITE_")) {
@@ -136,7 +145,7 @@ export class StorageError extends Error {
     super(`storage ${operation} failed${on}${code}: ${summary.message}`);
     this.code = summary.code;
     this.driverMessage = summary.message;
-    this.statementRejected = isRejectedStatement(summary.code);
+    this.statementRejected = isRejectedStatement(summary.code, summary.message);
     this.dataCorrupted = isCorruption(summary.code);
   }
 }

@@ -121,6 +121,23 @@ describe("statements the database refuses", () => {
     expect(mapped.cause).toBe(storage);
   });
 
+  test("a table dropped by hand gets UNAVAILABLE, as on PostgreSQL", () => {
+    const database = new Database(":memory:");
+    let driverError: unknown;
+    try {
+      database.prepare("SELECT * FROM integrations").all();
+    } catch (error) {
+      driverError = error;
+    }
+    database.close();
+
+    const storage = new StorageError("get", driverError);
+
+    expect(storage.code).toBe("SQLITE_ERROR");
+    expect(storage.statementRejected).toBe(false);
+    expect(toConnectError(storage).code).toBe(Code.Unavailable);
+  });
+
   test.each([
     { code: "SQLITE_BUSY", rejected: false },
     { code: "SQLITE_READONLY_DIRECTORY", rejected: false },
