@@ -56,10 +56,10 @@ const REJECTED_SQLITE_CODES: ReadonlySet<string> = new Set([
 const REJECTED_SQLSTATE_CLASSES: ReadonlySet<string> = new Set(["22", "23", "42"]);
 
 /**
- * Start of the SQLITE_ERROR message of a table or column that a change
- * outside the service removed, like PostgreSQL's 42P01.
+ * Start of the SQLITE_ERROR message of a table that a change outside the
+ * service removed, like PostgreSQL's 42P01.
  */
-const OUTSIDE_SQLITE_MESSAGE = /^no such (table|column): /;
+const OUTSIDE_SQLITE_MESSAGE = /^no such table: /;
 
 /** SQLSTATEs of class 42 that a change outside the service causes: a revoked privilege, a dropped table or schema. */
 const OUTSIDE_SQLSTATES: ReadonlySet<string> = new Set(["42501", "42P01"]);
