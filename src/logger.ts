@@ -37,7 +37,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     // NOTE: bindings are checked at the top level only. The service binds no objects.
     serializers: {
       err: serializeError,
-      ...Object.fromEntries([...SECRET_KEYS].map((key) => [key, censor])),
+      ...Object.fromEntries(SECRET_KEY_LIST.map((key) => [key, censor])),
     },
   };
   // An asynchronous stdout gathers the lines written during one write into

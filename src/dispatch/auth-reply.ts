@@ -2,7 +2,7 @@ import { isLosslessNumber } from "lossless-json";
 
 import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
 import { isHeaderValue } from "../domain/http-header.js";
-import type { BodyStart } from "./read-body.js";
+import { bodyText, type BodyStart } from "./read-body.js";
 import { buildBodyExcerpt, REDACTED, type BodyExcerpt } from "./redact.js";
 
 /** The token from a 2xx auth reply, or why the reply has none. */
@@ -22,7 +22,7 @@ export function readAuthReply(reply: BodyStart, tokenKey: string, maxBytes: numb
   }
   let root: unknown;
   try {
-    root = parseJsonLossless(reply.bytes.toString("utf8").replace(/^\uFEFF/, ""));
+    root = parseJsonLossless(bodyText(reply));
   } catch {
     return { problem: "is not JSON" };
   }
@@ -93,7 +93,7 @@ export function authReplyExcerpt(reply: BodyStart, forms: readonly string[]): Bo
     return withheld;
   }
   try {
-    const masked = JSON.stringify(maskedValues(JSON.parse(reply.bytes.toString("utf8").replace(/^\uFEFF/, ""))));
+    const masked = JSON.stringify(maskedValues(JSON.parse(bodyText(reply))));
     return buildBodyExcerpt(Buffer.from(masked), true, forms);
   } catch {
     // Not JSON, or nested too deeply for the recursion below.

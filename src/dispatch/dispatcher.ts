@@ -211,7 +211,7 @@ export class Dispatcher {
         ? readSendReply(reply.body, this.maxResponseBytes, integration, sendTime)
         : unreadSendReply(reply.bodyFailure, integration.idPath, sendTime);
     // A gateway may echo a credential anywhere in its reply, so every text taken from it is redacted.
-    const forms = token === undefined ? credentialSecretForms(integration) : secretForms(secrets);
+    const forms = token === undefined ? credentialSecretForms(integration) : [...credentialSecretForms(integration), ...secretForms([token])];
     const warnings = fields.warnings.map((warning) => redactSecrets(warning, forms));
     fields.id = redactSecrets(fields.id, forms);
     fields.rawDate = redactSecrets(fields.rawDate, forms);

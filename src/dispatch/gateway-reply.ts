@@ -3,7 +3,7 @@ import { isLosslessNumber } from "lossless-json";
 import { parseEpoch, parseGatewayDate } from "./gateway-date.js";
 import { readJsonPath } from "./json-path.js";
 import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
-import type { BodyStart } from "./read-body.js";
+import { bodyText, type BodyStart } from "./read-body.js";
 import type { DeadlineEnd } from "./send-deadline.js";
 
 /** Message id and date read from a 2xx reply to the SMS request. */
@@ -83,7 +83,7 @@ function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warni
     warnings.push(`reply is larger than ${maxBytes} bytes and was not parsed, so there is no id at ${idPath}`);
     return undefined;
   }
-  const text = reply.bytes.toString("utf8").replace(/^\uFEFF/, "");
+  const text = bodyText(reply);
   if (text.trim() === "") {
     warnings.push(`reply body is empty, so there is no id at ${idPath}`);
     return undefined;

@@ -74,6 +74,11 @@ function discardBody(body: Readable): void {
   body.destroy();
 }
 
+/** Returns a body as UTF-8 text without a leading byte order mark, which JSON parsers reject. */
+export function bodyText(body: BodyStart): string {
+  return body.bytes.toString("utf8").replace(/^\uFEFF/, "");
+}
+
 /** A body that was not read: empty and marked incomplete. */
 export const UNREAD_BODY: BodyStart = { bytes: Buffer.alloc(0), complete: false };
 
