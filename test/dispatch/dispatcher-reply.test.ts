@@ -131,7 +131,7 @@ describe("Dispatcher.send reply status", () => {
     }
   });
 
-  test("warns when a numeric id sits in a reply nested too deeply", async () => {
+  test("warns on a deeply nested numeric id", async () => {
     const deepDispatcher = makeDispatcher({ maxResponseBytes: 1024 * 1024 });
     const depth = 20_000;
     gateway.on("/sms", { body: `{"data":{"id":9007199254740993},"x":${"[".repeat(depth)}${"]".repeat(depth)}}` });
@@ -146,7 +146,7 @@ describe("Dispatcher.send reply status", () => {
     }
   });
 
-  test("reads a string id in a reply nested deeply", async () => {
+  test("reads a deeply nested string id", async () => {
     const deepDispatcher = makeDispatcher({ maxResponseBytes: 1024 * 1024 });
     const depth = 20_000;
     gateway.on("/sms", { body: `{"data":{"id":"m-deep"},"x":${"[".repeat(depth)}${"]".repeat(depth)}}` });

@@ -121,7 +121,7 @@ describe("statements the database refuses", () => {
     expect(mapped.cause).toBe(storage);
   });
 
-  test("a table dropped by hand gets UNAVAILABLE, as on PostgreSQL", () => {
+  test("dropped table gets UNAVAILABLE", () => {
     const database = new Database(":memory:");
     let driverError: unknown;
     try {
