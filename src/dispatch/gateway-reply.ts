@@ -1,7 +1,7 @@
 import { isLosslessNumber } from "lossless-json";
 
 import { parseEpoch, parseGatewayDate } from "./gateway-date.js";
-import { readJsonPath } from "./json-path.js";
+import { readJsonPath, type PathLookup } from "./json-path.js";
 import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
 import { bodyText, type BodyStart } from "./read-body.js";
 import type { DeadlineEnd } from "./send-deadline.js";
@@ -38,13 +38,13 @@ const MAX_QUOTED_CHARS = 100;
  */
 export function readSendReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, sendTime: Date): SendReply {
   const warnings: string[] = [];
-  const root = parseReply(reply, maxBytes, paths, warnings);
-  if (root === undefined) {
+  const values = parseReply(reply, maxBytes, paths, warnings);
+  if (values === undefined) {
     return { id: "", date: sendTime, rawDate: "", dateSource: "send_time", warnings };
   }
 
-  const id = readId(root, paths.idPath, warnings);
-  return { id, ...readDate(root, paths.datePath, sendTime, warnings), warnings };
+  const id = readId(values.id, paths.idPath, warnings);
+  return { id, ...readDate(values.date, paths.datePath, sendTime, warnings), warnings };
 }
 
 /**
@@ -76,8 +76,14 @@ export function describeBodyFailure(error: unknown, ended: DeadlineEnd | undefin
   return `reply body failed to arrive${typeof code === "string" ? ` (${code})` : ""}`;
 }
 
-/** Parses the reply body, or adds a warning and returns `undefined`. */
-function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warnings: string[]): unknown {
+/** What a parsed reply holds at the id path and at the date path. */
+interface ReplyValues {
+  id: PathLookup;
+  date: PathLookup;
+}
+
+/** Parses the reply body and looks up both paths, or adds a warning and returns `undefined`. */
+function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warnings: string[]): ReplyValues | undefined {
   const { idPath } = paths;
   if (!reply.complete) {
     warnings.push(`reply is larger than ${maxBytes} bytes and was not parsed, so there is no id at ${idPath}`);
@@ -98,11 +104,12 @@ function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warni
     warnings.push(`reply is not JSON, so there is no id at ${idPath}`);
     return undefined;
   }
-  if (!isNumberAt(root, paths.idPath) && !isNumberAt(root, paths.datePath)) {
-    return root;
+  const values = lookUpPaths(root, paths);
+  if (!isNumber(values.id) && !isNumber(values.date)) {
+    return values;
   }
   try {
-    return parseJsonLossless(text);
+    return lookUpPaths(parseJsonLossless(text), paths);
   } catch {
     // lossless-json recurses once per level, so a deeply nested reply exhausts the stack.
     warnings.push(`reply nests too deeply to read its numbers digit-exact, so there is no id at ${idPath}`);
@@ -110,13 +117,15 @@ function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warni
   }
 }
 
-function isNumberAt(root: unknown, path: string): boolean {
-  const lookup = readJsonPath(root, path);
+function lookUpPaths(root: unknown, paths: ReplyPaths): ReplyValues {
+  return { id: readJsonPath(root, paths.idPath), date: readJsonPath(root, paths.datePath) };
+}
+
+function isNumber(lookup: PathLookup): boolean {
   return lookup.found && typeof lookup.value === "number";
 }
 
-function readId(root: unknown, idPath: string, warnings: string[]): string {
-  const lookup = readJsonPath(root, idPath);
+function readId(lookup: PathLookup, idPath: string, warnings: string[]): string {
   if (!lookup.found) {
     warnings.push(`no id at ${idPath}`);
     return "";
@@ -159,13 +168,12 @@ function suggestIdPath(value: unknown, idPath: string): string | undefined {
 }
 
 function readDate(
-  root: unknown,
+  lookup: PathLookup,
   datePath: string,
   sendTime: Date,
   warnings: string[],
 ): Pick<SendReply, "date" | "rawDate" | "dateSource"> {
   const fallback = { date: sendTime, rawDate: "", dateSource: "send_time" as const };
-  const lookup = readJsonPath(root, datePath);
   if (!lookup.found || lookup.value === null) {
     return fallback;
   }

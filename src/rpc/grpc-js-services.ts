@@ -45,6 +45,8 @@ export function grpcJsServices(
 ): GrpcJsServices {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxRequestBytes,
+    // Channelz counts every call for a debugging service that this server does not offer.
+    "grpc.enable_channelz": 0,
   });
   const paths = new Set<string>();
   const shutdown = new ShutdownFanOut(options.shutdownSignal);

@@ -6,10 +6,20 @@ export const DEFAULT_CACHED_INTEGRATIONS = 10_000;
 
 /** Size and initial state of a {@link CachedIntegrationStore}. */
 export interface CachedIntegrationStoreOptions {
-  /** Most integrations kept; the least recently used goes first. Defaults to {@link DEFAULT_CACHED_INTEGRATIONS}. */
+  /**
+   * Most integrations kept. When a new one does not fit, one that was not read
+   * since the last eviction goes first (see {@link CachedIntegrationStore}).
+   * Defaults to {@link DEFAULT_CACHED_INTEGRATIONS}.
+   */
   maxEntries?: number;
   /** Start suspended: every read goes to the wrapped store until {@link CachedIntegrationStore.resume}. */
   suspended?: boolean;
+}
+
+/** A cached integration, marked when read since it was added or last passed over by an eviction. */
+interface CacheEntry {
+  readonly integration: StoredIntegration;
+  read: boolean;
 }
 
 /** Receives the id of an integration that may have changed, or undefined when any may have. */
@@ -28,12 +38,18 @@ export type IntegrationChangeCallback = (id: string | undefined) => void;
  * these changes.
  *
  * Cached integrations are frozen (shallowly) and shared between callers.
+ *
+ * Eviction follows the second-chance (clock) order, which comes close to
+ * least recently used: a read only marks its entry, and the entry to evict is
+ * the oldest one not marked since it was last passed over. Moving the entry
+ * to the end of the map on every read, as an exact order would, allocated a
+ * new hash table every few reads and grew with the number of entries.
  */
 export class CachedIntegrationStore implements IntegrationStore {
   readonly #inner: IntegrationStore;
   readonly #maxEntries: number;
-  /** Entries in least-recently-used order, oldest first. */
-  readonly #entries = new Map<string, StoredIntegration>();
+  /** Entries in the order they were added or last passed over by an eviction, oldest first. */
+  readonly #entries = new Map<string, CacheEntry>();
   /**
    * Grows on every write, invalidation, suspension and resumption. A read
    * that overlapped one of them may have read an old row, so it caches
@@ -57,9 +73,8 @@ export class CachedIntegrationStore implements IntegrationStore {
   async get(id: string): Promise<StoredIntegration | null> {
     const cached = this.#entries.get(id);
     if (cached !== undefined) {
-      this.#entries.delete(id);
-      this.#entries.set(id, cached);
-      return cached;
+      cached.read = true;
+      return cached.integration;
     }
 
     const generation = this.#generation;
@@ -68,10 +83,10 @@ export class CachedIntegrationStore implements IntegrationStore {
       return found;
     }
     const frozen = Object.freeze(found);
-    this.#entries.set(id, frozen);
-    if (this.#entries.size > this.#maxEntries) {
-      this.#entries.delete(this.#entries.keys().next().value!);
+    if (!this.#entries.has(id) && this.#entries.size >= this.#maxEntries) {
+      this.#evictOne();
     }
+    this.#entries.set(id, { integration: frozen, read: false });
     return frozen;
   }
 
@@ -157,6 +172,22 @@ export class CachedIntegrationStore implements IntegrationStore {
       this.#generation++;
     } else {
       this.#drop(id);
+    }
+  }
+
+  /**
+   * Evicts the oldest entry not read since it was added or last passed over.
+   * Each entry passed over loses its mark and moves to the end, so the loop
+   * ends within one pass over the entries.
+   */
+  #evictOne(): void {
+    for (const [id, entry] of this.#entries) {
+      this.#entries.delete(id);
+      if (!entry.read) {
+        return;
+      }
+      entry.read = false;
+      this.#entries.set(id, entry);
     }
   }
 

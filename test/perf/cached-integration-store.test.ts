@@ -81,11 +81,17 @@ describe("cache behaviour", () => {
     expect((await cache.get(id))?.defaultSender).toBe("New");
   });
 
-  test("least recently used entry is evicted", async () => {
+  /** Stores `count` integrations through the cache and returns their ids. */
+  async function createIds(count: number): Promise<string[]> {
     const ids = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < count; i++) {
       ids.push((await cache.create(sampleFields())).id);
     }
+    return ids;
+  }
+
+  test("least recently used entry is evicted", async () => {
+    const ids = await createIds(3);
     await cache.get(ids[0]!);
     await cache.get(ids[1]!);
     await cache.get(ids[0]!);
@@ -96,6 +102,38 @@ describe("cache behaviour", () => {
     await cache.get(ids[1]!);
 
     expect(observed.reads - readsBefore).toBe(1);
+  });
+
+  test("new entry outlives read older ones", async () => {
+    const ids = await createIds(3);
+    await cache.get(ids[0]!);
+    await cache.get(ids[1]!);
+    await cache.get(ids[0]!);
+    await cache.get(ids[1]!);
+    await cache.get(ids[2]!);
+    const readsBefore = observed.reads;
+
+    await cache.get(ids[2]!);
+    await cache.get(ids[1]!);
+
+    // Both older entries were read, so the eviction passed over both and took the oldest, ids[0].
+    expect(observed.reads - readsBefore).toBe(0);
+    await cache.get(ids[0]!);
+    expect(observed.reads - readsBefore).toBe(1);
+  });
+
+  test("entry read between new ids stays", async () => {
+    const [hot, ...others] = await createIds(6);
+    await cache.get(hot!);
+    const readsBefore = observed.reads;
+
+    for (const id of others) {
+      await cache.get(hot!);
+      await cache.get(id);
+    }
+    await cache.get(hot!);
+
+    expect(observed.reads - readsBefore).toBe(others.length);
   });
 
   test("invalidate drops one entry", async () => {
