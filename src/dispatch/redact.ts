@@ -15,12 +15,17 @@ export interface BodyExcerpt {
 
 /**
  * Lists the forms in which a gateway may echo each secret: as is, escaped
- * inside a JSON string, percent-encoded in a URL, and in base64 and base64url
- * without padding, which covers the secret base64-encoded on its own. Empty
- * secrets are skipped.
+ * inside a JSON string, percent-encoded in a URL, escaped for HTML, and in
+ * base64 and base64url without padding, which covers the secret
+ * base64-encoded on its own. Empty secrets are skipped.
+ *
+ * The forms are in ASCII lower case, and the functions below compare them
+ * with text whose ASCII letters they fold the same way, so an echo in upper
+ * or mixed case matches too. A base64 form then also matches text that
+ * differs from it only in case, which redacts more than needed, never less.
  *
  * NOTE: a secret encoded together with other text (such as `user:key` in a
- * Basic authorization value) or with its case changed is not recognised.
+ * Basic authorization value) is not recognised.
  */
 export function secretForms(secrets: readonly string[]): string[] {
   const forms = new Set<string>();
@@ -29,14 +34,32 @@ export function secretForms(secrets: readonly string[]): string[] {
       continue;
     }
     const bytes = Buffer.from(secret);
-    forms.add(secret);
-    forms.add(JSON.stringify(secret).slice(1, -1));
-    forms.add(encodeURIComponent(secret));
-    forms.add(bytes.toString("base64").replace(/=+$/, ""));
-    forms.add(bytes.toString("base64url"));
+    const encoded = [
+      secret,
+      JSON.stringify(secret).slice(1, -1),
+      encodeURIComponent(secret),
+      escapeHtml(secret),
+      bytes.toString("base64").replace(/=+$/, ""),
+      bytes.toString("base64url"),
+    ];
+    for (const form of encoded) {
+      forms.add(foldAsciiCase(form));
+    }
   }
   return [...forms];
 }
+
+/** Returns `text` with its ASCII letters in lower case; other characters, and so the length, stay. */
+function foldAsciiCase(text: string): string {
+  return /[A-Z]/.test(text) ? text.replace(/[A-Z]+/g, (letters) => letters.toLowerCase()) : text;
+}
+
+/** Escapes the characters that HTML escapes in text and attribute values. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (character) => HTML_ENTITIES[character]!);
+}
+
+const HTML_ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
 
 /**
  * Returns the number of body bytes to read for an excerpt: 1 KiB plus the
@@ -94,10 +117,11 @@ export function buildArrivedBodyExcerpt(bytes: Buffer, forms: readonly string[])
 
 /** Returns the length of the longest end of `text` that is the start, but not the whole, of a secret form. */
 function secretStartLength(text: string, forms: readonly string[]): number {
+  const folded = foldAsciiCase(text);
   let longest = 0;
   for (const form of forms) {
-    for (let length = Math.min(form.length - 1, text.length); length > longest; length--) {
-      if (text.endsWith(form.slice(0, length))) {
+    for (let length = Math.min(form.length - 1, folded.length); length > longest; length--) {
+      if (folded.endsWith(form.slice(0, length))) {
         longest = length;
         break;
       }
@@ -111,12 +135,13 @@ function secretStartLength(text: string, forms: readonly string[]): number {
  * secret that starts before the cut is replaced even when it ends after it.
  */
 function redactUpTo(text: string, forms: readonly string[], cut: number): string {
+  const folded = foldAsciiCase(text);
   const ranges: Array<[number, number]> = [];
   for (const form of forms) {
-    let start = text.indexOf(form);
+    let start = folded.indexOf(form);
     while (start !== -1 && start < cut) {
       ranges.push([start, start + form.length]);
-      start = text.indexOf(form, start + 1);
+      start = folded.indexOf(form, start + 1);
     }
   }
   if (ranges.length === 0) {

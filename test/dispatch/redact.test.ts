@@ -20,6 +20,10 @@ describe("redactSecrets", () => {
     ["replaces the percent-encoded form", "https://x/?k=a%2Fb%20c", ["a/b c"], "https://x/?k=[REDACTED]"],
     ["replaces the base64 form", `Location: /x?t=${Buffer.from(SECRET).toString("base64")}`, [SECRET], "Location: /x?t=[REDACTED]"],
     ["replaces the base64url form", `t=${Buffer.from("a?b>c~").toString("base64url")}`, ["a?b>c~"], "t=[REDACTED]"],
+    ["replaces an upper-case echo", `a ${SECRET.toUpperCase()} b`, [SECRET], "a [REDACTED] b"],
+    ["replaces a mixed-case echo", "id=AbCdEf99", ["abcdef99"], "id=[REDACTED]"],
+    ["replaces the HTML-escaped form", "<p>key: a&amp;b&lt;c&quot;d&#39;e</p>", ["a&b<c\"d'e"], "<p>key: [REDACTED]</p>"],
+    ["keeps other text's case", `Bad KEY ${SECRET.toUpperCase()} Here`, [SECRET], "Bad KEY [REDACTED] Here"],
     ["skips empty secrets", "text", [""], "text"],
     ["keeps text without secrets", "nothing here", [SECRET], "nothing here"],
   ];
@@ -88,6 +92,7 @@ describe("buildArrivedBodyExcerpt", () => {
     ["redacts a whole secret", `{"error":"bad key ${SECRET}`, '{"error":"bad key [REDACTED]'],
     ["drops the start of a secret at the end", `{"error":"bad key ${SECRET.slice(0, 10)}`, '{"error":"bad key '],
     ["drops one character that starts a secret", '{"error":"bad key s', '{"error":"bad key '],
+    ["drops the upper-case start of a secret", `{"error":"bad key ${SECRET.slice(0, 10).toUpperCase()}`, '{"error":"bad key '],
     ["drops the start of an escaped secret", `bad key ${JSON.stringify('a"b').slice(1, 3)}`, "bad key "],
   ];
 
