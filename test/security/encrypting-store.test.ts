@@ -1,3 +1,4 @@
+import { setFlagsFromString } from "node:v8";
 import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 
 import { EncryptingIntegrationStore } from "../../src/security/encrypting-integration-store.js";
@@ -46,6 +47,22 @@ describe.each(STORE_ENGINES)("$name", (engine) => {
       afterEach(async () => {
         await store.close();
         await location.dispose();
+      });
+
+      // A hidden class per integration made every property read of an integration megamorphic
+      // once the cache froze them. %HaveSameMap is V8's own check of the hidden class.
+      test("frozen integrations share a shape", async () => {
+        setFlagsFromString("--allow-natives-syntax");
+        const haveSameMap = new Function("a", "b", "return %HaveSameMap(a, b)") as (a: object, b: object) => boolean;
+        const frozen = [];
+        for (let i = 0; i < 6; i++) {
+          const { id } = await store.create(sampleFields({ apiKey: `${API_KEY}-${i}` }));
+          frozen.push(Object.freeze(await store.get(id)));
+        }
+
+        for (const integration of frozen.slice(1)) {
+          expect(haveSameMap(frozen[0]!, integration!)).toBe(true);
+        }
       });
 
       test("database never holds the plain text", async () => {
