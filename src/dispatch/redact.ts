@@ -1,5 +1,7 @@
 import { StringDecoder } from "node:string_decoder";
 
+import { decodedViews, MAX_ESCAPE_LENGTH, unfinishedEscapeStart } from "./escape-views.js";
+
 /** Text that replaces each secret in messages and body excerpts. */
 export const REDACTED = "[REDACTED]";
 
@@ -14,18 +16,21 @@ export interface BodyExcerpt {
 }
 
 /**
- * Lists the forms in which a gateway may echo each secret: as is, escaped
- * inside a JSON string, percent-encoded in a URL, escaped for HTML, and in
- * base64 and base64url without padding, which covers the secret
- * base64-encoded on its own. Empty secrets are skipped.
+ * Lists the forms of each secret that the redaction looks for: the secret
+ * itself, and its base64 and base64url encodings without padding, which
+ * cover the secret base64-encoded on its own. A secret with characters
+ * from U+0080 to U+00FF adds two more. One is its UTF-8 bytes as one
+ * character each, which is how a percent-encoded echo decodes. The other
+ * has U+FFFD for each of those characters, which is how an echo of the
+ * header's Latin-1 bytes reads as UTF-8. Empty secrets are skipped.
  *
- * The forms are in ASCII lower case, and the functions below compare them
- * with text whose ASCII letters they fold the same way, so an echo in upper
- * or mixed case matches too. A base64 form then also matches text that
- * differs from it only in case, which redacts more than needed, never less.
+ * Escaped echoes need no forms of their own: the redaction also searches
+ * the text with its HTML character references, JSON string escapes or
+ * percent-encoding decoded (see `escape-views.ts`). Forms of at least
+ * {@link CASE_FOLD_MIN_LENGTH} characters match in any letter case.
  *
  * NOTE: a secret encoded together with other text (such as `user:key` in a
- * Basic authorization value) is not recognised.
+ * Basic authorization value), or escaped twice over, is not recognised.
  */
 export function secretForms(secrets: readonly string[]): string[] {
   const forms = new Set<string>();
@@ -34,36 +39,74 @@ export function secretForms(secrets: readonly string[]): string[] {
       continue;
     }
     const bytes = Buffer.from(secret);
-    const encoded = [
-      secret,
-      JSON.stringify(secret).slice(1, -1),
-      encodeURIComponent(secret),
-      escapeHtml(secret),
-      bytes.toString("base64").replace(/=+$/, ""),
-      bytes.toString("base64url"),
-    ];
-    for (const form of encoded) {
-      forms.add(foldAsciiCase(form));
+    forms.add(secret);
+    forms.add(bytes.toString("base64").replace(/=+$/, ""));
+    forms.add(bytes.toString("base64url"));
+    if (/[\u0080-\u00ff]/.test(secret)) {
+      forms.add(bytes.toString("latin1"));
+      forms.add(secret.replace(/[\u0080-\u00ff]/g, "\ufffd"));
     }
   }
   return [...forms];
 }
 
-/** Returns `text` with its ASCII letters in lower case; other characters, and so the length, stay. */
-function foldAsciiCase(text: string): string {
-  return /[A-Z]/.test(text) ? text.replace(/[A-Z]+/g, (letters) => letters.toLowerCase()) : text;
+/**
+ * Shortest form that matches in any letter case. A short API key such as
+ * `k` would otherwise take every K out of the messages around it.
+ */
+export const CASE_FOLD_MIN_LENGTH = 8;
+
+/** Returns `text` with the letters of ASCII and Latin-1 in lower case; the length stays. */
+function foldCase(text: string): string {
+  return /[A-Z\u00c0-\u00d6\u00d8-\u00de]/.test(text)
+    ? text.replace(/[A-Z\u00c0-\u00d6\u00d8-\u00de]/g, (letter) => String.fromCharCode(letter.charCodeAt(0) + 0x20))
+    : text;
 }
 
-/** Escapes the characters that HTML escapes in text and attribute values. */
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => HTML_ENTITIES[character]!);
+/** A view of a text to search, as is or with one kind of escape decoded. */
+interface SearchView {
+  text: string;
+  /** The view's text with its letters folded, built when a form needs it. */
+  folded?: string;
+  /** Start index in the original text of each character of `text`, then the original's length; none for the text as is. */
+  origin?: number[];
 }
 
-const HTML_ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+function searchViews(text: string): SearchView[] {
+  return [{ text }, ...decodedViews(text)];
+}
+
+/** Returns the text of `view` to compare `form` with, and `form` as compared. */
+function compared(view: SearchView, form: string): [string, string] {
+  if (form.length < CASE_FOLD_MIN_LENGTH) {
+    return [view.text, form];
+  }
+  view.folded ??= foldCase(view.text);
+  return [view.folded, foldCase(form)];
+}
+
+/** Returns the original index of the view's character at `index`. */
+function originalIndex(view: SearchView, index: number): number {
+  return view.origin === undefined ? index : view.origin[index]!;
+}
+
+/** Returns the original index where the view's characters up to `end` (exclusive) end, whole escapes included. */
+function originalEnd(view: SearchView, end: number): number {
+  const origin = view.origin;
+  if (origin === undefined) {
+    return end;
+  }
+  // Characters decoded from one escape share its start, so an end inside them moves past the escape.
+  let next = end;
+  while (next < origin.length - 1 && origin[next] === origin[end - 1]) {
+    next += 1;
+  }
+  return origin[next]!;
+}
 
 /**
  * Returns the number of body bytes to read for an excerpt: 1 KiB plus the
- * longest secret form.
+ * length of the longest secret form with each character in its longest escape.
  *
  * The extra bytes let `buildBodyExcerpt` see the whole of a secret that
  * starts inside the first 1 KiB and ends after it, so no part of it leaks.
@@ -71,7 +114,7 @@ const HTML_ENTITIES: Record<string, string> = { "&": "&amp;", "<": "&lt;", ">": 
 export function excerptReadBytes(forms: readonly string[]): number {
   let longest = 0;
   for (const form of forms) {
-    longest = Math.max(longest, Buffer.byteLength(form));
+    longest = Math.max(longest, Buffer.byteLength(form), form.length * MAX_ESCAPE_LENGTH);
   }
   return EXCERPT_BYTES + longest;
 }
@@ -111,23 +154,29 @@ export function buildBodyExcerpt(bytes: Buffer, complete: boolean, forms: readon
  */
 export function buildArrivedBodyExcerpt(bytes: Buffer, forms: readonly string[]): BodyExcerpt {
   const text = new StringDecoder("utf8").write(bytes);
-  const kept = text.slice(0, text.length - secretStartLength(text, forms));
+  const kept = text.slice(0, keptLength(text, forms));
   return buildBodyExcerpt(Buffer.from(kept, "utf8"), false, forms);
 }
 
-/** Returns the length of the longest end of `text` that is the start, but not the whole, of a secret form. */
-function secretStartLength(text: string, forms: readonly string[]): number {
-  const folded = foldAsciiCase(text);
-  let longest = 0;
-  for (const form of forms) {
-    for (let length = Math.min(form.length - 1, folded.length); length > longest; length--) {
-      if (folded.endsWith(form.slice(0, length))) {
-        longest = length;
-        break;
+/**
+ * Returns the length of `text` without an escape sequence cut short at its
+ * end and without the longest end that is the start, but not the whole, of
+ * a secret form, in any of the views that the redaction searches.
+ */
+function keptLength(text: string, forms: readonly string[]): number {
+  let kept = unfinishedEscapeStart(text);
+  for (const view of searchViews(text.slice(0, kept))) {
+    for (const form of forms) {
+      const [viewText, target] = compared(view, form);
+      for (let prefix = Math.min(target.length - 1, viewText.length); prefix > 0; prefix--) {
+        if (viewText.endsWith(target.slice(0, prefix))) {
+          kept = Math.min(kept, originalIndex(view, viewText.length - prefix));
+          break;
+        }
       }
     }
   }
-  return longest;
+  return kept;
 }
 
 /**
@@ -135,13 +184,15 @@ function secretStartLength(text: string, forms: readonly string[]): number {
  * secret that starts before the cut is replaced even when it ends after it.
  */
 function redactUpTo(text: string, forms: readonly string[], cut: number): string {
-  const folded = foldAsciiCase(text);
   const ranges: Array<[number, number]> = [];
-  for (const form of forms) {
-    let start = folded.indexOf(form);
-    while (start !== -1 && start < cut) {
-      ranges.push([start, start + form.length]);
-      start = folded.indexOf(form, start + 1);
+  for (const view of searchViews(text)) {
+    for (const form of forms) {
+      const [viewText, target] = compared(view, form);
+      let start = viewText.indexOf(target);
+      while (start !== -1 && originalIndex(view, start) < cut) {
+        ranges.push([originalIndex(view, start), originalEnd(view, start + target.length)]);
+        start = viewText.indexOf(target, start + 1);
+      }
     }
   }
   if (ranges.length === 0) {

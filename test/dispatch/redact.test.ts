@@ -24,6 +24,17 @@ describe("redactSecrets", () => {
     ["replaces a mixed-case echo", "id=AbCdEf99", ["abcdef99"], "id=[REDACTED]"],
     ["replaces the HTML-escaped form", "<p>key: a&amp;b&lt;c&quot;d&#39;e</p>", ["a&b<c\"d'e"], "<p>key: [REDACTED]</p>"],
     ["keeps other text's case", `Bad KEY ${SECRET.toUpperCase()} Here`, [SECRET], "Bad KEY [REDACTED] Here"],
+    ["replaces a hexadecimal HTML reference", "key a&#x27;b&amp;c-000", ["a'b&c-000"], "key [REDACTED]"],
+    ["replaces a zero-padded HTML reference", "key a&#039;b&#34;c-000", [`a'b"c-000`], "key [REDACTED]"],
+    ["replaces partly escaped HTML", "key a'b&amp;c&lt;d-000", ["a'b&c<d-000"], "key [REDACTED]"],
+    ["replaces upper-case HTML names", "key a&AMP;b-0000000", ["a&b-0000000"], "key [REDACTED]"],
+    ["replaces a JSON-escaped slash", '{"e":"AbC\\/dEf+gHi0123"}', ["AbC/dEf+gHi0123"], '{"e":"[REDACTED]"}'],
+    ["replaces JSON unicode escapes", "k=\\u0061\\u0062cdefgh1", ["abcdefgh1"], "k=[REDACTED]"],
+    ["replaces form encoding", "k=a+b%21c%7Ed%2A%28e%29", ["a b!c~d*(e)"], "k=[REDACTED]"],
+    ["replaces a percent-encoded Latin-1 key", "k=cl%C3%A9-0123456789", ["clé-0123456789"], "k=[REDACTED]"],
+    ["replaces a Latin-1 echo read as UTF-8", "echo cl\ufffd-0123456789abcdef end", ["clé-0123456789abcdef"], "echo [REDACTED] end"],
+    ["replaces Latin-1 letters in upper case", "echo CLÉ-0123456789ABCDEF end", ["clé-0123456789abcdef"], "echo [REDACTED] end"],
+    ["keeps the case of short secrets", "Check KEY key", ["key"], "Check KEY [REDACTED]"],
     ["skips empty secrets", "text", [""], "text"],
     ["keeps text without secrets", "nothing here", [SECRET], "nothing here"],
   ];
@@ -67,6 +78,14 @@ describe("buildBodyExcerpt", () => {
     expect(excerpt.text).not.toContain(SECRET.slice(0, charsBeforeCut));
   });
 
+  test("redacts a fully escaped secret cut in", () => {
+    // Every character as a zero-padded decimal reference, the longest escape the redaction decodes.
+    const escaped = [...SECRET].map((character) => `&#${String(character.charCodeAt(0)).padStart(7, "0")};`).join("");
+    const body = Buffer.from("x".repeat(EXCERPT_BYTES - 20) + escaped + "z".repeat(100));
+    const excerpt = buildBodyExcerpt(body.subarray(0, excerptReadBytes(forms) + 1), false, forms);
+    expect(excerpt.text).toBe("x".repeat(EXCERPT_BYTES - 20) + "[REDACTED]");
+  });
+
   test("cuts by the original body when redaction shortens it", () => {
     // Each redaction shortens the text, which must not pull a later secret's start into the excerpt.
     const prefix = `${SECRET} `.repeat(10);
@@ -93,6 +112,8 @@ describe("buildArrivedBodyExcerpt", () => {
     ["drops the start of a secret at the end", `{"error":"bad key ${SECRET.slice(0, 10)}`, '{"error":"bad key '],
     ["drops one character that starts a secret", '{"error":"bad key s', '{"error":"bad key '],
     ["drops the upper-case start of a secret", `{"error":"bad key ${SECRET.slice(0, 10).toUpperCase()}`, '{"error":"bad key '],
+    ["drops an escaped start of a secret", "bad key a&#x22;", "bad key "],
+    ["drops an escape cut short", "bad key a&#x2", "bad key "],
     ["drops the start of an escaped secret", `bad key ${JSON.stringify('a"b').slice(1, 3)}`, "bad key "],
   ];
 

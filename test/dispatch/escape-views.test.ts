@@ -1,0 +1,61 @@
+import { describe, expect, test } from "vitest";
+
+import { decodedViews, unfinishedEscapeStart } from "../../src/dispatch/escape-views.js";
+
+describe("decodedViews", () => {
+  test("text without escapes has no views", () => {
+    expect(decodedViews("plain text 123")).toEqual([]);
+  });
+
+  test("HTML view maps characters back", () => {
+    const [view] = decodedViews("a&amp;b&#x1F600;c");
+
+    expect(view?.text).toBe("a&b\u{1F600}c");
+    // Both UTF-16 units of the emoji start at its reference.
+    expect(view?.origin).toEqual([0, 1, 6, 7, 7, 16, 17]);
+  });
+
+  test("JSON view decodes short and unicode escapes", () => {
+    const [view] = decodedViews("x\\/y\\u0041");
+
+    expect(view?.text).toBe("x/yA");
+    expect(view?.origin).toEqual([0, 1, 3, 4, 10]);
+  });
+
+  test("percent view decodes bytes and plus", () => {
+    const [view] = decodedViews("a+b%2Fc");
+
+    expect(view?.text).toBe("a b/c");
+    expect(view?.origin).toEqual([0, 1, 2, 3, 6, 7]);
+  });
+
+  test("invalid references stay as they are", () => {
+    const [view] = decodedViews("&#x110000; &bogus; &#;");
+
+    expect(view?.text).toBe("&#x110000; &bogus; &#;");
+  });
+
+  test("one view per kind present", () => {
+    expect(decodedViews("&lt; \\n %20").map((view) => view.text)).toEqual(["< \\n %20", "&lt; \n %20", "&lt; \\n  "]);
+  });
+});
+
+describe("unfinishedEscapeStart", () => {
+  const cases: Array<[string, string, number]> = [
+    ["no escape", "abc", 3],
+    ["finished reference", "a&amp;", 6],
+    ["cut hexadecimal reference", "ab&#x2", 2],
+    ["cut decimal reference", "ab&#03", 2],
+    ["cut name", "ab&am", 2],
+    ["lone ampersand", "ab&", 2],
+    ["cut unicode escape", "ab\\u00", 2],
+    ["lone backslash", "ab\\", 2],
+    ["cut percent byte", "ab%2", 2],
+    ["ampersand followed by text", "a & b", 5],
+    ["escape too far back", `&#x2${"z".repeat(20)}`, 24],
+  ];
+
+  test.each(cases)("%s", (_name, text, expected) => {
+    expect(unfinishedEscapeStart(text)).toBe(expected);
+  });
+});
