@@ -76,7 +76,7 @@ export function describeBodyFailure(error: unknown, ended: DeadlineEnd | undefin
   return `reply body failed to arrive${typeof code === "string" ? ` (${code})` : ""}`;
 }
 
-/** What a parsed reply holds at the id path and at the date path. */
+/** What a parsed reply contains at the id path and at the date path. */
 interface ReplyValues {
   id: PathLookup;
   date: PathLookup;
@@ -112,8 +112,14 @@ function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warni
     return lookUpPaths(parseJsonLossless(text), paths);
   } catch {
     // lossless-json recurses once per level, so a deeply nested reply exhausts the stack.
-    warnings.push(`reply nests too deeply to read its numbers digit-exact, so there is no id at ${idPath}`);
-    return undefined;
+    // Values other than numbers, which JSON.parse may have rounded, are kept as it read them.
+    const tooDeep = "reply nests too deeply to read its numbers digit-exact";
+    if (isNumber(values.id)) {
+      warnings.push(`${tooDeep}, so there is no id at ${idPath}`);
+      return undefined;
+    }
+    warnings.push(`${tooDeep}, so the date at ${paths.datePath} was not read and the date is the send time`);
+    return { id: values.id, date: { found: false } };
   }
 }
 

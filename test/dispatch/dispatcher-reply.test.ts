@@ -146,6 +146,24 @@ describe("Dispatcher.send reply status", () => {
     }
   });
 
+  test("keeps a string id beside a deep numeric date", async () => {
+    const deepDispatcher = makeDispatcher({ maxResponseBytes: 1024 * 1024 });
+    const depth = 20_000;
+    gateway.on("/sms", { body: `{"data":{"id":"m-deep","date":1767225600},"x":${"[".repeat(depth)}${"]".repeat(depth)}}` });
+
+    try {
+      const result = await deepDispatcher.send(makeIntegration(gateway.url()), message);
+
+      expect(result.id).toBe("m-deep");
+      expect(result.dateSource).toBe("send_time");
+      expect(result.warnings).toEqual([
+        "reply nests too deeply to read its numbers digit-exact, so the date at data.date was not read and the date is the send time",
+      ]);
+    } finally {
+      await deepDispatcher.close();
+    }
+  });
+
   test("reads a deeply nested string id", async () => {
     const deepDispatcher = makeDispatcher({ maxResponseBytes: 1024 * 1024 });
     const depth = 20_000;
