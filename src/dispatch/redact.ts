@@ -27,7 +27,8 @@ export interface BodyExcerpt {
  * Escaped echoes need no forms of their own: the redaction also searches
  * the text with its HTML character references, JSON string escapes or
  * percent-encoding decoded (see `escape-views.ts`). Forms of at least
- * {@link CASE_FOLD_MIN_LENGTH} characters match in any letter case.
+ * {@link CASE_FOLD_MIN_LENGTH} characters are returned in lower case and
+ * match in any letter case.
  *
  * NOTE: a secret encoded together with other text (such as `user:key` in a
  * Basic authorization value), or escaped twice over, is not recognised.
@@ -39,12 +40,12 @@ export function secretForms(secrets: readonly string[]): string[] {
       continue;
     }
     const bytes = Buffer.from(secret);
-    forms.add(secret);
-    forms.add(bytes.toString("base64").replace(/=+$/, ""));
-    forms.add(bytes.toString("base64url"));
+    const encoded = [secret, bytes.toString("base64").replace(/=+$/, ""), bytes.toString("base64url")];
     if (/[\u0080-\u00ff]/.test(secret)) {
-      forms.add(bytes.toString("latin1"));
-      forms.add(secret.replace(/[\u0080-\u00ff]/g, "\ufffd"));
+      encoded.push(bytes.toString("latin1"), secret.replace(/[\u0080-\u00ff]/g, "\ufffd"));
+    }
+    for (const form of encoded) {
+      forms.add(form.length >= CASE_FOLD_MIN_LENGTH ? foldCase(form) : form);
     }
   }
   return [...forms];
@@ -76,13 +77,13 @@ function searchViews(text: string): SearchView[] {
   return [{ text }, ...decodedViews(text)];
 }
 
-/** Returns the text of `view` to compare `form` with, and `form` as compared. */
-function compared(view: SearchView, form: string): [string, string] {
+/** Returns the text of `view` to search for `form`: folded when the form is, which `secretForms` decided by its length. */
+function searchedText(view: SearchView, form: string): string {
   if (form.length < CASE_FOLD_MIN_LENGTH) {
-    return [view.text, form];
+    return view.text;
   }
   view.folded ??= foldCase(view.text);
-  return [view.folded, foldCase(form)];
+  return view.folded;
 }
 
 /** Returns the original index of the view's character at `index`. */
@@ -167,9 +168,9 @@ function keptLength(text: string, forms: readonly string[]): number {
   let kept = unfinishedEscapeStart(text);
   for (const view of searchViews(text.slice(0, kept))) {
     for (const form of forms) {
-      const [viewText, target] = compared(view, form);
-      for (let prefix = Math.min(target.length - 1, viewText.length); prefix > 0; prefix--) {
-        if (viewText.endsWith(target.slice(0, prefix))) {
+      const viewText = searchedText(view, form);
+      for (let prefix = Math.min(form.length - 1, viewText.length); prefix > 0; prefix--) {
+        if (viewText.endsWith(form.slice(0, prefix))) {
           kept = Math.min(kept, originalIndex(view, viewText.length - prefix));
           break;
         }
@@ -187,11 +188,11 @@ function redactUpTo(text: string, forms: readonly string[], cut: number): string
   const ranges: Array<[number, number]> = [];
   for (const view of searchViews(text)) {
     for (const form of forms) {
-      const [viewText, target] = compared(view, form);
-      let start = viewText.indexOf(target);
+      const viewText = searchedText(view, form);
+      let start = viewText.indexOf(form);
       while (start !== -1 && originalIndex(view, start) < cut) {
-        ranges.push([originalIndex(view, start), originalEnd(view, start + target.length)]);
-        start = viewText.indexOf(target, start + 1);
+        ranges.push([originalIndex(view, start), originalEnd(view, start + form.length)]);
+        start = viewText.indexOf(form, start + 1);
       }
     }
   }
