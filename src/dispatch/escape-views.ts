@@ -1,11 +1,12 @@
 /**
- * Views of a text with one kind of escape sequence decoded: HTML character
- * references, JSON string escapes or URL percent-encoding. Each view keeps
- * where every decoded character starts in the original text, so that a
- * match found in a view can be replaced in the original.
+ * Views of a text with escape sequences decoded: HTML character references,
+ * JSON string escapes and URL percent-encoding, one kind at a time and all
+ * kinds mixed. Each view keeps where every decoded character starts in the
+ * original text, so that a match found in a view can be replaced in the
+ * original.
  */
 
-/** A text with one kind of escape sequence decoded. */
+/** A text with escape sequences decoded. */
 export interface DecodedView {
   text: string;
   /**
@@ -18,56 +19,87 @@ export interface DecodedView {
 
 /**
  * Length of the longest escape of one character that the views decode:
- * `&#1114111;`, or a decimal reference with leading zeros, has 10.
+ * a numeric reference of ten digits such as `&#0000000039;` has 13.
  */
-export const MAX_ESCAPE_LENGTH = 10;
+export const MAX_ESCAPE_LENGTH = 13;
 
-const HTML_REFERENCE = /&(?:(amp|lt|gt|quot|apos)|#([0-9]{1,7})|#[xX]([0-9a-fA-F]{1,6}));/iy;
-const HTML_NAMED: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" };
-const JSON_ESCAPE = /\\(?:(["\\/bfnrt])|u([0-9a-fA-F]{4}))/y;
+/** Named references of HTML for the ASCII characters that escaping functions and keys use. */
+const HTML_NAMED: Record<string, string> = {
+  amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", excl: "!", num: "#", dollar: "$", percnt: "%",
+  lpar: "(", rpar: ")", ast: "*", plus: "+", comma: ",", period: ".", sol: "/", colon: ":", semi: ";",
+  equals: "=", quest: "?", commat: "@", lsqb: "[", bsol: "\\", rsqb: "]", hat: "^", lowbar: "_",
+  grave: "`", lcub: "{", verbar: "|", rcub: "}",
+};
 const JSON_SHORT: Record<string, string> = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" };
 
-/** A decoder of one escape sequence at `lastIndex` of its sticky pattern. */
+/** Characters decoded from one escape, and where each starts, counted from the escape's start. */
+interface Decoded {
+  value: string;
+  /** Start of each UTF-16 unit of `value` in the escape; every unit starts at 0 when unset. */
+  offsets?: number[];
+}
+
+/** A decoder of one kind of escape sequence, matched at `lastIndex` of its sticky pattern. */
 interface EscapeKind {
   /** Characters that start this kind of escape; a text without them needs no view. */
   starts: RegExp;
   pattern: RegExp;
-  /** Returns the decoded text of a match, or undefined to keep the original characters. */
-  decode(match: RegExpExecArray): string | undefined;
+  /** Returns what a match decodes to, or undefined to keep the original characters. */
+  decode(match: RegExpExecArray): Decoded | undefined;
 }
 
-const ESCAPE_KINDS: readonly EscapeKind[] = [
-  {
-    starts: /&/,
-    pattern: HTML_REFERENCE,
-    decode: ([, name, decimal, hex]) => {
-      if (name !== undefined) {
-        return HTML_NAMED[name.toLowerCase()];
-      }
-      return codePointText(decimal !== undefined ? Number.parseInt(decimal, 10) : Number.parseInt(hex!, 16));
-    },
-  },
-  {
-    starts: /\\/,
-    pattern: JSON_ESCAPE,
-    decode: ([, short, unit]) => (short !== undefined ? JSON_SHORT[short] : String.fromCharCode(Number.parseInt(unit!, 16))),
-  },
-  {
-    // A form body writes a space as `+`. Each byte becomes the character of
-    // that code, so a multi-byte character stays as its UTF-8 bytes.
-    starts: /[%+]/,
-    pattern: /%([0-9a-fA-F]{2})|\+/y,
-    decode: ([whole, hex]) => (whole === "+" ? " " : String.fromCharCode(Number.parseInt(hex!, 16))),
-  },
-];
-
-/** Returns a view for each kind of escape that `text` may contain, with the escapes of that kind decoded. */
-export function decodedViews(text: string): DecodedView[] {
-  const views: DecodedView[] = [];
-  for (const kind of ESCAPE_KINDS) {
-    if (kind.starts.test(text)) {
-      views.push(decodeView(text, kind));
+const HTML: EscapeKind = {
+  starts: /&/,
+  // A numeric reference may end without `;`, as HTML parsers read it.
+  pattern: /&(?:([a-zA-Z]{2,6});|#([0-9]{1,10});?|#[xX]([0-9a-fA-F]{1,6});?)/y,
+  decode: ([, name, decimal, hex]) => {
+    if (name !== undefined) {
+      const value = HTML_NAMED[name.toLowerCase()];
+      return value === undefined ? undefined : { value };
     }
+    const codePoint = decimal !== undefined ? Number.parseInt(decimal, 10) : Number.parseInt(hex!, 16);
+    return codePoint <= 0x10ffff ? { value: String.fromCodePoint(codePoint) } : undefined;
+  },
+};
+
+const JSON_STRING: EscapeKind = {
+  starts: /\\/,
+  pattern: /\\(?:(["\\/bfnrt])|u([0-9a-fA-F]{4}))/y,
+  decode: ([, short, unit]) => ({ value: short !== undefined ? JSON_SHORT[short]! : String.fromCharCode(Number.parseInt(unit!, 16)) }),
+};
+
+const PERCENT: EscapeKind = {
+  starts: /%/,
+  pattern: /(?:%[0-9a-fA-F]{2})+/y,
+  decode: ([run]) => decodePercentRun(run),
+};
+
+const FORM_SPACE: EscapeKind = { starts: /\+/, pattern: /\+/y, decode: () => ({ value: " " }) };
+
+/**
+ * Returns the views of `text` to search besides the text itself: each kind
+ * of escape decoded alone, then all kinds mixed in one pass. Form encoding
+ * writes a space as `+`, which other URL encodings keep as a plus sign, so
+ * only the view of percent-encoding alone reads it as a space.
+ */
+export function decodedViews(text: string): DecodedView[] {
+  const html = HTML.starts.test(text);
+  const json = JSON_STRING.starts.test(text);
+  const percent = PERCENT.starts.test(text);
+  const plus = FORM_SPACE.starts.test(text);
+  const views: DecodedView[] = [];
+  if (html) {
+    views.push(decodeView(text, [HTML]));
+  }
+  if (json) {
+    views.push(decodeView(text, [JSON_STRING]));
+  }
+  if (percent || plus) {
+    views.push(decodeView(text, [PERCENT, FORM_SPACE]));
+  }
+  // The mixed view differs from those above only with two kinds present, or a plus sign beside percent-encoding.
+  if (Number(html) + Number(json) + Number(percent) > 1 || (percent && plus)) {
+    views.push(decodeView(text, [HTML, JSON_STRING, PERCENT]));
   }
   return views;
 }
@@ -80,7 +112,7 @@ export function unfinishedEscapeStart(text: string): number {
   const tail = text.length - MAX_ESCAPE_LENGTH;
   let start = text.length;
   const candidates = [
-    [text.lastIndexOf("&"), /^&(?:[a-zA-Z]{0,5}|#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6})$/],
+    [text.lastIndexOf("&"), /^&(?:[a-zA-Z]{0,6}|#[0-9]{0,10}|#[xX][0-9a-fA-F]{0,6})$/],
     [text.lastIndexOf("\\"), /^\\(?:u[0-9a-fA-F]{0,3})?$/],
     [text.lastIndexOf("%"), /^%[0-9a-fA-F]?$/],
   ] as const;
@@ -89,33 +121,97 @@ export function unfinishedEscapeStart(text: string): number {
       start = Math.min(start, index);
     }
   }
+  // A run of percent-encoded bytes may stop inside one character of several bytes.
+  const bytes = /(?:%[0-9a-fA-F]{2})+$/.exec(text.slice(0, start));
+  if (bytes !== null && !isCompleteUtf8(percentBytes(bytes[0]))) {
+    start = bytes.index;
+  }
   return start;
 }
 
-function decodeView(text: string, kind: EscapeKind): DecodedView {
+// NOTE: every character that may start an escape costs a pattern match per view, so a reply id of
+// 1 MiB made only of such characters took about half a second to redact in a micro-benchmark.
+function decodeView(text: string, kinds: readonly EscapeKind[]): DecodedView {
   let decoded = "";
   const origin: number[] = [];
   let index = 0;
   while (index < text.length) {
-    kind.pattern.lastIndex = index;
-    const match = kind.pattern.exec(text);
-    const value = match === null ? undefined : kind.decode(match);
-    if (match === null || value === undefined) {
+    const escape = decodeAt(text, index, kinds);
+    if (escape === undefined) {
       decoded += text[index];
       origin.push(index);
       index += 1;
       continue;
     }
+    const { value, offsets } = escape.decoded;
     for (let unit = 0; unit < value.length; unit++) {
-      origin.push(index);
+      origin.push(index + (offsets?.[unit] ?? 0));
     }
     decoded += value;
-    index += match[0].length;
+    index += escape.length;
   }
   origin.push(text.length);
   return { text: decoded, origin };
 }
 
-function codePointText(codePoint: number): string | undefined {
-  return codePoint <= 0x10ffff ? String.fromCodePoint(codePoint) : undefined;
+function decodeAt(text: string, index: number, kinds: readonly EscapeKind[]): { decoded: Decoded; length: number } | undefined {
+  for (const kind of kinds) {
+    kind.pattern.lastIndex = index;
+    const match = kind.pattern.exec(text);
+    const decoded = match === null ? undefined : kind.decode(match);
+    if (match !== null && decoded !== undefined) {
+      return { decoded, length: match[0].length };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Decodes a run of `%XX` bytes as UTF-8, or byte by byte as Latin-1 when
+ * they are not valid UTF-8, with the start of each character in the run.
+ */
+function decodePercentRun(run: string): Decoded {
+  const bytes = percentBytes(run);
+  let value: string;
+  try {
+    value = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return { value: bytes.toString("latin1"), offsets: [...bytes.keys()].map((byte) => byte * 3) };
+  }
+  const offsets: number[] = [];
+  let byte = 0;
+  for (const character of value) {
+    const size = Buffer.byteLength(character);
+    for (let unit = 0; unit < character.length; unit++) {
+      offsets.push(byte * 3);
+    }
+    byte += size;
+  }
+  return { value, offsets };
+}
+
+function percentBytes(run: string): Buffer {
+  return Buffer.from(run.replaceAll("%", ""), "hex");
+}
+
+/** True when `bytes` does not end inside a UTF-8 character of several bytes. */
+function isCompleteUtf8(bytes: Buffer): boolean {
+  for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+    const byte = bytes[bytes.length - back]!;
+    if (byte < 0x80) {
+      return true;
+    }
+    if (byte >= 0xc0) {
+      return back >= utf8Size(byte);
+    }
+  }
+  return true;
+}
+
+/** Returns the number of bytes of a UTF-8 character from its lead byte. */
+function utf8Size(leadByte: number): number {
+  if (leadByte >= 0xf0) {
+    return 4;
+  }
+  return leadByte >= 0xe0 ? 3 : 2;
 }

@@ -19,10 +19,9 @@ export interface BodyExcerpt {
  * Lists the forms of each secret that the redaction looks for: the secret
  * itself, and its base64 and base64url encodings without padding, which
  * cover the secret base64-encoded on its own. A secret with characters
- * from U+0080 to U+00FF adds two more. One is its UTF-8 bytes as one
- * character each, which is how a percent-encoded echo decodes. The other
- * has U+FFFD for each of those characters, which is how an echo of the
- * header's Latin-1 bytes reads as UTF-8. Empty secrets are skipped.
+ * from U+0080 to U+00FF adds one more, with U+FFFD for each of those
+ * characters, which is how an echo of the header's Latin-1 bytes reads as
+ * UTF-8. Empty secrets are skipped.
  *
  * Escaped echoes need no forms of their own: the redaction also searches
  * the text with its HTML character references, JSON string escapes or
@@ -42,7 +41,7 @@ export function secretForms(secrets: readonly string[]): string[] {
     const bytes = Buffer.from(secret);
     const encoded = [secret, bytes.toString("base64").replace(/=+$/, ""), bytes.toString("base64url")];
     if (/[\u0080-\u00ff]/.test(secret)) {
-      encoded.push(bytes.toString("latin1"), secret.replace(/[\u0080-\u00ff]/g, "\ufffd"));
+      encoded.push(secret.replace(/[\u0080-\u00ff]/g, "\ufffd"));
     }
     for (const form of encoded) {
       forms.add(form.length >= CASE_FOLD_MIN_LENGTH ? foldCase(form) : form);
@@ -165,19 +164,19 @@ export function buildArrivedBodyExcerpt(bytes: Buffer, forms: readonly string[])
  * a secret form, in any of the views that the redaction searches.
  */
 function keptLength(text: string, forms: readonly string[]): number {
-  let kept = unfinishedEscapeStart(text);
-  for (const view of searchViews(text.slice(0, kept))) {
+  let keptEnd = unfinishedEscapeStart(text);
+  for (const view of searchViews(text.slice(0, keptEnd))) {
     for (const form of forms) {
       const viewText = searchedText(view, form);
       for (let prefix = Math.min(form.length - 1, viewText.length); prefix > 0; prefix--) {
         if (viewText.endsWith(form.slice(0, prefix))) {
-          kept = Math.min(kept, originalIndex(view, viewText.length - prefix));
+          keptEnd = Math.min(keptEnd, originalIndex(view, viewText.length - prefix));
           break;
         }
       }
     }
   }
-  return kept;
+  return keptEnd;
 }
 
 /**
@@ -190,8 +189,16 @@ function redactUpTo(text: string, forms: readonly string[], cut: number): string
     for (const form of forms) {
       const viewText = searchedText(view, form);
       let start = viewText.indexOf(form);
+      let last: [number, number] | undefined;
       while (start !== -1 && originalIndex(view, start) < cut) {
-        ranges.push([originalIndex(view, start), originalEnd(view, start + form.length)]);
+        const end = originalEnd(view, start + form.length);
+        // Overlapping matches of one form, as in a run of one repeated character, extend one range.
+        if (last !== undefined && originalIndex(view, start) <= last[1]) {
+          last[1] = Math.max(last[1], end);
+        } else {
+          last = [originalIndex(view, start), end];
+          ranges.push(last);
+        }
         start = viewText.indexOf(form, start + 1);
       }
     }

@@ -35,8 +35,31 @@ describe("decodedViews", () => {
     expect(view?.text).toBe("&#x110000; &bogus; &#;");
   });
 
-  test("one view per kind present", () => {
-    expect(decodedViews("&lt; \\n %20").map((view) => view.text)).toEqual(["< \\n %20", "&lt; \n %20", "&lt; \\n  "]);
+  test("one view per kind, then all mixed", () => {
+    expect(decodedViews("&lt; \\n %20").map((view) => view.text)).toEqual(["< \\n %20", "&lt; \n %20", "&lt; \\n  ", "< \n  "]);
+  });
+
+  test("mixed view keeps a plus sign", () => {
+    expect(decodedViews("a+b%20c").map((view) => view.text)).toEqual(["a b c", "a+b c"]);
+  });
+
+  test("percent runs decode as UTF-8", () => {
+    const [view] = decodedViews("x%C3%A9%E2%82%ACy");
+
+    expect(view?.text).toBe("xé€y");
+    expect(view?.origin).toEqual([0, 1, 7, 16, 17]);
+  });
+
+  test("invalid UTF-8 bytes read as Latin-1", () => {
+    expect(decodedViews("cl%E9")[0]?.text).toBe("clé");
+  });
+
+  test("HTML names for punctuation", () => {
+    expect(decodedViews("a&plus;b&sol;c&equals;&Hat;")[0]?.text).toBe("a+b/c=^");
+  });
+
+  test("numeric references without a semicolon", () => {
+    expect(decodedViews("&#65bc&#x42;&#0000000067")[0]?.text).toBe("AbcBC");
   });
 });
 
@@ -51,6 +74,8 @@ describe("unfinishedEscapeStart", () => {
     ["cut unicode escape", "ab\\u00", 2],
     ["lone backslash", "ab\\", 2],
     ["cut percent byte", "ab%2", 2],
+    ["cut UTF-8 character", "ab%41%C3", 2],
+    ["whole UTF-8 character", "ab%C3%A9", 8],
     ["ampersand followed by text", "a & b", 5],
     ["escape too far back", `&#x2${"z".repeat(20)}`, 24],
   ];

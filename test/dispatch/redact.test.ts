@@ -35,6 +35,11 @@ describe("redactSecrets", () => {
     ["replaces a Latin-1 echo read as UTF-8", "echo cl\ufffd-0123456789abcdef end", ["clé-0123456789abcdef"], "echo [REDACTED] end"],
     ["replaces Latin-1 letters in upper case", "echo CLÉ-0123456789ABCDEF end", ["clé-0123456789abcdef"], "echo [REDACTED] end"],
     ["keeps the case of short secrets", "Check KEY key", ["key"], "Check KEY [REDACTED]"],
+    ["replaces HTML and JSON escapes mixed", "k=&#65;&#98;\\u0063\\u0064efgh1", ["Abcdefgh1"], "k=[REDACTED]"],
+    ["replaces an HTML echo quoted as JSON", 'date "Ab\\"cd&amp;ef1234" at', ['Ab"cd&ef1234'], 'date "[REDACTED]" at'],
+    ["replaces a plus sign beside percent-encoding", "/login/Zq+8/x=%20aB3kL9", ["Zq+8/x= aB3kL9"], "/login/[REDACTED]"],
+    ["replaces Latin-1 percent-encoded in upper case", "id=%C3%89%C3%89L%C3%89PHANT99", ["ééléphant99"], "id=[REDACTED]"],
+    ["replaces one run of a repeated character once", "a".repeat(20), ["aaaaaaaa"], "[REDACTED]"],
     ["skips empty secrets", "text", [""], "text"],
     ["keeps text without secrets", "nothing here", [SECRET], "nothing here"],
   ];
