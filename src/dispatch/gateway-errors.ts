@@ -12,7 +12,7 @@ export interface RequestContext {
   stage: GatewayStage;
   /** The request URL. Messages show only its origin. */
   url: string;
-  /** Secret forms from `secretForms`, replaced in every message. */
+  /** Secret forms from `secretForms`, replaced in the parts of a message that come from the gateway or the URL. */
   secretForms: readonly string[];
   /** True when the SMS request carries a token from `auth_url`. */
   usesToken: boolean;
@@ -82,7 +82,7 @@ export function statusError(
     status === 429 || status === 503 ? parseRetryAfter(headers["retry-after"], nowMs) : undefined;
   const message = statusMessage(context, failure, status, headers, retryAfterSeconds);
 
-  return new GatewayError(redactSecrets(message, context.secretForms), {
+  return new GatewayError(message, {
     failure,
     stage: context.stage,
     httpStatus: status,
@@ -139,9 +139,9 @@ export function invalidAuthReplyError(
   problem: string,
 ): GatewayError {
   const message =
-    `The token reply from auth_url of integration "${context.integrationId}" (HTTP ${status}) ${problem}. ` +
-    "Check token_key against the reply body.";
-  return new GatewayError(redactSecrets(message, context.secretForms), {
+    `The token reply from auth_url of integration "${context.integrationId}" (HTTP ${status}) ` +
+    `${redactSecrets(problem, context.secretForms)}. Check token_key against the reply body.`;
+  return new GatewayError(message, {
     failure: "invalid_auth_reply",
     stage: context.stage,
     httpStatus: status,
@@ -215,14 +215,12 @@ export function transportError(context: RequestContext, error: unknown, outcome:
 
   const description =
     CODE_DESCRIPTIONS[code] ?? (code.startsWith("HPE_") ? "an invalid HTTP reply" : "a connection error");
+  // The URL is the operator's, but a host name may carry a key, so only the origin is shown, redacted.
+  const origin = redactSecrets(originOf(context.url), context.secretForms);
   const message =
-    `${capitalize(request)} to ${originOf(context.url)} failed with ${description} (${code}).${unknownAdvice} ` +
+    `${capitalize(request)} to ${origin} failed with ${description} (${code}).${unknownAdvice} ` +
     `Check ${urlField(context)} and that the gateway is running.`;
-  return new GatewayError(
-    redactSecrets(message, context.secretForms),
-    { failure: "unavailable", ...info },
-    { cause: error },
-  );
+  return new GatewayError(message, { failure: "unavailable", ...info }, { cause: error });
 }
 
 /** Builds the error for a send after `Dispatcher.close`, which sent nothing. */

@@ -3,6 +3,8 @@ import { createServer, type AddressInfo } from "node:net";
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
 
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
+import { transportError } from "../../src/dispatch/gateway-errors.js";
+import { secretForms } from "../../src/dispatch/redact.js";
 import type { GatewayFailure } from "../../src/errors.js";
 import { ServiceLifecycle } from "../../src/server/service-lifecycle.js";
 import { closedLoopbackUrl, ScriptedGateway } from "../helpers/scripted-gateway.js";
@@ -159,6 +161,31 @@ describe("Dispatcher.send connection failures", () => {
     expect(error.info).toMatchObject({ failure: "unavailable", stage: "send", httpStatus: 0, attempts: 1 });
     expect(error.message).toContain("ECONNREFUSED");
     expect(error.message).toContain(new URL(url).origin);
+  });
+
+  test("keeps its own words for a short key", async () => {
+    const url = await closedLoopbackUrl();
+
+    const error = await gatewayErrorOf(dispatcher.send(makeIntegration(url, { apiKey: "k" }), message));
+
+    expect(error.message).toContain("Check base_url and that the gateway is running.");
+    expect(error.message).not.toContain("[REDACTED]");
+  });
+
+  test("redacts a key in the host name", () => {
+    const context = {
+      integrationId: "host-key",
+      stage: "send" as const,
+      url: `http://${API_KEY}.gateway.example:9/sms`,
+      secretForms: secretForms([API_KEY]),
+      usesToken: false,
+    };
+    const refused = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+    const outcome = { ended: undefined, budgetMs: 1000, httpStatus: 0, attempts: 1, requestWritten: false };
+
+    const error = transportError(context, refused, outcome);
+
+    expect(error.message).toContain("to http://[REDACTED].gateway.example:9 failed");
   });
 
   test("maps a reply that breaks HTTP to unavailable", async () => {
