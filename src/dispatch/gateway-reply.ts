@@ -43,7 +43,7 @@ export function readSendReply(reply: BodyStart, maxBytes: number, paths: ReplyPa
     return { id: "", date: sendTime, rawDate: "", dateSource: "send_time", warnings };
   }
 
-  const id = readId(values.id, paths.idPath, warnings);
+  const id = readId(values, paths.idPath, warnings);
   return { id, ...readDate(values.date, paths.datePath, sendTime, warnings), warnings };
 }
 
@@ -76,8 +76,10 @@ export function describeBodyFailure(error: unknown, ended: DeadlineEnd | undefin
   return `reply body failed to arrive${typeof code === "string" ? ` (${code})` : ""}`;
 }
 
-/** What a parsed reply contains at the id path and at the date path. */
+/** The parsed reply and the values at its id path and date path. */
 interface ReplyValues {
+  /** The parsed reply, undefined when only the values at the paths could be kept. */
+  root?: unknown;
   id: PathLookup;
   date: PathLookup;
 }
@@ -124,16 +126,22 @@ function parseReply(reply: BodyStart, maxBytes: number, paths: ReplyPaths, warni
 }
 
 function lookUpPaths(root: unknown, paths: ReplyPaths): ReplyValues {
-  return { id: readJsonPath(root, paths.idPath), date: readJsonPath(root, paths.datePath) };
+  return { root, id: readJsonPath(root, paths.idPath), date: readJsonPath(root, paths.datePath) };
 }
 
 function isNumber(lookup: PathLookup): boolean {
   return lookup.found && typeof lookup.value === "number";
 }
 
-function readId(lookup: PathLookup, idPath: string, warnings: string[]): string {
+function readId(values: ReplyValues, idPath: string, warnings: string[]): string {
+  const lookup = values.id;
   if (!lookup.found) {
-    warnings.push(`no id at ${idPath}`);
+    const example = values.root === undefined ? undefined : suggestIndexedPath(values.root, idPath);
+    warnings.push(
+      example === undefined
+        ? `no id at ${idPath}`
+        : `no id at ${idPath}. Set id_path to the field that holds the message id, for example ${example}.`,
+    );
     return "";
   }
 
@@ -159,6 +167,30 @@ function readId(lookup: PathLookup, idPath: string, warnings: string[]): string 
       `Set id_path to the field that holds the message id${example === undefined ? "" : `, for example ${example}`}.`,
   );
   return "";
+}
+
+/**
+ * Suggests the id path with `.0` after the first array that the path names
+ * a field of, when a string or number id is found there, as for
+ * `data.id` in `{"data": [{"id": 1}]}`.
+ */
+function suggestIndexedPath(root: unknown, idPath: string): string | undefined {
+  const segments = idPath.split(".");
+  let current = root;
+  for (let index = 0; index < segments.length; index++) {
+    if (Array.isArray(current) && !/^[0-9]+$/.test(segments[index]!)) {
+      const example = [...segments.slice(0, index), "0", ...segments.slice(index)].join(".");
+      const lookup = readJsonPath(root, example);
+      const isId = lookup.found && (typeof lookup.value === "string" || typeof lookup.value === "number" || isLosslessNumber(lookup.value));
+      return isId ? example : undefined;
+    }
+    const next = readJsonPath(current, segments[index]!);
+    if (!next.found) {
+      return undefined;
+    }
+    current = next.value;
+  }
+  return undefined;
 }
 
 /** Suggests a path to an `id` inside an object or array found at the id path. */

@@ -259,6 +259,19 @@ describe("Dispatcher.send id path", () => {
       "found an array of 2 items at data.messages instead of a string or number id. " +
         "Set id_path to the field that holds the message id, for example data.messages.0.id.",
     ],
+    [
+      "data.id",
+      '{"data": [{"id": 1}]}',
+      "",
+      "no id at data.id. Set id_path to the field that holds the message id, for example data.0.id.",
+    ],
+    [
+      "data.messages.id",
+      '{"data": {"messages": [{"id": "m1"}]}}',
+      "",
+      "no id at data.messages.id. Set id_path to the field that holds the message id, for example data.messages.0.id.",
+    ],
+    ["data.id", '{"data": [{"ref": "m1"}]}', "", "no id at data.id"],
   ];
 
   test.each(cases)("reads %s from %s", async (idPath, body, id, warning) => {
