@@ -134,8 +134,19 @@ export function unfinishedEscapeStart(text: string): number {
 function decodeView(text: string, kinds: readonly EscapeKind[]): DecodedView {
   let decoded = "";
   const origin: number[] = [];
+  const starts = new RegExp(kinds.map((kind) => kind.starts.source).join("|"), "g");
   let index = 0;
   while (index < text.length) {
+    // Text up to the next character that may start an escape is copied as it is.
+    starts.lastIndex = index;
+    const next = starts.exec(text)?.index ?? text.length;
+    decoded += text.slice(index, next);
+    for (; index < next; index++) {
+      origin.push(index);
+    }
+    if (index === text.length) {
+      break;
+    }
     const escape = decodeAt(text, index, kinds);
     if (escape === undefined) {
       decoded += text[index];
