@@ -28,7 +28,8 @@ const HTML_NAMED: Record<string, string> = {
   amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", excl: "!", num: "#", dollar: "$", percnt: "%",
   lpar: "(", rpar: ")", ast: "*", plus: "+", comma: ",", period: ".", sol: "/", colon: ":", semi: ";",
   equals: "=", quest: "?", commat: "@", lsqb: "[", bsol: "\\", rsqb: "]", hat: "^", lowbar: "_",
-  grave: "`", lcub: "{", verbar: "|", rcub: "}",
+  grave: "`", lcub: "{", verbar: "|", rcub: "}", lbrack: "[", rbrack: "]", lbrace: "{", rbrace: "}",
+  vert: "|", underbar: "_", midast: "*",
 };
 const JSON_SHORT: Record<string, string> = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" };
 
@@ -51,7 +52,7 @@ interface EscapeKind {
 const HTML: EscapeKind = {
   starts: /&/,
   // A numeric reference may end without `;`, as HTML parsers read it.
-  pattern: /&(?:([a-zA-Z]{2,6});|#([0-9]{1,10});?|#[xX]([0-9a-fA-F]{1,6});?)/y,
+  pattern: /&(?:([a-zA-Z]{2,8});|#([0-9]{1,10});?|#[xX]([0-9a-fA-F]{1,6});?)/y,
   decode: ([, name, decimal, hex]) => {
     if (name !== undefined) {
       const value = HTML_NAMED[name.toLowerCase()];
@@ -80,7 +81,7 @@ const FORM_SPACE: EscapeKind = { starts: /\+/, pattern: /\+/y, decode: () => ({ 
  * Returns the views of `text` to search besides the text itself: each kind
  * of escape decoded alone, then all kinds mixed in one pass. Form encoding
  * writes a space as `+`, which other URL encodings keep as a plus sign, so
- * only the view of percent-encoding alone reads it as a space.
+ * the mixed kinds come in two views, one of each reading.
  */
 export function decodedViews(text: string): DecodedView[] {
   const html = HTML.starts.test(text);
@@ -97,9 +98,12 @@ export function decodedViews(text: string): DecodedView[] {
   if (percent || plus) {
     views.push(decodeView(text, [PERCENT, FORM_SPACE]));
   }
-  // The mixed view differs from those above only with two kinds present, or a plus sign beside percent-encoding.
+  // The mixed views differ from those above only with two kinds present, or a plus sign beside percent-encoding.
   if (Number(html) + Number(json) + Number(percent) > 1 || (percent && plus)) {
     views.push(decodeView(text, [HTML, JSON_STRING, PERCENT]));
+  }
+  if (plus && (html || json)) {
+    views.push(decodeView(text, [HTML, JSON_STRING, PERCENT, FORM_SPACE]));
   }
   return views;
 }
@@ -112,7 +116,7 @@ export function unfinishedEscapeStart(text: string): number {
   const tail = text.length - MAX_ESCAPE_LENGTH;
   let start = text.length;
   const candidates = [
-    [text.lastIndexOf("&"), /^&(?:[a-zA-Z]{0,6}|#[0-9]{0,10}|#[xX][0-9a-fA-F]{0,6})$/],
+    [text.lastIndexOf("&"), /^&(?:[a-zA-Z]{0,8}|#[0-9]{0,10}|#[xX][0-9a-fA-F]{0,6})$/],
     [text.lastIndexOf("\\"), /^\\(?:u[0-9a-fA-F]{0,3})?$/],
     [text.lastIndexOf("%"), /^%[0-9a-fA-F]?$/],
   ] as const;
@@ -121,10 +125,13 @@ export function unfinishedEscapeStart(text: string): number {
       start = Math.min(start, index);
     }
   }
-  // A run of percent-encoded bytes may stop inside one character of several bytes.
-  const bytes = /(?:%[0-9a-fA-F]{2})+$/.exec(text.slice(0, start));
-  if (bytes !== null && !isCompleteUtf8(percentBytes(bytes[0]))) {
-    start = bytes.index;
+  // A run of percent-encoded bytes may stop inside one character of several bytes, of which
+  // the last 4 bytes (12 characters) tell. Only they are searched, which keeps this linear.
+  const tailStart = Math.max(0, start - 12);
+  const bytes = /(?:%[0-9a-fA-F]{2})+$/.exec(text.slice(tailStart, start));
+  const lead = bytes === null ? -1 : unfinishedCharacterStart(percentBytes(bytes[0]));
+  if (bytes !== null && lead !== -1) {
+    start = tailStart + bytes.index + lead * 3;
   }
   return start;
 }
@@ -183,40 +190,61 @@ function decodeAt(text: string, index: number, kinds: readonly EscapeKind[]): { 
  */
 function decodePercentRun(run: string): Decoded {
   const bytes = percentBytes(run);
-  let value: string;
-  try {
-    value = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    return { value: bytes.toString("latin1"), offsets: [...bytes.keys()].map((byte) => byte * 3) };
-  }
+  let value = "";
   const offsets: number[] = [];
   let byte = 0;
-  for (const character of value) {
-    const size = Buffer.byteLength(character);
+  while (byte < bytes.length) {
+    const size = validUtf8Size(bytes, byte);
+    const character = size === 0 ? String.fromCharCode(bytes[byte]!) : bytes.toString("utf8", byte, byte + size);
     for (let unit = 0; unit < character.length; unit++) {
       offsets.push(byte * 3);
     }
-    byte += size;
+    value += character;
+    byte += Math.max(size, 1);
   }
   return { value, offsets };
+}
+
+/**
+ * Returns the length of the UTF-8 character of several bytes that starts at
+ * `start`, or 0 when none does (an ASCII byte or an invalid sequence).
+ */
+function validUtf8Size(bytes: Buffer, start: number): number {
+  const lead = bytes[start]!;
+  if (lead < 0xc2 || lead > 0xf4) {
+    return 0;
+  }
+  const size = utf8Size(lead);
+  if (start + size > bytes.length) {
+    return 0;
+  }
+  for (let next = start + 1; next < start + size; next++) {
+    if ((bytes[next]! & 0xc0) !== 0x80) {
+      return 0;
+    }
+  }
+  // Decoding must give one character: overlong and surrogate forms do not.
+  const decoded = bytes.toString("utf8", start, start + size);
+  return decoded.includes("\ufffd") ? 0 : size;
 }
 
 function percentBytes(run: string): Buffer {
   return Buffer.from(run.replaceAll("%", ""), "hex");
 }
 
-/** True when `bytes` does not end inside a UTF-8 character of several bytes. */
-function isCompleteUtf8(bytes: Buffer): boolean {
+/** Returns where a UTF-8 character of several bytes that `bytes` ends inside begins, or -1. */
+function unfinishedCharacterStart(bytes: Buffer): number {
   for (let back = 1; back <= Math.min(3, bytes.length); back++) {
-    const byte = bytes[bytes.length - back]!;
+    const index = bytes.length - back;
+    const byte = bytes[index]!;
     if (byte < 0x80) {
-      return true;
+      return -1;
     }
     if (byte >= 0xc0) {
-      return back >= utf8Size(byte);
+      return back < utf8Size(byte) ? index : -1;
     }
   }
-  return true;
+  return -1;
 }
 
 /** Returns the number of bytes of a UTF-8 character from its lead byte. */

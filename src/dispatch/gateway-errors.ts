@@ -110,7 +110,10 @@ function statusMessage(
     case "rate_limited":
       return (
         `The gateway rate-limited ${request} with HTTP ${status}. ` +
-        (retryAfterSeconds === undefined ? "Retry later." : `Retry after ${retryAfterSeconds} seconds.`)
+        // The seconds come from the gateway's Retry-After header, which could echo a numeric key.
+        (retryAfterSeconds === undefined
+          ? "Retry later."
+          : `Retry after ${redactSecrets(String(retryAfterSeconds), context.secretForms)} seconds.`)
       );
     case "redirected":
       return (

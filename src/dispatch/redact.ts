@@ -19,9 +19,11 @@ export interface BodyExcerpt {
  * Lists the forms of each secret that the redaction looks for: the secret
  * itself, and its base64 and base64url encodings without padding, which
  * cover the secret base64-encoded on its own. A secret with characters
- * from U+0080 to U+00FF adds one more, with U+FFFD for each of those
+ * from U+0080 to U+00FF adds two more. One has U+FFFD for each of those
  * characters, which is how an echo of the header's Latin-1 bytes reads as
- * UTF-8. Empty secrets are skipped.
+ * UTF-8. The other is its UTF-8 bytes as Latin-1 characters, which is how a
+ * gateway that took the header as UTF-8 and sends it back as Latin-1 shows
+ * it. Empty secrets are skipped.
  *
  * Escaped echoes need no forms of their own: the redaction also searches
  * the text with its HTML character references, JSON string escapes or
@@ -41,7 +43,7 @@ export function secretForms(secrets: readonly string[]): string[] {
     const bytes = Buffer.from(secret);
     const encoded = [secret, bytes.toString("base64").replace(/=+$/, ""), bytes.toString("base64url")];
     if (/[\u0080-\u00ff]/.test(secret)) {
-      encoded.push(secret.replace(/[\u0080-\u00ff]/g, "\ufffd"));
+      encoded.push(secret.replace(/[\u0080-\u00ff]/g, "\ufffd"), bytes.toString("latin1"));
     }
     for (const form of encoded) {
       forms.add(form.length >= CASE_FOLD_MIN_LENGTH ? foldCase(form) : form);

@@ -109,6 +109,15 @@ describe("Dispatcher.send status failures", () => {
     }
     expect(error.message).toContain(wording);
   });
+
+  test("redacts a numeric key in Retry-After", async () => {
+    gateway.on("/sms", { status: 429, json: { error: "slow down" }, headers: { "retry-after": "48213977" } });
+
+    const integration = makeIntegration(gateway.url(), { apiKey: "48213977" });
+    const error = await gatewayErrorOf(dispatcher.send(integration, message));
+
+    expect(error.message).toContain("Retry after [REDACTED] seconds.");
+  });
 });
 
 describe("Dispatcher.send redirects", () => {

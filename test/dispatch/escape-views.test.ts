@@ -74,8 +74,10 @@ describe("unfinishedEscapeStart", () => {
     ["cut unicode escape", "ab\\u00", 2],
     ["lone backslash", "ab\\", 2],
     ["cut percent byte", "ab%2", 2],
-    ["cut UTF-8 character", "ab%41%C3", 2],
+    ["cut UTF-8 character", "ab%41%C3", 5],
     ["whole UTF-8 character", "ab%C3%A9", 8],
+    ["cut character after a long run", `${"%41".repeat(5000)}%C3`, 15000],
+    ["long run of whole characters", `${"%41".repeat(5000)}x`, 15001],
     ["ampersand followed by text", "a & b", 5],
     ["escape too far back", `&#x2${"z".repeat(20)}`, 24],
   ];

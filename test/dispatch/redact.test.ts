@@ -40,6 +40,10 @@ describe("redactSecrets", () => {
     ["replaces a plus sign beside percent-encoding", "/login/Zq+8/x=%20aB3kL9", ["Zq+8/x= aB3kL9"], "/login/[REDACTED]"],
     ["replaces Latin-1 percent-encoded in upper case", "id=%C3%89%C3%89L%C3%89PHANT99", ["ééléphant99"], "id=[REDACTED]"],
     ["replaces one run of a repeated character once", "a".repeat(20), ["aaaaaaaa"], "[REDACTED]"],
+    ["replaces a form space beside an HTML escape", "k=Ab+Cd&#45;Ef12", ["Ab Cd-Ef12"], "k=[REDACTED]"],
+    ["replaces UTF-8 after an invalid byte", `k=%FF${encodeURIComponent("Clé-Secret-ÄÖ1")}`, ["Clé-Secret-ÄÖ1"], "k=%FF[REDACTED]"],
+    ["replaces UTF-8 bytes read as Latin-1", "to http://a/?k=bÃ¼cher-key1", ["bücher-key1"], "to http://a/?k=[REDACTED]"],
+    ["replaces longer HTML names", "k=a&UnderBar;b&lbrack;c&rbrack;d1", ["a_b[c]d1"], "k=[REDACTED]"],
     ["skips empty secrets", "text", [""], "text"],
     ["keeps text without secrets", "nothing here", [SECRET], "nothing here"],
   ];
