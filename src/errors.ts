@@ -148,6 +148,12 @@ export class OutboundBlockedError extends Error {
   withField(field: string): OutboundBlockedError {
     return new OutboundBlockedError(field, this.reason, this.problem, this.metadata);
   }
+
+  /** Returns the same error with `redact` applied to its problem and its metadata values, which quote the URL. */
+  redacted(redact: (text: string) => string): OutboundBlockedError {
+    const metadata = Object.fromEntries(Object.entries(this.metadata).map(([key, value]) => [key, redact(value)]));
+    return new OutboundBlockedError(this.field, this.reason, redact(this.problem), metadata);
+  }
 }
 
 /** Flow control that rejected a send, as the stable `ErrorInfo.reason` callers see. */

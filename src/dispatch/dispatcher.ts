@@ -325,11 +325,14 @@ export class Dispatcher {
   /** Logs a request that the SSRF guard blocked and returns the error for throwing. */
   private blocked(exchange: Exchange, error: OutboundBlockedError): OutboundBlockedError {
     this.metrics.ssrfRefusal(exchange.integration.id, error.reason);
+    // The host name is the operator's, but it may carry a key.
+    const forms = credentialSecretForms(exchange.integration);
+    const shown = error.redacted((text) => redactSecrets(text, forms));
     this.log.warn(
-      { requestId: exchange.requestId, integrationId: exchange.integration.id, field: error.field, reason: error.reason, ...error.metadata },
+      { requestId: exchange.requestId, integrationId: exchange.integration.id, field: shown.field, reason: shown.reason, ...shown.metadata },
       "SSRF guard blocked a gateway request",
     );
-    return error;
+    return shown;
   }
 
   /**

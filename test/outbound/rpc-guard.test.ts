@@ -51,6 +51,26 @@ afterAll(async () => {
   trap.close();
 });
 
+/**
+ * Saves an integration whose host resolves to a public address, then points
+ * the host at the blocked 127.0.0.2 and returns the error of a SendSms.
+ */
+async function sendAfterHostMoved(kind: (typeof CLIENT_KINDS)[number], host: string): Promise<ConnectError> {
+  resolver.reset(host, "93.184.216.34");
+  const integrations = kind.create(IntegrationService, service.baseUrl);
+  const sms = kind.create(SmsService, service.baseUrl);
+  try {
+    const { integration } = await integrations.client.configureIntegration({
+      integration: { ...VALID, baseUrl: `http://${host}:${gatewayPort}/sms` },
+    });
+    resolver.reset(host, "127.0.0.2");
+    return await rejection(sms.client.sendSms({ integrationId: integration?.id ?? "", to: "+15550000001", content: "hi" }));
+  } finally {
+    integrations.close();
+    sms.close();
+  }
+}
+
 function errorInfo(error: ConnectError) {
   const [info] = error.findDetails(ErrorInfoSchema);
   return { reason: info?.reason, metadata: { ...info?.metadata } };
@@ -100,29 +120,27 @@ describe.each(CLIENT_KINDS)("$name", (kind) => {
 
   test("SendSms rejects a URL whose DNS answer changed since the save", async () => {
     const host = `moving-${kind.name.replace(/\W+/g, "-").toLowerCase()}.example.com`;
-    resolver.reset(host, "93.184.216.34");
-    const integrations = kind.create(IntegrationService, service.baseUrl);
-    const sms = kind.create(SmsService, service.baseUrl);
-    try {
-      const { integration } = await integrations.client.configureIntegration({
-        integration: { ...VALID, baseUrl: `http://${host}:${gatewayPort}/sms` },
-      });
-      resolver.reset(host, "127.0.0.2");
 
-      const error = await rejection(sms.client.sendSms({ integrationId: integration?.id ?? "", to: "+15550000001", content: "hi" }));
+    const error = await sendAfterHostMoved(kind, host);
 
-      expect(error.code).toBe(Code.PermissionDenied);
-      expect(errorInfo(error)).toEqual({
-        reason: "OUTBOUND_ADDRESS_BLOCKED",
-        metadata: { field: "integration.base_url", host, address: "127.0.0.2", range: "loopback" },
-      });
-      expect(gateway.requests).toHaveLength(0);
-      expect(trapConnections).toBe(0);
-    } finally {
-      integrations.close();
-      sms.close();
-    }
+    expect(error.code).toBe(Code.PermissionDenied);
+    expect(errorInfo(error)).toEqual({
+      reason: "OUTBOUND_ADDRESS_BLOCKED",
+      metadata: { field: "integration.base_url", host, address: "127.0.0.2", range: "loopback" },
+    });
+    expect(gateway.requests).toHaveLength(0);
+    expect(trapConnections).toBe(0);
   });
+});
+
+test("a key in a blocked host name is redacted", async () => {
+  const error = await sendAfterHostMoved(CLIENT_KINDS[0]!, `${VALID.apiKey}.example.com`);
+
+  expect(error.code).toBe(Code.PermissionDenied);
+  expect(errorInfo(error).metadata.host).toBe("[REDACTED].example.com");
+  expect(error.rawMessage).not.toContain(VALID.apiKey);
+  const logged = service.logLines.filter((line) => line.msg === "SSRF guard blocked a gateway request");
+  expect(JSON.stringify(logged)).not.toContain(VALID.apiKey);
 });
 
 describe("ConfigureIntegration with the Connect client", () => {
