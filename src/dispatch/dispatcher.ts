@@ -327,12 +327,13 @@ export class Dispatcher {
     this.metrics.ssrfRefusal(exchange.integration.id, error.reason);
     // The host name is the operator's, but it may carry a key.
     const forms = credentialSecretForms(exchange.integration);
-    const shown = error.redacted((text) => redactSecrets(text, forms));
+    const redactedError = error.redacted((text) => redactSecrets(text, forms));
+    const { field, reason, metadata } = redactedError;
     this.log.warn(
-      { requestId: exchange.requestId, integrationId: exchange.integration.id, field: shown.field, reason: shown.reason, ...shown.metadata },
+      { requestId: exchange.requestId, integrationId: exchange.integration.id, field, reason, ...metadata },
       "SSRF guard blocked a gateway request",
     );
-    return shown;
+    return redactedError;
   }
 
   /**

@@ -77,6 +77,9 @@ const PERCENT: EscapeKind = {
 
 const FORM_SPACE: EscapeKind = { starts: /\+/, pattern: /\+/y, decode: () => ({ value: " " }) };
 
+/** Characters that start an escape of any of the kinds above. */
+const ESCAPE_START = /[&\\%+]/g;
+
 /**
  * Returns the views of `text` to search besides the text itself: each kind
  * of escape decoded alone, then all kinds mixed in one pass. Form encoding
@@ -141,12 +144,11 @@ export function unfinishedEscapeStart(text: string): number {
 function decodeView(text: string, kinds: readonly EscapeKind[]): DecodedView {
   let decoded = "";
   const origin: number[] = [];
-  const starts = new RegExp(kinds.map((kind) => kind.starts.source).join("|"), "g");
   let index = 0;
   while (index < text.length) {
-    // Text up to the next character that may start an escape is copied as it is.
-    starts.lastIndex = index;
-    const next = starts.exec(text)?.index ?? text.length;
+    // Text up to the next character that may start an escape of any kind is copied as it is.
+    ESCAPE_START.lastIndex = index;
+    const next = ESCAPE_START.exec(text)?.index ?? text.length;
     decoded += text.slice(index, next);
     for (; index < next; index++) {
       origin.push(index);
@@ -223,9 +225,15 @@ function validUtf8Size(bytes: Buffer, start: number): number {
       return 0;
     }
   }
-  // Decoding must give one character: overlong and surrogate forms do not.
-  const decoded = bytes.toString("utf8", start, start + size);
-  return decoded.includes("\ufffd") ? 0 : size;
+  // RFC 3629 narrows the second byte after these leads, which rules out overlong forms,
+  // UTF-16 surrogates and code points above U+10FFFF.
+  const second = bytes[start + 1]!;
+  const invalid =
+    (lead === 0xe0 && second < 0xa0) ||
+    (lead === 0xed && second > 0x9f) ||
+    (lead === 0xf0 && second < 0x90) ||
+    (lead === 0xf4 && second > 0x8f);
+  return invalid ? 0 : size;
 }
 
 function percentBytes(run: string): Buffer {

@@ -74,6 +74,7 @@ interface SearchView {
   origin?: number[];
 }
 
+/** Returns the text as is, followed by its views with escapes decoded. */
 function searchViews(text: string): SearchView[] {
   return [{ text }, ...decodedViews(text)];
 }
@@ -156,8 +157,8 @@ export function buildBodyExcerpt(bytes: Buffer, complete: boolean, forms: readon
  */
 export function buildArrivedBodyExcerpt(bytes: Buffer, forms: readonly string[]): BodyExcerpt {
   const text = new StringDecoder("utf8").write(bytes);
-  const kept = text.slice(0, keptLength(text, forms));
-  return buildBodyExcerpt(Buffer.from(kept, "utf8"), false, forms);
+  const safeText = text.slice(0, keptLength(text, forms));
+  return buildBodyExcerpt(Buffer.from(safeText, "utf8"), false, forms);
 }
 
 /**
@@ -193,12 +194,13 @@ function redactUpTo(text: string, forms: readonly string[], cut: number): string
       let start = viewText.indexOf(form);
       let last: [number, number] | undefined;
       while (start !== -1 && originalIndex(view, start) < cut) {
+        const from = originalIndex(view, start);
         const end = originalEnd(view, start + form.length);
         // Overlapping matches of one form, as in a run of one repeated character, extend one range.
-        if (last !== undefined && originalIndex(view, start) <= last[1]) {
+        if (last !== undefined && from <= last[1]) {
           last[1] = Math.max(last[1], end);
         } else {
-          last = [originalIndex(view, start), end];
+          last = [from, end];
           ranges.push(last);
         }
         start = viewText.indexOf(form, start + 1);

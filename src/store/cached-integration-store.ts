@@ -42,8 +42,8 @@ export type IntegrationChangeCallback = (id: string | undefined) => void;
  * Eviction follows the second-chance (clock) order, which comes close to
  * least recently used: a read only marks its entry, and the entry to evict is
  * the oldest one not marked since it was last passed over. Moving the entry
- * to the end of the map on every read, as an exact order would, allocated a
- * new hash table every few reads and grew with the number of entries.
+ * to the end of the map on every read, as an exact order would, rebuilt the
+ * map's hash table from time to time.
  */
 export class CachedIntegrationStore implements IntegrationStore {
   readonly #inner: IntegrationStore;

@@ -189,10 +189,10 @@ describe("Dispatcher.send connection failures", () => {
       secretForms: secretForms([API_KEY]),
       usesToken: false,
     };
-    const refused = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
+    const connectionError = Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" });
     const outcome = { ended: undefined, budgetMs: 1000, httpStatus: 0, attempts: 1, requestWritten: false };
 
-    const error = transportError(context, refused, outcome);
+    const error = transportError(context, connectionError, outcome);
 
     expect(error.message).toContain("to http://[REDACTED].gateway.example:9 failed");
   });

@@ -54,6 +54,15 @@ describe("decodedViews", () => {
     expect(decodedViews("cl%E9")[0]?.text).toBe("clé");
   });
 
+  test("encoded U+FFFD stays one character", () => {
+    expect(decodedViews("%EF%BF%BD")[0]?.text).toBe("\ufffd");
+  });
+
+  test("overlong and surrogate bytes read as Latin-1", () => {
+    expect(decodedViews("%E0%80%AF")[0]?.text).toBe("\u00e0\u0080\u00af");
+    expect(decodedViews("%ED%A0%80")[0]?.text).toBe("\u00ed\u00a0\u0080");
+  });
+
   test("HTML names for punctuation", () => {
     expect(decodedViews("a&plus;b&sol;c&equals;&Hat;")[0]?.text).toBe("a+b/c=^");
   });
