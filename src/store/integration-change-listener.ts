@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 
-import pg from "pg";
+import type pg from "pg";
 import type { Logger } from "pino";
 
 import { ConnectionLoss } from "./connection-loss.js";
 import { changeChannelSql, parseChange, pingPayload } from "./integration-change-channel.js";
+import { loadPg } from "./pg-module.js";
 import { POSTGRES_CONNECT_TIMEOUT_MS } from "./postgres-database.js";
 import { summarizeDatabaseError } from "./storage-error.js";
 
@@ -137,7 +138,7 @@ export class IntegrationChangeListener {
     let lostAt: number | undefined;
 
     while (!this.#stop.signal.aborted) {
-      const client = this.#newClient();
+      const client = await this.#newClient();
       this.#client = client;
       const loss = new ConnectionLoss(client);
       let listening = false;
@@ -181,8 +182,9 @@ export class IntegrationChangeListener {
     }
   }
 
-  #newClient(): pg.Client {
-    return new pg.Client({
+  async #newClient(): Promise<pg.Client> {
+    const { Client } = await loadPg();
+    return new Client({
       connectionString: this.#options.databaseUrl,
       // Parameters in the URL take precedence over these.
       application_name: "smsgateway change listener",
@@ -206,7 +208,7 @@ export class IntegrationChangeListener {
         this.#deliver(message.payload ?? "");
       }
     });
-    await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+    await client.query(`listen ${client.escapeIdentifier(channel)}`);
     this.#backendPid = pid;
     return channel;
   }

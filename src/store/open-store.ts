@@ -121,7 +121,7 @@ export async function openStore(options: OpenStoreOptions): Promise<OpenedStore>
   }
 
   const description = describePostgresUrl(databaseUrl, schema);
-  const db = createPostgresDatabase(databaseUrl, description, logger);
+  const db = await createPostgresDatabase(databaseUrl, description, logger);
   return prepareStore(db, "postgres", schema, description, logger);
 }
 

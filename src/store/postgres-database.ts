@@ -1,8 +1,8 @@
 import { Kysely, PostgresDialect } from "kysely";
-import pg from "pg";
 import type { Logger } from "pino";
 
 import type { StoreDatabase } from "./database-schema.js";
+import { loadPg } from "./pg-module.js";
 import { summarizeDatabaseError } from "./storage-error.js";
 
 /** How long opening a connection may take before the query fails, in milliseconds. */
@@ -60,11 +60,12 @@ export function describePostgresUrl(databaseUrl: string, schema: string = DEFAUL
  * them with the client attached, and an unhandled pool error would end the
  * process.
  */
-export function createPostgresDatabase(
+export async function createPostgresDatabase(
   databaseUrl: string,
   description: string,
   logger: Logger,
-): Kysely<StoreDatabase> {
+): Promise<Kysely<StoreDatabase>> {
+  const pg = await loadPg();
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     // Parameters in the URL take precedence over these.

@@ -84,7 +84,7 @@ describe("migration 0002_integration_limits", () => {
   test.skipIf(SKIP_POSTGRES)("adds limits of 0 to PostgreSQL rows", async () => {
     const schema = uniqueSchemaName();
     cleanups.push(() => dropSchema(schema));
-    const db = createPostgresDatabase(TEST_DATABASE_URL, "test database", silentLogger());
+    const db = await createPostgresDatabase(TEST_DATABASE_URL, "test database", silentLogger());
     await createAtFirstMigration(db as Kysely<unknown>, "postgres", schema);
 
     await expectUpgradedRow(() =>

@@ -113,7 +113,7 @@ describe("/readyz when not ready", () => {
 
   test("503 when PostgreSQL refuses connections", async () => {
     const url = (await closedLoopbackUrl("/test")).replace("http://", "postgres://postgres@");
-    const db = createPostgresDatabase(url, "refusing test database", createLogger("silent"));
+    const db = await createPostgresDatabase(url, "refusing test database", createLogger("silent"));
     cleanups.push(() => db.destroy());
     const probes = await startProbeServer(new KyselyIntegrationStore(db));
     cleanups.push(probes.close);
@@ -137,7 +137,7 @@ describe("/readyz when not ready", () => {
     silent.listen(0, "127.0.0.1");
     await once(silent, "listening");
     const { port } = silent.address() as AddressInfo;
-    const db = createPostgresDatabase(`postgres://postgres@127.0.0.1:${port}/test`, "silent test database", createLogger("silent"));
+    const db = await createPostgresDatabase(`postgres://postgres@127.0.0.1:${port}/test`, "silent test database", createLogger("silent"));
     cleanups.push(() => db.destroy());
     // Runs before db.destroy, so the pending connection fails at once instead of waiting for its timeout.
     cleanups.push(async () => {

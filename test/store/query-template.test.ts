@@ -43,7 +43,7 @@ if (!SKIP_POSTGRES) {
     "PostgreSQL",
     async () => {
       const schema = uniqueSchemaName();
-      const db = createPostgresDatabase(TEST_DATABASE_URL, "test database", silentLogger());
+      const db = await createPostgresDatabase(TEST_DATABASE_URL, "test database", silentLogger());
       await sql`create schema ${sql.id(schema)}`.execute(db);
       return {
         // A schema other than public also proves that the template keeps the schema of the instance that built it.
