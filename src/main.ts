@@ -18,8 +18,21 @@ async function main(): Promise<void> {
   await serve(config, logger).catch((error: unknown) => exitAfterFailedStart(error, logger));
 }
 
-/** Starts the service, logs its address, and shuts it down on SIGTERM or SIGINT. */
+/**
+ * Starts the service, logs its address, and shuts it down on SIGTERM or
+ * SIGINT. A signal that arrives while the service starts shuts it down as
+ * soon as it has started, instead of ending the process with the signal.
+ */
 async function serve(config: Config, logger: Logger): Promise<void> {
+  let signalDuringStart: NodeJS.Signals | undefined;
+  let onSignal = (signal: NodeJS.Signals) => {
+    signalDuringStart ??= signal;
+    logger.info({ signal }, "shutdown requested during start-up; stopping once started");
+  };
+  const handleSignal = (signal: NodeJS.Signals) => onSignal(signal);
+  process.on("SIGTERM", handleSignal);
+  process.on("SIGINT", handleSignal);
+
   const app = await startApp(config, logger);
   const scheme = app.server.tls ? "https" : "http";
   const host = app.server.host.includes(":") ? `[${app.server.host}]` : app.server.host;
@@ -29,7 +42,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   );
 
   let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
+  onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
       // Wrappers such as npm and tsx may pass on the same Ctrl-C once more,
       // so a repeated signal must not cut the grace period short.
@@ -49,8 +62,9 @@ async function serve(config: Config, logger: Logger): Promise<void> {
       },
     );
   };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  if (signalDuringStart !== undefined) {
+    onSignal(signalDuringStart);
+  }
 }
 
 // A failure that reaches this point came before the logger existed (an invalid setting), so no log write is pending.

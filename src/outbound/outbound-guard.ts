@@ -2,6 +2,7 @@ import type { buildConnector } from "undici";
 
 import type { IntegrationFields } from "../domain/integration.js";
 import { OutboundBlockedError, type GatewayStage } from "../errors.js";
+import { untilAborted } from "../until-aborted.js";
 import { blockedRange, parseIpAddress, type IpAddress } from "./address-ranges.js";
 import type { OutboundAllowList } from "./allow-list.js";
 import { blockedHostName, normalizeHostName } from "./host-names.js";
@@ -269,28 +270,4 @@ export function resolverErrorCode(error: unknown): string | undefined {
   }
   const code = (error as { code?: unknown }).code;
   return typeof code === "string" ? code : undefined;
-}
-
-/** Settles like `promise`, or rejects with `signal.reason` as soon as the signal aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (signal === undefined) {
-    return promise;
-  }
-  if (signal.aborted) {
-    return Promise.reject(signal.reason as Error);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error as Error);
-      },
-    );
-  });
 }

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type pg from "pg";
 import type { Logger } from "pino";
 
+import { untilAborted } from "../until-aborted.js";
 import { ConnectionLoss } from "./connection-loss.js";
 import { changeChannelSql, parseChange, pingPayload } from "./integration-change-channel.js";
 import { loadPg } from "./pg-module.js";
@@ -127,7 +128,7 @@ export class IntegrationChangeListener {
       return;
     }
     this.#state = "closed";
-    this.#stop.abort("closed");
+    this.#stop.abort(new Error("the change listener was closed"));
     this.#options.subscriber.suspend();
     await this.#client?.end().catch(() => undefined);
     await this.#running;
@@ -139,6 +140,9 @@ export class IntegrationChangeListener {
 
     while (!this.#stop.signal.aborted) {
       const client = await this.#newClient();
+      if (this.#stop.signal.aborted) {
+        return;
+      }
       this.#client = client;
       const loss = new ConnectionLoss(client);
       let listening = false;
@@ -194,12 +198,18 @@ export class IntegrationChangeListener {
     });
   }
 
-  /** Connects, finds the channel of the schema and LISTENs on it; returns the channel. */
+  /**
+   * Connects, finds the channel of the schema and LISTENs on it; returns the
+   * channel. Each step gives up when {@link close} is called, because a client
+   * ended while it connects may never send the queries that come after.
+   */
   async #listen(client: pg.Client): Promise<string> {
-    await client.connect();
-    const { rows } = await client.query<{ channel: string; pid: number }>(
-      `select ${changeChannelSql("$1::text")} as channel, pg_backend_pid() as pid`,
-      [this.#options.schema],
+    await untilAborted(client.connect(), this.#stop.signal);
+    const { rows } = await untilAborted(
+      client.query<{ channel: string; pid: number }>(`select ${changeChannelSql("$1::text")} as channel, pg_backend_pid() as pid`, [
+        this.#options.schema,
+      ]),
+      this.#stop.signal,
     );
     const { channel, pid } = rows[0]!;
 
@@ -208,10 +218,11 @@ export class IntegrationChangeListener {
         this.#deliver(message.payload ?? "");
       }
     });
-    await client.query(`listen ${client.escapeIdentifier(channel)}`);
+    await untilAborted(client.query(`listen ${client.escapeIdentifier(channel)}`), this.#stop.signal);
     this.#backendPid = pid;
     return channel;
   }
+
 
   #resume(channel: string, failedAttempts: number, lostAt: number | undefined): void {
     const wasReconnecting = this.#state === "reconnecting";

@@ -84,6 +84,57 @@ function spawnService(dataDir: string, env: Record<string, string>): { child: Ch
   return { child, exited };
 }
 
+/** Returns a function that kills the process if it still runs and then removes its data folder. */
+function stopper(child: ChildProcess, exited: Promise<ProcessExit>, dataDir: string): () => Promise<void> {
+  return async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+}
+
+/** A service process that is still starting, with the log lines it has written so far. */
+export interface StartingService {
+  child: ChildProcess;
+  logLines: Record<string, unknown>[];
+  /** Resolves once the process has ended and its output has been read. */
+  exited: Promise<ProcessExit>;
+  /** Kills the process if it still runs and removes its data folder. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Spawns the service bundle as {@link startServiceProcess} does, but returns
+ * as soon as it writes its first log line, which comes while it starts and
+ * before it listens. `env` adds to or replaces the same defaults.
+ */
+export async function spawnServiceUntilFirstLog(env: Record<string, string> = {}): Promise<StartingService> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
+  const { child } = spawnService(dataDir, env);
+  // "close" comes after stdout has ended, so logLines is complete once this resolves.
+  const exited = new Promise<ProcessExit>((resolve) => {
+    child.once("close", (code: number | null, signal: NodeJS.Signals | null) => resolve({ code, signal }));
+  });
+  const stop = stopper(child, exited, dataDir);
+  const logLines: Record<string, unknown>[] = [];
+  const firstLine = new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (text) => {
+      logLines.push(JSON.parse(text) as Record<string, unknown>);
+      resolve();
+    });
+    void exited.then(({ code }) => reject(new Error(`the service exited with code ${code} before it logged`)));
+  });
+  try {
+    await firstLine;
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { child, logLines, exited, stop };
+}
+
 /**
  * Starts the service bundle on a free loopback port, with a data folder of
  * its own, and waits for its start-up log line, which names the address.
@@ -93,13 +144,7 @@ function spawnService(dataDir: string, env: Record<string, string>): { child: Ch
 export async function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
   const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
   const { child, exited } = spawnService(dataDir, env);
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await exited;
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  };
+  const stop = stopper(child, exited, dataDir);
 
   const logLines: Record<string, unknown>[] = [];
   const lineListeners = new Set<(line: Record<string, unknown>) => void>();
