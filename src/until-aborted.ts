@@ -1,4 +1,4 @@
-/** Settles like `promise`, or rejects with `signal.reason` as soon as the signal aborts. */
+/** Returns a promise that settles like `promise`, or rejects with `signal.reason` as soon as the signal aborts. */
 export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (signal === undefined) {
     return promise;
