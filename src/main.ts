@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 
-import { startApp } from "./app.js";
+import { startApp, type App } from "./app.js";
 import { loadConfig } from "./config/load-config.js";
 import type { Config } from "./config/settings.js";
 import { createLogger, exitAfterLogWrites } from "./logger.js";
@@ -18,22 +18,53 @@ async function main(): Promise<void> {
   await serve(config, logger).catch((error: unknown) => exitAfterFailedStart(error, logger));
 }
 
+/** Exit code when a signal ends a start-up that has not finished. */
+const EXIT_START_ABANDONED = 1;
+
 /**
  * Starts the service, logs its address, and shuts it down on SIGTERM or
  * SIGINT. A signal that arrives while the service starts shuts it down as
- * soon as it has started, instead of ending the process with the signal.
+ * soon as it has started. A start-up that does not finish within
+ * SHUTDOWN_GRACE_MS of that signal, or a second signal while it starts,
+ * ends the process with exit code 1.
  */
 async function serve(config: Config, logger: Logger): Promise<void> {
   let signalDuringStart: NodeJS.Signals | undefined;
+  let startAbandoned = false;
+  let abandonTimer: NodeJS.Timeout | undefined;
+  const abandonStart = (signal: NodeJS.Signals, reason: string) => {
+    startAbandoned = true;
+    logger.warn({ signal, graceMs: config.shutdownGraceMs }, reason);
+    exitAfterLogWrites(logger, EXIT_START_ABANDONED);
+  };
   let onSignal = (signal: NodeJS.Signals) => {
-    signalDuringStart ??= signal;
-    logger.info({ signal }, "shutdown requested during start-up; stopping once started");
+    if (startAbandoned) {
+      return;
+    }
+    if (signalDuringStart !== undefined) {
+      abandonStart(signal, "another signal during start-up; exiting without waiting for the start-up to finish");
+      return;
+    }
+    signalDuringStart = signal;
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutdown requested during start-up; stopping once started");
+    abandonTimer = setTimeout(
+      () => abandonStart(signal, "start-up did not finish within SHUTDOWN_GRACE_MS of the signal; exiting"),
+      config.shutdownGraceMs,
+    );
   };
   const handleSignal = (signal: NodeJS.Signals) => onSignal(signal);
   process.on("SIGTERM", handleSignal);
   process.on("SIGINT", handleSignal);
 
-  const app = await startApp(config, logger);
+  let app: App;
+  try {
+    app = await startApp(config, logger);
+  } finally {
+    clearTimeout(abandonTimer);
+  }
+  if (startAbandoned) {
+    return;
+  }
   const scheme = app.server.tls ? "https" : "http";
   const host = app.server.host.includes(":") ? `[${app.server.host}]` : app.server.host;
   logger.info(

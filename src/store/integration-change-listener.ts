@@ -127,10 +127,16 @@ export class IntegrationChangeListener {
     if (this.#state === "closed") {
       return;
     }
+    const wasListening = this.#state === "listening";
     this.#state = "closed";
     this.#stop.abort(new Error("the change listener was closed"));
     this.#options.subscriber.suspend();
-    await this.#client?.end().catch(() => undefined);
+    const ended = this.#client?.end().catch(() => undefined);
+    // A client that is still connecting ends only when the server closes the
+    // connection or the connect timeout passes, so the close does not wait for it.
+    if (wasListening) {
+      await ended;
+    }
     await this.#running;
   }
 

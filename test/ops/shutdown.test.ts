@@ -120,6 +120,26 @@ async function waitUntil(condition: () => boolean): Promise<void> {
   }
 }
 
+/**
+ * Spawns the service on PostgreSQL through a proxy that is never released,
+ * so its start-up waits for the database until the connect timeout (5 s).
+ */
+async function startStuckOnDatabase(env: Record<string, string>) {
+  const proxy = await HoldingProxy.start(new URL(TEST_DATABASE_URL));
+  cleanups.push(() => proxy.close());
+  const databaseUrl = new URL(TEST_DATABASE_URL);
+  databaseUrl.host = `127.0.0.1:${proxy.port}`;
+  const service = await spawnServiceUntilFirstLog({
+    DATABASE_URL: databaseUrl.toString(),
+    DATABASE_SCHEMA: uniqueSchemaName(),
+    ENCRYPTION_KEYS: `shutdown:${randomBytes(32).toString("base64")}`,
+    ...env,
+  });
+  cleanups.push(() => service.stop());
+  await proxy.connectionHeld;
+  return service;
+}
+
 describe("graceful shutdown", () => {
   test("SIGTERM during a burst loses no send", async () => {
     const service = await startProcess();
@@ -220,6 +240,26 @@ describe("graceful shutdown", () => {
     const messages = service.logLines.map((line) => line.msg);
     expect(messages).toContain("smsgateway listening for gRPC, Connect and gRPC-Web");
     expect(messages.at(-1)).toBe("stopped");
+  }, 30_000);
+
+  test.skipIf(SKIP_POSTGRES)("second signal ends a stuck start-up", async () => {
+    const service = await startStuckOnDatabase({});
+
+    service.child.kill("SIGTERM");
+    await waitUntil(() => service.logLines.some((line) => line.msg === "shutdown requested during start-up; stopping once started"));
+    service.child.kill("SIGINT");
+
+    expect(await service.exited).toEqual({ code: 1, signal: null });
+    expect(service.logLines.at(-1)?.msg).toBe("another signal during start-up; exiting without waiting for the start-up to finish");
+  }, 30_000);
+
+  test.skipIf(SKIP_POSTGRES)("grace period ends a stuck start-up", async () => {
+    const service = await startStuckOnDatabase({ SHUTDOWN_GRACE_MS: "300" });
+
+    service.child.kill("SIGTERM");
+
+    expect(await service.exited).toEqual({ code: 1, signal: null });
+    expect(service.logLines.at(-1)?.msg).toBe("start-up did not finish within SHUTDOWN_GRACE_MS of the signal; exiting");
   }, 30_000);
 
   test("SIGINT stops an idle service", async () => {

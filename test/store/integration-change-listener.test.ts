@@ -86,6 +86,17 @@ describe.skipIf(SKIP_POSTGRES)("integration change listener", () => {
     return replicas;
   }
 
+  /** Starts a freezable proxy in front of the test database and returns it with the database URL through it. */
+  async function proxiedDatabase(): Promise<{ proxy: FreezableTcpProxy; listenerUrl: URL }> {
+    const target = new URL(TEST_DATABASE_URL);
+    const proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+    cleanups.push(() => proxy.close());
+    const listenerUrl = new URL(TEST_DATABASE_URL);
+    listenerUrl.hostname = "127.0.0.1";
+    listenerUrl.port = String(proxy.port);
+    return { proxy, listenerUrl };
+  }
+
   /** Reads an id twice through the cache and checks that only the first read reached the database. */
   async function expectCached(replicas: Replicas, id: string): Promise<void> {
     await replicas.cache.get(id);
@@ -241,12 +252,7 @@ describe.skipIf(SKIP_POSTGRES)("integration change listener", () => {
   });
 
   test("heartbeat finds a silently dead connection", async () => {
-    const target = new URL(TEST_DATABASE_URL);
-    const proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
-    cleanups.push(() => proxy.close());
-    const listenerUrl = new URL(TEST_DATABASE_URL);
-    listenerUrl.hostname = "127.0.0.1";
-    listenerUrl.port = String(proxy.port);
+    const { proxy, listenerUrl } = await proxiedDatabase();
     const replicas = await openReplicas({
       listenerUrl: listenerUrl.toString(),
       timing: { heartbeatIntervalMs: 100, heartbeatTimeoutMs: 500, connectTimeoutMs: 500, retryBaseDelayMs: 100, retryMaxDelayMs: 300 },
@@ -270,6 +276,25 @@ describe.skipIf(SKIP_POSTGRES)("integration change listener", () => {
     await waitForState(replicas, "listening");
     await expectCached(replicas, id);
   });
+
+  test("close during a stalled reconnect returns", async () => {
+    const { proxy, listenerUrl } = await proxiedDatabase();
+    // The connect timeout is far longer than the close may take.
+    const replicas = await openReplicas({
+      listenerUrl: listenerUrl.toString(),
+      timing: { heartbeatIntervalMs: 100, heartbeatTimeoutMs: 500, connectTimeoutMs: 30_000, retryBaseDelayMs: 100, retryMaxDelayMs: 100 },
+    });
+    proxy.freeze();
+    await waitForState(replicas, "reconnecting");
+    // The next attempt starts after the 100 ms retry delay, and the frozen proxy keeps it waiting.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+
+    const closing = replicas.cache.close().then(() => "closed");
+    const outcome = await Promise.race([closing, new Promise((resolve) => setTimeout(() => resolve("still closing after 10 s"), 10_000))]);
+
+    expect(outcome).toBe("closed");
+    expect(replicas.cache.listener.state).toBe("closed");
+  }, 20_000);
 
   test("close ends the listening connection", async () => {
     const replicas = await openReplicas();
