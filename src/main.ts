@@ -29,15 +29,18 @@ const EXIT_START_ABANDONED = 1;
  * ends the process with exit code 1.
  */
 async function serve(config: Config, logger: Logger): Promise<void> {
+  let app: App | undefined;
   let signalDuringStart: NodeJS.Signals | undefined;
   let startAbandoned = false;
   let abandonTimer: NodeJS.Timeout | undefined;
+  let stopping = false;
+
   const abandonStart = (signal: NodeJS.Signals, reason: string) => {
     startAbandoned = true;
     logger.warn({ signal, graceMs: config.shutdownGraceMs }, reason);
     exitAfterLogWrites(logger, EXIT_START_ABANDONED);
   };
-  let onSignal = (signal: NodeJS.Signals) => {
+  const signalWhileStarting = (signal: NodeJS.Signals) => {
     if (startAbandoned) {
       return;
     }
@@ -52,28 +55,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
       config.shutdownGraceMs,
     );
   };
-  const handleSignal = (signal: NodeJS.Signals) => onSignal(signal);
-  process.on("SIGTERM", handleSignal);
-  process.on("SIGINT", handleSignal);
-
-  let app: App;
-  try {
-    app = await startApp(config, logger);
-  } finally {
-    clearTimeout(abandonTimer);
-  }
-  if (startAbandoned) {
-    return;
-  }
-  const scheme = app.server.tls ? "https" : "http";
-  const host = app.server.host.includes(":") ? `[${app.server.host}]` : app.server.host;
-  logger.info(
-    { address: `${scheme}://${host}:${app.server.port}`, storage: app.storage, tls: app.server.tls },
-    "smsgateway listening for gRPC, Connect and gRPC-Web",
-  );
-
-  let stopping = false;
-  onSignal = (signal: NodeJS.Signals) => {
+  const stop = (started: App, signal: NodeJS.Signals) => {
     if (stopping) {
       // Wrappers such as npm and tsx may pass on the same Ctrl-C once more,
       // so a repeated signal must not cut the grace period short.
@@ -82,7 +64,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     }
     stopping = true;
     logger.info({ signal, graceMs: config.shutdownGraceMs }, "shutting down");
-    app.close(config.shutdownGraceMs).then(
+    started.close(config.shutdownGraceMs).then(
       () => {
         logger.info("stopped");
         exitAfterLogWrites(logger, 0);
@@ -93,8 +75,29 @@ async function serve(config: Config, logger: Logger): Promise<void> {
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals) => (app === undefined ? signalWhileStarting(signal) : stop(app, signal));
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+
+  let started: App;
+  try {
+    started = await startApp(config, logger);
+  } finally {
+    clearTimeout(abandonTimer);
+  }
+  if (startAbandoned) {
+    return;
+  }
+  app = started;
+  const scheme = app.server.tls ? "https" : "http";
+  const host = app.server.host.includes(":") ? `[${app.server.host}]` : app.server.host;
+  logger.info(
+    { address: `${scheme}://${host}:${app.server.port}`, storage: app.storage, tls: app.server.tls },
+    "smsgateway listening for gRPC, Connect and gRPC-Web",
+  );
+
   if (signalDuringStart !== undefined) {
-    onSignal(signalDuringStart);
+    stop(app, signalDuringStart);
   }
 }
 

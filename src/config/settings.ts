@@ -396,7 +396,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--shutdown-grace-ms",
     defaultValue: "20000",
     unit: "ms",
-    description: "On SIGTERM or SIGINT, how long calls in progress may take to finish; then they are cancelled and storage closes. During start-up, how long the start-up may still take.",
+    description: "On SIGTERM or SIGINT, how long calls in progress may take to finish; then they are cancelled and storage closes. After a signal during start-up, how long the start-up may still take.",
     parse: integerIn(0, 600_000),
   },
   {

@@ -211,12 +211,11 @@ export class IntegrationChangeListener {
    */
   async #listen(client: pg.Client): Promise<string> {
     await untilAborted(client.connect(), this.#stop.signal);
-    const { rows } = await untilAborted(
-      client.query<{ channel: string; pid: number }>(`select ${changeChannelSql("$1::text")} as channel, pg_backend_pid() as pid`, [
-        this.#options.schema,
-      ]),
-      this.#stop.signal,
+    const channelQuery = client.query<{ channel: string; pid: number }>(
+      `select ${changeChannelSql("$1::text")} as channel, pg_backend_pid() as pid`,
+      [this.#options.schema],
     );
+    const { rows } = await untilAborted(channelQuery, this.#stop.signal);
     const { channel, pid } = rows[0]!;
 
     client.on("notification", (message) => {
@@ -228,7 +227,6 @@ export class IntegrationChangeListener {
     this.#backendPid = pid;
     return channel;
   }
-
 
   #resume(channel: string, failedAttempts: number, lostAt: number | undefined): void {
     const wasReconnecting = this.#state === "reconnecting";

@@ -1,14 +1,19 @@
 import { randomBytes } from "node:crypto";
-import { once } from "node:events";
-import net from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, test } from "vitest";
 import { GatewayErrorSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
+import { eventually } from "../helpers/eventually.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
-import { spawnServiceUntilFirstLog, startServiceProcess, type ServiceProcess } from "../helpers/service-process.js";
+import {
+  spawnServiceUntilFirstLog,
+  startServiceProcess,
+  type ServiceProcess,
+  type StartingService,
+} from "../helpers/service-process.js";
+import { FreezableTcpProxy } from "../store/freezable-tcp-proxy.js";
 import { dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "../store/postgres-test-database.js";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -45,99 +50,38 @@ async function configureIntegration(baseUrl: string, gatewayUrl: string): Promis
 type Outcome = { content: string; ok: true; id: string } | { content: string; ok: false; error: unknown };
 
 /**
- * A TCP proxy in front of PostgreSQL that keeps each connection waiting, reading
- * nothing, until {@link release}; from then on it passes every connection through.
+ * Spawns the service on PostgreSQL through a frozen proxy, so that its
+ * start-up waits for the database until the proxy is released or the
+ * connect timeout (5 s) passes.
  */
-class HoldingProxy {
-  readonly #held: net.Socket[] = [];
-  readonly #sockets = new Set<net.Socket>();
-  #released = false;
-  /** Resolves when the first connection arrives. */
-  readonly connectionHeld: Promise<void>;
-
-  private constructor(
-    private readonly server: net.Server,
-    private readonly target: URL,
-  ) {
-    this.connectionHeld = once(server, "connection").then(() => undefined);
-    server.on("connection", (client: net.Socket) => {
-      this.#sockets.add(client);
-      if (this.#released) {
-        this.#pass(client);
-      } else {
-        client.pause();
-        this.#held.push(client);
-      }
-    });
-  }
-
-  static async start(target: URL): Promise<HoldingProxy> {
-    const server = net.createServer();
-    const proxy = new HoldingProxy(server, target);
-    server.listen(0, "127.0.0.1");
-    await once(server, "listening");
-    return proxy;
-  }
-
-  get port(): number {
-    return (this.server.address() as net.AddressInfo).port;
-  }
-
-  release(): void {
-    this.#released = true;
-    for (const client of this.#held.splice(0)) {
-      this.#pass(client);
-    }
-  }
-
-  async close(): Promise<void> {
-    for (const socket of this.#sockets) {
-      socket.destroy();
-    }
-    const closed = once(this.server, "close");
-    this.server.close();
-    await closed;
-  }
-
-  #pass(client: net.Socket): void {
-    const upstream = net.connect(Number(this.target.port || 5432), this.target.hostname);
-    this.#sockets.add(upstream);
-    client.on("error", () => upstream.destroy());
-    upstream.on("error", () => client.destroy());
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.resume();
-  }
-}
-
-/** Resolves once `condition` holds, checking every 10 ms; rejects after 10 s. */
-async function waitUntil(condition: () => boolean): Promise<void> {
-  for (let waitedMs = 0; !condition(); waitedMs += 10) {
-    if (waitedMs >= 10_000) {
-      throw new Error("the condition did not hold within 10 s");
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/**
- * Spawns the service on PostgreSQL through a proxy that is never released,
- * so its start-up waits for the database until the connect timeout (5 s).
- */
-async function startStuckOnDatabase(env: Record<string, string>) {
-  const proxy = await HoldingProxy.start(new URL(TEST_DATABASE_URL));
+async function startHeldOnDatabase(env: Record<string, string> = {}): Promise<{ service: StartingService; proxy: FreezableTcpProxy }> {
+  const target = new URL(TEST_DATABASE_URL);
+  const proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
   cleanups.push(() => proxy.close());
+  proxy.freeze();
   const databaseUrl = new URL(TEST_DATABASE_URL);
   databaseUrl.host = `127.0.0.1:${proxy.port}`;
+  const schema = uniqueSchemaName();
+  cleanups.push(() => dropSchema(schema));
   const service = await spawnServiceUntilFirstLog({
     DATABASE_URL: databaseUrl.toString(),
-    DATABASE_SCHEMA: uniqueSchemaName(),
+    DATABASE_SCHEMA: schema,
     ENCRYPTION_KEYS: `shutdown:${randomBytes(32).toString("base64")}`,
     ...env,
   });
   cleanups.push(() => service.stop());
-  await proxy.connectionHeld;
-  return service;
+  await proxy.connected();
+  return { service, proxy };
+}
+
+/** Resolves once the service has logged that a signal arrived while it started. */
+async function signalLogged(service: StartingService): Promise<void> {
+  await eventually(
+    async () => service.logLines.some((line) => line.msg === "shutdown requested during start-up; stopping once started"),
+    (logged) => logged,
+    "log line of the signal during start-up",
+    { timeoutMs: 10_000 },
+  );
 }
 
 describe("graceful shutdown", () => {
@@ -216,24 +160,11 @@ describe("graceful shutdown", () => {
   });
 
   test.skipIf(SKIP_POSTGRES)("SIGTERM during start-up exits cleanly", async () => {
-    // The service starts on PostgreSQL through a proxy that keeps its connections waiting, so the
-    // signal surely arrives while it starts.
-    const proxy = await HoldingProxy.start(new URL(TEST_DATABASE_URL));
-    cleanups.push(() => proxy.close());
-    const schema = uniqueSchemaName();
-    cleanups.push(() => dropSchema(schema));
-    const databaseUrl = new URL(TEST_DATABASE_URL);
-    databaseUrl.host = `127.0.0.1:${proxy.port}`;
-    const service = await spawnServiceUntilFirstLog({
-      DATABASE_URL: databaseUrl.toString(),
-      DATABASE_SCHEMA: schema,
-      ENCRYPTION_KEYS: `shutdown:${randomBytes(32).toString("base64")}`,
-    });
-    cleanups.push(() => service.stop());
-    await proxy.connectionHeld;
+    // The proxy keeps the database connection waiting, so the signal surely arrives while the service starts.
+    const { service, proxy } = await startHeldOnDatabase();
 
     service.child.kill("SIGTERM");
-    await waitUntil(() => service.logLines.some((line) => line.msg === "shutdown requested during start-up; stopping once started"));
+    await signalLogged(service);
     proxy.release();
 
     expect(await service.exited).toEqual({ code: 0, signal: null });
@@ -243,10 +174,10 @@ describe("graceful shutdown", () => {
   }, 30_000);
 
   test.skipIf(SKIP_POSTGRES)("second signal ends a stuck start-up", async () => {
-    const service = await startStuckOnDatabase({});
+    const { service } = await startHeldOnDatabase();
 
     service.child.kill("SIGTERM");
-    await waitUntil(() => service.logLines.some((line) => line.msg === "shutdown requested during start-up; stopping once started"));
+    await signalLogged(service);
     service.child.kill("SIGINT");
 
     expect(await service.exited).toEqual({ code: 1, signal: null });
@@ -254,7 +185,7 @@ describe("graceful shutdown", () => {
   }, 30_000);
 
   test.skipIf(SKIP_POSTGRES)("grace period ends a stuck start-up", async () => {
-    const service = await startStuckOnDatabase({ SHUTDOWN_GRACE_MS: "300" });
+    const { service } = await startHeldOnDatabase({ SHUTDOWN_GRACE_MS: "300" });
 
     service.child.kill("SIGTERM");
 

@@ -7,12 +7,13 @@ import net from "node:net";
  * more bytes, and holds new connections without connecting them, as a
  * network that silently drops packets would. Or it can cut them: reset
  * every connection and each new one, as a network that drops the
- * connections would.
+ * connections would. Released, it passes bytes on all of them again.
  */
 export class FreezableTcpProxy {
   #frozen = false;
   #cut = false;
-  readonly #pairs = new Set<{ client: net.Socket; upstream: net.Socket | undefined }>();
+  readonly #pairs = new Set<ProxiedPair>();
+  #accepted = 0;
 
   private constructor(
     private readonly server: net.Server,
@@ -46,6 +47,31 @@ export class FreezableTcpProxy {
     }
   }
 
+  /**
+   * Passes bytes again on every connection that a freeze stopped, connects
+   * the ones that arrived meanwhile, and passes each new one through.
+   */
+  release(): void {
+    this.#frozen = false;
+    for (const pair of this.#pairs) {
+      if (pair.upstream === undefined) {
+        this.#connect(pair);
+      } else {
+        pair.client.pipe(pair.upstream);
+        pair.upstream.pipe(pair.client);
+      }
+      pair.client.resume();
+      pair.upstream?.resume();
+    }
+  }
+
+  /** Resolves once the proxy has accepted a connection. */
+  async connected(): Promise<void> {
+    if (this.#accepted === 0) {
+      await once(this.server, "connection");
+    }
+  }
+
   /** Resets every connection with a TCP RST, and each new one until {@link thaw}. */
   cut(): void {
     this.#cut = true;
@@ -75,12 +101,13 @@ export class FreezableTcpProxy {
   }
 
   #accept(client: net.Socket): void {
+    this.#accepted += 1;
     if (this.#cut) {
       client.on("error", () => undefined);
       client.resetAndDestroy();
       return;
     }
-    const pair: { client: net.Socket; upstream: net.Socket | undefined } = { client, upstream: undefined };
+    const pair: ProxiedPair = { client, upstream: undefined };
     this.#pairs.add(pair);
     client.on("error", () => undefined);
     client.on("close", () => {
@@ -91,7 +118,11 @@ export class FreezableTcpProxy {
       client.pause();
       return;
     }
+    this.#connect(pair);
+  }
 
+  #connect(pair: ProxiedPair): void {
+    const { client } = pair;
     const upstream = net.connect(this.target.port, this.target.host);
     pair.upstream = upstream;
     upstream.on("error", () => client.destroy());
@@ -99,4 +130,10 @@ export class FreezableTcpProxy {
     client.pipe(upstream);
     upstream.pipe(client);
   }
+}
+
+/** A client connection and, once the proxy connected it, its connection to the target. */
+interface ProxiedPair {
+  client: net.Socket;
+  upstream: net.Socket | undefined;
 }
