@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
 import { GraceEndedError } from "../errors.js";
+import { LightAbortController } from "../light-abort-controller.js";
 
 /**
  * Time before the end of a send's budget within which a caller's abort
@@ -30,7 +31,7 @@ export class SendDeadline {
   /** Aborts the send's requests. */
   readonly signal: AbortSignal;
 
-  private readonly controller = new AbortController();
+  private readonly controller = new LightAbortController();
   private readonly deadlineAt: number;
   private readonly timer: NodeJS.Timeout | undefined;
   private endedBy: DeadlineEnd | undefined;

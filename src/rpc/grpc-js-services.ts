@@ -2,6 +2,7 @@ import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { deadlineSlackMs } from "../dispatch/send-deadline.js";
+import { LightAbortController } from "../light-abort-controller.js";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
@@ -173,7 +174,7 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
 class GrpcJsIncomingCall implements IncomingCall {
   readonly server = "grpc-js";
   readonly signal: AbortSignal;
-  private readonly controller = new AbortController();
+  private readonly controller = new LightAbortController();
   private readonly onCancelled: () => void;
   private responseHeaders: grpc.Metadata | undefined;
 
