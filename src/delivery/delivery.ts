@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 
+import { copyWith } from "../copy-with.js";
 import type { Integration } from "../domain/integration.js";
 import type { Dispatcher, SendOptions, SmsMessage } from "../dispatch/dispatcher.js";
 import type { ServiceMetrics } from "../observability/metrics.js";
@@ -99,7 +100,7 @@ export class Delivery {
       await this.dispatcher.checkOutbound(integration, deadline);
       const send = () => this.sender.send(integration, sms, deadline, key !== "");
       if (key === "") {
-        return { ...(await send()), replayed: false };
+        return copyWith(await send(), { replayed: false });
       }
       const scope = { integrationId: integration.id, key, requestHash: requestHash(integration.id, message) };
       return await this.keys.run(scope, deadline, send);

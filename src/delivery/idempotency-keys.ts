@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import type { Logger } from "pino";
 
+import { copyWith } from "../copy-with.js";
 import type { SendResult } from "../dispatch/dispatcher.js";
 import type { DeadlineEnd, SendDeadline } from "../dispatch/send-deadline.js";
 import { GatewayError, IdempotencyError } from "../errors.js";
@@ -122,7 +123,7 @@ export class IdempotencyKeys {
         }
       }
       if (record.state === "done" || (record.state === "retryable" && waitingOn !== undefined)) {
-        return { ...replayOutcome(record.outcome ?? ""), replayed: true };
+        return copyWith(replayOutcome(record.outcome ?? ""), { replayed: true });
       }
       if (record.state === "retryable") {
         // Freed between the failed claim and the read: claim again.
@@ -183,7 +184,7 @@ export class IdempotencyKeys {
       throw error;
     }
     await this.record(scope, owner, deadline, { state: "done", outcome: encodeSent(result) });
-    return { ...result, replayed: false };
+    return copyWith(result, { replayed: false });
   }
 
   /**

@@ -2,6 +2,8 @@ import type { Readable } from "node:stream";
 
 import type { Dispatcher } from "undici";
 
+import { copyWith } from "../copy-with.js";
+
 /** The start of a reply body. */
 export interface BodyStart {
   bytes: Buffer;
@@ -40,7 +42,7 @@ export interface ArrivedBodyStart extends BodyStart {
 export async function readArrivedBodyStart(body: Readable, limitBytes: number): Promise<ArrivedBodyStart> {
   const chunks: Buffer[] = [];
   try {
-    return { ...(await collectBodyStart(body, limitBytes, chunks)), failed: false };
+    return copyWith(await collectBodyStart(body, limitBytes, chunks), { failed: false });
   } catch {
     return { bytes: Buffer.concat(chunks), complete: false, failed: true };
   }

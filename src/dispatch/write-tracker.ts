@@ -13,8 +13,9 @@ type DispatchHandler = Dispatcher.DispatchHandler;
  * SMS. After that call the gateway may have received it, so a failure
  * leaves the outcome unknown.
  *
- * Create one per request and pass it as the `dispatcher` option of undici's
- * `request`. It forwards to the pooled dispatcher and owns no connection.
+ * Create one per request and call its `request` method, which undici's
+ * Dispatcher provides. It forwards to the pooled dispatcher and owns no
+ * connection.
  */
 export class WriteTracker extends Dispatcher {
   /** True once undici began writing the request to a socket. */
