@@ -1,17 +1,42 @@
 const abortNow = Symbol("abort");
 
+type AbortHandler = (this: AbortSignal, event: Event) => unknown;
+
 /**
  * An abort signal built as a plain EventTarget subclass. Listeners, `once`,
- * `setMaxListeners` and the `abort` event work as on Node's own signal.
+ * `onabort`, `setMaxListeners` and the `abort` event work as on Node's own
+ * signal.
  *
- * NOTE: it is not a native AbortSignal, so `AbortSignal.any` cannot follow it
- * and `instanceof AbortSignal` is false. Node's `timers/promises`, undici's
- * `request` and the service's own code accept it.
+ * NOTE: it is not a native AbortSignal, so `instanceof AbortSignal` is false,
+ * and `AbortSignal.any` accepts it without an error but never aborts when it
+ * does. Node's `timers/promises`, undici's `request` and the service's own
+ * code accept it.
  */
 class LightAbortSignal extends EventTarget implements AbortSignal {
-  onabort: ((this: AbortSignal, event: Event) => unknown) | null = null;
   #aborted = false;
   #reason: unknown = undefined;
+  #onabort: AbortHandler | null = null;
+  /** The listener that runs `#onabort`, added when a handler is first set, as Node does. */
+  #onabortListener: ((event: Event) => void) | undefined = undefined;
+
+  /**
+   * Handler that runs as one of the abort listeners, at the place where it was
+   * first set. An error it throws is reported like a listener's and stops nothing.
+   */
+  get onabort(): AbortHandler | null {
+    return this.#onabort;
+  }
+
+  set onabort(handler: AbortHandler | null) {
+    this.#onabort = typeof handler === "function" ? handler : null;
+    if (this.#onabort !== null && this.#onabortListener === undefined) {
+      this.#onabortListener = (event) => this.#onabort?.call(this, event);
+      this.addEventListener("abort", this.#onabortListener);
+    } else if (this.#onabort === null && this.#onabortListener !== undefined) {
+      this.removeEventListener("abort", this.#onabortListener);
+      this.#onabortListener = undefined;
+    }
+  }
 
   get aborted(): boolean {
     return this.#aborted;
@@ -33,9 +58,7 @@ class LightAbortSignal extends EventTarget implements AbortSignal {
     }
     this.#aborted = true;
     this.#reason = reason === undefined ? new DOMException("This operation was aborted", "AbortError") : reason;
-    const event = new Event("abort");
-    this.onabort?.call(this, event);
-    this.dispatchEvent(event);
+    this.dispatchEvent(new Event("abort"));
   }
 }
 

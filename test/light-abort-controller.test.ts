@@ -52,6 +52,49 @@ describe("LightAbortController", () => {
     expect(listener).not.toHaveBeenCalled();
   });
 
+  // Node's own signal runs `onabort` as a listener, at the place where it was first set.
+  test("onabort runs in set order", () => {
+    const controller = new LightAbortController();
+    const order: string[] = [];
+    controller.signal.addEventListener("abort", () => order.push("before"));
+    controller.signal.onabort = () => order.push("onabort");
+    controller.signal.addEventListener("abort", () => order.push("after"));
+
+    controller.abort();
+
+    expect(order).toEqual(["before", "onabort", "after"]);
+  });
+
+  // grpc-js's "cancelled" event and the shutdown's loop over the calls call abort, so an error
+  // in a handler must neither skip the other listeners nor come out of abort.
+  test("failing onabort stops nothing", () => {
+    const controller = new LightAbortController();
+    const listener = vi.fn();
+    const failure = new Error("handler failed");
+    controller.signal.onabort = () => {
+      throw failure;
+    };
+    controller.signal.addEventListener("abort", listener);
+    const reported = new Promise<unknown>((resolve) => process.once("uncaughtException", resolve));
+
+    expect(() => controller.abort()).not.toThrow();
+
+    expect(listener).toHaveBeenCalledTimes(1);
+    return expect(reported).resolves.toBe(failure);
+  });
+
+  test("null onabort is not called", () => {
+    const controller = new LightAbortController();
+    const onabort = vi.fn();
+    controller.signal.onabort = onabort;
+
+    controller.signal.onabort = null;
+    controller.abort();
+
+    expect(onabort).not.toHaveBeenCalled();
+    expect(controller.signal.onabort).toBeNull();
+  });
+
   test("setMaxListeners accepts the signal", () => {
     const controller = new LightAbortController();
 

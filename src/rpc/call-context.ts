@@ -7,7 +7,13 @@ import type { Logger } from "pino";
 export interface CallContext {
   /** Full procedure name, for example `smsgateway.v1.SmsService/SendSms`. */
   readonly procedure: string;
-  /** Aborts when the caller cancels, goes away or its deadline passes. */
+  /**
+   * Aborts when the caller cancels, goes away or its deadline passes.
+   *
+   * NOTE: calls served by grpc-js get the signal of a `LightAbortController`, which
+   * `AbortSignal.any` accepts but never follows. Combine it with other signals
+   * through an abort listener, as `SendDeadline` does.
+   */
   readonly signal: AbortSignal;
   /** Returns the milliseconds left before the caller's deadline, or undefined without one. */
   timeoutMs(): number | undefined;
