@@ -13,6 +13,7 @@ import {
   type ServiceProcess,
   type StartingService,
 } from "../helpers/service-process.js";
+import { STORAGE_CLOSE_TIMEOUT_MS } from "../../src/server/graceful-shutdown.js";
 import { FreezableTcpProxy } from "../store/freezable-tcp-proxy.js";
 import { dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "../store/postgres-test-database.js";
 
@@ -50,28 +51,37 @@ async function configureIntegration(baseUrl: string, gatewayUrl: string): Promis
 type Outcome = { content: string; ok: true; id: string } | { content: string; ok: false; error: unknown };
 
 /**
+ * Starts a proxy to the test database and returns it with the settings that
+ * put the service behind it, on a schema of its own that the clean-up drops.
+ */
+async function databaseBehindProxy(): Promise<{ proxy: FreezableTcpProxy; env: Record<string, string> }> {
+  const target = new URL(TEST_DATABASE_URL);
+  const proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+  cleanups.push(() => proxy.close());
+  const databaseUrl = new URL(TEST_DATABASE_URL);
+  databaseUrl.host = `127.0.0.1:${proxy.port}`;
+  const schema = uniqueSchemaName();
+  cleanups.push(() => dropSchema(schema));
+  const env = {
+    DATABASE_URL: databaseUrl.toString(),
+    DATABASE_SCHEMA: schema,
+    ENCRYPTION_KEYS: `shutdown:${randomBytes(32).toString("base64")}`,
+  };
+  return { proxy, env };
+}
+
+/**
  * Spawns the service on PostgreSQL through a frozen proxy, so that its
  * start-up waits for the database until the proxy is released or the
  * connect timeout (5 s) passes.
  */
 async function startHeldOnDatabase(env: Record<string, string> = {}): Promise<{ service: StartingService; proxy: FreezableTcpProxy }> {
-  const target = new URL(TEST_DATABASE_URL);
-  const proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
-  cleanups.push(() => proxy.close());
-  proxy.freeze();
-  const databaseUrl = new URL(TEST_DATABASE_URL);
-  databaseUrl.host = `127.0.0.1:${proxy.port}`;
-  const schema = uniqueSchemaName();
-  cleanups.push(() => dropSchema(schema));
-  const service = await spawnServiceUntilFirstLog({
-    DATABASE_URL: databaseUrl.toString(),
-    DATABASE_SCHEMA: schema,
-    ENCRYPTION_KEYS: `shutdown:${randomBytes(32).toString("base64")}`,
-    ...env,
-  });
+  const database = await databaseBehindProxy();
+  database.proxy.freeze();
+  const service = await spawnServiceUntilFirstLog({ ...database.env, ...env });
   cleanups.push(() => service.stop());
-  await proxy.connected();
-  return { service, proxy };
+  await database.proxy.connected();
+  return { service, proxy: database.proxy };
 }
 
 /** Resolves once the service has logged that a signal arrived while it started. */
@@ -191,6 +201,24 @@ describe("graceful shutdown", () => {
 
     expect(await service.exited).toEqual({ code: 1, signal: null });
     expect(service.logLines.at(-1)?.msg).toBe("start-up did not finish within SHUTDOWN_GRACE_MS of the signal; exiting");
+  }, 30_000);
+
+  test.skipIf(SKIP_POSTGRES)("database silent at shutdown does not hold the exit", async () => {
+    const { proxy, env } = await databaseBehindProxy();
+    const service = await startProcess(env);
+    // The change listener keeps a connection open too, so both it and the pool must give up.
+    await service.waitForLog((line) => String(line.msg).startsWith("listening for integration changes"), 10_000);
+
+    proxy.freeze();
+    const signalledAt = Date.now();
+    service.child.kill("SIGTERM");
+
+    expect(await service.exited).toEqual({ code: 0, signal: null });
+    expect(Date.now() - signalledAt).toBeLessThan(STORAGE_CLOSE_TIMEOUT_MS + 3_000);
+    const messages = service.logLines.map((line) => line.msg);
+    expect(messages).toContain("storage did not close in time; exiting without waiting for the database");
+    expect(messages).not.toContain("storage closed");
+    expect(messages.at(-1)).toBe("stopped");
   }, 30_000);
 
   test("SIGINT stops an idle service", async () => {
