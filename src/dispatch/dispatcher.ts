@@ -280,18 +280,19 @@ export class Dispatcher {
    */
   async checkOutbound(integration: Integration, deadline: SendDeadline): Promise<void> {
     for (const target of outboundTargets(integration)) {
-      const exchange: Exchange = {
-        integration,
-        stage: target.stage,
-        url: target.url,
-        headers: {},
-        body: "",
-        secrets: [integration.apiKey, integration.secretKey],
-        requestId: deadline.requestId,
-      };
       try {
         await this.outbound.checkUrl(target.field, target.url, deadline.signal);
       } catch (error) {
+        // Built only here, because every send runs this check and nearly all pass it.
+        const exchange: Exchange = {
+          integration,
+          stage: target.stage,
+          url: target.url,
+          headers: {},
+          body: "",
+          secrets: [integration.apiKey, integration.secretKey],
+          requestId: deadline.requestId,
+        };
         if (error instanceof OutboundBlockedError) {
           throw this.blocked(exchange, error);
         }
