@@ -16,7 +16,7 @@ class LightAbortSignal extends EventTarget implements AbortSignal {
   #aborted = false;
   #reason: unknown = undefined;
   #onabort: AbortHandler | null = null;
-  /** The listener that runs `#onabort`, added when a handler is first set, as Node does. */
+  /** Listener that runs `#onabort`, added when a handler is first set, as Node does. */
   #onabortListener: ((event: Event) => void) | undefined = undefined;
 
   /**

@@ -390,8 +390,8 @@ export class Dispatcher {
     try {
       const remainingMs = deadline.remainingMs();
       const url = new URL(exchange.url);
-      // undici's top-level request() copies these options with a leading spread, which costs a
-      // new hidden class per request on Node 20 (see copyWith), so the dispatcher gets them whole.
+      // undici's top-level request() copies its options with a leading spread, which costs a new
+      // hidden class per request on Node 20 (see copyWith), so the tracker's request() gets them.
       response = await tracker.request({
         origin: url.origin,
         path: url.pathname + url.search,

@@ -10,7 +10,7 @@ import { LOOPBACK_ALLOW_LIST, StubResolver } from "../helpers/stub-resolver.js";
 import { makeDispatcher, makeIntegration } from "./fixtures.js";
 
 // The dispatcher splits base_url into an origin and a path for undici's
-// Dispatcher.request. These cases fix the request target and Host header that
+// Dispatcher.request. These cases pin the request target and Host header that
 // the gateway receives to what undici's top-level request(url) sent.
 
 /** A request as the gateway received it. */

@@ -203,7 +203,7 @@ describe("graceful shutdown", () => {
     expect(service.logLines.at(-1)?.msg).toBe("start-up did not finish within SHUTDOWN_GRACE_MS of the signal; exiting");
   }, 30_000);
 
-  test.skipIf(SKIP_POSTGRES)("database silent at shutdown does not hold the exit", async () => {
+  test.skipIf(SKIP_POSTGRES)("silent database cannot hold the exit", async () => {
     const { proxy, env } = await databaseBehindProxy();
     const service = await startProcess(env);
     // The change listener keeps a connection open too, so both it and the pool must give up.
