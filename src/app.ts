@@ -17,6 +17,7 @@ import { OutboundGuard } from "./outbound/outbound-guard.js";
 import type { Resolver } from "./outbound/resolver.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
 import { connectRoutes, type ServiceBinding } from "./rpc/connect-routes.js";
+import { connectUnaryHandler } from "./rpc/connect-unary-handler.js";
 import { grpcJsServices } from "./rpc/grpc-js-services.js";
 import { EncryptingIntegrationStore } from "./security/encrypting-integration-store.js";
 import { prepareSecurity } from "./security/security-setup.js";
@@ -155,7 +156,10 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha],
     [file_smsgateway_v1_errors],
   );
-  const rpc = connectNodeAdapter({
+  // SendSmsBatch results carry error details in google.protobuf.Any, and the
+  // JSON encoding of an Any needs its message type from this registry.
+  const jsonOptions = { registry: createRegistry(file_smsgateway_v1_errors) };
+  const connectNode = connectNodeAdapter({
     routes: (router) => {
       apiRoutes(router);
       registerHealthService(router, health);
@@ -163,9 +167,14 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     },
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: lifecycle.forceSignal,
-    // SendSmsBatch results carry error details in google.protobuf.Any, and the
-    // JSON encoding of an Any needs its message type from this registry.
-    jsonOptions: { registry: createRegistry(file_smsgateway_v1_errors) },
+    jsonOptions,
+  });
+  const rpc = connectUnaryHandler(bindings, pipeline, {
+    maxRequestBytes: config.maxRequestBytes,
+    shutdownSignal: lifecycle.forceSignal,
+    jsonOptions,
+    fallback: connectNode,
+    logger,
   });
   const handler = createFrontHandler({
     rpc: withHttpRoutes([...webConsoleRoutes(logger)], rpc),

@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
+import { unaryMethods } from "./unary-methods.js";
 
 /** A proto service and the handlers of its methods, keyed by method local name. */
 export interface ServiceBinding {
@@ -15,19 +16,14 @@ export interface ServiceBinding {
  */
 export function connectRoutes(bindings: readonly ServiceBinding[], pipeline: CallPipeline): (router: ConnectRouter) => void {
   return (router) => {
-    for (const { desc, handlers } of bindings) {
-      const implementation: Record<string, (request: unknown, context: HandlerContext) => Promise<unknown>> = {};
-      for (const method of desc.methods) {
-        const handler = handlers[method.localName] as UnaryHandler<unknown, unknown> | undefined;
-        if (handler === undefined || method.methodKind !== "unary") {
-          throw new Error(`no unary handler for ${desc.typeName}/${method.name}`);
-        }
-
-        const procedure = `${desc.typeName}/${method.name}`;
-        implementation[method.localName] = (request, context) =>
-          pipeline.runUnary(procedure, request, incomingCall(context), handler);
-      }
-      router.service(desc, implementation as unknown as Partial<ServiceImpl<DescService>>);
+    const implementations = new Map<DescService, Record<string, (request: unknown, context: HandlerContext) => Promise<unknown>>>();
+    for (const { service, method, procedure, handler } of unaryMethods(bindings)) {
+      const implementation = implementations.get(service) ?? {};
+      implementation[method.localName] = (request, context) => pipeline.runUnary(procedure, request, incomingCall(context), handler);
+      implementations.set(service, implementation);
+    }
+    for (const [service, implementation] of implementations) {
+      router.service(service, implementation as unknown as Partial<ServiceImpl<DescService>>);
     }
   };
 }

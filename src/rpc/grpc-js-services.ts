@@ -1,4 +1,4 @@
-import { fromBinary, toBinary, type DescMessage } from "@bufbuild/protobuf";
+import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { deadlineSlackMs } from "../dispatch/send-deadline.js";
@@ -7,6 +7,9 @@ import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
 import { toGrpcJsError } from "./grpc-js-status.js";
+import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
+import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
+import { unaryMethods } from "./unary-methods.js";
 
 /** Options of {@link grpcJsServices}. */
 export interface GrpcJsServicesOptions {
@@ -25,11 +28,6 @@ export interface GrpcJsServices {
   server: grpc.Server;
   /** Paths such as `/smsgateway.v1.SmsService/SendSms`. */
   paths: ReadonlySet<string>;
-}
-
-/** The value in place of a request message that protobuf could not decode. */
-class UndecodableRequest {
-  constructor(readonly error: unknown) {}
 }
 
 /**
@@ -52,29 +50,24 @@ export function grpcJsServices(
   const paths = new Set<string>();
   const shutdown = new ShutdownFanOut(options.shutdownSignal);
 
-  for (const { desc, handlers } of bindings) {
-    const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-    const implementation: grpc.UntypedServiceImplementation = {};
-    for (const method of desc.methods) {
-      const handler = handlers[method.localName] as UnaryHandler<unknown, unknown> | undefined;
-      if (handler === undefined || method.methodKind !== "unary") {
-        throw new Error(`no unary handler for ${desc.typeName}/${method.name}`);
-      }
-
-      const procedure = `${desc.typeName}/${method.name}`;
-      const path = `/${procedure}`;
-      definition[method.localName] = {
-        path,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: serializer(method.input),
-        requestDeserialize: deserializer(method.input),
-        responseSerialize: serializer(method.output),
-        responseDeserialize: deserializer(method.output),
-      };
-      implementation[method.localName] = unaryImplementation(procedure, handler, pipeline, shutdown);
-      paths.add(path);
-    }
+  const services = new Map<DescService, { definition: Record<string, grpc.MethodDefinition<unknown, unknown>>; implementation: grpc.UntypedServiceImplementation }>();
+  for (const { service, method, procedure, handler } of unaryMethods(bindings)) {
+    const added = services.get(service) ?? { definition: {}, implementation: {} };
+    const path = `/${procedure}`;
+    added.definition[method.localName] = {
+      path,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: serializer(method.input),
+      requestDeserialize: deserializer(method.input),
+      responseSerialize: serializer(method.output),
+      responseDeserialize: deserializer(method.output),
+    };
+    added.implementation[method.localName] = unaryImplementation(procedure, handler, pipeline, shutdown);
+    services.set(service, added);
+    paths.add(path);
+  }
+  for (const { definition, implementation } of services.values()) {
     server.addService(definition, implementation);
   }
 
@@ -108,42 +101,6 @@ function unaryImplementation(
   };
 }
 
-/**
- * Aborts the calls in progress when the shutdown signal aborts. One listener
- * on the signal and a set of calls cost less than a listener per call.
- */
-class ShutdownFanOut {
-  private readonly calls = new Set<GrpcJsIncomingCall>();
-
-  constructor(readonly signal: AbortSignal | undefined) {
-    signal?.addEventListener("abort", () => {
-      for (const call of this.calls) {
-        call.abortForShutdown(signal.reason);
-      }
-      this.calls.clear();
-    }, { once: true });
-  }
-
-  /** Adds a call that the shutdown aborts, or aborts it now when the shutdown has begun. */
-  add(call: GrpcJsIncomingCall): void {
-    if (this.signal?.aborted === true) {
-      call.abortForShutdown(this.signal.reason);
-    } else if (this.signal !== undefined) {
-      this.calls.add(call);
-    }
-  }
-
-  delete(call: GrpcJsIncomingCall): void {
-    this.calls.delete(call);
-  }
-}
-
-/** Fails a call whose request bytes are not a valid message, as Connect does: INVALID_ARGUMENT. */
-async function rejectUndecodable(request: UndecodableRequest): Promise<never> {
-  const reason = request.error instanceof Error ? request.error.message : String(request.error);
-  throw new ConnectError(`the request message could not be decoded: ${reason}`, Code.InvalidArgument);
-}
-
 function serializer(schema: DescMessage): (message: unknown) => Buffer {
   return (message) => {
     const bytes = toBinary(schema, message as never);
@@ -171,7 +128,7 @@ function deserializer(schema: DescMessage): (bytes: Buffer) => unknown {
  * caller cancels, the deadline passes or `shutdownSignal` aborts. Response
  * headers are collected and sent once, by {@link finish}, before the reply.
  */
-class GrpcJsIncomingCall implements IncomingCall {
+class GrpcJsIncomingCall implements IncomingCall, ShutdownAbortable {
   readonly server = "grpc-js";
   readonly signal: AbortSignal;
   private readonly controller = new LightAbortController();

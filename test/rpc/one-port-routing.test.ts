@@ -40,9 +40,9 @@ const SEND = { to: "+15551230000", content: "routing check" };
 
 describe("first request of a connection picks the server", () => {
   const expectations: Record<string, string> = {
-    "Connect over HTTP/1.1": "connect-node",
-    "Connect over HTTP/2": "connect-node",
-    "Connect JSON over HTTP/1.1": "connect-node",
+    "Connect over HTTP/1.1": "connect-unary",
+    "Connect over HTTP/2": "connect-unary",
+    "Connect JSON over HTTP/1.1": "connect-unary",
     "gRPC-Web over HTTP/1.1": "connect-node",
     "gRPC-Web over HTTP/2": "connect-node",
     "grpc-js (gRPC over HTTP/2)": "grpc-js",

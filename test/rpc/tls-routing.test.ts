@@ -54,8 +54,8 @@ describe.skipIf(!hasOpenssl())("TLS with ALPN", () => {
   }
 
   test.each([
-    { httpVersion: "1.1" as const, expected: "connect-node" },
-    { httpVersion: "2" as const, expected: "connect-node" },
+    { httpVersion: "1.1" as const, expected: "connect-unary" },
+    { httpVersion: "2" as const, expected: "connect-unary" },
   ])("Connect over HTTP/$httpVersion", async ({ httpVersion, expected }) => {
     const transport = createConnectTransport({ baseUrl: httpsUrl(), httpVersion, nodeOptions: { ca: cert, servername: "localhost" } });
     const requestId = `tls-${randomUUID()}`;

@@ -1,0 +1,319 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type JsonReadOptions, type JsonWriteOptions } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { compressionNegotiate, type Compression } from "@connectrpc/connect/protocol";
+import {
+  codeToHttpStatus,
+  contentTypeUnaryJson,
+  contentTypeUnaryProto,
+  errorToJsonBytes,
+  headerUnaryAcceptEncoding,
+  headerUnaryEncoding,
+  parseContentType,
+  parseTimeout,
+} from "@connectrpc/connect/protocol-connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { LightAbortController } from "../light-abort-controller.js";
+import type { RequestHandler } from "../server/one-port-server.js";
+import type { UnaryHandler } from "./call-context.js";
+import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
+import type { ServiceBinding } from "./connect-routes.js";
+import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
+import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
+import { unaryMethods } from "./unary-methods.js";
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+/** Options of {@link connectUnaryHandler}. */
+export interface ConnectUnaryOptions {
+  /** Largest request message accepted, before and after decompression. Larger ones fail with RESOURCE_EXHAUSTED. */
+  maxRequestBytes: number;
+  /** Aborts the signal of every call in progress, as connect-node's `shutdownSignal` does. */
+  shutdownSignal?: AbortSignal;
+  /** The JSON options connect-node is given, so both encode messages and error details alike. */
+  jsonOptions?: Partial<JsonReadOptions & JsonWriteOptions>;
+  /** Serves every request this handler does not take. */
+  fallback: RequestHandler;
+  /** Logs replies that could not be written. */
+  logger: Logger;
+}
+
+/** Compression the handler accepts and offers, as connect-node does by default. */
+const COMPRESSIONS: Compression[] = [compressionGzip, compressionBrotli];
+
+/** Responses smaller than this go uncompressed, connect-node's default `compressMinBytes`. */
+const COMPRESS_MIN_BYTES = 1024;
+
+/** The Connect protocol has no limit of its own on `Connect-Timeout-Ms` beyond its ten digits. */
+const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
+
+interface UnaryRoute {
+  procedure: string;
+  handler: UnaryHandler<unknown, unknown>;
+  input: DescMessage;
+  output: DescMessage;
+}
+
+/**
+ * Returns a handler that serves Connect unary calls (POST with
+ * `application/proto` or `application/json`) to the given services itself,
+ * through the pipeline, and hands every other request to `fallback`:
+ * Connect GET requests, gRPC, gRPC-Web, other services and other paths.
+ *
+ * It follows the Connect protocol as connect-node's handler does, with the
+ * same content types, timeout header, compression, error bodies and HTTP
+ * status codes, and it uses connect's own protocol helpers for each. What it
+ * leaves out is the per-call machinery of the general handler (a `Headers`
+ * copy of the request headers, a parsed URL, async iterators over the body,
+ * two native abort controllers), which cost more CPU than the service's own
+ * work for a send.
+ */
+export function connectUnaryHandler(
+  bindings: readonly ServiceBinding[],
+  pipeline: CallPipeline,
+  options: ConnectUnaryOptions,
+): RequestHandler {
+  const routes = new Map<string, UnaryRoute>();
+  for (const { method, procedure, handler } of unaryMethods(bindings)) {
+    routes.set(`/${procedure}`, { procedure, handler, input: method.input, output: method.output });
+  }
+  const shutdown = new ShutdownFanOut(options.shutdownSignal);
+  const readOptions = { ...options.jsonOptions, ignoreUnknownFields: options.jsonOptions?.ignoreUnknownFields ?? true };
+
+  const serve = async (route: UnaryRoute, binary: boolean, request: AnyRequest, response: AnyResponse) => {
+    const timeout = parseTimeout(headerValue(request, "connect-timeout-ms"), MAX_TIMEOUT_MS);
+    const compression = compressionNegotiate(
+      COMPRESSIONS,
+      headerValue(request, "content-encoding"),
+      headerValue(request, "accept-encoding"),
+      headerUnaryAcceptEncoding,
+    );
+    const call = new ConnectUnaryCall(request, response, shutdown, timeout.error === undefined ? timeout.timeoutMs : undefined);
+
+    // Errors found before the message is decoded travel through the pipeline
+    // too, so that such calls are authenticated, logged and counted.
+    let message: unknown;
+    let handler = route.handler;
+    try {
+      if (compression.error !== undefined) {
+        throw compression.error;
+      }
+      if (timeout.error !== undefined) {
+        throw timeout.error;
+      }
+      const bytes = await readMessageBytes(request, options.maxRequestBytes, call.signal, compression.request);
+      message = decodeMessage(route.input, binary, bytes, readOptions);
+      if (message instanceof UndecodableRequest) {
+        handler = rejectUndecodable as UnaryHandler<unknown, unknown>;
+      }
+    } catch (error) {
+      handler = () => Promise.reject(error);
+    }
+
+    let status = 200;
+    let contentType = binary ? contentTypeUnaryProto : contentTypeUnaryJson;
+    let body: Uint8Array;
+    try {
+      const output = await pipeline.runUnary(route.procedure, message, call, handler);
+      body = binary ? toBinary(route.output, output as never) : Buffer.from(toJsonString(route.output, output as never, options.jsonOptions));
+    } catch (thrown) {
+      const error = ConnectError.from(thrown);
+      status = codeToHttpStatus(error.code);
+      contentType = contentTypeUnaryJson;
+      error.metadata.forEach((value, name) => call.setResponseHeader(name, value));
+      body = errorToJsonBytes(error, options.jsonOptions ?? {});
+    }
+    call.finish();
+
+    if (compression.response !== null && body.byteLength >= COMPRESS_MIN_BYTES) {
+      body = await compression.response.compress(body);
+      call.setResponseHeader(headerUnaryEncoding, compression.response.name);
+    }
+    call.respond(status, contentType, body);
+  };
+
+  return (request, response) => {
+    const route = request.method === "POST" ? routes.get(pathOf(request)) : undefined;
+    const type = route === undefined ? undefined : parseContentType(headerValue(request, "content-type"));
+    if (route === undefined || type === undefined || type.stream) {
+      options.fallback(request, response);
+      return;
+    }
+
+    serve(route, type.binary, request, response).catch((error: unknown) => {
+      // Only compressing or writing the reply can fail here, after the
+      // pipeline has logged the call, so the caller gets a reset.
+      options.logger.warn({ err: error, procedure: route.procedure }, "failed to write the reply of an RPC");
+      response.destroy();
+    });
+  };
+}
+
+/**
+ * Decodes a request message, or returns an {@link UndecodableRequest} when the
+ * bytes are not one. Unknown JSON fields are ignored, as connect-node does.
+ */
+function decodeMessage(schema: DescMessage, binary: boolean, bytes: Uint8Array, jsonOptions: Partial<JsonReadOptions>): unknown {
+  try {
+    if (binary) {
+      return fromBinary(schema, bytes);
+    }
+    return fromJsonString(schema, textDecoder.decode(bytes), jsonOptions);
+  } catch (error) {
+    return new UndecodableRequest(error);
+  }
+}
+
+const textDecoder = new TextDecoder();
+
+/**
+ * Reads the whole request body, failing with RESOURCE_EXHAUSTED as soon as
+ * the declared or received length passes `maxBytes`, and with the signal's
+ * reason when the call ends first. A compressed body is decompressed under
+ * the same limit.
+ */
+async function readMessageBytes(
+  request: AnyRequest,
+  maxBytes: number,
+  signal: AbortSignal,
+  compression: Compression | null,
+): Promise<Uint8Array> {
+  const declared = headerValue(request, "content-length");
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
+    throw tooLarge(maxBytes, Number(declared));
+  }
+
+  const bytes = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const settle = () => {
+      request.off("data", onData);
+      request.off("end", onEnd);
+      request.off("error", onError);
+      signal.removeEventListener("abort", onAbort);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.byteLength;
+      if (received > maxBytes) {
+        settle();
+        request.pause();
+        reject(tooLarge(maxBytes));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      settle();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received));
+    };
+    const onError = (error: Error) => {
+      settle();
+      reject(error);
+    };
+    const onAbort = () => {
+      settle();
+      reject(signal.reason);
+    };
+    request.on("data", onData);
+    request.once("end", onEnd);
+    request.once("error", onError);
+    signal.addEventListener("abort", onAbort);
+  });
+
+  return compression === null ? bytes : compression.decompress(bytes, maxBytes);
+}
+
+/** The error connect-node gives a request message over `readMaxBytes`. */
+function tooLarge(maxBytes: number, declaredBytes?: number): ConnectError {
+  const size = declaredBytes === undefined ? "" : ` ${declaredBytes}`;
+  return new ConnectError(`message size${size} is larger than configured readMaxBytes ${maxBytes}`, Code.ResourceExhausted);
+}
+
+/**
+ * A Connect unary call adapted to the pipeline. Its signal aborts when the
+ * response closes before the reply (the caller reset the stream or closed the
+ * connection), when the `Connect-Timeout-Ms` deadline passes, or when the
+ * shutdown signal aborts.
+ */
+class ConnectUnaryCall implements IncomingCall, ShutdownAbortable {
+  readonly server = "connect-unary";
+  readonly signal: AbortSignal;
+  private readonly controller = new LightAbortController();
+  private readonly deadline: number | undefined;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly onClose: () => void;
+
+  constructor(
+    private readonly request: AnyRequest,
+    private readonly response: AnyResponse,
+    private readonly shutdown: ShutdownFanOut,
+    timeoutMs: number | undefined,
+  ) {
+    const controller = this.controller;
+    this.signal = controller.signal;
+    if (timeoutMs !== undefined) {
+      this.deadline = Date.now() + timeoutMs;
+      this.timer = setTimeout(() => {
+        controller.abort(new ConnectError("the caller's deadline passed", Code.DeadlineExceeded));
+      }, timeoutMs);
+    }
+    this.onClose = () => controller.abort(new ConnectError("the caller canceled the call", Code.Canceled));
+    response.once("close", this.onClose);
+    shutdown.add(this);
+  }
+
+  abortForShutdown(reason: unknown): void {
+    this.controller.abort(reason);
+  }
+
+  timeoutMs(): number | undefined {
+    return this.deadline === undefined ? undefined : this.deadline - Date.now();
+  }
+
+  requestHeader(name: string): string | null {
+    return headerValue(this.request, name.toLowerCase());
+  }
+
+  setResponseHeader(name: string, value: string): void {
+    if (!this.response.headersSent) {
+      this.response.setHeader(name, value);
+    }
+  }
+
+  /** Stops the deadline timer and stops listening for the caller and the shutdown. */
+  finish(): void {
+    clearTimeout(this.timer);
+    this.response.off("close", this.onClose);
+    this.shutdown.delete(this);
+  }
+
+  /** Writes the reply, unless the caller has gone. */
+  respond(status: number, contentType: string, body: Uint8Array): void {
+    if (this.response.destroyed || this.response.writableEnded) {
+      return;
+    }
+    this.response.writeHead(status, { "content-type": contentType, "content-length": body.byteLength });
+    this.response.end(body);
+  }
+}
+
+/**
+ * Returns a request header as one string, joining repeated values as
+ * `Headers.get` does. Node gives header names in lower case, so `name` must be too.
+ */
+function headerValue(request: AnyRequest, name: string): string | null {
+  const value = request.headers[name];
+  if (value === undefined) {
+    return null;
+  }
+  return typeof value === "string" ? value : value.join(", ");
+}
+
+function pathOf(request: AnyRequest): string {
+  const url = request.url ?? "";
+  const query = url.indexOf("?");
+  return query === -1 ? url : url.slice(0, query);
+}

@@ -1,0 +1,17 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/**
+ * Stands in for a request message that protobuf could not decode. The
+ * server adapters pass it through the pipeline with
+ * {@link rejectUndecodable} as the handler, so such a call is
+ * authenticated, logged and counted like any other.
+ */
+export class UndecodableRequest {
+  constructor(readonly error: unknown) {}
+}
+
+/** Fails a call whose request bytes are not a valid message: INVALID_ARGUMENT, naming protobuf's reason. */
+export async function rejectUndecodable(request: UndecodableRequest): Promise<never> {
+  const reason = request.error instanceof Error ? request.error.message : String(request.error);
+  throw new ConnectError(`the request message could not be decoded: ${reason}`, Code.InvalidArgument);
+}
