@@ -125,8 +125,9 @@ export function connectUnaryHandler(
       contentType = contentTypeUnaryJson;
       error.metadata.forEach((value, name) => call.setResponseHeader(name, value));
       body = errorToJsonBytes(error, options.jsonOptions ?? {});
+    } finally {
+      call.finish();
     }
-    call.finish();
 
     if (compression.response !== null && body.byteLength >= COMPRESS_MIN_BYTES) {
       body = await compression.response.compress(body);
