@@ -65,11 +65,11 @@ interface UnaryRoute {
  *
  * It follows the Connect protocol as connect-node's handler does, with the
  * same content types, timeout header, compression, error bodies and HTTP
- * status codes, and it uses connect's own protocol helpers for each. What it
- * leaves out is the per-call machinery of the general handler (a `Headers`
- * copy of the request headers, a parsed URL, async iterators over the body,
- * two native abort controllers), which cost more CPU than the service's own
- * work for a send.
+ * status codes, and it uses connect's own protocol helpers for each. It
+ * leaves out the per-call machinery of the general handler: a `Headers` copy
+ * of the request headers, a parsed URL, async iterators over the body and two
+ * native abort controllers. Together they cost more CPU than the service's
+ * own work for a send.
  */
 export function connectUnaryHandler(
   bindings: readonly ServiceBinding[],
@@ -208,6 +208,13 @@ async function readMessageBytes(
     };
     const onEnd = () => {
       settle();
+      // When the caller resets an HTTP/2 stream, Node closes the stream and
+      // then ends the request as if the body were complete. The bytes so far
+      // may still decode as a message that lacks its later fields.
+      if ("stream" in request && request.stream.closed) {
+        reject(callerCanceled());
+        return;
+      }
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received));
     };
     const onError = (error: Error) => {
@@ -227,7 +234,11 @@ async function readMessageBytes(
   return compression === null ? bytes : compression.decompress(bytes, maxBytes);
 }
 
-/** The error connect-node gives a request message over `readMaxBytes`. */
+function callerCanceled(): ConnectError {
+  return new ConnectError("the caller canceled the call", Code.Canceled);
+}
+
+/** Returns the error connect-node gives a request message over `readMaxBytes`. */
 function tooLarge(maxBytes: number, declaredBytes?: number): ConnectError {
   const size = declaredBytes === undefined ? "" : ` ${declaredBytes}`;
   return new ConnectError(`message size${size} is larger than configured readMaxBytes ${maxBytes}`, Code.ResourceExhausted);
@@ -261,7 +272,7 @@ class ConnectUnaryCall implements IncomingCall, ShutdownAbortable {
         controller.abort(new ConnectError("the caller's deadline passed", Code.DeadlineExceeded));
       }, timeoutMs);
     }
-    this.onClose = () => controller.abort(new ConnectError("the caller canceled the call", Code.Canceled));
+    this.onClose = () => controller.abort(callerCanceled());
     response.once("close", this.onClose);
     shutdown.add(this);
   }

@@ -289,6 +289,25 @@ describe("the call's signal", () => {
     }
   });
 
+  test("a reset in the middle of the body is CANCELED", async () => {
+    const session = http2.connect(`http://127.0.0.1:${own.port}`);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": SEND_PATH, "content-type": "application/proto", "x-request-id": "reset-mid-body" });
+      stream.on("error", () => undefined);
+      // These bytes decode as a whole message. destroy() sends RST_STREAM
+      // without ending the body first. Node's close(code) would end the body
+      // with END_STREAM before it resets the stream.
+      stream.write(sendBytes("wait:never"));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      stream.destroy();
+
+      await expect.poll(() => logLines.find((line) => line.requestId === "reset-mid-body")).toMatchObject({ code: "CANCELLED" });
+      expect(waiting.has("wait:never")).toBe(false);
+    } finally {
+      session.destroy();
+    }
+  });
+
   test("aborts with CANCELED when an HTTP/1.1 caller closes its connection", async () => {
     const controller = new AbortController();
     const call = undiciRequest(`http://127.0.0.1:${own.port}${SEND_PATH}`, {
