@@ -50,6 +50,9 @@ const COMPRESS_MIN_BYTES = 1024;
 /** The Connect protocol has no limit of its own on `Connect-Timeout-Ms` beyond its ten digits. */
 const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
 
+/** Longest delay `setTimeout` keeps; Node fires a longer one after 1 ms, with a warning. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 interface UnaryRoute {
   procedure: string;
   handler: UnaryHandler<unknown, unknown>;
@@ -268,6 +271,9 @@ class ConnectUnaryCall implements IncomingCall, ShutdownAbortable {
     this.signal = controller.signal;
     if (timeoutMs !== undefined) {
       this.deadline = Date.now() + timeoutMs;
+    }
+    // A deadline beyond the longest timer, about 24.8 days, is one that no call reaches.
+    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
       this.timer = setTimeout(() => {
         controller.abort(new ConnectError("the caller's deadline passed", Code.DeadlineExceeded));
       }, timeoutMs);

@@ -50,6 +50,9 @@ const sendSms: UnaryHandler<SendSmsRequest, unknown> = async (request, context: 
       ]);
     case "big":
       return create(SendSmsResponseSchema, { id: "m".repeat(3_000), warnings: ["w".repeat(500)] });
+    case "pause":
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return create(SendSmsResponseSchema, { id: `aborted: ${context.signal.aborted}` });
     case "echo":
       return create(SendSmsResponseSchema, {
         id: context.requestHeader("x-probe") ?? "none",
@@ -272,6 +275,13 @@ describe("the call's signal", () => {
 
     expect(ours.status).toBe(504);
     expect(abortReasons.get("wait:deadline")).toMatchObject({ code: Code.DeadlineExceeded });
+  });
+
+  test("stays unaborted under a ten-digit timeout", async () => {
+    const reply = await post(own, { "content-type": "application/proto", "connect-timeout-ms": "9999999999" }, sendBytes("pause"));
+
+    expect(reply.status).toBe(200);
+    expect(fromBinary(SendSmsResponseSchema, reply.body).id).toBe("aborted: false");
   });
 
   test("aborts with CANCELED when the caller resets the stream", async () => {
