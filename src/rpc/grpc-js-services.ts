@@ -1,8 +1,10 @@
 import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { deadlineSlackMs } from "../dispatch/send-deadline.js";
 import { LightAbortController } from "../light-abort-controller.js";
+import { isGrpcProtoContentType } from "../server/one-port-server.js";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
@@ -47,6 +49,7 @@ export function grpcJsServices(
     // Channelz counts every call for a debugging service that this server does not offer.
     "grpc.enable_channelz": 0,
   });
+  acceptOnlyGrpcProto(server);
   const paths = new Set<string>();
   const shutdown = new ShutdownFanOut(options.shutdownSignal);
 
@@ -72,6 +75,34 @@ export function grpcJsServices(
   }
 
   return { server, paths };
+}
+
+/** The part of grpc-js's server that checks each request's content type before the call starts. */
+interface ContentTypeCheck {
+  _verifyContentType(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
+}
+
+/**
+ * Makes the server reply HTTP 415 to every request that is not gRPC with
+ * protobuf. grpc-js takes any content type that starts with
+ * `application/grpc`, so a gRPC-Web request on a connection routed to grpc-js
+ * ran as native gRPC: its SMS was sent, and the gRPC-Web client could not read
+ * the reply.
+ *
+ * NOTE: this wraps `_verifyContentType`, a private method of grpc-js 1.14;
+ * test/rpc/one-port-routing.test.ts fails if a later grpc-js stops calling it.
+ */
+function acceptOnlyGrpcProto(server: grpc.Server): void {
+  const check = server as unknown as ContentTypeCheck;
+  const verify = check._verifyContentType.bind(server);
+  check._verifyContentType = (stream, headers) => {
+    const contentType = headers["content-type"];
+    if (typeof contentType === "string" && !isGrpcProtoContentType(contentType)) {
+      stream.respond({ ":status": 415 }, { endStream: true });
+      return false;
+    }
+    return verify(stream, headers);
+  };
 }
 
 function unaryImplementation(

@@ -140,8 +140,16 @@ const GRPC_PROTO_CONTENT_TYPES = new Set(["application/grpc", "application/grpc+
 
 /** Tests whether a first request is gRPC with protobuf to a path that grpc-js implements. */
 export function isGrpcJsRequest(request: FirstRequest, paths: ReadonlySet<string>): boolean {
-  const mediaType = request.contentType.split(";", 1)[0]!.trim().toLowerCase();
-  return GRPC_PROTO_CONTENT_TYPES.has(mediaType) && paths.has(request.path);
+  return isGrpcProtoContentType(request.contentType) && paths.has(request.path);
+}
+
+/** Tests whether a content type is gRPC with protobuf messages, parameters and letter case aside. */
+export function isGrpcProtoContentType(contentType: string): boolean {
+  if (GRPC_PROTO_CONTENT_TYPES.has(contentType)) {
+    return true;
+  }
+  const mediaType = contentType.split(";", 1)[0]!.trim().toLowerCase();
+  return GRPC_PROTO_CONTENT_TYPES.has(mediaType);
 }
 
 /**

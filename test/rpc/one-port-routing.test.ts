@@ -77,7 +77,12 @@ describe("first request of a connection picks the server", () => {
 });
 
 /** One gRPC call on an HTTP/2 session; returns the HTTP status and the grpc-status trailer. */
-async function rawGrpcCall(session: http2.ClientHttp2Session, path: string, requestId: string): Promise<{ status: number; grpcStatus: string }> {
+async function rawGrpcCall(
+  session: http2.ClientHttp2Session,
+  path: string,
+  requestId: string,
+  contentType = "application/grpc",
+): Promise<{ status: number; grpcStatus: string }> {
   const message = toBinary(SendSmsRequestSchema, create(SendSmsRequestSchema, { integrationId, ...SEND }));
   const prefix = Buffer.alloc(5);
   prefix.writeUInt32BE(message.length, 1);
@@ -85,7 +90,7 @@ async function rawGrpcCall(session: http2.ClientHttp2Session, path: string, requ
   const stream = session.request({
     ":method": "POST",
     ":path": path,
-    "content-type": "application/grpc",
+    "content-type": contentType,
     te: "trailers",
     "x-request-id": requestId,
   });
@@ -125,6 +130,26 @@ describe("later requests stay on the first request's server", () => {
       session.close();
     }
   });
+
+  test.each(["application/grpc-web+proto", "application/grpc-web", "application/grpc+json"])(
+    "%s after gRPC is rejected unrun",
+    async (contentType) => {
+      const session = http2.connect(service.baseUrl);
+      try {
+        const first = `route-${randomUUID()}`;
+        const second = `route-${randomUUID()}`;
+
+        expect((await rawGrpcCall(session, SEND_SMS, first)).grpcStatus).toBe("0");
+        const rejected = await rawGrpcCall(session, SEND_SMS, second, contentType);
+
+        expect(servedBy(first)).toBe("grpc-js");
+        expect(rejected.status).toBe(415);
+        expect(service.logLines.some((line) => line.requestId === second)).toBe(false);
+      } finally {
+        session.close();
+      }
+    },
+  );
 
   test("first request to a path grpc-js does not serve", async () => {
     const session = http2.connect(service.baseUrl);
