@@ -115,6 +115,33 @@ describe("SendSms rejects", () => {
   });
 });
 
+describe("unknown JSON fields are rejected", () => {
+  async function errorOf(reply: Response): Promise<{ status: number; code: string; message: string }> {
+    const body = (await reply.json()) as { code: string; message: string };
+    return { status: reply.status, code: body.code, message: body.message };
+  }
+
+  test("in a Connect POST", async () => {
+    const misspelled = { integrationId: existingId, to: "+15550001", content: "hi", idempotencyKEY: "key-1" };
+
+    const reply = await fetch(`${service.baseUrl}/smsgateway.v1.SmsService/SendSms`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(misspelled),
+    });
+
+    expect(await errorOf(reply)).toMatchObject({ status: 400, code: "invalid_argument", message: expect.stringContaining('key "idempotencyKEY" is unknown') });
+  });
+
+  test("in a Connect GET, which connect-node serves", async () => {
+    const query = new URLSearchParams({ connect: "v1", encoding: "json", message: JSON.stringify({ id: existingId, name: "x" }) });
+
+    const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/GetIntegration?${query}`);
+
+    expect(await errorOf(reply)).toMatchObject({ status: 400, code: "invalid_argument", message: expect.stringContaining('key "name" is unknown') });
+  });
+});
+
 describe("ListIntegrations rejects", () => {
   test.each([
     { name: "negative page_size", request: { pageSize: -1 }, field: "page_size" },
