@@ -28,11 +28,13 @@ export class InvalidArgumentError extends Error {
 export class NotFoundError extends Error {
   override readonly name = "NotFoundError";
 
+  /** @param hint what the caller can do instead, added to the message after a semicolon. */
   constructor(
     readonly resource: string,
     readonly id: string,
+    hint?: string,
   ) {
-    super(`${resource} "${id}" not found`);
+    super(`${resource} "${id}" not found${hint === undefined ? "" : `; ${hint}`}`);
   }
 }
 

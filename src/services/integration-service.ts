@@ -128,7 +128,7 @@ export class IntegrationService {
     const existing = await this.store.get(input.id);
     if (existing === null) {
       if (!allowMissing) {
-        throw new NotFoundError("integration", input.id);
+        throw new NotFoundError("integration", input.id, "set allow_missing to create it with this id, or leave integration.id empty to get a generated one");
       }
       return { existing: null, fields: fieldsFromMessage(input) };
     }

@@ -9,14 +9,15 @@ import { startLocalGateway, type LocalGatewayOptions } from "./local-gateway.js"
 function parseOptions(argv: readonly string[]): LocalGatewayOptions {
   const options: LocalGatewayOptions = { host: "127.0.0.1", port: Number(process.env.GATEWAY_PORT ?? 9090) };
   for (let i = 0; i < argv.length; i++) {
-    const [name, inline] = (argv[i] ?? "").split("=", 2);
+    const argument = argv[i] ?? "";
+    const [name, inline] = argument.split("=", 2);
     const value = inline ?? argv[++i] ?? "";
     if (name === "--port") {
       options.port = Number(value);
     } else if (name === "--host") {
       options.host = value;
     } else {
-      throw new Error(`unknown argument "${argv[i]}"; use --port N and --host ADDRESS`);
+      throw new Error(`unknown argument "${argument}"; use --port N and --host ADDRESS`);
     }
   }
   if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {

@@ -83,6 +83,13 @@ describe("ConfigureIntegration rejects", () => {
     }
   });
 
+  test("unknown id says how to create it", async () => {
+    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, id: "no-such-integration" } }));
+
+    expect(result.code).toBe(Code.NotFound);
+    expect(result.message).toContain("set allow_missing to create it with this id");
+  });
+
   test("rejected update leaves the stored integration intact", async () => {
     await failure(integrations.configureIntegration({ integration: { id: existingId, baseUrl: "not a url" }, updateMask: { paths: ["baseUrl"] } }));
 
