@@ -29,7 +29,10 @@ type AnyResponse = ServerResponse | Http2ServerResponse;
 
 /** Options of {@link connectUnaryHandler}. */
 export interface ConnectUnaryOptions {
-  /** Largest request message accepted, before and after decompression. Larger ones fail with RESOURCE_EXHAUSTED. */
+  /**
+   * Largest request message accepted, before and after decompression: the
+   * service's MAX_REQUEST_BYTES. Larger ones fail with RESOURCE_EXHAUSTED.
+   */
   maxRequestBytes: number;
   /** Aborts the signal of every call in progress, as connect-node's `shutdownSignal` does. */
   shutdownSignal?: AbortSignal;
@@ -234,17 +237,27 @@ async function readMessageBytes(
     signal.addEventListener("abort", onAbort);
   });
 
-  return compression === null ? bytes : compression.decompress(bytes, maxBytes);
+  if (compression === null) {
+    return bytes;
+  }
+  try {
+    return await compression.decompress(bytes, maxBytes);
+  } catch (error) {
+    throw ConnectError.from(error).code === Code.ResourceExhausted ? tooLarge(maxBytes) : error;
+  }
 }
 
 function callerCanceled(): ConnectError {
   return new ConnectError("the caller canceled the call", Code.Canceled);
 }
 
-/** Returns the error connect-node gives a request message over `readMaxBytes`. */
+/** Returns the error for a request message over `maxBytes`, naming the setting that raises it. */
 function tooLarge(maxBytes: number, declaredBytes?: number): ConnectError {
-  const size = declaredBytes === undefined ? "" : ` ${declaredBytes}`;
-  return new ConnectError(`message size${size} is larger than configured readMaxBytes ${maxBytes}`, Code.ResourceExhausted);
+  const size = declaredBytes === undefined ? "" : ` of ${declaredBytes} bytes`;
+  return new ConnectError(
+    `the request message${size} is larger than MAX_REQUEST_BYTES (${maxBytes} bytes); send a smaller request or raise MAX_REQUEST_BYTES`,
+    Code.ResourceExhausted,
+  );
 }
 
 /**
