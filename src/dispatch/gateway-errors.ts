@@ -203,6 +203,10 @@ export function transportError(context: RequestContext, error: unknown, outcome:
     const message = `${canceledBy} ${request} before the gateway replied.${unknownAdvice}`;
     return new GatewayError(message, { failure: "canceled", ...info }, { cause: error });
   }
+  if (outcome.ended === "timeout" && outcome.budgetMs <= 0 && !outcome.requestWritten) {
+    const message = `The caller's deadline left no time for ${request}, so nothing was sent. Allow a longer deadline.`;
+    return new GatewayError(message, { failure: "timeout", ...info }, { cause: error });
+  }
   if (outcome.ended === "timeout" || (code !== undefined && TIMEOUT_CODES.has(code))) {
     const message =
       `The gateway did not complete ${request} within ${outcome.budgetMs} ms.${unknownAdvice} ` +

@@ -287,6 +287,7 @@ describe("Dispatcher.send connection failures", () => {
     const error = await gatewayErrorOf(dispatcher.send(makeIntegration(gateway.url()), message, { deadlineMs: 0 }));
 
     expect(error.info).toMatchObject({ failure: "timeout", httpStatus: 0, attempts: 0 });
+    expect(error.message).toMatch(/^The caller's deadline left no time for .*, so nothing was sent\. Allow a longer deadline\.$/);
     expect(gateway.requests).toHaveLength(0);
   });
 
