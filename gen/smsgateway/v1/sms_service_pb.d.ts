@@ -25,14 +25,16 @@ export declare type SendSmsRequest = Message<"smsgateway.v1.SendSmsRequest"> & {
   integrationId: string;
 
   /**
-   * Recipient phone number, sent to the gateway as given. Required.
+   * Recipient phone number, sent to the gateway as given, without a check
+   * of its form. Required; up to 64 characters, no control characters.
    *
    * @generated from field: string to = 2;
    */
   to: string;
 
   /**
-   * Text of the message. Required.
+   * Text of the message. Required; up to 10,000 characters, counted as
+   * Unicode code points.
    *
    * @generated from field: string content = 3;
    */
@@ -40,7 +42,7 @@ export declare type SendSmsRequest = Message<"smsgateway.v1.SendSmsRequest"> & {
 
   /**
    * Sender id for this message; when unset, the integration's
-   * `default_sender`.
+   * `default_sender`. Up to 64 characters, no control characters.
    *
    * @generated from field: optional string sender = 4;
    */
@@ -122,14 +124,14 @@ export declare const SendSmsBatchRequestSchema: GenMessage<SendSmsBatchRequest>;
  */
 export declare type BatchMessage = Message<"smsgateway.v1.BatchMessage"> & {
   /**
-   * Recipient phone number. Required.
+   * Recipient phone number. Required, with the limits of `SendSmsRequest.to`.
    *
    * @generated from field: string to = 1;
    */
   to: string;
 
   /**
-   * Text of the message. Required.
+   * Text of the message. Required, with the limits of `SendSmsRequest.content`.
    *
    * @generated from field: string content = 2;
    */
