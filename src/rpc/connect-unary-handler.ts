@@ -161,7 +161,8 @@ export function connectUnaryHandler(
 
 /**
  * Decodes a request message, or returns an {@link UndecodableRequest} when the
- * bytes are not one. Unknown JSON fields are ignored, as connect-node does.
+ * bytes are not one. Unknown JSON fields are ignored unless `jsonOptions` set
+ * `ignoreUnknownFields: false`, the same default as connect-node's.
  */
 function decodeMessage(schema: DescMessage, binary: boolean, bytes: Uint8Array, jsonOptions: Partial<JsonReadOptions>): unknown {
   try {
