@@ -96,6 +96,10 @@ export class RetryingSender {
           throw error;
         }
         failure = error;
+        if (error.info.stage === "send" && error.info.attempts === 0) {
+          // The deadline was spent before the request started, so this was no attempt.
+          progress.smsAttempts -= 1;
+        }
       } finally {
         if (attemptDeadline !== deadline) {
           attemptDeadline.dispose();
@@ -177,7 +181,7 @@ function stopSentence(reason: FinalReason, progress: SendProgress, info: Gateway
     case "attempt_limit":
       return attempts > 1 ? `The service gave up after ${tries} (SEND_MAX_ATTEMPTS).` : "";
     case "deadline":
-      return `The service stopped after ${tries} because the deadline left no time for another.`;
+      return attempts === 0 ? "" : `The service stopped after ${tries} because the deadline left no time for another.`;
     case "retry_after_too_long":
       return "The gateway's Retry-After is longer than RETRY_AFTER_MAX_MS, so the service did not wait for it.";
     case "canceled":

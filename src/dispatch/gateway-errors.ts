@@ -205,7 +205,7 @@ export function transportError(context: RequestContext, error: unknown, outcome:
   }
   if (outcome.ended === "timeout" && outcome.budgetMs <= 0 && !outcome.requestWritten) {
     const message = `The caller's deadline left no time for ${request}, so nothing was sent. Allow a longer deadline.`;
-    return new GatewayError(message, { failure: "timeout", ...info }, { cause: error });
+    return new GatewayError(message, { failure: "timeout", ...info, attempts: 0 }, { cause: error });
   }
   if (outcome.ended === "timeout" || (code !== undefined && TIMEOUT_CODES.has(code))) {
     const message =

@@ -114,6 +114,17 @@ describe("Delivery retries", () => {
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
   });
 
+  test("counts no attempt for a spent deadline", async () => {
+    env.gateway.on("/sms", accepted());
+    const { delivery, integration } = await harness();
+
+    const error = await gatewayErrorOf(delivery.send(integration, message, { deadlineMs: 0 }));
+
+    expect(error.info).toMatchObject({ failure: "timeout", attempts: 0 });
+    expect(error.message).toMatch(/so nothing was sent\. Allow a longer deadline\.$/);
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(0);
+  });
+
   test.each([500, 502, 504])("does not retry HTTP %d without an idempotency key", async (status) => {
     env.gateway.on("/sms", inOrder({ status }, accepted()));
     const { delivery, integration } = await harness();
