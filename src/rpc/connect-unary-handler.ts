@@ -20,6 +20,7 @@ import type { RequestHandler } from "../server/one-port-server.js";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
+import { capDeadlineHeaders, MAX_TIMER_MS } from "./deadline-headers.js";
 import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
 import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
 import { unaryMethods } from "./unary-methods.js";
@@ -53,8 +54,6 @@ const COMPRESS_MIN_BYTES = 1024;
 /** The Connect protocol has no limit of its own on `Connect-Timeout-Ms` beyond its ten digits. */
 const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
 
-/** Longest delay `setTimeout` keeps; Node fires a longer one after 1 ms, with a warning. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface UnaryRoute {
   procedure: string;
@@ -146,6 +145,7 @@ export function connectUnaryHandler(
     const route = request.method === "POST" ? routes.get(pathOf(request)) : undefined;
     const type = route === undefined ? undefined : parseContentType(headerValue(request, "content-type"));
     if (route === undefined || type === undefined || type.stream) {
+      capDeadlineHeaders(request.headers);
       options.fallback(request, response);
       return;
     }
