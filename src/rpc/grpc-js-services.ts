@@ -89,11 +89,19 @@ interface ContentTypeCheck {
  * ran as native gRPC: its SMS was sent, and the gRPC-Web client could not read
  * the reply.
  *
- * NOTE: this wraps `_verifyContentType`, a private method of grpc-js 1.14;
- * test/rpc/one-port-routing.test.ts fails if a later grpc-js stops calling it.
+ * NOTE: this wraps `_verifyContentType`, a private method of grpc-js 1.14,
+ * which package.json pins to 1.14.x. test/rpc/one-port-routing.test.ts fails
+ * if a later grpc-js stops calling it, and the service fails to start with a
+ * clear message if the method is gone.
  */
 function acceptOnlyGrpcProto(server: grpc.Server): void {
   const check = server as unknown as ContentTypeCheck;
+  if (typeof check._verifyContentType !== "function") {
+    throw new Error(
+      "this @grpc/grpc-js has no _verifyContentType, which the service wraps to reject requests other than gRPC with protobuf; " +
+        "install the version of package-lock.json with npm ci, or adapt acceptOnlyGrpcProto in src/rpc/grpc-js-services.ts",
+    );
+  }
   const verify = check._verifyContentType.bind(server);
   check._verifyContentType = (stream, headers) => {
     const contentType = headers["content-type"];

@@ -143,12 +143,16 @@ export function isGrpcJsRequest(request: FirstRequest, paths: ReadonlySet<string
   return isGrpcProtoContentType(request.contentType) && paths.has(request.path);
 }
 
-/** Tests whether a content type is gRPC with protobuf messages, parameters and letter case aside. */
+/**
+ * Tests whether a content type is gRPC with protobuf messages, parameters
+ * aside. Letter case counts, as in grpc-js's own check, so that the
+ * connections routed to grpc-js and the requests it serves on them agree.
+ */
 export function isGrpcProtoContentType(contentType: string): boolean {
   if (GRPC_PROTO_CONTENT_TYPES.has(contentType)) {
     return true;
   }
-  const mediaType = contentType.split(";", 1)[0]!.trim().toLowerCase();
+  const mediaType = contentType.split(";", 1)[0]!.trim();
   return GRPC_PROTO_CONTENT_TYPES.has(mediaType);
 }
 

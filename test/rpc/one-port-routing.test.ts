@@ -151,6 +151,23 @@ describe("later requests stay on the first request's server", () => {
     },
   );
 
+  test.each([
+    { contentType: "application/grpc+proto; charset=utf-8", expected: "grpc-js" },
+    { contentType: "Application/GRPC", expected: "connect-node" },
+  ])("first request as $contentType goes to $expected", async ({ contentType, expected }) => {
+    const session = http2.connect(service.baseUrl);
+    try {
+      const requestId = `route-${randomUUID()}`;
+
+      const sent = await rawGrpcCall(session, SEND_SMS, requestId, contentType);
+
+      expect(sent.grpcStatus).toBe("0");
+      expect(servedBy(requestId)).toBe(expected);
+    } finally {
+      session.close();
+    }
+  });
+
   test("first request to a path grpc-js does not serve", async () => {
     const session = http2.connect(service.baseUrl);
     try {
