@@ -1,3 +1,4 @@
+// Lengths are counted in code points, so an emoji counts once, as a person would count it.
 const MAX_RECIPIENT_LENGTH = 64;
 const MAX_CONTENT_LENGTH = 10_000;
 const MAX_SENDER_LENGTH = 64;
@@ -7,7 +8,7 @@ export function recipientProblem(to: string): string | null {
   if (to.trim() === "") {
     return "required: the recipient's phone number";
   }
-  if (to.length > MAX_RECIPIENT_LENGTH) {
+  if (longerThan(to, MAX_RECIPIENT_LENGTH)) {
     return `longer than ${MAX_RECIPIENT_LENGTH} characters`;
   }
   if (/\p{Cc}/u.test(to)) {
@@ -21,8 +22,7 @@ export function contentProblem(content: string): string | null {
   if (content === "") {
     return "required: the text of the message";
   }
-  // Counted in code points, so an emoji counts once, as a person would count it.
-  if (codePointCount(content) > MAX_CONTENT_LENGTH) {
+  if (longerThan(content, MAX_CONTENT_LENGTH)) {
     return `longer than ${MAX_CONTENT_LENGTH} characters`;
   }
   return null;
@@ -39,13 +39,18 @@ export function senderProblem(sender: string | undefined, fallbackSender = "the 
   if (sender.trim() === "") {
     return `is empty; leave it unset to use ${fallbackSender}`;
   }
-  if (sender.length > MAX_SENDER_LENGTH) {
+  if (longerThan(sender, MAX_SENDER_LENGTH)) {
     return `longer than ${MAX_SENDER_LENGTH} characters`;
   }
   if (/\p{Cc}/u.test(sender)) {
     return "contains control characters";
   }
   return null;
+}
+
+/** Tests whether `text` has more than `max` code points. A string no longer than `max` in UTF-16 units is not counted. */
+function longerThan(text: string, max: number): boolean {
+  return text.length > max && codePointCount(text) > max;
 }
 
 function codePointCount(text: string): number {
