@@ -13,5 +13,10 @@ export class UndecodableRequest {
 /** Fails a call whose request bytes are not a valid message: INVALID_ARGUMENT, naming protobuf's reason. */
 export async function rejectUndecodable(request: UndecodableRequest): Promise<never> {
   const reason = request.error instanceof Error ? request.error.message : String(request.error);
-  throw new ConnectError(`the request message could not be decoded: ${reason}`, Code.InvalidArgument);
+  const hint = reason.includes("google.protobuf.FieldMask from JSON") ? `; ${FIELD_MASK_JSON_HINT}` : "";
+  throw new ConnectError(`the request message could not be decoded: ${reason}${hint}`, Code.InvalidArgument);
 }
+
+/** How to write an update mask in JSON, which protobuf's own message does not say. */
+const FIELD_MASK_JSON_HINT =
+  'in JSON, an update mask is one string of lowerCamelCase field paths separated by commas, for example "updateMask": "baseUrl,defaultSender"';

@@ -122,13 +122,13 @@ describe("SendSms rejects", () => {
   });
 });
 
-describe("unknown JSON fields are rejected", () => {
+describe("JSON request errors", () => {
   async function errorOf(reply: Response): Promise<{ status: number; code: string; message: string }> {
     const body = (await reply.json()) as { code: string; message: string };
     return { status: reply.status, code: body.code, message: body.message };
   }
 
-  test("in a Connect POST", async () => {
+  test("unknown field in a Connect POST", async () => {
     const misspelled = { integrationId: existingId, to: "+15550001", content: "hi", idempotencyKEY: "key-1" };
 
     const reply = await fetch(`${service.baseUrl}/smsgateway.v1.SmsService/SendSms`, {
@@ -140,7 +140,21 @@ describe("unknown JSON fields are rejected", () => {
     expect(await errorOf(reply)).toMatchObject({ status: 400, code: "invalid_argument", message: expect.stringContaining('key "idempotencyKEY" is unknown') });
   });
 
-  test("in a Connect GET, which connect-node serves", async () => {
+  test.each([{ paths: ["baseUrl"] }, "base_url"])("update mask %j says how to write one", async (updateMask) => {
+    const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/ConfigureIntegration`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ integration: { id: existingId, baseUrl: "http://127.0.0.1:9/sms" }, updateMask }),
+    });
+
+    expect(await errorOf(reply)).toMatchObject({
+      status: 400,
+      code: "invalid_argument",
+      message: expect.stringContaining('update mask is one string of lowerCamelCase field paths separated by commas, for example "updateMask": "baseUrl,defaultSender"'),
+    });
+  });
+
+  test("unknown field in a Connect GET", async () => {
     const query = new URLSearchParams({ connect: "v1", encoding: "json", message: JSON.stringify({ id: existingId, name: "x" }) });
 
     const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/GetIntegration?${query}`);
