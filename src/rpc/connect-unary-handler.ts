@@ -141,10 +141,22 @@ export function connectUnaryHandler(
     call.respond(status, contentType, body);
   };
 
+  const methodsOf = new Map<string, string[]>();
+  for (const { service, method } of unaryMethods(bindings)) {
+    methodsOf.set(service.typeName, [...(methodsOf.get(service.typeName) ?? []), method.name]);
+  }
+
   return (request, response) => {
-    const route = request.method === "POST" ? routes.get(pathOf(request)) : undefined;
-    const type = route === undefined ? undefined : parseContentType(headerValue(request, "content-type"));
+    const path = pathOf(request);
+    const route = request.method === "POST" ? routes.get(path) : undefined;
+    const contentType = headerValue(request, "content-type");
+    const type = parseContentType(contentType);
     if (route === undefined || type === undefined || type.stream) {
+      const mistake = request.method === "POST" ? callMistake(path, route, contentType, type, methodsOf) : undefined;
+      if (mistake !== undefined) {
+        sendError(response, mistake);
+        return;
+      }
       capDeadlineHeaders(request.headers);
       options.fallback(request, response);
       return;
@@ -157,6 +169,58 @@ export function connectUnaryHandler(
       response.destroy();
     });
   };
+}
+
+/** A request that no server of the port can serve, and what the caller should change. */
+interface CallMistake {
+  status: number;
+  code: "unimplemented" | "invalid_argument";
+  message: string;
+}
+
+/**
+ * Returns what is wrong with a POST that would otherwise get an empty 404 or
+ * 415 from connect-node. That is a Connect call to a method the service does
+ * not have, or a call to one of its methods in a content type that no
+ * protocol uses, such as curl's form encoding. Returns undefined for every
+ * request that connect-node serves or answers in its protocol.
+ */
+function callMistake(
+  path: string,
+  route: UnaryRoute | undefined,
+  contentType: string | null,
+  type: ReturnType<typeof parseContentType>,
+  methodsOf: ReadonlyMap<string, readonly string[]>,
+): CallMistake | undefined {
+  if (route !== undefined) {
+    if (contentType !== null && /^application\/grpc/i.test(contentType)) {
+      return undefined;
+    }
+    return {
+      status: 415,
+      code: "invalid_argument",
+      message:
+        `unsupported content type ${contentType === null ? "(none)" : JSON.stringify(contentType)}; ` +
+        "send Connect calls as application/json or application/proto, or use a gRPC or gRPC-Web client",
+    };
+  }
+
+  const slash = path.lastIndexOf("/");
+  const methods = methodsOf.get(path.slice(1, slash));
+  if (type === undefined || type.stream || methods === undefined) {
+    return undefined;
+  }
+  const name = path.slice(slash + 1);
+  const match = methods.find((method) => method.toLowerCase() === name.toLowerCase());
+  const suggestion = match === undefined ? `its methods are ${methods.join(", ")}` : `did you mean ${match}?`;
+  return { status: 404, code: "unimplemented", message: `${path.slice(1, slash)} has no method ${JSON.stringify(name)}; ${suggestion}` };
+}
+
+/** Writes a Connect error body for a request that never became a call. */
+function sendError(response: AnyResponse, mistake: CallMistake): void {
+  const body = Buffer.from(JSON.stringify({ code: mistake.code, message: mistake.message }));
+  response.writeHead(mistake.status, { "content-type": contentTypeUnaryJson, "content-length": body.byteLength });
+  response.end(body);
 }
 
 /**
