@@ -53,7 +53,7 @@ export function grpcJsServices(
   const paths = new Set<string>();
   const shutdown = new ShutdownFanOut(options.shutdownSignal);
 
-  const services = new Map<DescService, { definition: Record<string, grpc.MethodDefinition<unknown, unknown>>; implementation: grpc.UntypedServiceImplementation }>();
+  const services = new Map<DescService, GrpcJsService>();
   for (const { service, method, procedure, handler } of unaryMethods(bindings)) {
     const added = services.get(service) ?? { definition: {}, implementation: {} };
     const path = `/${procedure}`;
@@ -75,6 +75,12 @@ export function grpcJsServices(
   }
 
   return { server, paths };
+}
+
+/** One service as grpc-js's `addService` takes it. */
+interface GrpcJsService {
+  definition: Record<string, grpc.MethodDefinition<unknown, unknown>>;
+  implementation: grpc.UntypedServiceImplementation;
 }
 
 /** The part of grpc-js's server that checks each request's content type before the call starts. */
