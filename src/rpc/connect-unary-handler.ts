@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type JsonReadOptions, type JsonWriteOptions } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionNegotiate, type Compression } from "@connectrpc/connect/protocol";
@@ -102,6 +102,7 @@ export function connectUnaryHandler(
     // too, so that such calls are authenticated, logged and counted.
     let message: unknown;
     let handler = route.handler;
+    let bodyRead = false;
     try {
       if (compression.error !== undefined) {
         throw compression.error;
@@ -110,6 +111,7 @@ export function connectUnaryHandler(
         throw timeout.error;
       }
       const bytes = await readMessageBytes(request, options.maxRequestBytes, call.signal, compression.request);
+      bodyRead = true;
       message = decodeMessage(route.input, binary, bytes, readOptions);
       if (message instanceof UndecodableRequest) {
         handler = rejectUndecodable as UnaryHandler<unknown, unknown>;
@@ -138,7 +140,14 @@ export function connectUnaryHandler(
       body = await compression.response.compress(body);
       call.setResponseHeader(headerUnaryEncoding, compression.response.name);
     }
+    // An error found before the body was read, or a body over the limit,
+    // leaves bytes unread. Reading them first lets the reply end the stream
+    // cleanly. Past the limit, the stream is reset once the reply is out.
+    const complete = bodyRead || call.signal.aborted || (await discardBody(request, options.maxRequestBytes));
     call.respond(status, contentType, body);
+    if (!complete) {
+      stopRequestAfterReply(request);
+    }
   };
 
   const methodsOf = new Map<string, string[]>();
@@ -154,7 +163,12 @@ export function connectUnaryHandler(
     if (route === undefined || type === undefined || type.stream) {
       const mistake = request.method === "POST" ? callMistake(path, route, contentType, type, methodsOf) : undefined;
       if (mistake !== undefined) {
-        sendError(response, mistake);
+        void discardBody(request, options.maxRequestBytes).then((complete) => {
+          sendError(response, mistake);
+          if (!complete) {
+            stopRequestAfterReply(request);
+          }
+        });
         return;
       }
       capDeadlineHeaders(request.headers);
@@ -183,7 +197,7 @@ interface CallMistake {
  * 415 from connect-node. That is a Connect call to a method the service does
  * not have, or a call to one of its methods in a content type that no
  * protocol uses, such as curl's form encoding. Returns undefined for every
- * request that connect-node serves or answers in its protocol.
+ * request that connect-node serves or rejects in its own protocol.
  */
 function callMistake(
   path: string,
@@ -309,6 +323,58 @@ async function readMessageBytes(
     return await compression.decompress(bytes, maxBytes);
   } catch (error) {
     throw ConnectError.from(error).code === Code.ResourceExhausted ? tooLarge(maxBytes) : error;
+  }
+}
+
+/**
+ * Reads and drops the rest of a request body. Resolves true once it ended,
+ * or false as soon as it declares or sends more than `maxBytes`, or fails.
+ */
+function discardBody(request: AnyRequest, maxBytes: number): Promise<boolean> {
+  if (request.readableEnded) {
+    return Promise.resolve(true);
+  }
+  const declared = headerValue(request, "content-length");
+  if (declared !== null && Number(declared) > maxBytes) {
+    return Promise.resolve(false);
+  }
+
+  return new Promise((resolve) => {
+    let received = 0;
+    const settle = (complete: boolean) => {
+      request.off("data", onData);
+      request.off("end", onEnd);
+      request.off("error", onError);
+      request.off("close", onError);
+      resolve(complete);
+    };
+    const onData = (chunk: Buffer) => {
+      received += chunk.byteLength;
+      if (received > maxBytes) {
+        request.pause();
+        settle(false);
+      }
+    };
+    const onEnd = () => settle(true);
+    const onError = () => settle(false);
+    request.on("data", onData);
+    request.once("end", onEnd);
+    request.once("error", onError);
+    request.once("close", onError);
+    // A body read that stopped at the limit paused the request, and a new listener does not resume it.
+    request.resume();
+  });
+}
+
+/**
+ * Asks an HTTP/2 caller to stop sending a body the service will not read,
+ * with RST_STREAM and NO_ERROR once the reply is out (RFC 9113, section
+ * 8.1). Node's HTTP/1.1 server drops the rest of such a body itself.
+ */
+function stopRequestAfterReply(request: AnyRequest): void {
+  // With NO_ERROR on a stream whose reply has ended, Node sends the reset after the reply's last frame.
+  if ("stream" in request && !request.stream.closed) {
+    request.stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }
 }
 

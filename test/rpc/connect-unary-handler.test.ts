@@ -291,6 +291,58 @@ describe("where it differs from connect-node", () => {
   });
 });
 
+describe("bodies it does not read", () => {
+  /** Sends the headers, then the body after `delayMs`, over HTTP/2; resolves with the reply and when it came. */
+  async function delayedBody(path: string, headers: Headers, body: Buffer, delayMs: number) {
+    const session = http2.connect(`http://127.0.0.1:${own.port}`);
+    try {
+      const started = performance.now();
+      const stream = session.request({ ":method": "POST", ":path": path, ...headers } as http2.OutgoingHttpHeaders);
+      stream.on("error", () => undefined);
+      setTimeout(() => stream.end(body), delayMs);
+      const status = await new Promise<number>((resolve) => stream.once("response", (reply) => resolve(Number(reply[":status"]))));
+      const repliedAfterMs = performance.now() - started;
+      // A stream with body bytes still unsent is closed by the server's reset
+      // but emits "close" only once destroyed, so the test polls the flag.
+      stream.resume();
+      const closed = await new Promise<boolean>((resolve) => {
+        const poll = setInterval(() => {
+          if (stream.closed) {
+            clearInterval(poll);
+            resolve(true);
+          }
+        }, 10);
+        setTimeout(() => {
+          clearInterval(poll);
+          resolve(stream.closed);
+        }, 2_000);
+      });
+      return { status, repliedAfterMs, closed };
+    } finally {
+      session.destroy();
+    }
+  }
+
+  test.each([
+    { name: "a misspelled method", path: "/smsgateway.v1.SmsService/SendSMS", headers: { "content-type": "application/json" }, status: 404 },
+    { name: "a missing content type", path: SEND_PATH, headers: {}, status: 415 },
+    { name: "a malformed timeout", path: SEND_PATH, headers: { "content-type": "application/json", "connect-timeout-ms": "soon" }, status: 400 },
+  ])("a reply to $name waits for the body", async ({ path, headers, status }) => {
+    const reply = await delayedBody(path, headers, sendJson("hello"), 150);
+
+    expect(reply.status).toBe(status);
+    expect(reply.repliedAfterMs).toBeGreaterThanOrEqual(140);
+    expect(reply.closed).toBe(true);
+  });
+
+  test("an HTTP/2 body over the limit without a length ends its stream", async () => {
+    const reply = await delayedBody(SEND_PATH, { "content-type": "application/proto" }, sendBytes("x".repeat(200_000)), 0);
+
+    expect(reply.status).toBe(429);
+    expect(reply.closed).toBe(true);
+  });
+});
+
 describe("the call's signal", () => {
   test("aborts with DEADLINE_EXCEEDED when Connect-Timeout-Ms passes", async () => {
     const ours = await post(own, { "content-type": "application/proto", "connect-timeout-ms": "50" }, sendBytes("wait:deadline"));
