@@ -83,7 +83,11 @@ function maskedKeys(paths: readonly string[]): FieldKey[] {
     const key = MASKABLE_FIELDS[snake];
     if (key === undefined) {
       const allowed = Object.keys(MASKABLE_FIELDS).join(", ");
-      throw InvalidArgumentError.field("update_mask", `"${path}" cannot be updated; name fields among: ${allowed}`);
+      throw InvalidArgumentError.field(
+        "update_mask",
+        `"${path}" cannot be updated; name fields among: ${allowed}. ` +
+          'In JSON, write them in lowerCamelCase and join them with commas and no spaces, as in "updateMask": "baseUrl,defaultSender"',
+      );
     }
     keys.push(key);
   }

@@ -154,6 +154,19 @@ describe("JSON request errors", () => {
     });
   });
 
+  test("unknown mask path says how JSON names it", async () => {
+    const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/ConfigureIntegration`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ integration: { id: existingId, defaultSender: "Acme" }, updateMask: "defaultSendr" }),
+    });
+
+    expect(await errorOf(reply)).toMatchObject({
+      status: 400,
+      message: expect.stringContaining('In JSON, write them in lowerCamelCase and join them with commas and no spaces, as in "updateMask": "baseUrl,defaultSender"'),
+    });
+  });
+
   test("unknown field in a Connect GET", async () => {
     const query = new URLSearchParams({ connect: "v1", encoding: "json", message: JSON.stringify({ id: existingId, name: "x" }) });
 
