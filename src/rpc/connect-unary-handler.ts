@@ -20,7 +20,7 @@ import type { RequestHandler } from "../server/one-port-server.js";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
-import { capDeadlineHeaders, MAX_TIMER_MS } from "./deadline-headers.js";
+import { capDeadlineHeaders } from "./deadline-headers.js";
 import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
 import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
 import { unaryMethods } from "./unary-methods.js";
@@ -54,7 +54,6 @@ const COMPRESS_MIN_BYTES = 1024;
 /** The Connect protocol has no limit of its own on `Connect-Timeout-Ms` beyond its ten digits. */
 const MAX_TIMEOUT_MS = Number.MAX_SAFE_INTEGER;
 
-
 interface UnaryRoute {
   procedure: string;
   handler: UnaryHandler<unknown, unknown>;
@@ -82,8 +81,10 @@ export function connectUnaryHandler(
   options: ConnectUnaryOptions,
 ): RequestHandler {
   const routes = new Map<string, UnaryRoute>();
-  for (const { method, procedure, handler } of unaryMethods(bindings)) {
+  const methodsOf = new Map<string, string[]>();
+  for (const { service, method, procedure, handler } of unaryMethods(bindings)) {
     routes.set(`/${procedure}`, { procedure, handler, input: method.input, output: method.output });
+    methodsOf.set(service.typeName, [...(methodsOf.get(service.typeName) ?? []), method.name]);
   }
   const shutdown = new ShutdownFanOut(options.shutdownSignal);
   const readOptions = { ...options.jsonOptions, ignoreUnknownFields: options.jsonOptions?.ignoreUnknownFields ?? true };
@@ -140,22 +141,17 @@ export function connectUnaryHandler(
       body = await compression.response.compress(body);
       call.setResponseHeader(headerUnaryEncoding, compression.response.name);
     }
-    // An error found before the body was read, or a body over the limit,
-    // leaves bytes unread. Reading them first lets the reply end the stream
-    // cleanly. Past the limit, the stream is reset once the reply is out.
-    const complete = bodyRead || call.signal.aborted || (await discardBody(request, options.maxRequestBytes));
-    call.respond(status, contentType, body);
-    if (!complete) {
-      stopRequestAfterReply(request);
+    // An error found before the body was read, or a body over the limit, leaves bytes unread.
+    if (bodyRead || call.signal.aborted) {
+      call.respond(status, contentType, body);
+    } else {
+      await replyAfterBody(request, options.maxRequestBytes, () => call.respond(status, contentType, body));
     }
   };
 
-  const methodsOf = new Map<string, string[]>();
-  for (const { service, method } of unaryMethods(bindings)) {
-    methodsOf.set(service.typeName, [...(methodsOf.get(service.typeName) ?? []), method.name]);
-  }
-
   return (request, response) => {
+    // This handler and connect-node pass the deadline to setTimeout, which fires one over 2^31-1 ms after 1 ms.
+    capDeadlineHeaders(request.headers);
     const path = pathOf(request);
     const route = request.method === "POST" ? routes.get(path) : undefined;
     const contentType = headerValue(request, "content-type");
@@ -163,15 +159,9 @@ export function connectUnaryHandler(
     if (route === undefined || type === undefined || type.stream) {
       const mistake = request.method === "POST" ? callMistake(path, route, contentType, type, methodsOf) : undefined;
       if (mistake !== undefined) {
-        void discardBody(request, options.maxRequestBytes).then((complete) => {
-          sendError(response, mistake);
-          if (!complete) {
-            stopRequestAfterReply(request);
-          }
-        });
+        void replyAfterBody(request, options.maxRequestBytes, () => sendError(response, mistake));
         return;
       }
-      capDeadlineHeaders(request.headers);
       options.fallback(request, response);
       return;
     }
@@ -327,6 +317,20 @@ async function readMessageBytes(
 }
 
 /**
+ * Reads the rest of a request body, then replies. A reply written before the
+ * body ended would make Node reset an HTTP/2 stream, which some clients
+ * report as an error. Past `maxBytes`, it replies and then asks the caller to
+ * stop sending.
+ */
+async function replyAfterBody(request: AnyRequest, maxBytes: number, reply: () => void): Promise<void> {
+  const complete = await discardBody(request, maxBytes);
+  reply();
+  if (!complete) {
+    stopRequestAfterReply(request);
+  }
+}
+
+/**
  * Reads and drops the rest of a request body. Resolves true once it ended,
  * or false as soon as it declares or sends more than `maxBytes`, or fails.
  */
@@ -415,9 +419,6 @@ class ConnectUnaryCall implements IncomingCall, ShutdownAbortable {
     this.signal = controller.signal;
     if (timeoutMs !== undefined) {
       this.deadline = Date.now() + timeoutMs;
-    }
-    // A deadline beyond the longest timer, about 24.8 days, is one that no call reaches.
-    if (timeoutMs !== undefined && timeoutMs <= MAX_TIMER_MS) {
       this.timer = setTimeout(() => {
         controller.abort(new ConnectError("the caller's deadline passed", Code.DeadlineExceeded));
       }, timeoutMs);

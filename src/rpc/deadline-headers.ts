@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 
 /** Maximum delay of Node's `setTimeout`. It fires a longer one after 1 ms, with a warning. */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A `grpc-timeout` value as gRPC defines it: up to 8 digits and a unit. */
 const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
@@ -12,10 +12,10 @@ const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, 
 const MAX_GRPC_TIMEOUT = "2147483S";
 
 /**
- * Caps the deadline headers of a request that connect-node will serve at
- * {@link MAX_TIMER_MS}. connect-node passes the deadline to `setTimeout`, so
- * a longer one, which both protocols allow, ended the call after 1 ms while
- * its SMS request might already be on its way.
+ * Caps the deadline headers of a request at {@link MAX_TIMER_MS}. The
+ * service's Connect handler and connect-node pass the deadline to
+ * `setTimeout`, so a longer one, which both protocols allow, ended the call
+ * after 1 ms while its SMS request might already be on its way.
  */
 export function capDeadlineHeaders(headers: IncomingHttpHeaders): void {
   const connectTimeout = headers["connect-timeout-ms"];

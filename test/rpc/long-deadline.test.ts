@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, expect, test } from "vitest";
 import { capDeadlineHeaders } from "../../src/rpc/deadline-headers.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
@@ -16,13 +17,10 @@ let integrationId: string;
 beforeAll(async () => {
   service = await startTestService();
   gateway = await ScriptedGateway.start();
-  gateway.on("/slow", {
-    respond: (response) => {
-      setTimeout(() => {
-        response.writeHead(200, { "content-type": "application/json" });
-        response.end(JSON.stringify({ data: { id: "gw-1", date: "2026-01-01T00:00:00Z" } }));
-      }, 20);
-    },
+  // The reply comes after a deadline that fired at 1 ms would have ended the call.
+  gateway.on("/slow", async () => {
+    await sleep(20);
+    return { json: { data: { id: "gw-1", date: "2026-01-01T00:00:00Z" } } };
   });
   const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/ConfigureIntegration`, {
     method: "POST",
