@@ -159,7 +159,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   // SendSmsBatch results carry error details in google.protobuf.Any, and the
   // JSON encoding of an Any needs its message type from this registry.
   // Connect ignores unknown JSON fields by default, so a misspelled
-  // `idempotencyKey` would send without a key; the service rejects them.
+  // `idempotencyKey` would send without a key. The service rejects them.
   const jsonOptions = { registry: createRegistry(file_smsgateway_v1_errors), ignoreUnknownFields: false };
   const connectNode = connectNodeAdapter({
     routes: (router) => {

@@ -319,8 +319,8 @@ async function readMessageBytes(
 /**
  * Reads the rest of a request body, then replies. A reply written before the
  * body ended would make Node reset an HTTP/2 stream, which some clients
- * report as an error. Past `maxBytes`, it replies and then asks the caller to
- * stop sending.
+ * report as an error. Past `maxBytes`, it replies and then resets the stream
+ * so that the caller stops sending.
  */
 async function replyAfterBody(request: AnyRequest, maxBytes: number, reply: () => void): Promise<void> {
   const complete = await discardBody(request, maxBytes);
@@ -371,8 +371,8 @@ function discardBody(request: AnyRequest, maxBytes: number): Promise<boolean> {
 }
 
 /**
- * Asks an HTTP/2 caller to stop sending a body the service will not read,
- * with RST_STREAM and NO_ERROR once the reply is out (RFC 9113, section
+ * Resets an HTTP/2 stream with NO_ERROR once the reply is out, so that the
+ * caller stops sending a body the service will not read (RFC 9113, section
  * 8.1). Node's HTTP/1.1 server drops the rest of such a body itself.
  */
 function stopRequestAfterReply(request: AnyRequest): void {

@@ -14,8 +14,8 @@ const MAX_GRPC_TIMEOUT = "2147483S";
 /**
  * Caps the deadline headers of a request at {@link MAX_TIMER_MS}. The
  * service's Connect handler and connect-node pass the deadline to
- * `setTimeout`, so a longer one, which both protocols allow, ended the call
- * after 1 ms while its SMS request might already be on its way.
+ * `setTimeout`, so a longer one, which both protocols allow, would end the
+ * call after 1 ms while its SMS request may already be on its way.
  */
 export function capDeadlineHeaders(headers: IncomingHttpHeaders): void {
   const connectTimeout = headers["connect-timeout-ms"];

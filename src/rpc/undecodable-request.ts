@@ -17,6 +17,6 @@ export async function rejectUndecodable(request: UndecodableRequest): Promise<ne
   throw new ConnectError(`the request message could not be decoded: ${reason}${hint}`, Code.InvalidArgument);
 }
 
-/** How to write an update mask in JSON, which protobuf's own message does not say. */
+/** How to write an update mask in JSON, which protobuf's own message leaves out. */
 const FIELD_MASK_JSON_HINT =
   'in JSON, an update mask is one string of lowerCamelCase field paths separated by commas, for example "updateMask": "baseUrl,defaultSender"';

@@ -335,7 +335,7 @@ describe("bodies it does not read", () => {
     expect(reply.closed).toBe(true);
   });
 
-  test("an HTTP/2 body over the limit without a length ends its stream", async () => {
+  test("oversized HTTP/2 body without length ends stream", async () => {
     const reply = await delayedBody(SEND_PATH, { "content-type": "application/proto" }, sendBytes("x".repeat(200_000)), 0);
 
     expect(reply.status).toBe(429);
@@ -344,7 +344,7 @@ describe("bodies it does not read", () => {
 });
 
 describe("the call's signal", () => {
-  test("aborts with DEADLINE_EXCEEDED when Connect-Timeout-Ms passes", async () => {
+  test("DEADLINE_EXCEEDED when Connect-Timeout-Ms passes", async () => {
     const ours = await post(own, { "content-type": "application/proto", "connect-timeout-ms": "50" }, sendBytes("wait:deadline"));
 
     expect(ours.status).toBe(504);
@@ -358,7 +358,7 @@ describe("the call's signal", () => {
     expect(fromBinary(SendSmsResponseSchema, reply.body).id).toBe("aborted: false");
   });
 
-  test("aborts with CANCELED when the caller resets the stream", async () => {
+  test("CANCELED when the caller resets", async () => {
     const session = http2.connect(`http://127.0.0.1:${own.port}`);
     try {
       const stream = session.request({ ":method": "POST", ":path": SEND_PATH, "content-type": "application/proto" });
@@ -373,7 +373,7 @@ describe("the call's signal", () => {
     }
   });
 
-  test("a reset in the middle of the body is CANCELED", async () => {
+  test("reset mid-body is CANCELED", async () => {
     const session = http2.connect(`http://127.0.0.1:${own.port}`);
     try {
       const stream = session.request({ ":method": "POST", ":path": SEND_PATH, "content-type": "application/proto", "x-request-id": "reset-mid-body" });
@@ -392,7 +392,7 @@ describe("the call's signal", () => {
     }
   });
 
-  test("aborts with CANCELED when an HTTP/1.1 caller closes its connection", async () => {
+  test("CANCELED when an HTTP/1.1 caller disconnects", async () => {
     const controller = new AbortController();
     const call = undiciRequest(`http://127.0.0.1:${own.port}${SEND_PATH}`, {
       method: "POST",
@@ -407,7 +407,7 @@ describe("the call's signal", () => {
     await expect.poll(() => abortReasons.get("wait:close")).toMatchObject({ code: Code.Canceled });
   });
 
-  test("aborts with the shutdown's reason", async () => {
+  test("shutdown reason reaches the handler", async () => {
     const call = post(own, { "content-type": "application/proto" }, sendBytes("wait:shutdown"));
     await expect.poll(() => waiting.has("wait:shutdown")).toBe(true);
     shutdown.abort(new ConnectError("the service is stopping", Code.Unavailable));
@@ -419,7 +419,7 @@ describe("the call's signal", () => {
   });
 });
 
-test("a reply decodes as the same message from both servers", async () => {
+test("replies decode alike from both servers", async () => {
   const [ours, theirs] = await both({ "content-type": "application/proto" }, () => sendBytes("hello", "+15550003333"));
 
   expect(fromBinary(SendSmsResponseSchema, ours.body)).toEqual(fromBinary(SendSmsResponseSchema, theirs.body));

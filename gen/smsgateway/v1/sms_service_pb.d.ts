@@ -26,15 +26,15 @@ export declare type SendSmsRequest = Message<"smsgateway.v1.SendSmsRequest"> & {
 
   /**
    * Recipient phone number, sent to the gateway as given, without a check
-   * of its form. Required; up to 64 characters, no control characters.
+   * of its form. Required. Up to 64 characters, no control characters.
+   * Every length limit of this message counts Unicode code points.
    *
    * @generated from field: string to = 2;
    */
   to: string;
 
   /**
-   * Text of the message. Required; up to 10,000 characters, counted as
-   * Unicode code points.
+   * Text of the message. Required. Up to 10,000 characters.
    *
    * @generated from field: string content = 3;
    */
