@@ -21,6 +21,7 @@ import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
 import { capDeadlineHeaders } from "./deadline-headers.js";
+import { locateJsonError } from "./json-error-path.js";
 import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
 import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
 import { unaryMethods } from "./unary-methods.js";
@@ -233,13 +234,18 @@ function sendError(response: AnyResponse, mistake: CallMistake): void {
  * `ignoreUnknownFields: false`, the same default as connect-node's.
  */
 function decodeMessage(schema: DescMessage, binary: boolean, bytes: Uint8Array, jsonOptions: Partial<JsonReadOptions>): unknown {
-  try {
-    if (binary) {
+  if (binary) {
+    try {
       return fromBinary(schema, bytes);
+    } catch (error) {
+      return new UndecodableRequest(error);
     }
-    return fromJsonString(schema, textDecoder.decode(bytes), jsonOptions);
+  }
+  const text = textDecoder.decode(bytes);
+  try {
+    return fromJsonString(schema, text, jsonOptions);
   } catch (error) {
-    return new UndecodableRequest(error);
+    return new UndecodableRequest(error, locateJsonError(schema, text, jsonOptions));
   }
 }
 

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { JsonErrorLocation } from "./json-error-path.js";
 
 /**
  * Stands in for a request message that protobuf could not decode. The
@@ -7,14 +8,27 @@ import { Code, ConnectError } from "@connectrpc/connect";
  * authenticated, logged and counted like any other.
  */
 export class UndecodableRequest {
-  constructor(readonly error: unknown) {}
+  constructor(
+    readonly error: unknown,
+    /** Where a JSON request failed, when it was looked for. */
+    readonly location?: JsonErrorLocation,
+  ) {}
 }
 
 /** Fails a call whose request bytes are not a valid message: INVALID_ARGUMENT, naming protobuf's reason. */
 export async function rejectUndecodable(request: UndecodableRequest): Promise<never> {
   const reason = request.error instanceof Error ? request.error.message : String(request.error);
-  const hint = reason.includes("google.protobuf.FieldMask from JSON") ? `; ${FIELD_MASK_JSON_HINT}` : "";
-  throw new ConnectError(`the request message could not be decoded: ${reason}${hint}`, Code.InvalidArgument);
+  const hints: string[] = [];
+  if (reason.includes("google.protobuf.FieldMask from JSON")) {
+    hints.push(FIELD_MASK_JSON_HINT);
+  }
+  const { path = "", suggestion } = request.location ?? {};
+  if (suggestion !== undefined) {
+    hints.push(`did you mean "${suggestion}"?`);
+  }
+  const where = path === "" ? "" : ` at ${path}`;
+  const hint = hints.map((text) => `; ${text}`).join("");
+  throw new ConnectError(`the request message could not be decoded${where}: ${reason}${hint}`, Code.InvalidArgument);
 }
 
 /** How to write an update mask in JSON, which protobuf's own message leaves out. */

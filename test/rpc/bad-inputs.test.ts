@@ -140,6 +140,24 @@ describe("JSON request errors", () => {
     expect(await errorOf(reply)).toMatchObject({ status: 400, code: "invalid_argument", message: expect.stringContaining('key "idempotencyKEY" is unknown') });
   });
 
+  test("unknown field in one message of a batch", async () => {
+    const messages = [
+      { to: "+15550001", content: "hi" },
+      { to: "+15550002", content: "hi", idempotencyKEY: "key-2" },
+    ];
+
+    const reply = await fetch(`${service.baseUrl}/smsgateway.v1.SmsService/SendSmsBatch`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ integrationId: existingId, messages }),
+    });
+
+    const error = await errorOf(reply);
+    expect(error).toMatchObject({ status: 400, code: "invalid_argument" });
+    expect(error.message).toContain('could not be decoded at messages[1]: cannot decode message smsgateway.v1.BatchMessage from JSON: key "idempotencyKEY" is unknown');
+    expect(error.message).toContain('did you mean "idempotencyKey"?');
+  });
+
   test.each([{ paths: ["baseUrl"] }, "base_url"])("update mask %j says how to write one", async (updateMask) => {
     const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/ConfigureIntegration`, {
       method: "POST",
