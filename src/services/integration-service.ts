@@ -101,7 +101,8 @@ export class IntegrationService {
     const message = testMessage(request);
     const integration = await this.testTarget(request, context);
 
-    return this.tester.test(integration, message, { send: request.send, context });
+    const unsaved = request.target.case === "integration";
+    return this.tester.test(integration, message, { send: request.send, unsaved, context });
   }
 
   /**

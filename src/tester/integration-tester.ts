@@ -34,6 +34,16 @@ export const PLACEHOLDER_CONTENT = "Test message from smsgateway";
  */
 export const UNSAVED_INTEGRATION_ID = "(unsaved)";
 
+/**
+ * Returns the name of an unsaved integration in flow control, metrics, logs
+ * and messages: {@link UNSAVED_INTEGRATION_ID} without an id, else the id
+ * followed by ` (unsaved)`. Neither is a valid integration id, so failed tests
+ * of an edit never open the circuit breaker that the stored integration's sends use.
+ */
+export function unsavedIntegrationName(id: string): string {
+  return id === "" ? UNSAVED_INTEGRATION_ID : `${id} ${UNSAVED_INTEGRATION_ID}`;
+}
+
 /** The SMS of a test, with the fields that placeholders filled. */
 export interface TestMessage {
   message: SmsMessage;
@@ -45,6 +55,8 @@ export interface TestMessage {
 export interface TestOptions {
   /** Send the test SMS; false only shows what would be sent. */
   send: boolean;
+  /** True when `integration` is not stored as it is: a new integration, or an edit of a stored one. */
+  unsaved: boolean;
   context: CallContext;
 }
 
@@ -112,7 +124,7 @@ export class IntegrationTester {
    *   before anything is resolved or sent.
    */
   async test(integration: Integration, test: TestMessage, options: TestOptions): Promise<TestIntegrationResponse> {
-    const named = integration.id === "" ? { ...integration, id: UNSAVED_INTEGRATION_ID } : integration;
+    const named = options.unsaved ? { ...integration, id: unsavedIntegrationName(integration.id) } : integration;
     const requests = previewRequests(named, test.message);
     const outboundChecks = await checkOutboundUrls(this.options.outbound, named, options.context.signal);
 

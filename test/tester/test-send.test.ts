@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { GatewayStage } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
-import { DateSource } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { DateSource, SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import {
   API_KEY,
@@ -275,6 +275,41 @@ describe("reply excerpt", () => {
       expect(response.sendResult?.replyExcerpt).toBe(JSON.stringify({ data: { id: "msg-long" }, padding }).slice(0, 1024));
     } finally {
       close();
+    }
+  });
+});
+
+describe("flow control of unsaved edits", () => {
+  test("failed edit tests leave the stored circuit closed", async () => {
+    const storedPath = uniquePath("sms");
+    const editedPath = uniquePath("sms");
+    setup.gateway.on(storedPath, { json: { data: { id: "msg-stored" } } });
+    setup.gateway.on(editedPath, { status: 503, json: { error: "down" } });
+    const integrations = CLIENT_KINDS[0]!.create(IntegrationService, setup.service.baseUrl);
+    const sms = CLIENT_KINDS[0]!.create(SmsService, setup.service.baseUrl);
+    try {
+      const id = await storeIntegration(integrations.client, { baseUrl: setup.gateway.url(storedPath) });
+      const edit = {
+        target: { case: "integration" as const, value: { id, baseUrl: setup.gateway.url(editedPath) } },
+        updateMask: { paths: ["base_url"] },
+        ...MESSAGE,
+        send: true,
+      };
+
+      // The default CIRCUIT_FAILURE_THRESHOLD is 5, so six failures open a circuit that counts them.
+      const results = [];
+      for (let attempt = 0; attempt < 6; attempt++) {
+        results.push((await integrations.client.testIntegration(edit)).sendResult);
+      }
+      const sent = await sms.client.sendSms({ integrationId: id, ...MESSAGE });
+
+      expect(results.slice(0, 5).map((result) => result?.failure?.code)).toEqual(Array(5).fill("UNAVAILABLE"));
+      expect(results[5]?.failure?.message).toContain(`circuit breaker of integration "${id} (unsaved)" is open`);
+      expect(sent.id).toBe("msg-stored");
+      expect(setup.gateway.requestsTo(storedPath)).toHaveLength(1);
+    } finally {
+      integrations.close();
+      sms.close();
     }
   });
 });
