@@ -47,7 +47,10 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
 
   if (fields.secretKeyHeader !== "" || fields.secretKey !== "") {
     add("secret_key_header", requiredHeaderNameProblem(fields.secretKeyHeader, "required when secret_key is set"));
-    add("secret_key", secretProblem(fields.secretKey, true, "required when secret_key_header is set"));
+    add(
+      "secret_key",
+      secretProblem(fields.secretKey, true, "required when secret_key_header is set; to remove the secret key, leave secret_key_header empty too"),
+    );
   }
 
   if (fields.authenticateByToken) {

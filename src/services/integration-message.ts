@@ -57,7 +57,9 @@ export function fieldsFromMessage(message: IntegrationMessage): IntegrationField
 /**
  * Computes the fields of an update. With a mask, only the named fields
  * change. Without one, every field is replaced, except that an empty secret
- * keeps the stored one, because reads never return secrets.
+ * keeps the stored one, because reads never return secrets. A mask that
+ * names `secret_key` with an empty value removes the secret key, and with it
+ * `secret_key_header`, unless the mask also names the header.
  */
 export function applyUpdate(existing: Integration, message: IntegrationMessage, maskPaths: readonly string[]): IntegrationFields {
   const incoming = fieldsFromMessage(message);
@@ -69,8 +71,13 @@ export function applyUpdate(existing: Integration, message: IntegrationMessage, 
     return result;
   }
 
-  for (const key of maskedKeys(maskPaths)) {
+  const keys = maskedKeys(maskPaths);
+  for (const key of keys) {
     (result as Record<FieldKey, unknown>)[key] = incoming[key];
+  }
+  // A secret key header without a key is invalid, so removing the key removes its header.
+  if (keys.includes("secretKey") && incoming.secretKey === "" && !keys.includes("secretKeyHeader")) {
+    result.secretKeyHeader = "";
   }
   return result;
 }
@@ -80,7 +87,8 @@ function maskedKeys(paths: readonly string[]): FieldKey[] {
   const keys: FieldKey[] = [];
   for (const path of paths) {
     const snake = path.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
-    const key = MASKABLE_FIELDS[snake];
+    // Own properties only, so that paths such as "constructor" find no inherited member.
+    const key = Object.hasOwn(MASKABLE_FIELDS, snake) ? MASKABLE_FIELDS[snake] : undefined;
     if (key === undefined) {
       const allowed = Object.keys(MASKABLE_FIELDS).join(", ");
       throw InvalidArgumentError.field(

@@ -225,3 +225,46 @@ test("ListIntegrations pages through everything", async () => {
   expect(new Set(seen).size).toBe(5);
 });
 
+
+describe("update masks", () => {
+  test.each(["constructor", "__proto__", "toString", "hasOwnProperty"])("inherited name %s is rejected", async (path) => {
+    const before = await integrations.getIntegration({ id: existingId });
+
+    const result = await failure(integrations.configureIntegration({ integration: { id: existingId, displayName: "x" }, updateMask: { paths: [path] } }));
+    const after = await integrations.getIntegration({ id: existingId });
+
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual(["update_mask"]);
+    expect(result.message).toContain(`"${path}" cannot be updated`);
+    expect(after.integration?.updateTime).toEqual(before.integration?.updateTime);
+  });
+
+  test("empty secret_key removes key and header", async () => {
+    const created = await integrations.configureIntegration({
+      integration: { ...VALID, secretKeyHeader: "X-SECRET-KEY", secretKey: "secret-98765432" },
+    });
+    const id = created.integration?.id ?? "";
+
+    const updated = await integrations.configureIntegration({ integration: { id }, updateMask: { paths: ["secret_key"] } });
+
+    expect(created.integration?.secretKeyHint).toBe("****5432");
+    expect(updated.integration?.secretKeyHeader).toBe("");
+    expect(updated.integration?.secretKeyHint).toBe("");
+    expect(updated.integration?.apiKeyHint).toBe("****6789");
+  });
+
+  test("secret_key with a new header stays required", async () => {
+    const created = await integrations.configureIntegration({
+      integration: { ...VALID, secretKeyHeader: "X-SECRET-KEY", secretKey: "secret-0123456789" },
+    });
+    const id = created.integration?.id ?? "";
+
+    const result = await failure(
+      integrations.configureIntegration({ integration: { id, secretKeyHeader: "X-OTHER-SECRET" }, updateMask: { paths: ["secret_key", "secret_key_header"] } }),
+    );
+
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual(["integration.secret_key"]);
+    expect(result.message).toContain("to remove the secret key, leave secret_key_header empty too");
+  });
+});

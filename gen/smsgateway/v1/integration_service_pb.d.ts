@@ -23,7 +23,8 @@ export declare const file_smsgateway_v1_integration_service: GenFile;
  * changes, except that an empty `api_key` or `secret_key` keeps the stored
  * secret, because reads never return secrets and a read-modify-write must
  * not erase them. To remove the secret key, name `secret_key` in
- * `update_mask` and leave it empty.
+ * `update_mask` and leave it empty: `secret_key_header` is then cleared too,
+ * unless the mask also names it.
  *
  * @generated from message smsgateway.v1.ConfigureIntegrationRequest
  */
