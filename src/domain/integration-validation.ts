@@ -2,6 +2,7 @@ import type { FieldViolation } from "../errors.js";
 import { MAX_CONCURRENT_SENDS, MAX_SENDS_PER_SECOND, MIN_SENDS_PER_SECOND } from "../flow/flow-limits.js";
 import { headerNameProblem, headerValueProblem } from "./http-header.js";
 import { credentialHeaderFields, type IntegrationFields } from "./integration.js";
+import { longerThan } from "./text-length.js";
 
 /** 1 to 63 characters of a-z, 0-9, `-` and `_`, starting with a letter or digit. */
 const ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -35,7 +36,7 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
     }
   };
 
-  add("display_name", fields.displayName.length > MAX_DISPLAY_NAME_LENGTH ? `longer than ${MAX_DISPLAY_NAME_LENGTH} characters` : null);
+  add("display_name", longerThan(fields.displayName, MAX_DISPLAY_NAME_LENGTH) ? `longer than ${MAX_DISPLAY_NAME_LENGTH} characters` : null);
   add("base_url", urlProblem(fields.baseUrl));
   add("api_key_header", requiredHeaderNameProblem(fields.apiKeyHeader));
   add("api_key", secretProblem(fields.apiKey, true));
@@ -127,7 +128,7 @@ function senderProblem(value: string): string | null {
   if (value.trim() === "") {
     return "required: the sender id shown on messages, for example a phone number or a name";
   }
-  if (value.length > MAX_SENDER_LENGTH) {
+  if (longerThan(value, MAX_SENDER_LENGTH)) {
     return `longer than ${MAX_SENDER_LENGTH} characters`;
   }
   if (/\p{Cc}/u.test(value)) {
@@ -159,7 +160,7 @@ function rateLimitProblem(value: number): string | null {
 
 /** Checks a dot path such as `data.id` or `messages.0.id`. */
 export function dotPathProblem(path: string): string | null {
-  if (path.length > MAX_PATH_LENGTH) {
+  if (longerThan(path, MAX_PATH_LENGTH)) {
     return `longer than ${MAX_PATH_LENGTH} characters`;
   }
   if (path.split(".").some((segment) => segment === "")) {

@@ -82,6 +82,16 @@ export function applyUpdate(existing: Integration, message: IntegrationMessage, 
   return result;
 }
 
+/**
+ * Checks that every mask path names a field an update may change, for a
+ * request that creates the integration and so sets every field.
+ *
+ * @throws InvalidArgumentError on `update_mask` for the first unknown path.
+ */
+export function checkMaskPaths(paths: readonly string[]): void {
+  maskedKeys(paths);
+}
+
 /** Converts mask paths (snake_case or lowerCamelCase) to field keys, rejecting unknown ones. */
 function maskedKeys(paths: readonly string[]): FieldKey[] {
   const keys: FieldKey[] = [];

@@ -25,7 +25,7 @@ import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable, assertUnreadableSecretsReplaced } from "../security/unreadable-secrets.js";
 import type { IntegrationStore, StoredIntegration } from "../store/integration-store.js";
 import { testMessage, type IntegrationTester } from "../tester/integration-tester.js";
-import { applyUpdate, fieldsFromMessage, toMessage } from "./integration-message.js";
+import { applyUpdate, checkMaskPaths, fieldsFromMessage, toMessage } from "./integration-message.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 
 const DEFAULT_PAGE_SIZE = 50;
@@ -131,6 +131,8 @@ export class IntegrationService {
       if (!allowMissing) {
         throw new NotFoundError("integration", input.id, "set allow_missing to create it with this id, or leave integration.id empty to get a generated one");
       }
+      // The same request updates the integration once it exists, so its mask must be valid now.
+      checkMaskPaths(maskPaths);
       return { existing: null, fields: fieldsFromMessage(input) };
     }
 

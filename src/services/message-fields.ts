@@ -1,3 +1,5 @@
+import { longerThan } from "../domain/text-length.js";
+
 // Lengths are counted in code points, so an emoji counts once, as a person would count it.
 const MAX_RECIPIENT_LENGTH = 64;
 const MAX_CONTENT_LENGTH = 10_000;
@@ -46,17 +48,4 @@ export function senderProblem(sender: string | undefined, fallbackSender = "the 
     return "contains control characters";
   }
   return null;
-}
-
-/** Tests whether `text` has more than `max` code points. A string no longer than `max` in UTF-16 units is not counted. */
-function longerThan(text: string, max: number): boolean {
-  return text.length > max && codePointCount(text) > max;
-}
-
-function codePointCount(text: string): number {
-  let count = 0;
-  for (const _ of text) {
-    count++;
-  }
-  return count;
 }

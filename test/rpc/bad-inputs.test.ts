@@ -70,7 +70,24 @@ const configureCases: { name: string; request: () => ConfigureInit; code: Code; 
   { name: "mask on create", request: () => ({ integration: VALID, updateMask: { paths: ["base_url"] } }), code: Code.InvalidArgument, field: "update_mask" },
   { name: "unknown mask path", request: () => ({ integration: { id: existingId }, updateMask: { paths: ["create_time"] } }), code: Code.InvalidArgument, field: "update_mask" },
   { name: "masked update clears required", request: () => ({ integration: { id: existingId }, updateMask: { paths: ["base_url"] } }), code: Code.InvalidArgument, field: "integration.base_url" },
+  { name: "65-emoji default_sender", request: () => ({ integration: { ...VALID, defaultSender: "\u{1F600}".repeat(65) } }), code: Code.InvalidArgument, field: "integration.default_sender" },
+  { name: "201-character display_name", request: () => ({ integration: { ...VALID, displayName: "\u{1F600}".repeat(201) } }), code: Code.InvalidArgument, field: "integration.display_name" },
 ];
+
+describe("ConfigureIntegration lengths", () => {
+  test("count code points, not UTF-16 units", async () => {
+    const created = await integrations.configureIntegration({
+      integration: { ...VALID, defaultSender: "\u{1F600}".repeat(64), displayName: "\u{1F600}".repeat(200), idPath: `data.${"\u{1F600}".repeat(251)}` },
+    });
+
+    expect([...(created.integration?.defaultSender ?? "")]).toHaveLength(64);
+    expect([...(created.integration?.displayName ?? "")]).toHaveLength(200);
+    expect([...(created.integration?.idPath ?? "")]).toHaveLength(256);
+
+    // The listing test below counts the integrations of this file.
+    await integrations.deleteIntegration({ id: created.integration?.id ?? "" });
+  });
+});
 
 describe("ConfigureIntegration rejects", () => {
   test.each(configureCases)("$name", async ({ request, code, field }) => {
@@ -266,5 +283,35 @@ describe("update masks", () => {
     expect(result.code).toBe(Code.InvalidArgument);
     expect(result.fields).toEqual(["integration.secret_key"]);
     expect(result.message).toContain("to remove the secret key, leave secret_key_header empty too");
+  });
+});
+
+describe("allow_missing create", () => {
+  test("invalid mask path is rejected", async () => {
+    const id = `create-mask-${Date.now()}`;
+
+    const result = await failure(
+      integrations.configureIntegration({ integration: { ...VALID, id }, allowMissing: true, updateMask: { paths: ["bogus", "display_name"] } }),
+    );
+    const listed = await integrations.listIntegrations({ pageSize: 1000 });
+
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual(["update_mask"]);
+    expect(result.message).toContain('"bogus" cannot be updated');
+    expect(listed.integrations.map((integration) => integration.id)).not.toContain(id);
+  });
+
+  test("valid mask path creates every field", async () => {
+    const id = `create-mask-ok-${Date.now()}`;
+
+    const created = await integrations.configureIntegration({
+      integration: { ...VALID, id, displayName: "Created" },
+      allowMissing: true,
+      updateMask: { paths: ["display_name"] },
+    });
+
+    expect(created.integration?.id).toBe(id);
+    expect(created.integration?.displayName).toBe("Created");
+    expect(created.integration?.baseUrl).toBe(VALID.baseUrl);
   });
 });

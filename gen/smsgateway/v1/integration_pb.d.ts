@@ -31,7 +31,8 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
   id: string;
 
   /**
-   * Free-form name shown to operators, up to 200 characters.
+   * Free-form name shown to operators, up to 200 characters. Every length
+   * limit of this message counts Unicode code points.
    *
    * @generated from field: string display_name = 2;
    */
@@ -76,7 +77,7 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
 
   /**
    * Sender id used when a send names none (the reference's "From").
-   * Required.
+   * Required; up to 64 characters.
    *
    * @generated from field: string default_sender = 8;
    */
@@ -84,7 +85,8 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
 
   /**
    * Dot path to the message id in the gateway's JSON reply. Numeric
-   * segments index arrays (`messages.0.id`). Empty means `data.id`.
+   * segments index arrays (`messages.0.id`). Empty means `data.id`. Up to
+   * 256 characters.
    *
    * @generated from field: string id_path = 9;
    */
@@ -92,7 +94,7 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
 
   /**
    * Dot path to the send date in the gateway's JSON reply. Empty means
-   * `data.date`.
+   * `data.date`. Up to 256 characters.
    *
    * @generated from field: string date_path = 10;
    */

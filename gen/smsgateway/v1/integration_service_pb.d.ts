@@ -47,7 +47,8 @@ export declare type ConfigureIntegrationRequest = Message<"smsgateway.v1.Configu
 
   /**
    * When `integration.id` is set but no such integration exists, create it
-   * with that id instead of failing with NOT_FOUND.
+   * with that id instead of failing with NOT_FOUND. The create sets every
+   * field; `update_mask` must still name valid fields.
    *
    * @generated from field: bool allow_missing = 3;
    */
