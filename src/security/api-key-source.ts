@@ -17,9 +17,9 @@ export interface LoadedApiKeys {
 
 /**
  * Reads the API keys from `API_KEYS`, else from the file `API_KEYS_FILE`.
- * Neither set means no keys, which turns authentication off. A file that
- * is set but lists no key is rejected, because its owner meant to turn
- * authentication on.
+ * Neither set means no keys, which turns authentication off. A setting or
+ * a file that is set but lists no key is rejected, because its owner meant
+ * to turn authentication on.
  *
  * @throws ConfigError when both are set, the file cannot be read, or an entry is invalid.
  */
@@ -29,7 +29,13 @@ export async function loadApiKeys(settings: ApiKeySettings): Promise<LoadedApiKe
     throw new ConfigError(`${names.apiKeys} and ${names.apiKeysFile} are both set; set only one of them.`);
   }
   if (apiKeys !== "") {
-    return { keys: parsed(apiKeys, names.apiKeys), source: "API_KEYS" };
+    const keys = parsed(apiKeys, names.apiKeys);
+    if (keys.length === 0) {
+      throw new ConfigError(
+        `${names.apiKeys} is set but lists no API key; give comma-separated name:scope+scope:sha256hex entries (npm run create-api-key) or leave ${names.apiKeys} out.`,
+      );
+    }
+    return { keys, source: "API_KEYS" };
   }
   if (apiKeysFile === "") {
     return { keys: [], source: "" };

@@ -134,6 +134,13 @@ describe("loadApiKeys", () => {
     await expect(attempt).rejects.toThrow(message);
   });
 
+  test.each([" , ", ",", " "])("API_KEYS %j without keys is a ConfigError", async (apiKeys) => {
+    const attempt = loadApiKeys({ apiKeys, apiKeysFile: "", names: environmentNames() });
+
+    await expect(attempt).rejects.toBeInstanceOf(ConfigError);
+    await expect(attempt).rejects.toThrow("API_KEYS is set but lists no API key");
+  });
+
   test("missing file is a ConfigError", async () => {
     await expect(loadApiKeys({ apiKeys: "", apiKeysFile: "/nonexistent/api-keys", names: environmentNames() })).rejects.toThrow(
       "API_KEYS_FILE /nonexistent/api-keys cannot be read: not found (ENOENT)",
