@@ -36,10 +36,10 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
     }
   };
 
-  add("display_name", longerThan(fields.displayName, MAX_DISPLAY_NAME_LENGTH) ? `longer than ${MAX_DISPLAY_NAME_LENGTH} characters` : null);
-  add("base_url", urlProblem(fields.baseUrl));
+  add("display_name", displayNameProblem(fields.displayName));
+  add("base_url", urlProblem(fields.baseUrl, "required", "the full http:// or https:// URL of the gateway endpoint that receives each SMS"));
   add("api_key_header", requiredHeaderNameProblem(fields.apiKeyHeader));
-  add("api_key", secretProblem(fields.apiKey, true));
+  add("api_key", secretProblem(fields.apiKey, true, "required: the value that the gateway expects in api_key_header"));
   add("default_sender", senderProblem(fields.defaultSender));
   add("id_path", dotPathProblem(fields.idPath));
   add("date_path", dotPathProblem(fields.datePath));
@@ -55,7 +55,10 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
   }
 
   if (fields.authenticateByToken) {
-    add("auth_url", urlProblem(fields.authUrl, "required when authenticate_by_token is set"));
+    add(
+      "auth_url",
+      urlProblem(fields.authUrl, "required when authenticate_by_token is set", "the full http:// or https:// URL that returns a token"),
+    );
     add("token_key", requiredHeaderNameProblem(fields.tokenKey, "required when authenticate_by_token is set"));
   }
   add("token_lifetime_seconds", tokenLifetimeProblem(fields.tokenLifetimeSeconds));
@@ -71,12 +74,16 @@ export function validateIntegration(fields: IntegrationFields, prefix: string): 
   return violations;
 }
 
-function urlProblem(value: string, missing = "required"): string | null {
+function urlProblem(value: string, missing: string, expected: string): string | null {
   if (value === "") {
-    return `${missing}: the full http:// or https:// URL of the gateway endpoint`;
+    return `${missing}: ${expected}`;
   }
   if (value.length > MAX_URL_LENGTH) {
     return `longer than ${MAX_URL_LENGTH} characters`;
+  }
+  // The URL parser drops tabs and line breaks, so the stored text would differ from the URL requested.
+  if (/\p{Cc}/u.test(value)) {
+    return "contains control characters such as tabs or line breaks; remove them";
   }
 
   let url: URL;
@@ -93,6 +100,16 @@ function urlProblem(value: string, missing = "required"): string | null {
   }
   if (url.hash !== "") {
     return "must not contain a fragment (#...), which is never sent to the server";
+  }
+  return null;
+}
+
+function displayNameProblem(value: string): string | null {
+  if (longerThan(value, MAX_DISPLAY_NAME_LENGTH)) {
+    return `longer than ${MAX_DISPLAY_NAME_LENGTH} characters`;
+  }
+  if (/\p{Cc}/u.test(value)) {
+    return "contains control characters such as line breaks; write it on one line";
   }
   return null;
 }

@@ -70,6 +70,8 @@ const configureCases: { name: string; request: () => ConfigureInit; code: Code; 
   { name: "mask on create", request: () => ({ integration: VALID, updateMask: { paths: ["base_url"] } }), code: Code.InvalidArgument, field: "update_mask" },
   { name: "unknown mask path", request: () => ({ integration: { id: existingId }, updateMask: { paths: ["create_time"] } }), code: Code.InvalidArgument, field: "update_mask" },
   { name: "masked update clears required", request: () => ({ integration: { id: existingId }, updateMask: { paths: ["base_url"] } }), code: Code.InvalidArgument, field: "integration.base_url" },
+  { name: "tab in base_url", request: () => ({ integration: { ...VALID, baseUrl: "http://127.0.0.\t1:9/sms" } }), code: Code.InvalidArgument, field: "integration.base_url" },
+  { name: "line break in display_name", request: () => ({ integration: { ...VALID, displayName: "Acme\r\nrow" } }), code: Code.InvalidArgument, field: "integration.display_name" },
   { name: "65-emoji default_sender", request: () => ({ integration: { ...VALID, defaultSender: "\u{1F600}".repeat(65) } }), code: Code.InvalidArgument, field: "integration.default_sender" },
   { name: "201-character display_name", request: () => ({ integration: { ...VALID, displayName: "\u{1F600}".repeat(201) } }), code: Code.InvalidArgument, field: "integration.display_name" },
 ];
@@ -98,6 +100,19 @@ describe("ConfigureIntegration rejects", () => {
       expect(result.fields).toContain(field);
       expect(result.message).toContain(field);
     }
+  });
+
+  test.each([
+    { name: "missing api_key", integration: { ...VALID, apiKey: "" }, text: "integration.api_key: required: the value that the gateway expects in api_key_header" },
+    {
+      name: "missing auth_url",
+      integration: { ...VALID, authenticateByToken: true, tokenKey: "token" },
+      text: "integration.auth_url: required when authenticate_by_token is set: the full http:// or https:// URL that returns a token",
+    },
+  ])("$name says what to give", async ({ integration, text }) => {
+    const result = await failure(integrations.configureIntegration({ integration }));
+
+    expect(result.message).toContain(text);
   });
 
   test("unknown id says how to create it", async () => {
