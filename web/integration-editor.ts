@@ -56,11 +56,11 @@ export function createIntegrationEditor(onSaved: (saved: SavedIntegration) => vo
     apiKeyHint.textContent =
       integration === undefined
         ? "Required. Write-only: never shown again after saving."
-        : `Stored: ${integration.apiKeyHint}. Leave empty to keep it; type a key to replace it.`;
+        : storedSecretText(integration.apiKeyHint, "Leave empty to keep it; type a key to replace it.");
     secretKeyHint.textContent =
       integration === undefined || integration.secretKeyHint === ""
         ? "Write-only. None stored."
-        : `Stored: ${integration.secretKeyHint}. Leave empty to keep it.`;
+        : storedSecretText(integration.secretKeyHint, "Leave empty to keep it.");
     removeSecretField.hidden = integration === undefined || integration.secretKeyHint === "";
 
     section.hidden = false;
@@ -133,6 +133,17 @@ export function createIntegrationEditor(onSaved: (saved: SavedIntegration) => vo
   });
 
   return { openNew: () => open(undefined), openEdit: (integration) => open(integration) };
+}
+
+/** The service's hint of a stored secret that its encryption keys cannot decrypt. */
+const UNREADABLE_SECRET_HINT = "(cannot be decrypted)";
+
+/** Describes a stored secret from its hint: `keep` for a readable one, a request to replace an unreadable one. */
+function storedSecretText(hint: string, keep: string): string {
+  if (hint === UNREADABLE_SECRET_HINT) {
+    return "Stored, but the service's encryption keys cannot decrypt it: type the key again to replace it.";
+  }
+  return `Stored: ${hint}. ${keep}`;
 }
 
 /**

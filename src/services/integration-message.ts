@@ -11,6 +11,8 @@ import {
   type IntegrationFields,
 } from "../domain/integration.js";
 import { InvalidArgumentError } from "../errors.js";
+import type { SecretField } from "../security/secret-cipher.js";
+import type { StoredIntegration } from "../store/integration-store.js";
 
 type FieldKey = keyof IntegrationFields;
 
@@ -112,8 +114,17 @@ function maskedKeys(paths: readonly string[]): FieldKey[] {
   return keys;
 }
 
-/** Builds the API view of an integration: secrets empty, masked hints instead. */
-export function toMessage(integration: Integration): IntegrationMessage {
+/** Hint of a stored secret that the configured encryption keys cannot decrypt. */
+export const UNREADABLE_SECRET_HINT = "(cannot be decrypted)";
+
+/**
+ * Builds the API view of an integration: secrets empty, masked hints
+ * instead, and {@link UNREADABLE_SECRET_HINT} for a secret that is stored
+ * but cannot be decrypted.
+ */
+export function toMessage(integration: Integration & Pick<StoredIntegration, "unreadableSecrets">): IntegrationMessage {
+  const unreadable = new Set(integration.unreadableSecrets?.map((secret) => secret.field));
+  const hint = (field: SecretField, secret: string) => (unreadable.has(field) ? UNREADABLE_SECRET_HINT : secretHint(secret));
   return create(IntegrationSchema, {
     id: integration.id,
     displayName: integration.displayName,
@@ -129,8 +140,8 @@ export function toMessage(integration: Integration): IntegrationMessage {
     maxConcurrentSends: integration.maxConcurrentSends,
     maxSendsPerSecond: integration.maxSendsPerSecond,
     tokenLifetimeSeconds: integration.tokenLifetimeSeconds ?? undefined,
-    apiKeyHint: secretHint(integration.apiKey),
-    secretKeyHint: secretHint(integration.secretKey),
+    apiKeyHint: hint("api_key", integration.apiKey),
+    secretKeyHint: hint("secret_key", integration.secretKey),
     createTime: timestampFromDate(integration.createTime),
     updateTime: timestampFromDate(integration.updateTime),
   });

@@ -187,7 +187,7 @@ describe("secret encrypted under a key that is gone", () => {
       expect(service.logLines).toContainEqual(
         expect.objectContaining({ level: 50, integrationId, field: "api_key", keyId: "old", failure: "unknown_key" }),
       );
-      expect(read.integration?.apiKeyHint).toBe("");
+      expect(read.integration?.apiKeyHint).toBe("(cannot be decrypted)");
       expect(gateway.requestsTo("/ok")).toHaveLength(0);
     } finally {
       sms.close();

@@ -127,14 +127,16 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
   /**
    * Output only. Masked hint of the stored API key: its last 4 characters
    * behind asterisks, or asterisks alone for a key of 8 characters or fewer.
+   * `(cannot be decrypted)` when the configured encryption keys cannot
+   * decrypt the stored key.
    *
    * @generated from field: string api_key_hint = 14;
    */
   apiKeyHint: string;
 
   /**
-   * Output only. Masked hint of the stored secret key, empty when none is
-   * stored.
+   * Output only. Masked hint of the stored secret key, as `api_key_hint`;
+   * empty when none is stored.
    *
    * @generated from field: string secret_key_hint = 15;
    */
