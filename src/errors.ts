@@ -38,6 +38,18 @@ export class NotFoundError extends Error {
   }
 }
 
+/** Error of an update that expected one version of an integration and found another, because a concurrent write came first. */
+export class VersionConflictError extends Error {
+  override readonly name = "VersionConflictError";
+
+  constructor(
+    readonly resource: string,
+    readonly id: string,
+  ) {
+    super(`${resource} "${id}" was changed by another request while this one updated it; read it again and retry`);
+  }
+}
+
 export class AlreadyExistsError extends Error {
   override readonly name = "AlreadyExistsError";
 

@@ -21,6 +21,7 @@ import {
   PermissionDeniedError,
   SecretUnreadableError,
   UnauthenticatedError,
+  VersionConflictError,
   type GatewayFailure,
   type IdempotencyConflict,
   type NotStartedReason,
@@ -78,6 +79,10 @@ export function toConnectError(error: unknown): ConnectError {
 
   if (error instanceof NotFoundError) {
     return new ConnectError(error.message, Code.NotFound, undefined, undefined, error);
+  }
+
+  if (error instanceof VersionConflictError) {
+    return new ConnectError(error.message, Code.Aborted, undefined, undefined, error);
   }
 
   if (error instanceof AlreadyExistsError) {

@@ -49,10 +49,10 @@ export class EncryptingIntegrationStore implements IntegrationStore {
     return stored === null ? null : this.#decrypted(stored);
   }
 
-  async update(id: string, fields: IntegrationFields): Promise<StoredIntegration> {
+  async update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration> {
     assertStorable(fields);
 
-    const updated = await this.#inner.update(id, this.#encrypted(id, fields));
+    const updated = await this.#inner.update(id, this.#encrypted(id, fields), expectedVersion);
     return { ...updated, apiKey: fields.apiKey, secretKey: fields.secretKey };
   }
 

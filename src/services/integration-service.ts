@@ -18,7 +18,7 @@ import {
 import type { Integration as IntegrationMessage } from "../../gen/smsgateway/v1/integration_pb.js";
 import type { Integration, IntegrationFields } from "../domain/integration.js";
 import { integrationIdProblem, validateIntegration } from "../domain/integration-validation.js";
-import { InvalidArgumentError, NotFoundError, OutboundBlockedError } from "../errors.js";
+import { InvalidArgumentError, NotFoundError, OutboundBlockedError, VersionConflictError } from "../errors.js";
 import type { ServiceMetrics } from "../observability/metrics.js";
 import type { OutboundGuard } from "../outbound/outbound-guard.js";
 import type { CallContext } from "../rpc/call-context.js";
@@ -30,6 +30,8 @@ import { decodePageToken, encodePageToken } from "./page-token.js";
 
 const DEFAULT_PAGE_SIZE = 50;
 const MAX_PAGE_SIZE = 1000;
+/** Maximum attempts of an update that concurrent writes keep overtaking; then it fails with ABORTED. */
+const MAX_UPDATE_ATTEMPTS = 5;
 
 /** Implements `smsgateway.v1.IntegrationService`. */
 export class IntegrationService {
@@ -47,16 +49,45 @@ export class IntegrationService {
     }
     const maskPaths = request.updateMask?.paths ?? [];
 
-    const { existing, fields } = await this.resolveFields(input, maskPaths, request.allowMissing);
-    if (existing === null) {
-      const created = await this.store.create(await this.accepted(fields, context), input.id === "" ? undefined : input.id);
-      context.log.info({ integrationId: created.id }, "integration created");
-      return create(ConfigureIntegrationResponseSchema, { integration: toMessage(created), created: true });
-    }
+    const { integration, created } = await this.save(input, maskPaths, request.allowMissing, context);
 
-    const updated = await this.store.update(input.id, await this.accepted(fields, context));
-    context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
-    return create(ConfigureIntegrationResponseSchema, { integration: toMessage(updated), created: false });
+    return create(ConfigureIntegrationResponseSchema, { integration: toMessage(integration), created });
+  }
+
+  /**
+   * Creates the integration, or updates it over the stored version that the
+   * update was computed from. An update writes every field, and a cached copy
+   * can be older than the row until the change notification arrives, so a
+   * write that finds another version reads the row again and starts over.
+   *
+   * @throws VersionConflictError when other writes came first {@link MAX_UPDATE_ATTEMPTS} times.
+   */
+  private async save(
+    input: IntegrationMessage,
+    maskPaths: readonly string[],
+    allowMissing: boolean,
+    context: CallContext,
+  ): Promise<{ integration: StoredIntegration; created: boolean }> {
+    for (let attempt = 1; ; attempt++) {
+      const { existing, fields } = await this.resolveFields(input, maskPaths, allowMissing);
+      if (existing === null) {
+        const created = await this.store.create(await this.accepted(fields, context), input.id === "" ? undefined : input.id);
+        context.log.info({ integrationId: created.id }, "integration created");
+        return { integration: created, created: true };
+      }
+
+      try {
+        const updated = await this.store.update(input.id, await this.accepted(fields, context), existing.version);
+        context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
+        return { integration: updated, created: false };
+      } catch (error) {
+        if (!(error instanceof VersionConflictError) || attempt >= MAX_UPDATE_ATTEMPTS) {
+          throw error;
+        }
+        // The failed write dropped the cached copy, so the next attempt reads the stored row.
+        context.log.info({ integrationId: input.id, attempt }, "integration changed by another write; updating the stored version");
+      }
+    }
   }
 
   async getIntegration(request: GetIntegrationRequest): Promise<GetIntegrationResponse> {
@@ -136,8 +167,6 @@ export class IntegrationService {
       return { existing: null, fields: fieldsFromMessage(input) };
     }
 
-    // NOTE: two concurrent partial updates of one integration can each read
-    // the old row, and the later write wins for the fields both masks name.
     const fields = applyUpdate(existing, input, maskPaths);
     assertUnreadableSecretsReplaced(existing, fields);
     return { existing, fields };

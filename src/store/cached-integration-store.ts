@@ -94,8 +94,8 @@ export class CachedIntegrationStore implements IntegrationStore {
     return this.#write(id, () => this.#inner.create(fields, id));
   }
 
-  update(id: string, fields: IntegrationFields): Promise<StoredIntegration> {
-    return this.#write(id, () => this.#inner.update(id, fields));
+  update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration> {
+    return this.#write(id, () => this.#inner.update(id, fields, expectedVersion));
   }
 
   delete(id: string): Promise<boolean> {

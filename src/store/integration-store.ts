@@ -50,10 +50,14 @@ export interface IntegrationStore {
    * Replaces every stored field of an existing integration, keeps its
    * `createTime`, sets `updateTime` to now and increments `version`.
    *
+   * With `expectedVersion`, the row is written only while its version is
+   * still that one, so a change made since it was read is never overwritten.
+   *
    * @throws NotFoundError when the integration does not exist.
+   * @throws VersionConflictError when its version is not `expectedVersion`.
    * @throws InvalidArgumentError when a field contains U+0000.
    */
-  update(id: string, fields: IntegrationFields): Promise<StoredIntegration>;
+  update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration>;
 
   /**
    * Reads one page of integrations in ascending id order (byte order of the

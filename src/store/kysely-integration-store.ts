@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 
 import type { IntegrationFields } from "../domain/integration.js";
-import { AlreadyExistsError, NotFoundError } from "../errors.js";
+import { AlreadyExistsError, NotFoundError, VersionConflictError } from "../errors.js";
 import type { IntegrationRow, StoreDatabase } from "./database-schema.js";
 import { newIntegrationId } from "./integration-id.js";
 import { assertStorable, fromRow, toFieldColumns, toStoredTime } from "./integration-row.js";
@@ -89,26 +89,31 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
     return row === undefined ? null : fromRow(row);
   }
 
-  async update(id: string, fields: IntegrationFields): Promise<StoredIntegration> {
+  async update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration> {
     if (!canBeStoredId(id)) {
       throw new NotFoundError(INTEGRATION_RESOURCE, id);
     }
     assertStorable(fields);
 
     const now = toStoredTime(this.#now());
-    const updated = await this.#run("update", () =>
-      this.#db
+    const updated = await this.#run("update", () => {
+      let query = this.#db
         .updateTable("integrations")
         .set((eb) => ({
           ...toFieldColumns(fields),
           update_time: now,
           version: eb("version", "+", 1),
         }))
-        .where("id", "=", id)
-        .returningAll()
-        .executeTakeFirst(),
-    );
+        .where("id", "=", id);
+      if (expectedVersion !== undefined) {
+        query = query.where("version", "=", expectedVersion);
+      }
+      return query.returningAll().executeTakeFirst();
+    });
     if (updated === undefined) {
+      if (expectedVersion !== undefined && (await this.get(id)) !== null) {
+        throw new VersionConflictError(INTEGRATION_RESOURCE, id);
+      }
       throw new NotFoundError(INTEGRATION_RESOURCE, id);
     }
     return fromRow(updated);

@@ -128,7 +128,8 @@ describe.skipIf(SKIP_POSTGRES)("two replicas on one PostgreSQL schema", () => {
     try {
       await client.query("begin");
       await client.query(`alter table ${table} disable trigger integrations_notify_change`);
-      await client.query(`update ${table} set default_sender = $1 where id = $2`, [sender, id]);
+      // Every write of the service increments the version, so this one does too.
+      await client.query(`update ${table} set default_sender = $1, version = version + 1 where id = $2`, [sender, id]);
       await client.query(`alter table ${table} enable trigger integrations_notify_change`);
       await client.query("commit");
     } finally {
@@ -207,6 +208,20 @@ describe.skipIf(SKIP_POSTGRES)("two replicas on one PostgreSQL schema", () => {
       expect(fromA.id).toBe(fromB.id);
       expect([fromA.replayed, fromB.replayed].sort()).toEqual([false, true]);
     }
+  });
+
+  test("partial update keeps unseen change", async () => {
+    await configure("edited", "/edited", "Before");
+    await expectCachedOnB("edited", "Before");
+    // The row now has "Silently changed" while B's cache has "Before", as before a change notification arrives.
+    // B changes only the display name, so the stored sender must stay.
+    await b.integrations.client.configureIntegration({
+      integration: { id: "edited", displayName: "Renamed through B" },
+      updateMask: { paths: ["display_name"] },
+    });
+
+    const { integration } = await a.integrations.client.getIntegration({ id: "edited" });
+    expect(integration).toMatchObject({ displayName: "Renamed through B", defaultSender: "Silently changed" });
   });
 
   test("B converges after its listener is terminated", async () => {

@@ -29,8 +29,8 @@ export class ObservedStore implements IntegrationStore {
     return this.inner.create(fields, id);
   }
 
-  update(id: string, fields: IntegrationFields) {
-    return this.inner.update(id, fields);
+  update(id: string, fields: IntegrationFields, expectedVersion?: number) {
+    return this.inner.update(id, fields, expectedVersion);
   }
 
   list(options: ListOptions) {

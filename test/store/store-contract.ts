@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 
 import type { IntegrationFields } from "../../src/domain/integration.js";
-import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../../src/errors.js";
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError, VersionConflictError } from "../../src/errors.js";
 import type { IntegrationStore, StoredIntegration } from "../../src/store/integration-store.js";
 import { sampleFields, sleep } from "./integration-fixtures.js";
 
@@ -144,6 +144,32 @@ export function describeStoreContract(name: string, makeLocation: () => Promise<
       expect(updated.updateTime.getTime()).toBeGreaterThan(created.updateTime.getTime());
       expect(updated.version).toBe(2);
       expect(await store.get("gw")).toEqual(updated);
+    });
+
+    test("update at the read version writes", async () => {
+      const created = await store.create(sampleFields());
+
+      const updated = await store.update(created.id, sampleFields({ defaultSender: "Second" }), created.version);
+
+      expect(updated.version).toBe(created.version + 1);
+      expect(updated.defaultSender).toBe("Second");
+    });
+
+    test("update at an old version conflicts", async () => {
+      const created = await store.create(sampleFields());
+      await store.update(created.id, sampleFields({ defaultSender: "First writer" }));
+
+      const stale = store.update(created.id, sampleFields({ displayName: "Second writer" }), created.version);
+
+      await expect(stale).rejects.toBeInstanceOf(VersionConflictError);
+      const stored = await store.get(created.id);
+      expect(stored?.defaultSender).toBe("First writer");
+      expect(stored?.displayName).toBe(sampleFields().displayName);
+      expect(stored?.version).toBe(created.version + 1);
+    });
+
+    test("update at a version of a missing id throws NotFoundError", async () => {
+      await expect(store.update("int_missing", sampleFields(), 1)).rejects.toBeInstanceOf(NotFoundError);
     });
 
     test("update of a missing id throws NotFoundError", async () => {
