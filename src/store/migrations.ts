@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely";
 
 import { migrateIdempotency } from "./idempotency-migration.js";
-import { createChangeNotifyTrigger } from "./integration-change-migration.js";
+import { createChangeNotifyTrigger, notifyRenamedIntegrationIds } from "./integration-change-migration.js";
 import { DEFAULT_POSTGRES_SCHEMA } from "./postgres-database.js";
 
 /** The database engines the store runs on. */
@@ -99,6 +99,13 @@ export function createMigrationProvider(engine: StoreEngine, schema?: string): M
       up: async (db) => {
         if (engine === "postgres") {
           await createChangeNotifyTrigger(db, schema ?? DEFAULT_POSTGRES_SCHEMA);
+        }
+      },
+    },
+    "0005_integration_change_notify_renamed_id": {
+      up: async (db) => {
+        if (engine === "postgres") {
+          await notifyRenamedIntegrationIds(db, schema ?? DEFAULT_POSTGRES_SCHEMA);
         }
       },
     },

@@ -116,6 +116,14 @@ describe.skipIf(SKIP_POSTGRES)("two replicas on one PostgreSQL schema", () => {
     return received(request!);
   }
 
+  /** Sends one SMS through a replica and returns the error code, or undefined when it was sent. */
+  async function sendCode(replica: Replica, integrationId: string): Promise<Code | undefined> {
+    return replica.sms.client.sendSms({ integrationId, to: "+15550001111", content: "code probe" }).then(
+      () => undefined,
+      (error: unknown) => ConnectError.from(error).code,
+    );
+  }
+
   /**
    * Changes the sender in the database without notifying anyone, as if the
    * notification were lost, so a send that still uses the old sender shows
@@ -176,10 +184,7 @@ describe.skipIf(SKIP_POSTGRES)("two replicas on one PostgreSQL schema", () => {
 
     // A send that still succeeds, before the notification arrives, is polled again.
     await eventually(
-      () => b.sms.client.sendSms({ integrationId: "shared", to: "+15550001111", content: "after delete" }).then(
-        () => undefined,
-        (error: unknown) => ConnectError.from(error).code,
-      ),
+      () => sendCode(b, "shared"),
       (code) => code === Code.NotFound,
       "B reports the deleted integration as NOT_FOUND",
       { timeoutMs: CONVERGENCE_MS },
@@ -208,6 +213,26 @@ describe.skipIf(SKIP_POSTGRES)("two replicas on one PostgreSQL schema", () => {
       expect(fromA.id).toBe(fromB.id);
       expect([fromA.replayed, fromB.replayed].sort()).toEqual([false, true]);
     }
+  });
+
+  test("id renamed by hand leaves B's cache", async () => {
+    await configure("before-rename", "/renamed", "Renamed");
+    expect(await sendThrough(b, "before-rename")).toMatchObject({ sender: "Renamed" });
+
+    const client = new pg.Client({ connectionString: TEST_DATABASE_URL, connectionTimeoutMillis: 5_000 });
+    await client.connect();
+    try {
+      await client.query(`update ${pg.escapeIdentifier(schema)}.integrations set id = 'after-rename' where id = 'before-rename'`);
+    } finally {
+      await client.end();
+    }
+
+    await eventually(
+      () => sendCode(b, "before-rename"),
+      (code) => code === Code.NotFound,
+      "B reports the old id as NOT_FOUND",
+      { timeoutMs: CONVERGENCE_MS },
+    );
   });
 
   test("partial update keeps unseen change", async () => {
