@@ -29,6 +29,17 @@ import { StorageError, summarizeDatabaseError } from "./storage-error.js";
  */
 const MIGRATE_ATTEMPTS = 8;
 
+/**
+ * The PostgreSQL advisory lock that Kysely 0.28 takes while it migrates, for
+ * the start-up log. It is one number per database, so deployments in other
+ * schemas of the same database wait for each other too. Kysely waits for it
+ * for up to an hour.
+ */
+const KYSELY_MIGRATION_LOCK = "pg_advisory_lock(3853314791062309107)";
+
+/** How long migrating may wait before the service logs that it waits for the migration lock, in milliseconds. */
+const MIGRATION_LOCK_WARNING_MS = 5_000;
+
 /** Base pause before another attempt, in milliseconds: attempt n waits n to 2n times it, so concurrent openers spread out. */
 const MIGRATE_RETRY_DELAY_MS = 20;
 
@@ -156,6 +167,40 @@ async function checkConnection(db: Kysely<StoreDatabase>, description: string): 
 }
 
 async function migrate(
+  db: Kysely<StoreDatabase>,
+  engine: StoreEngine,
+  schema: string | undefined,
+  description: string,
+  logger: Logger,
+): Promise<void> {
+  if (engine === "postgres") {
+    // The pool's statement timeout would also cut the wait for the migration lock, and any
+    // migration that takes longer, so the migrations run on one connection without it.
+    await db.connection().execute(async (connection) => {
+      await sql`set statement_timeout = 0`.execute(connection).catch((error: unknown) => {
+        throw new StorageError("migrate", error, description);
+      });
+      const waiting = setTimeout(() => {
+        logger.warn(
+          { database: description, lock: KYSELY_MIGRATION_LOCK },
+          "waiting for the database migration lock, which another replica holds while it migrates",
+        );
+      }, MIGRATION_LOCK_WARNING_MS);
+      try {
+        await runMigrations(connection, engine, schema, description, logger);
+      } finally {
+        clearTimeout(waiting);
+        // Only a broken connection fails to reset, and then the migration's own error is the one to report.
+        await sql`reset statement_timeout`.execute(connection).catch(() => undefined);
+      }
+    });
+    return;
+  }
+  await runMigrations(db, engine, schema, description, logger);
+}
+
+/** Brings the schema up to date with Kysely's Migrator, logging each migration applied. */
+async function runMigrations(
   db: Kysely<StoreDatabase>,
   engine: StoreEngine,
   schema: string | undefined,

@@ -1,8 +1,9 @@
+import pg from "pg";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
 
 import { openStore } from "../../src/store/open-store.js";
 import { StorageError } from "../../src/store/storage-error.js";
-import { capturingLogger, sampleFields, silentLogger } from "./integration-fixtures.js";
+import { capturingLogger, sampleFields, silentLogger, sleep } from "./integration-fixtures.js";
 import {
   assertPostgresReachable,
   columnCollation,
@@ -102,6 +103,31 @@ describe.skipIf(SKIP_POSTGRES)(`PostgreSQL store (TEST_DATABASE_URL or the local
       expect(lines.length).toBeGreaterThan(0);
       expect(lines.join("\n")).not.toContain(password);
     });
+
+    test("waits for the migration lock past the statement timeout", async () => {
+      const schema = newSchema();
+      const { logger, lines } = capturingLogger();
+      const holder = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await holder.connect();
+      try {
+        // The lock that Kysely's migrator takes, held as another replica would while it migrates.
+        await holder.query("select pg_advisory_lock(3853314791062309107)");
+        const opening = openStore({ databaseUrl: TEST_DATABASE_URL, schema, dataDir: UNUSED_DATA_DIR, logger });
+        opening.catch(() => undefined);
+
+        // Past the pool's 10-second statement timeout, which used to end the wait.
+        await sleep(11_000);
+        await holder.query("select pg_advisory_unlock(3853314791062309107)");
+        const { store } = await opening;
+        await store.close();
+
+        const warnings = lines.map((line) => JSON.parse(line) as { msg: string; lock?: string }).filter((line) => line.msg.startsWith("waiting for the database migration lock"));
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]?.lock).toBe("pg_advisory_lock(3853314791062309107)");
+      } finally {
+        await holder.end();
+      }
+    }, 30_000);
 
     test("unreachable server fails without the password", async () => {
       const { logger, lines } = capturingLogger();
