@@ -176,7 +176,7 @@ export class SendGate {
     let outcome: SendOutcome = "ignored";
     try {
       const result = await send(deadlineMs, current);
-      outcome = "success";
+      outcome = isReplay(result) ? "ignored" : "success";
       return result;
     } catch (error) {
       outcome = classifySendOutcome(error, deadlineCutShort);
@@ -405,4 +405,13 @@ export class SendGate {
       }
     }
   }
+}
+
+/**
+ * Tests whether a send's result has `replayed: true`: an idempotent repeat
+ * answered from the stored outcome, which says nothing about the gateway, so
+ * it neither closes nor keeps closed the integration's circuit.
+ */
+function isReplay(result: unknown): boolean {
+  return typeof result === "object" && result !== null && (result as { replayed?: unknown }).replayed === true;
 }

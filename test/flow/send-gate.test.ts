@@ -361,6 +361,24 @@ describe("SendGate circuit breaker", () => {
     expect(rejected.info.metadata).toEqual({ circuit_state: "open" });
   });
 
+  test("replays neither close nor reset it", async () => {
+    const { gate, advance } = makeGate();
+    const replay = () => Promise.resolve({ replayed: true });
+    await sendFailing(gate, acme, gatewayFailure("unavailable", 503));
+    await sendFailing(gate, acme, gatewayFailure("unavailable", 503));
+    await gate.run(acme, {}, replay);
+    await sendFailing(gate, acme, gatewayFailure("unavailable", 503));
+
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("CIRCUIT_OPEN");
+
+    // Half-open: a replay leaves the circuit half-open, so the next real send is the probe.
+    advance(1_000);
+    await gate.run(acme, {}, replay);
+    await sendFailing(gate, acme, gatewayFailure("unavailable", 503));
+
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("CIRCUIT_OPEN");
+  });
+
   test("comes before the concurrency check", async () => {
     const { gate } = makeGate();
     const limited = integration("acme", { maxConcurrentSends: 1 });
