@@ -102,8 +102,9 @@ export class CallPipeline {
         log,
       };
       const response = await handler(request, context);
-      this.finished(procedure, "OK", started);
-      log.info({ code: "OK", durationMs: elapsedMs(started) }, "rpc finished");
+      const code = endedCode(call.signal);
+      this.finished(procedure, code, started);
+      log.info({ code, durationMs: elapsedMs(started) }, "rpc finished");
       return response;
     } catch (thrown) {
       const error = toConnectError(thrown);
@@ -130,6 +131,20 @@ function logFailure(log: Logger, error: ConnectError, durationMs: number): void 
   } else {
     log.info(fields, "rpc failed");
   }
+}
+
+/**
+ * Returns the code to log and count for a handler that returned: `OK`, or
+ * the code of the caller's cancel or deadline when the call's signal aborted
+ * first. A batch returns its results even then, but the caller is no longer
+ * there to read them.
+ */
+function endedCode(signal: AbortSignal): string {
+  if (!signal.aborted) {
+    return "OK";
+  }
+  const reason: unknown = signal.reason;
+  return reason instanceof ConnectError ? codeName(reason.code) : "CANCELLED";
 }
 
 /** Returns the gRPC name of a code, for example `INVALID_ARGUMENT`. */

@@ -98,6 +98,11 @@ function batchLogLine(integrationId: string): Record<string, unknown> | undefine
   return bed.service.logLines.find((line) => line.msg === "batch finished" && line.integrationId === integrationId);
 }
 
+/** Returns the pipeline's log line of the call with this request id. */
+function rpcLogLine(requestId: unknown): Record<string, unknown> | undefined {
+  return bed.service.logLines.find((line) => line.msg === "rpc finished" && line.requestId === requestId);
+}
+
 describe("concurrency", () => {
   test("stays within BATCH_CONCURRENCY", async () => {
     const counter = countingPath("/wide", (inFlight) => inFlight.current === BATCH_CONCURRENCY);
@@ -590,6 +595,8 @@ describe("cancellation, deadline and shutdown", () => {
 
     expect(batchLogLine("cancel")).toMatchObject({ succeeded: 0, failed: 10, failuresByCode: { CANCELLED: 10 } });
     expect(bed.gateway.requestsTo("/cancel")).toHaveLength(2);
+    await waitFor(() => rpcLogLine(batchLogLine("cancel")?.requestId) !== undefined, "the call's log line");
+    expect(rpcLogLine(batchLogLine("cancel")?.requestId)).toMatchObject({ procedure: "smsgateway.v1.SmsService/SendSmsBatch", code: "CANCELLED" });
   });
 
   test.each(HTTP2_KINDS)(
