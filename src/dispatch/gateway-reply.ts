@@ -28,6 +28,14 @@ export interface ReplyPaths {
 const MAX_QUOTED_CHARS = 100;
 
 /**
+ * Maximum length of the id and the raw date that a result carries, in UTF-16 units. Real ids
+ * and dates are far shorter, and the bounds keep a batch response of sent
+ * messages within a few MB, where a gateway could otherwise make it any size.
+ */
+export const MAX_ID_LENGTH = 256;
+export const MAX_RAW_DATE_LENGTH = 64;
+
+/**
  * Reads the message id and date from a 2xx reply to the SMS request.
  *
  * Any 2xx reply means the gateway accepted the message, so this function
@@ -43,8 +51,19 @@ export function readSendReply(reply: BodyStart, maxBytes: number, paths: ReplyPa
     return { id: "", date: sendTime, rawDate: "", dateSource: "send_time", warnings };
   }
 
-  const id = readId(values, paths.idPath, warnings);
-  return { id, ...readDate(values.date, paths.datePath, sendTime, warnings), warnings };
+  const id = withinLength(readId(values, paths.idPath, warnings), MAX_ID_LENGTH, `the id at ${paths.idPath}`, warnings);
+  const date = readDate(values.date, paths.datePath, sendTime, warnings);
+  date.rawDate = withinLength(date.rawDate, MAX_RAW_DATE_LENGTH, `the date at ${paths.datePath}`, warnings);
+  return { id, ...date, warnings };
+}
+
+/** Returns `value`, or "" with a warning when it is longer than `max`, because a cut id or date would be wrong. */
+function withinLength(value: string, max: number, name: string, warnings: string[]): string {
+  if (value.length <= max) {
+    return value;
+  }
+  warnings.push(`${name} has ${value.length} characters, more than the ${max} that a result carries, so it was left out`);
+  return "";
 }
 
 /**

@@ -349,3 +349,32 @@ describe("Dispatcher.send redaction of the reply", () => {
     expect(second.id).toBe("echo-[REDACTED]");
   });
 });
+
+describe("Dispatcher.send reply lengths", () => {
+  test("keeps an id and date at their limits", async () => {
+    const id = "i".repeat(256);
+    const date = `2026-01-02T03:04:05 ${"x".repeat(44)}`;
+    const { result } = await sendWith({ json: { data: { id, date } } });
+
+    expect(result.id).toBe(id);
+    expect(result.rawDate).toBe(date);
+    expect(result.warnings.filter((warning) => warning.includes("left out"))).toEqual([]);
+  });
+
+  test("leaves out a longer id and date", async () => {
+    const { result, before, after } = await sendWith({ json: { data: { id: "i".repeat(257), date: "d".repeat(65) } } });
+
+    expect(result.id).toBe("");
+    expect(result.rawDate).toBe("");
+    expect(result.warnings).toContain("the id at data.id has 257 characters, more than the 256 that a result carries, so it was left out");
+    expect(result.warnings).toContain("the date at data.date has 65 characters, more than the 64 that a result carries, so it was left out");
+    expectSendTime(result, before, after);
+  });
+
+  test("leaves out a 300-digit number id", async () => {
+    const { result } = await sendWith({ body: `{"data":{"id":${"9".repeat(300)}}}`, headers: { "content-type": "application/json" } });
+
+    expect(result.id).toBe("");
+    expect(result.warnings[0]).toMatch(/^the id at data.id has 300 characters/);
+  });
+});
