@@ -623,6 +623,27 @@ describe("cancellation, deadline and shutdown", () => {
     },
   );
 
+  test("10,000 messages in a short deadline return their results", async () => {
+    bed.gateway.on("/large-short", async (request) => {
+      await sleep(300);
+      return acceptedByRecipient(request);
+    });
+    await bed.configure("large-short", bed.gateway.url("/large-short"), { maxConcurrentSends: 64 });
+    const kind = CLIENT_KINDS.find((candidate) => candidate.name === "Connect JSON over HTTP/1.1")!;
+    const { client, close } = kind.create(SmsService, bed.service.baseUrl);
+
+    try {
+      // 10,000 messages keep back 2 s for the response, which covers the whole deadline.
+      const response = await client.sendSmsBatch({ integrationId: "large-short", messages: messages(10_000) }, { timeoutMs: 1_500 });
+
+      expect(response.results).toHaveLength(10_000);
+      expect(new Set(response.results.map((result) => reasonOf(errorOf(result))))).toEqual(new Set(["MESSAGE_NOT_STARTED"]));
+      expect(bed.gateway.requestsTo("/large-short")).toHaveLength(0);
+    } finally {
+      close();
+    }
+  }, 20_000);
+
   /** A second service that the test may shut down, with integration `id` limited to one send in flight. */
   interface ClosingBed {
     service: TestService;

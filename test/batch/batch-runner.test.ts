@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import { describe, expect, test } from "vitest";
 
-import { MAX_RESPONSE_RESERVE_MS, responseReserveMs, runBatch } from "../../src/batch/batch-runner.js";
+import { MAX_RESPONSE_RESERVE_MS, RESPONSE_RESERVE_MS_PER_MESSAGE, responseReserveMs, runBatch } from "../../src/batch/batch-runner.js";
 import { pacingDecision } from "../../src/batch/flow-pacing.js";
 import { FlowLimitError, GatewayError, MessageNotStartedError, NotFoundError, type FlowLimitInfo } from "../../src/errors.js";
 import { SlotWaitAbortedError } from "../../src/flow/concurrency-slots.js";
@@ -31,9 +31,16 @@ describe("pacingDecision", () => {
 });
 
 test("responseReserveMs keeps a tenth, at most 1 s", () => {
-  expect(responseReserveMs(2_000)).toBe(200);
-  expect(responseReserveMs(60_000)).toBe(MAX_RESPONSE_RESERVE_MS);
-  expect(responseReserveMs(-5)).toBe(0);
+  expect(responseReserveMs(2_000, 1)).toBe(200);
+  expect(responseReserveMs(60_000, 1)).toBe(MAX_RESPONSE_RESERVE_MS);
+  expect(responseReserveMs(-5, 1)).toBe(0);
+});
+
+test("responseReserveMs grows with the messages", () => {
+  expect(responseReserveMs(60_000, 10_000)).toBe(10_000 * RESPONSE_RESERVE_MS_PER_MESSAGE);
+  expect(responseReserveMs(2_500, 10_000)).toBe(2_000);
+  expect(responseReserveMs(1_000, 10_000)).toBe(1_000);
+  expect(responseReserveMs(2_000, 100)).toBe(200);
 });
 
 describe("runBatch", () => {
