@@ -110,6 +110,21 @@ export class Delivery {
     }
   }
 
+  /**
+   * Returns the stored outcome of a message's idempotency key as a replay,
+   * or undefined when it has none: no key, a key of another request, or no
+   * finished send. Nothing is sent.
+   *
+   * @throws GatewayError stored by an earlier send of the key that failed.
+   */
+  async storedOutcome(integration: Integration, message: SmsMessage): Promise<KeyedResult | undefined> {
+    const key = message.idempotencyKey ?? "";
+    if (key === "") {
+      return undefined;
+    }
+    return this.keys.storedOutcome({ integrationId: integration.id, key, requestHash: requestHash(integration.id, message) });
+  }
+
   /** Waits for background store work, so the store can be closed next. */
   async close(): Promise<void> {
     await this.keys.close();

@@ -152,6 +152,25 @@ export class IdempotencyKeys {
     }
   }
 
+  /**
+   * Returns the stored outcome of the key as a replay, without sending or
+   * waiting: for a send that flow control rejected, whose key may have sent
+   * the SMS already. Returns undefined when the key has no finished outcome
+   * of this same request that is still kept.
+   *
+   * @throws GatewayError stored by an earlier send that failed.
+   */
+  async storedOutcome(scope: IdempotencyScope): Promise<KeyedResult | undefined> {
+    const record = await this.store.get(scope.integrationId, scope.key);
+    if (record === null || record.state !== "done" || record.requestHash !== scope.requestHash) {
+      return undefined;
+    }
+    if (record.expireTime.getTime() <= this.now().getTime()) {
+      return undefined;
+    }
+    return copyWith(replayOutcome(record.outcome ?? ""), { replayed: true });
+  }
+
   /** Waits for a purge that is running, so the store can close after it. */
   async close(): Promise<void> {
     await this.purging;

@@ -9,16 +9,16 @@ import {
   type SendSmsRequest,
   type SendSmsResponse,
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { runBatch, type MessageSendOptions } from "../batch/batch-runner.js";
-import type { Delivery } from "../delivery/delivery.js";
+import { runBatch, type MessageOutcome, type MessageSendOptions } from "../batch/batch-runner.js";
+import type { Delivery, KeyedResult } from "../delivery/delivery.js";
 import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
-import { InvalidArgumentError, type FieldViolation } from "../errors.js";
+import { FlowLimitError, GatewayError, InvalidArgumentError, type FieldViolation } from "../errors.js";
 import { queuedSendLimit } from "../flow/concurrency-slots.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable } from "../security/unreadable-secrets.js";
 import type { StoredIntegration } from "../store/integration-store.js";
-import { batchEntries, batchViolations } from "./batch-request.js";
+import { batchEntries, batchViolations, type BatchEntry } from "./batch-request.js";
 import { batchResponse } from "./batch-response.js";
 import type { IntegrationService } from "./integration-service.js";
 import { integrationIdViolations, messageViolations } from "./send-validation.js";
@@ -68,7 +68,14 @@ export class SmsService {
       idempotencyKey: request.idempotencyKey,
     };
     const call = { signal: context.signal, deadlineMs: context.timeoutMs(), requestId: context.requestId, log: context.log };
-    return this.#send(integration, message, call, "");
+    return this.#send(integration, message, call, "").catch(async (error: unknown) => {
+      // A repeat of a key that already sent must report that send, not that flow control rejected it.
+      const stored = error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, error, context.log) : undefined;
+      if (stored === undefined) {
+        throw error;
+      }
+      return sendSmsResponse(stored);
+    });
   }
 
   async sendSmsBatch(request: SendSmsBatchRequest, context: CallContext): Promise<SendSmsBatchResponse> {
@@ -106,8 +113,9 @@ export class SmsService {
       deadlineMs: context.timeoutMs(),
       stopping: this.stopping,
     });
+    const replayed = await this.#replayRejected(outcomes, entries, integration, context.log);
 
-    return batchResponse(outcomes, integration.id, context.log);
+    return batchResponse(replayed, integration.id, context.log);
   }
 
   /**
@@ -151,17 +159,75 @@ export class SmsService {
         throw prefixedFields(error, passthroughPrefix);
       });
 
-    return create(SendSmsResponseSchema, {
-      id: result.id,
-      date: timestampFromDate(result.date),
-      rawDate: result.rawDate,
-      dateSource: result.dateSource === "gateway" ? DateSource.GATEWAY : DateSource.SEND_TIME,
-      gatewayStatus: result.httpStatus,
-      attempts: result.attempts,
-      warnings: result.warnings,
-      replayed: result.replayed,
-    });
+    return sendSmsResponse(result);
   }
+
+  /**
+   * Returns the stored outcome of a rejected message's key, or undefined when
+   * it has none. A stored failure is thrown. When the lookup itself fails,
+   * the caller learns of the `rejection`, which it can act on, and the
+   * lookup's error is logged.
+   */
+  async #storedOutcome(integration: StoredIntegration, message: SmsMessage, rejection: unknown, log: Logger): Promise<KeyedResult | undefined> {
+    try {
+      return await this.delivery.storedOutcome(integration, message);
+    } catch (error) {
+      if (error instanceof GatewayError) {
+        throw error;
+      }
+      log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of a rejected send failed");
+      throw rejection;
+    }
+  }
+
+  /**
+   * Replaces the flow-control rejections of keyed messages with the stored
+   * outcomes of their keys. An open circuit fails every message not yet
+   * started without a send, and a repeated batch must still report the
+   * messages that an earlier call sent.
+   */
+  async #replayRejected(
+    outcomes: MessageOutcome<SendSmsResponse>[],
+    entries: readonly BatchEntry[],
+    integration: StoredIntegration,
+    log: Logger,
+  ): Promise<MessageOutcome<SendSmsResponse>[]> {
+    const rejected = outcomes.flatMap((outcome, index) =>
+      !outcome.ok && outcome.error instanceof FlowLimitError && (entries[index]!.sms.idempotencyKey ?? "") !== "" ? [index] : [],
+    );
+    for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
+      await Promise.all(
+        rejected.slice(start, start + REPLAY_LOOKUPS_IN_FLIGHT).map(async (index) => {
+          const rejection = (outcomes[index] as { error: unknown }).error;
+          try {
+            const stored = await this.#storedOutcome(integration, entries[index]!.sms, rejection, log);
+            if (stored !== undefined) {
+              outcomes[index] = { ok: true, value: sendSmsResponse(stored) };
+            }
+          } catch (error) {
+            outcomes[index] = { ok: false, error };
+          }
+        }),
+      );
+    }
+    return outcomes;
+  }
+}
+
+/** Lookups of stored outcomes that {@link SmsService} runs at once for the rejected messages of a batch. */
+const REPLAY_LOOKUPS_IN_FLIGHT = 16;
+
+function sendSmsResponse(result: KeyedResult): SendSmsResponse {
+  return create(SendSmsResponseSchema, {
+    id: result.id,
+    date: timestampFromDate(result.date),
+    rawDate: result.rawDate,
+    dateSource: result.dateSource === "gateway" ? DateSource.GATEWAY : DateSource.SEND_TIME,
+    gatewayStatus: result.httpStatus,
+    attempts: result.attempts,
+    warnings: result.warnings,
+    replayed: result.replayed,
+  });
 }
 
 function throwIfInvalid(violations: FieldViolation[]): void {

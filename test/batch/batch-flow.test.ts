@@ -542,6 +542,31 @@ describe("circuit breaker", () => {
     expect(bed.gateway.requestsTo("/down")).toHaveLength(FAILURE_THRESHOLD);
   });
 
+  test("an open circuit still replays sent keys", async () => {
+    bed.gateway.on("/replay-open", acceptedByRecipient);
+    await bed.configure("replay-open", bed.gateway.url("/replay-open"));
+    const keyed = messages(4).map((message, index) => ({ ...message, idempotencyKey: `replay-open-${index}` }));
+    const first = await bed.clients.sms.sendSmsBatch({ integrationId: "replay-open", messages: keyed });
+    const single = { integrationId: "replay-open", to: "+15550009999", content: "single", idempotencyKey: "replay-open-single" };
+    const firstSingle = await bed.clients.sms.sendSms(single);
+    bed.gateway.on("/replay-open", { status: 500 });
+    for (let i = 0; i < FAILURE_THRESHOLD; i++) {
+      await rejectionOf(bed.send("replay-open"));
+    }
+    const sentBefore = bed.gateway.requestsTo("/replay-open").length;
+
+    const repeated = await bed.clients.sms.sendSmsBatch({ integrationId: "replay-open", messages: [...keyed, ...messages(1)] });
+    const repeatedSingle = await bed.clients.sms.sendSms(single);
+
+    expect(codesOf(first)).toEqual(Array(4).fill("OK"));
+    expect(codesOf(repeated)).toEqual([...Array(4).fill("OK"), "UNAVAILABLE"]);
+    expect(repeated.results.slice(0, 4).map((result) => sentOf(result).replayed)).toEqual(Array(4).fill(true));
+    expect(repeated.results.slice(0, 4).map((result) => sentOf(result).id)).toEqual(first.results.map((result) => sentOf(result).id));
+    expect(reasonOf(errorOf(repeated.results[4]))).toBe("CIRCUIT_OPEN");
+    expect(repeatedSingle).toMatchObject({ id: firstSingle.id, replayed: true });
+    expect(bed.gateway.requestsTo("/replay-open")).toHaveLength(sentBefore);
+  });
+
   test("a half-open circuit lets the batch wait for its probe", async () => {
     bed.gateway.on("/recovering", { status: 500 });
     await bed.configure("recovering", bed.gateway.url("/recovering"));
