@@ -45,6 +45,7 @@ describe("loadConfig", () => {
     { argv: [], env: { PORT: "http" }, message: /^PORT: invalid value "http"/ },
     { argv: ["--port", "70000"], env: {}, message: /^--port: invalid value "70000": expected a whole number from 0 to 65535/ },
     { argv: [], env: { DATABASE_URL: "mysql://x" }, message: /postgres:\/\// },
+    { argv: [], env: { DATABASE_URL: "postgresql://app:pw-9@/sms?host=/run/postgresql" }, message: /For a Unix socket, leave the host empty/ },
     { argv: [], env: { LOG_LEVEL: "loud" }, message: /expected one of/ },
     { argv: ["--nope"], env: {}, message: /Unknown argument "--nope"/ },
     { argv: ["--port"], env: {}, message: /--port needs a value/ },

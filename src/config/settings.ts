@@ -159,6 +159,13 @@ function databaseUrl(raw: string): string {
     throw new Error(`${found}; expected a postgres:// or postgresql:// URL, or nothing for the embedded SQLite file`);
   }
   if (!URL.canParse(value)) {
+    if (/@\//.test(value)) {
+      throw new Error(
+        "it is not a valid URL, because a user name or password needs a host after it. For a Unix socket, " +
+          "leave the host empty and pass the socket folder and the credentials as parameters, as in " +
+          "postgresql:///database?host=/var/run/postgresql&user=name&password=secret",
+      );
+    }
     throw new Error(
       "it is not a valid URL; expected postgres://user:password@host:5432/database, with special characters in the password percent-encoded",
     );

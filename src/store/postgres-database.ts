@@ -31,7 +31,8 @@ export function isPostgresUrl(databaseUrl: string): boolean {
  * fragment, followed by the schema when it is not `public`.
  *
  * The query is dropped whole because parameters such as `sslpassword` can
- * hold secrets.
+ * hold secrets, except the `host` parameter of a URL without a host, which
+ * names the folder of a Unix socket.
  *
  * @throws Error when the URL cannot be parsed; the message leaves the URL out.
  */
@@ -45,10 +46,12 @@ export function describePostgresUrl(databaseUrl: string, schema: string = DEFAUL
     );
   }
 
+  // A URL without a host names a Unix socket folder in its host parameter, which is no secret.
+  const socketFolder = url.hostname === "" ? url.searchParams.get("host") : null;
   url.password = "";
   url.search = "";
   url.hash = "";
-  const text = url.toString();
+  const text = socketFolder === null ? url.toString() : `${url.toString()}?host=${socketFolder}`;
   return schema === DEFAULT_POSTGRES_SCHEMA ? text : `${text} (schema ${schema})`;
 }
 

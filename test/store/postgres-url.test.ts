@@ -21,6 +21,7 @@ describe("describePostgresUrl", () => {
     ["postgresql://app@db.internal/smsgateway", "postgresql://app@db.internal/smsgateway"],
     ["postgres://app:secret@db.internal/sms?sslmode=require&sslpassword=secret", "postgres://app@db.internal/sms"],
     ["postgres://:secret@db.internal/sms#secret", "postgres://db.internal/sms"],
+    ["postgresql:///sms?host=/var/run/postgresql&user=app&password=secret", "postgresql:///sms?host=/var/run/postgresql"],
   ])("%s → %s", (url, expected) => {
     expect(describePostgresUrl(url)).toBe(expected);
   });
