@@ -6,6 +6,8 @@ export interface JsonErrorLocation {
   path: string;
   /** A known field that a rejected key matches in all but letter case or underscores, such as `idempotencyKey`. */
   suggestion?: string;
+  /** True when the message at `path` is not a JSON object. */
+  notObject?: boolean;
 }
 
 /**
@@ -30,7 +32,7 @@ export function locateJsonError(schema: DescMessage, text: string, options: Part
 
 function locateIn(schema: DescMessage, json: unknown, path: string, options: Partial<JsonReadOptions>): JsonErrorLocation {
   if (!isObject(json)) {
-    return { path };
+    return { path, notObject: true };
   }
 
   for (const [key, value] of Object.entries(json)) {

@@ -10,7 +10,7 @@ import type { JsonErrorLocation } from "./json-error-path.js";
 export class UndecodableRequest {
   constructor(
     readonly error: unknown,
-    /** Where a JSON request failed, when it was looked for. */
+    /** Location of the JSON decoding failure, when it was looked for. */
     readonly location?: JsonErrorLocation,
   ) {}
 }
@@ -22,9 +22,12 @@ export async function rejectUndecodable(request: UndecodableRequest): Promise<ne
   if (reason.includes("google.protobuf.FieldMask from JSON")) {
     hints.push(FIELD_MASK_JSON_HINT);
   }
-  const { path = "", suggestion } = request.location ?? {};
+  const { path = "", suggestion, notObject = false } = request.location ?? {};
   if (suggestion !== undefined) {
     hints.push(`did you mean "${suggestion}"?`);
+  }
+  if (notObject) {
+    hints.push("a message is written as a JSON object, such as {\"integrationId\": \"demo\"}");
   }
   const where = path === "" ? "" : ` at ${path}`;
   const hint = hints.map((text) => `; ${text}`).join("");

@@ -1,4 +1,4 @@
-import { fromJsonString } from "@bufbuild/protobuf";
+import { fromJsonString, type DescMessage } from "@bufbuild/protobuf";
 import { describe, expect, test } from "vitest";
 import { ConfigureIntegrationRequestSchema } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SendSmsBatchRequestSchema, SendSmsRequestSchema } from "../../gen/smsgateway/v1/sms_service_pb.js";
@@ -18,15 +18,17 @@ describe("locateJsonError", () => {
     { name: "unknown key in a nested passthrough", text: batch(good, { ...good, passthrough: { headerz: {} } }), path: "messages[1].passthrough" },
     { name: "unknown key at the top", text: JSON.stringify({ integrationId: "gw", message: [good] }), path: "", suggestion: undefined },
     { name: "proto name in another case", text: JSON.stringify({ Integration_ID: "gw", messages: [good] }), path: "", suggestion: "integrationId" },
-    { name: "message that is not an object", text: batch(good, "hello"), path: "messages[1]" },
+    { name: "message that is not an object", text: batch(good, "hello"), path: "messages[1]", notObject: true },
+    { name: "request that is an array", text: "[]", path: "", notObject: true },
     { name: "text that is not JSON", text: "{", path: "" },
-  ])("$name", ({ text, path, suggestion }) => {
+  ])("$name", ({ text, path, suggestion, notObject }) => {
     expect(() => fromJsonString(SendSmsBatchRequestSchema, text, strict)).toThrow();
 
     const location = locateJsonError(SendSmsBatchRequestSchema, text, strict);
 
     expect(location.path).toBe(path);
     expect(location.suggestion).toBe(suggestion);
+    expect(location.notObject).toBe(notObject);
   });
 
   test("stops at a well-known type", () => {
@@ -43,6 +45,16 @@ describe("locateJsonError", () => {
   });
 });
 
+/** Decodes `text`, which must fail, and returns the failure as the handler passes it on. */
+function undecodable(schema: DescMessage, text: string): UndecodableRequest {
+  try {
+    fromJsonString(schema, text, strict);
+  } catch (error) {
+    return new UndecodableRequest(error, locateJsonError(schema, text, strict));
+  }
+  throw new Error("expected the text not to decode");
+}
+
 describe("rejectUndecodable", () => {
   async function messageOf(request: UndecodableRequest): Promise<string> {
     try {
@@ -55,18 +67,19 @@ describe("rejectUndecodable", () => {
 
   test("names the path and the likely key", async () => {
     const text = batch(good, { ...good, idempotencyKEY: "k" });
-    let error: unknown;
-    try {
-      fromJsonString(SendSmsBatchRequestSchema, text, strict);
-    } catch (thrown) {
-      error = thrown;
-    }
 
-    const message = await messageOf(new UndecodableRequest(error, locateJsonError(SendSmsBatchRequestSchema, text, strict)));
+    const message = await messageOf(undecodable(SendSmsBatchRequestSchema, text));
 
     expect(message).toBe(
       '[invalid_argument] the request message could not be decoded at messages[1]: cannot decode message smsgateway.v1.BatchMessage from JSON: key "idempotencyKEY" is unknown; did you mean "idempotencyKey"?',
     );
+  });
+
+  test("says a message is a JSON object", async () => {
+    const message = await messageOf(undecodable(SendSmsRequestSchema, "[]"));
+
+    expect(message).toContain("from JSON: Array(0)");
+    expect(message).toContain('a message is written as a JSON object, such as {"integrationId": "demo"}');
   });
 
   test("keeps the plain form without a location", async () => {
