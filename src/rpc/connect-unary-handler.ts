@@ -110,7 +110,7 @@ export function connectUnaryHandler(
         throw compression.error;
       }
       if (timeout.error !== undefined) {
-        throw timeout.error;
+        throw new ConnectError(`${timeout.error.rawMessage}; Connect-Timeout-Ms takes whole milliseconds of up to 10 digits, such as 5000`, timeout.error.code);
       }
       const bytes = await readMessageBytes(request, options.maxRequestBytes, call.signal, compression.request);
       bodyRead = true;
