@@ -122,6 +122,13 @@ function statusMessage(
         `Set ${urlField(context)} to the final URL.`
       );
     case "rejected":
+      if (status === 404 || status === 405) {
+        // These statuses are about the URL or the method, not about the request's fields.
+        return (
+          `The gateway rejected ${request} with HTTP ${status}, so it takes no POST at that URL. ` +
+          `Check the path of ${urlField(context)}.`
+        );
+      }
       return (
         `The gateway rejected ${request} with HTTP ${status}. ` +
         "Check the request fields against the gateway's reply body."

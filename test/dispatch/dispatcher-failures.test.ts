@@ -58,6 +58,18 @@ describe("Dispatcher.send status failures", () => {
     expect(error.message).toContain('integration "acme"');
   });
 
+  test.each([
+    [404, "Check the path of base_url."],
+    [405, "Check the path of base_url."],
+    [400, "Check the request fields against the gateway's reply body."],
+  ])("HTTP %d names what to check", async (status, advice) => {
+    gateway.on("/sms", { status, json: { error: "no" } });
+
+    const error = await gatewayErrorOf(dispatcher.send(makeIntegration(gateway.url()), message));
+
+    expect(error.message).toContain(advice);
+  });
+
   test("bounds the excerpt to 1 KiB", async () => {
     gateway.on("/sms", { status: 500, body: "e".repeat(10_000) });
 
