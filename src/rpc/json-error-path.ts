@@ -8,6 +8,8 @@ export interface JsonErrorLocation {
   suggestion?: string;
   /** True when the message at `path` is not a JSON object. */
   notObject?: boolean;
+  /** The JSON names of the fields of the message at `path`, when it has a key that matches none of them. */
+  fieldNames?: string[];
 }
 
 /**
@@ -39,7 +41,12 @@ function locateIn(schema: DescMessage, json: unknown, path: string, options: Par
     const field = schema.fields.find((candidate) => candidate.jsonName === key || candidate.name === key);
     if (field === undefined) {
       const suggestion = similarFieldName(schema, key);
-      return suggestion === undefined ? { path } : { path, suggestion };
+      return suggestion === undefined ? { path, fieldNames: schema.fields.map((known) => known.jsonName) } : { path, suggestion };
+    }
+    const fieldPath = path === "" ? key : `${path}.${key}`;
+    // A Struct holds any JSON object, such as passthrough.body, but nothing else.
+    if (field.fieldKind === "message" && field.message.typeName === "google.protobuf.Struct" && value !== null && !isObject(value)) {
+      return { path: fieldPath, notObject: true };
     }
     for (const [step, message, element] of nestedMessages(field, key, value)) {
       if (!decodes(message, element, options)) {

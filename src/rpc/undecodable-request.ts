@@ -22,12 +22,15 @@ export async function rejectUndecodable(request: UndecodableRequest): Promise<ne
   if (reason.includes("google.protobuf.FieldMask from JSON")) {
     hints.push(FIELD_MASK_JSON_HINT);
   }
-  const { path = "", suggestion, notObject = false } = request.location ?? {};
+  const { path = "", suggestion, notObject = false, fieldNames } = request.location ?? {};
   if (suggestion !== undefined) {
     hints.push(`did you mean "${suggestion}"?`);
   }
+  if (fieldNames !== undefined) {
+    hints.push(`the fields there are ${fieldNames.join(", ")}`);
+  }
   if (notObject) {
-    hints.push("a message is written as a JSON object, such as {\"integrationId\": \"demo\"}");
+    hints.push("the value there must be a JSON object, such as {\"integrationId\": \"demo\"} for a request");
   }
   const where = path === "" ? "" : ` at ${path}`;
   const hint = hints.map((text) => `; ${text}`).join("");

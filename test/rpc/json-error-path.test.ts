@@ -31,6 +31,18 @@ describe("locateJsonError", () => {
     expect(location.notObject).toBe(notObject);
   });
 
+  test("lists the fields for an unknown key", () => {
+    const text = batch(good, { ...good, passthrough: { priority: "high" } });
+
+    expect(locateJsonError(SendSmsBatchRequestSchema, text, strict)).toEqual({ path: "messages[1].passthrough", fieldNames: ["body", "headers", "query"] });
+  });
+
+  test("names a passthrough body that is not an object", () => {
+    const text = batch({ ...good, passthrough: { body: "x" } });
+
+    expect(locateJsonError(SendSmsBatchRequestSchema, text, strict)).toEqual({ path: "messages[0].passthrough.body", notObject: true });
+  });
+
   test("stops at a well-known type", () => {
     const text = JSON.stringify({ integration: { id: "gw", defaultSender: "Acme" }, updateMask: { paths: ["defaultSender"] } });
     expect(() => fromJsonString(ConfigureIntegrationRequestSchema, text, strict)).toThrow();
@@ -79,7 +91,7 @@ describe("rejectUndecodable", () => {
     const message = await messageOf(undecodable(SendSmsRequestSchema, "[]"));
 
     expect(message).toContain("from JSON: Array(0)");
-    expect(message).toContain('a message is written as a JSON object, such as {"integrationId": "demo"}');
+    expect(message).toContain('the value there must be a JSON object, such as {"integrationId": "demo"} for a request');
   });
 
   test("keeps the plain form without a location", async () => {
