@@ -155,7 +155,8 @@ function isNumber(lookup: PathLookup): boolean {
 function readId(values: ReplyValues, idPath: string, warnings: string[]): string {
   const lookup = values.id;
   if (!lookup.found) {
-    const example = values.root === undefined ? undefined : suggestIndexedPath(values.root, idPath);
+    const example =
+      values.root === undefined ? undefined : (suggestIndexedPath(values.root, idPath) ?? suggestKeyPath(values.root, idPath));
     warnings.push(
       example === undefined
         ? `no id at ${idPath}`
@@ -210,6 +211,48 @@ function suggestIndexedPath(root: unknown, idPath: string): string | undefined {
     current = next.value;
   }
   return undefined;
+}
+
+/** Nesting depth to which {@link suggestKeyPath} looks for the id path's last key. */
+const MAX_SUGGEST_DEPTH = 4;
+
+/**
+ * Suggests the first path, in document order and in objects at most four
+ * levels deep, that ends in the id path's last key and holds a string or
+ * number, as `data.id` for the id path `id` in `{"data": {"id": "m1"}}`.
+ * Arrays count by their first element. An id path with an index gets none.
+ */
+function suggestKeyPath(root: unknown, idPath: string): string | undefined {
+  const segments = idPath.split(".");
+  // A path with an index names a position, which another element would not match.
+  if (segments.some((segment) => /^[0-9]+$/.test(segment))) {
+    return undefined;
+  }
+  const key = segments.at(-1)!;
+  const visit = (value: unknown, path: string, depth: number): string | undefined => {
+    if (depth > MAX_SUGGEST_DEPTH) {
+      return undefined;
+    }
+    if (Array.isArray(value)) {
+      return value.length > 0 ? visit(value[0], `${path}.0`, depth + 1) : undefined;
+    }
+    if (!isJsonObject(value)) {
+      return undefined;
+    }
+    for (const [name, child] of Object.entries(value)) {
+      const childPath = path === "" ? name : `${path}.${name}`;
+      const isId = typeof child === "string" || typeof child === "number" || isLosslessNumber(child);
+      if (name === key && isId && childPath !== idPath) {
+        return childPath;
+      }
+      const found = visit(child, childPath, depth + 1);
+      if (found !== undefined) {
+        return found;
+      }
+    }
+    return undefined;
+  };
+  return visit(root, "", 0);
 }
 
 /** Suggests a path to an `id` inside an object or array found at the id path. */

@@ -272,6 +272,14 @@ describe("Dispatcher.send id path", () => {
       "no id at data.messages.id. Set id_path to the field that holds the message id, for example data.messages.0.id.",
     ],
     ["data.id", '{"data": [{"ref": "m1"}]}', "", "no id at data.id"],
+    ["id", '{"data": {"id": "m1"}}', "", "no id at id. Set id_path to the field that holds the message id, for example data.id."],
+    [
+      "data.id",
+      '{"result": {"messages": [{"id": 7}]}}',
+      "",
+      "no id at data.id. Set id_path to the field that holds the message id, for example result.messages.0.id.",
+    ],
+    ["message_id", '{"a": {"b": {"c": {"d": {"e": {"message_id": "deep"}}}}}}', "", "no id at message_id"],
   ];
 
   test.each(cases)("reads %s from %s", async (idPath, body, id, warning) => {
