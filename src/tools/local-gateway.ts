@@ -54,6 +54,10 @@ export async function startLocalGateway(
         reply(400, { error: "body is not JSON" });
         return;
       }
+      if (typeof message !== "object" || message === null || typeof message.to !== "string" || typeof message.content !== "string") {
+        reply(400, { error: 'expected a JSON object with the strings "to" and "content", as smsgateway sends them' });
+        return;
+      }
 
       count++;
       const id = `msg_${count}_${randomUUID().slice(0, 8)}`;
