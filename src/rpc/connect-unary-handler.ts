@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import { fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type JsonReadOptions, type JsonWriteOptions } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionNegotiate, type Compression } from "@connectrpc/connect/protocol";
 import {
@@ -60,6 +61,8 @@ interface UnaryRoute {
   handler: UnaryHandler<unknown, unknown>;
   input: DescMessage;
   output: DescMessage;
+  /** True for a method without side effects, which Connect also serves over GET. */
+  allowsGet: boolean;
 }
 
 /**
@@ -84,7 +87,8 @@ export function connectUnaryHandler(
   const routes = new Map<string, UnaryRoute>();
   const methodsOf = new Map<string, string[]>();
   for (const { service, method, procedure, handler } of unaryMethods(bindings)) {
-    routes.set(`/${procedure}`, { procedure, handler, input: method.input, output: method.output });
+    const allowsGet = method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS;
+    routes.set(`/${procedure}`, { procedure, handler, input: method.input, output: method.output, allowsGet });
     methodsOf.set(service.typeName, [...(methodsOf.get(service.typeName) ?? []), method.name]);
   }
   const shutdown = new ShutdownFanOut(options.shutdownSignal);
@@ -154,7 +158,16 @@ export function connectUnaryHandler(
     // This handler and connect-node pass the deadline to setTimeout, which fires one over 2^31-1 ms after 1 ms.
     capDeadlineHeaders(request.headers);
     const path = pathOf(request);
-    const route = request.method === "POST" ? routes.get(path) : undefined;
+    if (request.method !== "POST") {
+      const mistake = methodMistake(request, routes.get(path));
+      if (mistake !== undefined) {
+        void replyAfterBody(request, options.maxRequestBytes, () => sendError(response, mistake));
+      } else {
+        options.fallback(request, response);
+      }
+      return;
+    }
+    const route = routes.get(path);
     const contentType = headerValue(request, "content-type");
     const type = parseContentType(contentType);
     if (route === undefined || type === undefined || type.stream) {
@@ -181,6 +194,8 @@ interface CallMistake {
   status: number;
   code: "unimplemented" | "invalid_argument";
   message: string;
+  /** The HTTP methods that the path takes, for the `Allow` header of a 405. */
+  allow?: string;
 }
 
 /**
@@ -221,10 +236,44 @@ function callMistake(
   return { status: 404, code: "unimplemented", message: `${path.slice(1, slash)} has no method ${JSON.stringify(name)}; ${suggestion}` };
 }
 
+/**
+ * Returns what is wrong with a request to one of the service's methods in
+ * an HTTP method other than POST, which connect-node rejects with an empty
+ * 405 or 415: a GET without Connect's query parameters, a GET of a method
+ * with side effects, or a PUT, PATCH or DELETE. Returns undefined for a
+ * Connect GET, for other paths and for other HTTP methods, such as OPTIONS.
+ */
+function methodMistake(request: AnyRequest, route: UnaryRoute | undefined): CallMistake | undefined {
+  if (route === undefined || !["GET", "PUT", "PATCH", "DELETE"].includes(request.method ?? "")) {
+    return undefined;
+  }
+  const name = route.procedure.slice(route.procedure.lastIndexOf("/") + 1);
+  const post = "POST the request with content-type application/json";
+  if (request.method !== "GET" || !route.allowsGet) {
+    const allow = route.allowsGet ? "POST, GET" : "POST";
+    const problem = request.method === "GET" ? `${name} has side effects, so it takes POST only` : `${name} takes ${allow.replace(", ", " or ")}`;
+    return { status: 405, code: "unimplemented", message: `${problem}; ${post}`, allow };
+  }
+  if (new URLSearchParams((request.url ?? "").split("?", 2)[1] ?? "").has("encoding")) {
+    return undefined;
+  }
+  return {
+    status: 415,
+    code: "invalid_argument",
+    message:
+      `a Connect GET of ${name} needs the query parameters encoding=json and message, the request as URL-encoded JSON, ` +
+      `as in ?encoding=json&message=%7B%7D; or ${post}`,
+  };
+}
+
 /** Writes a Connect error body for a request that never became a call. */
 function sendError(response: AnyResponse, mistake: CallMistake): void {
   const body = Buffer.from(JSON.stringify({ code: mistake.code, message: mistake.message }));
-  response.writeHead(mistake.status, { "content-type": contentTypeUnaryJson, "content-length": body.byteLength });
+  const headers: Record<string, string | number> = { "content-type": contentTypeUnaryJson, "content-length": body.byteLength };
+  if (mistake.allow !== undefined) {
+    headers.allow = mistake.allow;
+  }
+  response.writeHead(mistake.status, headers);
   response.end(body);
 }
 

@@ -217,6 +217,19 @@ describe("JSON request errors", () => {
     });
   });
 
+  test.each([
+    { method: "GET", path: "IntegrationService/GetIntegration?id=demo", status: 415, allow: null, text: "a Connect GET of GetIntegration needs the query parameters encoding=json and message" },
+    { method: "GET", path: "SmsService/SendSms", status: 405, allow: "POST", text: "SendSms has side effects, so it takes POST only; POST the request with content-type application/json" },
+    { method: "PUT", path: "IntegrationService/GetIntegration", status: 405, allow: "POST, GET", text: "GetIntegration takes POST or GET" },
+    { method: "DELETE", path: "IntegrationService/DeleteIntegration", status: 405, allow: "POST", text: "DeleteIntegration takes POST" },
+  ])("$method $path says how to call it", async ({ method, path, status, allow, text }) => {
+    const reply = await fetch(`${service.baseUrl}/smsgateway.v1.${path}`, { method });
+
+    expect(reply.status).toBe(status);
+    expect(reply.headers.get("allow")).toBe(allow);
+    expect((await errorOf(reply)).message).toContain(text);
+  });
+
   test("unknown field in a Connect GET", async () => {
     const query = new URLSearchParams({ connect: "v1", encoding: "json", message: JSON.stringify({ id: existingId, name: "x" }) });
 
