@@ -108,7 +108,14 @@ export function registerHealthService(router: ConnectRouter, board: HealthStatus
     check(request: HealthCheckRequest): HealthCheckResponse {
       const status = board.status(request.service);
       if (status === undefined) {
-        throw new ConnectError(`unknown service "${request.service}"; leave it empty for the whole server`, Code.NotFound);
+        const known = board
+          .entries()
+          .map(([name]) => name)
+          .filter((name) => name !== "");
+        throw new ConnectError(
+          `unknown service "${request.service}"; leave it empty for the whole server, or name one of ${known.join(", ")}`,
+          Code.NotFound,
+        );
       }
       return create(HealthCheckResponseSchema, { status });
     },
