@@ -1,7 +1,7 @@
 import type { IntegrationFields } from "../domain/integration.js";
 import { newIntegrationId } from "../store/integration-id.js";
 import { assertStorable } from "../store/integration-row.js";
-import type { IntegrationStore, ListOptions, StoredIntegration } from "../store/integration-store.js";
+import type { IntegrationStore, ListOptions, ReadVersion, StoredIntegration } from "../store/integration-store.js";
 import { SecretDecryptionError, type SecretCipher, type SecretField } from "./secret-cipher.js";
 import type { UnreadableSecret } from "./unreadable-secrets.js";
 
@@ -49,10 +49,10 @@ export class EncryptingIntegrationStore implements IntegrationStore {
     return stored === null ? null : this.#decrypted(stored);
   }
 
-  async update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration> {
+  async update(id: string, fields: IntegrationFields, read?: ReadVersion): Promise<StoredIntegration> {
     assertStorable(fields);
 
-    const updated = await this.#inner.update(id, this.#encrypted(id, fields), expectedVersion);
+    const updated = await this.#inner.update(id, this.#encrypted(id, fields), read);
     return { ...updated, apiKey: fields.apiKey, secretKey: fields.secretKey };
   }
 

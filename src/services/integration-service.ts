@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import {
   ConfigureIntegrationResponseSchema,
@@ -32,6 +33,8 @@ const DEFAULT_PAGE_SIZE = 50;
 const MAX_PAGE_SIZE = 1000;
 /** Maximum attempts of an update that concurrent writes keep overtaking; then it fails with ABORTED. */
 const MAX_UPDATE_ATTEMPTS = 5;
+/** Base pause before an update computed again after a version conflict, in milliseconds. */
+const UPDATE_RETRY_DELAY_MS = 5;
 
 /** Implements `smsgateway.v1.IntegrationService`. */
 export class IntegrationService {
@@ -77,15 +80,17 @@ export class IntegrationService {
       }
 
       try {
-        const updated = await this.store.update(input.id, await this.accepted(fields, context), existing.version);
+        const updated = await this.store.update(input.id, await this.accepted(fields, context), existing);
         context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
         return { integration: updated, created: false };
       } catch (error) {
         if (!(error instanceof VersionConflictError) || attempt >= MAX_UPDATE_ATTEMPTS) {
           throw error;
         }
-        // The failed write dropped the cached copy, so the next attempt reads the stored row.
+        // The failed write dropped the cached copy, so the next attempt reads the stored row. The
+        // jittered pause keeps writers that keep colliding from retrying in step.
         context.log.info({ integrationId: input.id, attempt }, "integration changed by another write; updating the stored version");
+        await sleep(attempt * UPDATE_RETRY_DELAY_MS * (1 + Math.random()));
       }
     }
   }

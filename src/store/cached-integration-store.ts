@@ -1,5 +1,5 @@
 import type { IntegrationFields } from "../domain/integration.js";
-import type { IntegrationStore, ListOptions, StoredIntegration } from "./integration-store.js";
+import type { IntegrationStore, ListOptions, ReadVersion, StoredIntegration } from "./integration-store.js";
 
 /** Default number of integrations the cache keeps. */
 export const DEFAULT_CACHED_INTEGRATIONS = 10_000;
@@ -94,8 +94,8 @@ export class CachedIntegrationStore implements IntegrationStore {
     return this.#write(id, () => this.#inner.create(fields, id));
   }
 
-  update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration> {
-    return this.#write(id, () => this.#inner.update(id, fields, expectedVersion));
+  update(id: string, fields: IntegrationFields, read?: ReadVersion): Promise<StoredIntegration> {
+    return this.#write(id, () => this.#inner.update(id, fields, read));
   }
 
   delete(id: string): Promise<boolean> {

@@ -16,6 +16,9 @@ export interface StoredIntegration extends Integration {
   unreadableSecrets?: readonly UnreadableSecret[];
 }
 
+/** The version and creation time of the row that an update was computed from. */
+export type ReadVersion = Pick<StoredIntegration, "version" | "createTime">;
+
 /** Paging options of {@link IntegrationStore.list}. */
 export interface ListOptions {
   /** Maximum number of integrations to return, a positive integer. */
@@ -50,14 +53,15 @@ export interface IntegrationStore {
    * Replaces every stored field of an existing integration, keeps its
    * `createTime`, sets `updateTime` to now and increments `version`.
    *
-   * With `expectedVersion`, the row is written only while its version is
-   * still that one, so a change made since it was read is never overwritten.
+   * With `read`, the row is written only while it is still the one read:
+   * the same version of a row created at the same time, so neither a change
+   * made since nor a row deleted and created again is overwritten.
    *
    * @throws NotFoundError when the integration does not exist.
-   * @throws VersionConflictError when its version is not `expectedVersion`.
+   * @throws VersionConflictError when the row is no longer the one `read` describes.
    * @throws InvalidArgumentError when a field contains U+0000.
    */
-  update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration>;
+  update(id: string, fields: IntegrationFields, read?: ReadVersion): Promise<StoredIntegration>;
 
   /**
    * Reads one page of integrations in ascending id order (byte order of the

@@ -9,6 +9,7 @@ import {
   INTEGRATION_RESOURCE,
   type IntegrationStore,
   type ListOptions,
+  type ReadVersion,
   type SecretColumnsStore,
   type StoredIntegration,
   type StoredSecrets,
@@ -89,7 +90,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
     return row === undefined ? null : fromRow(row);
   }
 
-  async update(id: string, fields: IntegrationFields, expectedVersion?: number): Promise<StoredIntegration> {
+  async update(id: string, fields: IntegrationFields, read?: ReadVersion): Promise<StoredIntegration> {
     if (!canBeStoredId(id)) {
       throw new NotFoundError(INTEGRATION_RESOURCE, id);
     }
@@ -105,13 +106,13 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
           version: eb("version", "+", 1),
         }))
         .where("id", "=", id);
-      if (expectedVersion !== undefined) {
-        query = query.where("version", "=", expectedVersion);
+      if (read !== undefined) {
+        query = query.where("version", "=", read.version).where("create_time", "=", toStoredTime(read.createTime));
       }
       return query.returningAll().executeTakeFirst();
     });
     if (updated === undefined) {
-      if (expectedVersion !== undefined && (await this.get(id)) !== null) {
+      if (read !== undefined && (await this.get(id)) !== null) {
         throw new VersionConflictError(INTEGRATION_RESOURCE, id);
       }
       throw new NotFoundError(INTEGRATION_RESOURCE, id);

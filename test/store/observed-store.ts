@@ -1,5 +1,5 @@
 import type { IntegrationFields } from "../../src/domain/integration.js";
-import type { IntegrationStore, ListOptions, StoredIntegration } from "../../src/store/integration-store.js";
+import type { IntegrationStore, ListOptions, ReadVersion, StoredIntegration } from "../../src/store/integration-store.js";
 
 /** A real store that counts its reads and can hold them until the test lets them go. */
 export class ObservedStore implements IntegrationStore {
@@ -29,8 +29,8 @@ export class ObservedStore implements IntegrationStore {
     return this.inner.create(fields, id);
   }
 
-  update(id: string, fields: IntegrationFields, expectedVersion?: number) {
-    return this.inner.update(id, fields, expectedVersion);
+  update(id: string, fields: IntegrationFields, read?: ReadVersion) {
+    return this.inner.update(id, fields, read);
   }
 
   list(options: ListOptions) {

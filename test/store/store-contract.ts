@@ -149,7 +149,7 @@ export function describeStoreContract(name: string, makeLocation: () => Promise<
     test("update at the read version writes", async () => {
       const created = await store.create(sampleFields());
 
-      const updated = await store.update(created.id, sampleFields({ defaultSender: "Second" }), created.version);
+      const updated = await store.update(created.id, sampleFields({ defaultSender: "Second" }), created);
 
       expect(updated.version).toBe(created.version + 1);
       expect(updated.defaultSender).toBe("Second");
@@ -159,7 +159,7 @@ export function describeStoreContract(name: string, makeLocation: () => Promise<
       const created = await store.create(sampleFields());
       await store.update(created.id, sampleFields({ defaultSender: "First writer" }));
 
-      const stale = store.update(created.id, sampleFields({ displayName: "Second writer" }), created.version);
+      const stale = store.update(created.id, sampleFields({ displayName: "Second writer" }), created);
 
       await expect(stale).rejects.toBeInstanceOf(VersionConflictError);
       const stored = await store.get(created.id);
@@ -169,7 +169,20 @@ export function describeStoreContract(name: string, makeLocation: () => Promise<
     });
 
     test("update at a version of a missing id throws NotFoundError", async () => {
-      await expect(store.update("int_missing", sampleFields(), 1)).rejects.toBeInstanceOf(NotFoundError);
+      await expect(store.update("int_missing", sampleFields(), { version: 1, createTime: new Date() })).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    test("update of a row created again conflicts", async () => {
+      const first = await store.create(sampleFields(), "recreated");
+      await store.delete("recreated");
+      await sleep(5);
+      const second = await store.create(sampleFields({ defaultSender: "Second row" }), "recreated");
+
+      const stale = store.update("recreated", sampleFields({ displayName: "From the first row" }), first);
+
+      expect(second.version).toBe(first.version);
+      await expect(stale).rejects.toBeInstanceOf(VersionConflictError);
+      expect((await store.get("recreated"))?.defaultSender).toBe("Second row");
     });
 
     test("update of a missing id throws NotFoundError", async () => {
