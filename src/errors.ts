@@ -103,13 +103,16 @@ export interface GatewayErrorInfo {
 
 export class GatewayError extends Error {
   override readonly name = "GatewayError";
+  /** True for the stored failure of an idempotency key, thrown again without a request. */
+  readonly replayed: boolean;
 
   constructor(
     message: string,
     readonly info: GatewayErrorInfo,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; replayed?: boolean },
   ) {
     super(message, options);
+    this.replayed = options?.replayed === true;
   }
 }
 

@@ -56,7 +56,7 @@ export function replayOutcome(text: string): SendResult {
     case "sent":
       return { ...stored.result, date: new Date(stored.result.date) };
     case "failed":
-      throw new GatewayError(stored.message, stored.info);
+      throw new GatewayError(stored.message, stored.info, { replayed: true });
     case "unknown":
       throw new IdempotencyError("outcome_unknown", stored.message);
   }

@@ -179,7 +179,7 @@ export class SendGate {
       outcome = isReplay(result) ? "ignored" : "success";
       return result;
     } catch (error) {
-      outcome = classifySendOutcome(error, deadlineCutShort);
+      outcome = isReplay(error) ? "ignored" : classifySendOutcome(error, deadlineCutShort);
       throw error;
     } finally {
       this.#finish(integration.id, entry, permit, outcome, startMs, options.requestId);
@@ -408,10 +408,10 @@ export class SendGate {
 }
 
 /**
- * Tests whether a send's result has `replayed: true`: an idempotent repeat
- * answered from the stored outcome, which says nothing about the gateway, so
- * it neither closes nor keeps closed the integration's circuit.
+ * Tests whether a send's result or error has `replayed: true`: an idempotent
+ * repeat answered from the stored outcome, which says nothing about the
+ * gateway, so it neither closes nor keeps closed the integration's circuit.
  */
-function isReplay(result: unknown): boolean {
-  return typeof result === "object" && result !== null && (result as { replayed?: unknown }).replayed === true;
+function isReplay(outcome: unknown): boolean {
+  return typeof outcome === "object" && outcome !== null && (outcome as { replayed?: unknown }).replayed === true;
 }

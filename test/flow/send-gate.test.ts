@@ -371,9 +371,11 @@ describe("SendGate circuit breaker", () => {
 
     expect(reasonOf(await rejectionOf(gate, acme))).toBe("CIRCUIT_OPEN");
 
-    // Half-open: a replay leaves the circuit half-open, so the next real send is the probe.
+    // Half-open: replays, of a success or a stored failure, leave the circuit half-open, so the next real send is the probe.
     advance(1_000);
     await gate.run(acme, {}, replay);
+    const storedFailure = new GatewayError("rejected before", { failure: "rejected", stage: "send", httpStatus: 400, attempts: 1, bodyExcerpt: "", bodyTruncated: false }, { replayed: true });
+    await sendFailing(gate, acme, storedFailure);
     await sendFailing(gate, acme, gatewayFailure("unavailable", 503));
 
     expect(reasonOf(await rejectionOf(gate, acme))).toBe("CIRCUIT_OPEN");
