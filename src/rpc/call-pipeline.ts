@@ -6,6 +6,8 @@ import { REQUEST_ID_HEADER, resolveRequestId } from "../observability/request-id
 import type { ServiceLifecycle } from "../server/service-lifecycle.js";
 import type { CallContext, UnaryHandler } from "./call-context.js";
 import { causeToLog, isServerFault, toConnectError } from "./error-mapping.js";
+import { deadlineSlackMs } from "../dispatch/send-deadline.js";
+import { GraceEndedError } from "../errors.js";
 
 /** Incoming call as a server library hands it to the pipeline. */
 export interface IncomingCall {
@@ -102,7 +104,7 @@ export class CallPipeline {
         log,
       };
       const response = await handler(request, context);
-      const code = endedCode(call.signal);
+      const code = endedCode(call, started);
       this.finished(procedure, code, started);
       log.info({ code, durationMs: elapsedMs(started) }, "rpc finished");
       return response;
@@ -135,16 +137,29 @@ function logFailure(log: Logger, error: ConnectError, durationMs: number): void 
 
 /**
  * Returns the code to log and count for a handler that returned: `OK`, or
- * the code of the caller's cancel or deadline when the call's signal aborted
- * first. A batch returns its results even then, but the caller is no longer
- * there to read them.
+ * `CANCELLED` or `DEADLINE_EXCEEDED` when the caller went away first. A batch
+ * returns its results even then, but no caller reads them. An abort at the
+ * end of the shutdown grace period leaves `OK`, because the response is
+ * still written before the connections close.
  */
-function endedCode(signal: AbortSignal): string {
+function endedCode(call: IncomingCall, started: number): string {
+  const { signal } = call;
   if (!signal.aborted) {
     return "OK";
   }
   const reason: unknown = signal.reason;
-  return reason instanceof ConnectError ? codeName(reason.code) : "CANCELLED";
+  if (reason instanceof GraceEndedError || (reason instanceof ConnectError && reason.cause instanceof GraceEndedError)) {
+    return "OK";
+  }
+  if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) {
+    return "DEADLINE_EXCEEDED";
+  }
+  // A client closes the call at its own deadline, a moment before the server's timer would.
+  const remainingMs = call.timeoutMs();
+  if (remainingMs !== undefined && remainingMs <= deadlineSlackMs(remainingMs + (performance.now() - started))) {
+    return "DEADLINE_EXCEEDED";
+  }
+  return "CANCELLED";
 }
 
 /** Returns the gRPC name of a code, for example `INVALID_ARGUMENT`. */
