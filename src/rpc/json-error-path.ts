@@ -17,8 +17,9 @@ export interface JsonErrorLocation {
  * own, so that an error can name the message of a batch that is wrong. protobuf's
  * own error names the message type and the key, never its position.
  *
- * Call it only after decoding the whole text failed. It decodes each message
- * field again on its way down, so it costs about one more decode of the request.
+ * Call it only after decoding the whole text failed. It decodes each key, and
+ * each message on its way down, again, so it costs about two more decodes of
+ * the request.
  * Well-known types (Struct, Timestamp, FieldMask and so on) have JSON forms of
  * their own, so the search stops at them.
  */
@@ -37,11 +38,15 @@ function locateIn(schema: DescMessage, json: unknown, path: string, options: Par
     return { path, notObject: true };
   }
 
+  // protobuf-es decodes the keys in order and stops at the first that fails, so the search does too.
   for (const [key, value] of Object.entries(json)) {
     const field = schema.fields.find((candidate) => candidate.jsonName === key || candidate.name === key);
     if (field === undefined) {
       const suggestion = similarFieldName(schema, key);
       return suggestion === undefined ? { path, fieldNames: schema.fields.map((known) => known.jsonName) } : { path, suggestion };
+    }
+    if (decodes(schema, { [key]: value }, options)) {
+      continue;
     }
     const fieldPath = path === "" ? key : `${path}.${key}`;
     // A Struct holds any JSON object, such as passthrough.body, but nothing else.
@@ -53,6 +58,7 @@ function locateIn(schema: DescMessage, json: unknown, path: string, options: Par
         return locateIn(message, element, path === "" ? step : `${path}.${step}`, options);
       }
     }
+    return { path };
   }
   return { path };
 }

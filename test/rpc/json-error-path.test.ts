@@ -43,6 +43,16 @@ describe("locateJsonError", () => {
     expect(locateJsonError(SendSmsBatchRequestSchema, text, strict)).toEqual({ path: "messages[0].passthrough.body", notObject: true });
   });
 
+  test("names the first key that fails, as protobuf-es does", () => {
+    const scalarFirst = JSON.stringify({ integrationId: 5, messages: [{ to: "+1", Content: "a" }] });
+    const messagesFirst = JSON.stringify({ messages: [{ to: "+1", Content: "a" }], integrationId: 5 });
+    const limitFirst = JSON.stringify({ integration: { id: "gw", maxConcurrentSends: "lots", displayname: "x" } });
+
+    expect(locateJsonError(SendSmsBatchRequestSchema, scalarFirst, strict)).toEqual({ path: "" });
+    expect(locateJsonError(SendSmsBatchRequestSchema, messagesFirst, strict)).toEqual({ path: "messages[0]", suggestion: "content" });
+    expect(locateJsonError(ConfigureIntegrationRequestSchema, limitFirst, strict)).toEqual({ path: "integration" });
+  });
+
   test("stops at a well-known type", () => {
     const text = JSON.stringify({ integration: { id: "gw", defaultSender: "Acme" }, updateMask: { paths: ["defaultSender"] } });
     expect(() => fromJsonString(ConfigureIntegrationRequestSchema, text, strict)).toThrow();
