@@ -211,6 +211,12 @@ export class SendGate {
     this.#entries.get(integrationId)?.slots.endWaits(error);
   }
 
+  /** Returns true when the integration's circuit breaker is open or half-open, so that sends may be rejected or wait for a probe. */
+  circuitNotClosed(integrationId: string): boolean {
+    const entry = this.#entries.get(integrationId);
+    return entry !== undefined && entry.breaker.state(this.#now()) !== "closed";
+  }
+
   /** Returns the number of sends of the integration that wait for a slot. */
   waitingFor(integrationId: string): number {
     return this.#entries.get(integrationId)?.slots.waiting ?? 0;

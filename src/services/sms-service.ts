@@ -70,7 +70,7 @@ export class SmsService {
     const call = { signal: context.signal, deadlineMs: context.timeoutMs(), requestId: context.requestId, log: context.log };
     return this.#send(integration, message, call, "").catch(async (error: unknown) => {
       // A repeat of a key that already sent must report that send, not that flow control rejected it.
-      const stored = error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, error, context.log) : undefined;
+      const stored = error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, context.log) : undefined;
       if (stored === undefined) {
         throw error;
       }
@@ -152,6 +152,14 @@ export class SmsService {
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
     // takes a rate token.
+    // Past a closed circuit, a replay would wait for the probe or be rejected, so a kept outcome
+    // is looked up first. A closed circuit saves the lookup, which the send makes anyway.
+    if (message.idempotencyKey !== undefined && message.idempotencyKey !== "" && this.gate.circuitNotClosed(integration.id)) {
+      const stored = await this.#storedOutcome(integration, message, call.log);
+      if (stored !== undefined) {
+        return sendSmsResponse(stored);
+      }
+    }
     const gateOptions = { deadlineMs: call.deadlineMs, requestId, waitForSlot: call.waitForSlot, reread: call.reread };
     const result = await this.gate
       .run(integration, gateOptions, (deadlineMs, current) => this.delivery.send(current, message, { signal, deadlineMs, requestId }))
@@ -163,20 +171,20 @@ export class SmsService {
   }
 
   /**
-   * Returns the stored outcome of a rejected message's key, or undefined when
-   * it has none. A stored failure is thrown. When the lookup itself fails,
-   * the caller learns of the `rejection`, which it can act on, and the
-   * lookup's error is logged.
+   * Returns the kept outcome of a message's idempotency key, or undefined
+   * when it has none or the lookup failed. The lookup's failure is logged,
+   * because the caller then gets the result the send would have given
+   * without it. A stored failure is thrown.
    */
-  async #storedOutcome(integration: StoredIntegration, message: SmsMessage, rejection: unknown, log: Logger): Promise<KeyedResult | undefined> {
+  async #storedOutcome(integration: StoredIntegration, message: SmsMessage, log: Logger): Promise<KeyedResult | undefined> {
     try {
       return await this.delivery.storedOutcome(integration, message);
     } catch (error) {
       if (error instanceof GatewayError) {
         throw error;
       }
-      log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of a rejected send failed");
-      throw rejection;
+      log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of an idempotency key failed");
+      return undefined;
     }
   }
 
@@ -198,9 +206,8 @@ export class SmsService {
     for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
       await Promise.all(
         rejected.slice(start, start + REPLAY_LOOKUPS_IN_FLIGHT).map(async (index) => {
-          const rejection = (outcomes[index] as { error: unknown }).error;
           try {
-            const stored = await this.#storedOutcome(integration, entries[index]!.sms, rejection, log);
+            const stored = await this.#storedOutcome(integration, entries[index]!.sms, log);
             if (stored !== undefined) {
               outcomes[index] = { ok: true, value: sendSmsResponse(stored) };
             }

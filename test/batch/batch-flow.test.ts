@@ -567,6 +567,37 @@ describe("circuit breaker", () => {
     expect(bed.gateway.requestsTo("/replay-open")).toHaveLength(sentBefore);
   });
 
+  test("replays pass a half-open circuit while its probe runs", { timeout: 10_000 }, async () => {
+    bed.gateway.on("/replay-half", acceptedByRecipient);
+    await bed.configure("replay-half", bed.gateway.url("/replay-half"));
+    const keyed = messages(3).map((message, index) => ({ ...message, idempotencyKey: `replay-half-${index}` }));
+    const first = await bed.clients.sms.sendSmsBatch({ integrationId: "replay-half", messages: keyed });
+    bed.gateway.on("/replay-half", { status: 500 });
+    for (let i = 0; i < FAILURE_THRESHOLD; i++) {
+      await rejectionOf(bed.send("replay-half"));
+    }
+    await waitFor(() => bed.flowState("replay-half")?.circuit === "half_open", "the cool-down to end", OPEN_MS * 10);
+    const held = deferred();
+    bed.gateway.on("/replay-half", async (request) => {
+      await held.promise;
+      return acceptedByRecipient(request);
+    });
+    const probe = bed.send("replay-half");
+    await waitFor(() => bed.gateway.requestsTo("/replay-half").length === 3 + FAILURE_THRESHOLD + 1, "the probe to reach the gateway");
+
+    try {
+      // Without a deadline, a message that waited for the probe would wait until the probe ends below.
+      const repeated = await bed.clients.sms.sendSmsBatch({ integrationId: "replay-half", messages: keyed });
+
+      expect(codesOf(repeated)).toEqual(Array(3).fill("OK"));
+      expect(repeated.results.map((result) => sentOf(result).replayed)).toEqual(Array(3).fill(true));
+      expect(repeated.results.map((result) => sentOf(result).id)).toEqual(first.results.map((result) => sentOf(result).id));
+    } finally {
+      held.resolve();
+      await probe;
+    }
+  });
+
   test("a half-open circuit lets the batch wait for its probe", async () => {
     bed.gateway.on("/recovering", { status: 500 });
     await bed.configure("recovering", bed.gateway.url("/recovering"));
