@@ -2,6 +2,7 @@ import { isLosslessNumber } from "lossless-json";
 
 import { parseEpoch, parseGatewayDate } from "./gateway-date.js";
 import { readJsonPath, type PathLookup } from "./json-path.js";
+import { longerThan } from "../domain/text-length.js";
 import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
 import { bodyText, type BodyStart } from "./read-body.js";
 import type { DeadlineEnd } from "./send-deadline.js";
@@ -28,7 +29,7 @@ export interface ReplyPaths {
 const MAX_QUOTED_CHARS = 100;
 
 /**
- * Maximum length of the id and the raw date that a result carries, in UTF-16 units. Real ids
+ * Maximum length of the id and the raw date that a result carries, in code points. Real ids
  * and dates are far shorter, and the bounds keep a batch response of sent
  * messages within a few MB, where a gateway could otherwise make it any size.
  */
@@ -59,10 +60,10 @@ export function readSendReply(reply: BodyStart, maxBytes: number, paths: ReplyPa
 
 /** Returns `value`, or "" with a warning when it is longer than `max`, because a cut id or date would be wrong. */
 function withinLength(value: string, max: number, name: string, warnings: string[]): string {
-  if (value.length <= max) {
+  if (!longerThan(value, max)) {
     return value;
   }
-  warnings.push(`${name} has ${value.length} characters, more than the ${max} that a result carries, so it was left out`);
+  warnings.push(`${name} has ${[...value].length} characters, more than the ${max} that a result carries, so it was left out`);
   return "";
 }
 

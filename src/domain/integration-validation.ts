@@ -78,7 +78,7 @@ function urlProblem(value: string, missing: string, expected: string): string | 
   if (value === "") {
     return `${missing}: ${expected}`;
   }
-  if (value.length > MAX_URL_LENGTH) {
+  if (longerThan(value, MAX_URL_LENGTH)) {
     return `longer than ${MAX_URL_LENGTH} characters`;
   }
   // The URL parser drops tabs and line breaks, so the stored text would differ from the URL requested.

@@ -386,3 +386,10 @@ describe("Dispatcher.send reply lengths", () => {
     expect(result.warnings[0]).toMatch(/^the id at data.id has 300 characters/);
   });
 });
+
+test("counts an id's length in code points", async () => {
+  const id = "\u{1F600}".repeat(200);
+  const { result } = await sendWith({ json: { data: { id } } });
+
+  expect(result.id).toBe(id);
+});
