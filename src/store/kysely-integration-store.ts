@@ -96,6 +96,15 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
     }
     assertStorable(fields);
 
+    // The creation time is compared as the stored text, which SQL run by hand may have written
+    // in another form than the service, after checking that it is the time that was read.
+    let storedCreateTime: string | undefined;
+    if (read !== undefined) {
+      storedCreateTime = await this.#createTimeText(id, read);
+      if (storedCreateTime === undefined) {
+        throw (await this.get(id)) === null ? new NotFoundError(INTEGRATION_RESOURCE, id) : new VersionConflictError(INTEGRATION_RESOURCE, id);
+      }
+    }
     const now = toStoredTime(this.#now());
     const updated = await this.#run("update", () => {
       let query = this.#db
@@ -106,8 +115,8 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
           version: eb("version", "+", 1),
         }))
         .where("id", "=", id);
-      if (read !== undefined) {
-        query = query.where("version", "=", read.version).where("create_time", "=", toStoredTime(read.createTime));
+      if (read !== undefined && storedCreateTime !== undefined) {
+        query = query.where("version", "=", read.version).where("create_time", "=", storedCreateTime);
       }
       return query.returningAll().executeTakeFirst();
     });
@@ -118,6 +127,17 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
       throw new NotFoundError(INTEGRATION_RESOURCE, id);
     }
     return fromRow(updated);
+  }
+
+  /** Returns the stored text of the row's creation time when the row still has `read`'s version and creation time. */
+  async #createTimeText(id: string, read: ReadVersion): Promise<string | undefined> {
+    const row = await this.#run("update", () =>
+      this.#db.selectFrom("integrations").select("create_time").where("id", "=", id).where("version", "=", read.version).executeTakeFirst(),
+    );
+    if (row === undefined || new Date(row.create_time).getTime() !== read.createTime.getTime()) {
+      return undefined;
+    }
+    return row.create_time;
   }
 
   async list(options: ListOptions): Promise<StoredIntegration[]> {

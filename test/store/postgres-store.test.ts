@@ -75,6 +75,26 @@ describe.skipIf(SKIP_POSTGRES)(`PostgreSQL store (TEST_DATABASE_URL or the local
       expect(await columnCollation(schema, "integrations", "id")).toBe("C");
     });
 
+    test("updates a row whose creation time SQL wrote in another form", async () => {
+      const schema = newSchema();
+      const { store } = await openStore({ databaseUrl: TEST_DATABASE_URL, schema, dataDir: UNUSED_DATA_DIR, logger: silentLogger() });
+      const client = new pg.Client({ connectionString: TEST_DATABASE_URL });
+      await client.connect();
+      try {
+        await store.create(sampleFields(), "hand-written");
+        await client.query(`update ${pg.escapeIdentifier(schema)}.integrations set create_time = '2024-05-01T10:00:00.123456+00:00' where id = 'hand-written'`);
+        const read = await store.get("hand-written");
+
+        const updated = await store.update("hand-written", sampleFields({ defaultSender: "Updated" }), read!);
+
+        expect(updated.defaultSender).toBe("Updated");
+        expect(updated.createTime.toISOString()).toBe("2024-05-01T10:00:00.123Z");
+      } finally {
+        await client.end();
+        await store.close();
+      }
+    });
+
     test("keeps schemas apart", async () => {
       const options = { databaseUrl: TEST_DATABASE_URL, dataDir: UNUSED_DATA_DIR, logger: silentLogger() };
       const first = (await openStore({ ...options, schema: newSchema() })).store;
