@@ -112,10 +112,12 @@ export class Delivery {
 
   /**
    * Returns the stored outcome of a message's idempotency key as a replay,
-   * or undefined when it has none: no key, a key of another request, or no
-   * finished send. Nothing is sent.
+   * or undefined when it has none: no key, or no finished send. Nothing is
+   * sent.
    *
    * @throws GatewayError stored by an earlier send of the key that failed.
+   * @throws IdempotencyError when the key belongs to another request, or its
+   *   send recorded no outcome.
    */
   async storedOutcome(integration: Integration, message: SmsMessage): Promise<KeyedResult | undefined> {
     const key = message.idempotencyKey ?? "";

@@ -156,14 +156,19 @@ export class IdempotencyKeys {
    * Returns the stored outcome of the key as a replay, without sending or
    * waiting: for a send that flow control rejected, whose key may have sent
    * the SMS already. Returns undefined when the key has no finished outcome
-   * of this same request that is still kept.
+   * that is still kept.
    *
    * @throws GatewayError stored by an earlier send that failed.
+   * @throws IdempotencyError when the key belongs to another request
+   *   (`reused`), or its send recorded no outcome (`outcome_unknown`).
    */
   async storedOutcome(scope: IdempotencyScope): Promise<KeyedResult | undefined> {
     const record = await this.store.get(scope.integrationId, scope.key);
-    if (record === null || record.state !== "done" || record.requestHash !== scope.requestHash) {
+    if (record === null || record.state !== "done") {
       return undefined;
+    }
+    if (record.requestHash !== scope.requestHash) {
+      throw keyReusedError(scope);
     }
     if (record.expireTime.getTime() <= this.now().getTime()) {
       return undefined;

@@ -12,7 +12,7 @@ import {
 import { runBatch, type MessageOutcome, type MessageSendOptions } from "../batch/batch-runner.js";
 import type { Delivery, KeyedResult } from "../delivery/delivery.js";
 import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
-import { FlowLimitError, GatewayError, InvalidArgumentError, type FieldViolation } from "../errors.js";
+import { FlowLimitError, GatewayError, IdempotencyError, InvalidArgumentError, type FieldViolation } from "../errors.js";
 import { queuedSendLimit } from "../flow/concurrency-slots.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
@@ -174,13 +174,14 @@ export class SmsService {
    * Returns the kept outcome of a message's idempotency key, or undefined
    * when it has none or the lookup failed. The lookup's failure is logged,
    * because the caller then gets the result the send would have given
-   * without it. A stored failure is thrown.
+   * without it. A stored failure is thrown, and so is the error of a key that
+   * belongs to another request or whose outcome is unknown.
    */
   async #storedOutcome(integration: StoredIntegration, message: SmsMessage, log: Logger): Promise<KeyedResult | undefined> {
     try {
       return await this.delivery.storedOutcome(integration, message);
     } catch (error) {
-      if (error instanceof GatewayError) {
+      if (error instanceof GatewayError || error instanceof IdempotencyError) {
         throw error;
       }
       log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of an idempotency key failed");

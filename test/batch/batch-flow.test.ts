@@ -557,6 +557,7 @@ describe("circuit breaker", () => {
 
     const repeated = await bed.clients.sms.sendSmsBatch({ integrationId: "replay-open", messages: [...keyed, ...messages(1)] });
     const repeatedSingle = await bed.clients.sms.sendSms(single);
+    const reused = await rejectionOf(bed.clients.sms.sendSms({ ...single, content: "another text" }));
 
     expect(codesOf(first)).toEqual(Array(4).fill("OK"));
     expect(codesOf(repeated)).toEqual([...Array(4).fill("OK"), "UNAVAILABLE"]);
@@ -564,6 +565,8 @@ describe("circuit breaker", () => {
     expect(repeated.results.slice(0, 4).map((result) => sentOf(result).id)).toEqual(first.results.map((result) => sentOf(result).id));
     expect(reasonOf(errorOf(repeated.results[4]))).toBe("CIRCUIT_OPEN");
     expect(repeatedSingle).toMatchObject({ id: firstSingle.id, replayed: true });
+    expect(reused.code).toBe(Code.FailedPrecondition);
+    expect(errorInfoOf(reused).reason).toBe("IDEMPOTENCY_KEY_REUSED");
     expect(bed.gateway.requestsTo("/replay-open")).toHaveLength(sentBefore);
   });
 
