@@ -241,6 +241,10 @@ function suggestKeyPath(root: unknown, idPath: string): string | undefined {
       return undefined;
     }
     for (const [name, child] of Object.entries(value)) {
+      // A dot path cannot name a key that contains a dot.
+      if (name.includes(".")) {
+        continue;
+      }
       const childPath = path === "" ? name : `${path}.${name}`;
       const isId = typeof child === "string" || typeof child === "number" || isLosslessNumber(child);
       if (name === key && isId && childPath !== idPath) {

@@ -30,7 +30,7 @@ export async function rejectUndecodable(request: UndecodableRequest): Promise<ne
     hints.push(`the fields there are ${fieldNames.join(", ")}`);
   }
   if (notObject) {
-    hints.push("the value there must be a JSON object, such as {\"integrationId\": \"demo\"} for a request");
+    hints.push(path === "" ? "the request must be a JSON object of its fields" : "the value there must be a JSON object");
   }
   const where = path === "" ? "" : ` at ${path}`;
   const hint = hints.map((text) => `; ${text}`).join("");

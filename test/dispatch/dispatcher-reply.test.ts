@@ -280,6 +280,7 @@ describe("Dispatcher.send id path", () => {
       "no id at data.id. Set id_path to the field that holds the message id, for example result.messages.0.id.",
     ],
     ["message_id", '{"a": {"b": {"c": {"d": {"e": {"message_id": "deep"}}}}}}', "", "no id at message_id"],
+    ["id", '{"a.b": {"id": "m1"}}', "", "no id at id"],
   ];
 
   test.each(cases)("reads %s from %s", async (idPath, body, id, warning) => {

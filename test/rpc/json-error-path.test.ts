@@ -101,7 +101,7 @@ describe("rejectUndecodable", () => {
     const message = await messageOf(undecodable(SendSmsRequestSchema, "[]"));
 
     expect(message).toContain("from JSON: Array(0)");
-    expect(message).toContain('the value there must be a JSON object, such as {"integrationId": "demo"} for a request');
+    expect(message).toContain("the request must be a JSON object of its fields");
   });
 
   test("keeps the plain form without a location", async () => {
