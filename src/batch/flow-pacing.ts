@@ -16,6 +16,10 @@ export type PacingDecision = { kind: "wait"; delayMs: number } | { kind: "stop" 
  * its whole cool-down, so waiting would only hold the call. A deleted
  * integration fails every further send, so the batch stops without reading
  * it from the database again for each message.
+ *
+ * NOTE: a gateway's own 429 is final for its message and does not slow the
+ * batch, whatever its Retry-After says: the remaining messages are still sent
+ * at the pace of the integration's limits.
  */
 export function pacingDecision(error: unknown): PacingDecision {
   if (error instanceof NotFoundError) {

@@ -176,6 +176,10 @@ export class SmsService {
    * because the caller then gets the result the send would have given
    * without it. A stored failure is thrown, and so is the error of a key that
    * belongs to another request or whose outcome is unknown.
+   *
+   * NOTE: the lookup is bounded by the store's own timeouts (PostgreSQL's
+   * statement timeout, SQLite's busy timeout), not by the caller's deadline,
+   * so a hanging database holds the call past it.
    */
   async #storedOutcome(integration: StoredIntegration, message: SmsMessage, log: Logger): Promise<KeyedResult | undefined> {
     try {
