@@ -164,14 +164,13 @@ export class IdempotencyKeys {
    */
   async storedOutcome(scope: IdempotencyScope): Promise<KeyedResult | undefined> {
     const record = await this.store.get(scope.integrationId, scope.key);
-    if (record === null || record.state !== "done") {
+    // NOTE: a pending key whose lease ran out counts as none here, where a send would report its
+    // outcome as unknown. Either way nothing is sent.
+    if (record === null || record.state !== "done" || record.expireTime.getTime() <= this.now().getTime()) {
       return undefined;
     }
     if (record.requestHash !== scope.requestHash) {
       throw keyReusedError(scope);
-    }
-    if (record.expireTime.getTime() <= this.now().getTime()) {
-      return undefined;
     }
     return copyWith(replayOutcome(record.outcome ?? ""), { replayed: true });
   }

@@ -241,8 +241,8 @@ function suggestKeyPath(root: unknown, idPath: string): string | undefined {
       return undefined;
     }
     for (const [name, child] of Object.entries(value)) {
-      // A dot path cannot name a key that contains a dot.
-      if (name.includes(".")) {
+      // A dot path cannot name an empty key or a key that contains a dot.
+      if (name === "" || name.includes(".")) {
         continue;
       }
       const childPath = path === "" ? name : `${path}.${name}`;

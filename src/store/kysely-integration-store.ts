@@ -96,17 +96,39 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
     }
     assertStorable(fields);
 
-    // The creation time is compared as the stored text, which SQL run by hand may have written
-    // in another form than the service, after checking that it is the time that was read.
-    let storedCreateTime: string | undefined;
-    if (read !== undefined) {
-      storedCreateTime = await this.#createTimeText(id, read);
-      if (storedCreateTime === undefined) {
-        throw (await this.get(id)) === null ? new NotFoundError(INTEGRATION_RESOURCE, id) : new VersionConflictError(INTEGRATION_RESOURCE, id);
+    const now = toStoredTime(this.#now());
+    let updated: IntegrationRow | undefined;
+    if (read === undefined) {
+      updated = await this.#updateRow(id, fields, now, undefined);
+    } else {
+      // The row is matched by its version and creation time, in the service's own text form first.
+      // SQL run by hand may have written the time in another form, which one more read finds.
+      const written = toStoredTime(read.createTime);
+      updated = await this.#updateRow(id, fields, now, { version: read.version, createTime: written });
+      if (updated === undefined) {
+        const stored = await this.#createTimeText(id, read);
+        if (stored !== undefined && stored !== written) {
+          updated = await this.#updateRow(id, fields, now, { version: read.version, createTime: stored });
+        }
       }
     }
-    const now = toStoredTime(this.#now());
-    const updated = await this.#run("update", () => {
+    if (updated === undefined) {
+      if (read !== undefined && (await this.get(id)) !== null) {
+        throw new VersionConflictError(INTEGRATION_RESOURCE, id);
+      }
+      throw new NotFoundError(INTEGRATION_RESOURCE, id);
+    }
+    return fromRow(updated);
+  }
+
+  /** Writes every field of the row, and with `match` only while the row has that version and stored creation time. */
+  async #updateRow(
+    id: string,
+    fields: IntegrationFields,
+    now: string,
+    match: { version: number; createTime: string } | undefined,
+  ): Promise<IntegrationRow | undefined> {
+    return this.#run("update", () => {
       let query = this.#db
         .updateTable("integrations")
         .set((eb) => ({
@@ -115,18 +137,11 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
           version: eb("version", "+", 1),
         }))
         .where("id", "=", id);
-      if (read !== undefined && storedCreateTime !== undefined) {
-        query = query.where("version", "=", read.version).where("create_time", "=", storedCreateTime);
+      if (match !== undefined) {
+        query = query.where("version", "=", match.version).where("create_time", "=", match.createTime);
       }
       return query.returningAll().executeTakeFirst();
     });
-    if (updated === undefined) {
-      if (read !== undefined && (await this.get(id)) !== null) {
-        throw new VersionConflictError(INTEGRATION_RESOURCE, id);
-      }
-      throw new NotFoundError(INTEGRATION_RESOURCE, id);
-    }
-    return fromRow(updated);
   }
 
   /** Returns the stored text of the row's creation time when the row still has `read`'s version and creation time. */

@@ -281,6 +281,7 @@ describe("Dispatcher.send id path", () => {
     ],
     ["message_id", '{"a": {"b": {"c": {"d": {"e": {"message_id": "deep"}}}}}}', "", "no id at message_id"],
     ["id", '{"a.b": {"id": "m1"}}', "", "no id at id"],
+    ["id", '{"data": {"": {"id": "m1"}}}', "", "no id at id"],
   ];
 
   test.each(cases)("reads %s from %s", async (idPath, body, id, warning) => {
