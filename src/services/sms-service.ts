@@ -68,14 +68,7 @@ export class SmsService {
       idempotencyKey: request.idempotencyKey,
     };
     const call = { signal: context.signal, deadlineMs: context.timeoutMs(), requestId: context.requestId, log: context.log };
-    return this.#send(integration, message, call, "").catch(async (error: unknown) => {
-      // A repeat of a key that already sent must report that send, not that flow control rejected it.
-      const stored = error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, context.log) : undefined;
-      if (stored === undefined) {
-        throw error;
-      }
-      return sendSmsResponse(stored);
-    });
+    return this.#send(integration, message, call, "");
   }
 
   async sendSmsBatch(request: SendSmsBatchRequest, context: CallContext): Promise<SendSmsBatchResponse> {
@@ -91,6 +84,8 @@ export class SmsService {
     }
 
     const entries = batchEntries(request);
+    // Messages that reached #send, which looks up a rejected message's kept outcome itself.
+    const reachedSend = new Uint8Array(entries.length);
     const send = async (index: number, options: MessageSendOptions) => {
       const entry = entries[index]!;
       throwIfInvalid(entry.violations);
@@ -105,7 +100,9 @@ export class SmsService {
         waitForSlot: options.startSignal,
         reread: current,
       };
-      return this.#send(await current(), entry.sms, call, entry.passthroughPrefix);
+      const integrationNow = await current();
+      reachedSend[index] = 1;
+      return this.#send(integrationNow, entry.sms, call, entry.passthroughPrefix);
     };
     const outcomes = await runBatch(entries.length, send, {
       concurrency: this.#batchConcurrency(integration),
@@ -113,7 +110,7 @@ export class SmsService {
       deadlineMs: context.timeoutMs(),
       stopping: this.stopping,
     });
-    const replayed = await this.#replayRejected(outcomes, entries, integration, context.log);
+    const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, context.log);
 
     return batchResponse(replayed, integration.id, context.log);
   }
@@ -149,23 +146,34 @@ export class SmsService {
    */
   async #send(integration: StoredIntegration, message: SmsMessage, call: SendCall, passthroughPrefix: string): Promise<SendSmsResponse> {
     const { signal, requestId } = call;
-    // NOTE: the passthrough fields are validated after the gate admitted the
-    // send, so an invalid passthrough, like a replayed idempotent send, still
-    // takes a rate token.
-    // Past a closed circuit, a replay would wait for the probe or be rejected, so a kept outcome
+    const keyed = (message.idempotencyKey ?? "") !== "";
+    // Past a closed circuit, a replay would wait for the probe or be rejected, so the kept outcome
     // is looked up first. A closed circuit saves the lookup, which the send makes anyway.
-    if (message.idempotencyKey !== undefined && message.idempotencyKey !== "" && this.gate.circuitNotClosed(integration.id)) {
+    const lookedUp = keyed && this.gate.circuitNotClosed(integration.id);
+    if (lookedUp) {
       const stored = await this.#storedOutcome(integration, message, call.log);
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
     }
+
+    // NOTE: the passthrough fields are validated after the gate admitted the
+    // send, so an invalid passthrough, like a replayed idempotent send, still
+    // takes a rate token.
     const gateOptions = { deadlineMs: call.deadlineMs, requestId, waitForSlot: call.waitForSlot, reread: call.reread };
-    const result = await this.gate
-      .run(integration, gateOptions, (deadlineMs, current) => this.delivery.send(current, message, { signal, deadlineMs, requestId }))
-      .catch((error: unknown) => {
-        throw prefixedFields(error, passthroughPrefix);
-      });
+    let result: KeyedResult;
+    try {
+      result = await this.gate.run(integration, gateOptions, (deadlineMs, current) =>
+        this.delivery.send(current, message, { signal, deadlineMs, requestId }),
+      );
+    } catch (error) {
+      // A repeat of a key that already sent must report that send, not that flow control rejected it.
+      const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, call.log) : undefined;
+      if (stored !== undefined) {
+        return sendSmsResponse(stored);
+      }
+      throw prefixedFields(error, passthroughPrefix);
+    }
 
     return sendSmsResponse(result);
   }
@@ -194,20 +202,22 @@ export class SmsService {
   }
 
   /**
-   * Replaces the flow-control rejections of keyed messages with the stored
-   * outcomes of their keys. An open circuit fails every message not yet
-   * started without a send, and a repeated batch must still report the
-   * messages that an earlier call sent.
+   * Replaces the flow-control rejections of keyed messages that never
+   * reached a send with the kept outcomes of their keys. An open circuit
+   * fails every message not yet started, and a repeated batch must still
+   * report the messages that an earlier call sent.
    */
   async #replayRejected(
     outcomes: MessageOutcome<SendSmsResponse>[],
     entries: readonly BatchEntry[],
+    reachedSend: Uint8Array,
     integration: StoredIntegration,
     log: Logger,
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
-    const rejected = outcomes.flatMap((outcome, index) =>
-      !outcome.ok && outcome.error instanceof FlowLimitError && (entries[index]!.sms.idempotencyKey ?? "") !== "" ? [index] : [],
-    );
+    const rejected = outcomes.flatMap((outcome, index) => {
+      const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
+      return !outcome.ok && outcome.error instanceof FlowLimitError && keyed && reachedSend[index] === 0 ? [index] : [];
+    });
     for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
       await Promise.all(
         rejected.slice(start, start + REPLAY_LOOKUPS_IN_FLIGHT).map(async (index) => {
