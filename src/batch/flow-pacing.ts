@@ -18,8 +18,8 @@ export type PacingDecision = { kind: "wait"; delayMs: number } | { kind: "stop" 
  * it from the database again for each message.
  *
  * NOTE: a gateway's own 429 is final for its message and does not slow the
- * batch, whatever its Retry-After says: the remaining messages are still sent
- * at the pace of the integration's limits.
+ * batch, whatever its Retry-After header asks for. The remaining messages are
+ * still sent at the pace of the integration's limits.
  */
 export function pacingDecision(error: unknown): PacingDecision {
   if (error instanceof NotFoundError) {

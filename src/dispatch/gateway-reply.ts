@@ -219,7 +219,7 @@ const MAX_SUGGEST_DEPTH = 4;
 
 /**
  * Suggests the first path, in document order and in objects at most four
- * levels deep, that ends in the id path's last key and holds a string or
+ * levels deep, that ends in the id path's last key and contains a string or
  * number, as `data.id` for the id path `id` in `{"data": {"id": "m1"}}`.
  * Arrays count by their first element. An id path with an index gets none.
  */

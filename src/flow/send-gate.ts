@@ -415,7 +415,7 @@ export class SendGate {
 
 /**
  * Tests whether a send's result or error has `replayed: true`: an idempotent
- * repeat answered from the stored outcome, which says nothing about the
+ * repeat returned from the stored outcome. It shows nothing about the
  * gateway, so it neither closes nor keeps closed the integration's circuit.
  */
 function isReplay(outcome: unknown): boolean {

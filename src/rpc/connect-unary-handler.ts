@@ -238,10 +238,11 @@ function callMistake(
 
 /**
  * Returns what is wrong with a request to one of the service's methods in
- * an HTTP method other than POST, which connect-node rejects with an empty
- * 405 or 415: a GET without Connect's query parameters, a GET of a method
- * with side effects, or a PUT, PATCH or DELETE. Returns undefined for a
- * Connect GET, for other paths and for other HTTP methods, such as OPTIONS.
+ * an HTTP method other than POST. Such requests are a GET without Connect's
+ * query parameters, a GET of a method with side effects, or a PUT, PATCH or
+ * DELETE, and connect-node rejects them with an empty 405 or 415. Returns
+ * undefined for a Connect GET, for other paths and for other HTTP methods,
+ * such as OPTIONS.
  */
 function methodMistake(request: AnyRequest, route: UnaryRoute | undefined): CallMistake | undefined {
   if (route === undefined || !["GET", "PUT", "PATCH", "DELETE"].includes(request.method ?? "")) {

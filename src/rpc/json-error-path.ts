@@ -17,9 +17,10 @@ export interface JsonErrorLocation {
  * own, so that an error can name the message of a batch that is wrong. protobuf's
  * own error names the message type and the key, never its position.
  *
- * Call it only after decoding the whole text failed. It decodes each key, and
- * each message on its way down, again, so it costs about two more decodes of
- * the request.
+ * Call it only after decoding the whole text failed. It decodes each key of a
+ * level alone, and then the failing key's messages, so it costs about two more
+ * decodes of the request.
+ *
  * Well-known types (Struct, Timestamp, FieldMask and so on) have JSON forms of
  * their own, so the search stops at them.
  */
@@ -49,7 +50,7 @@ function locateIn(schema: DescMessage, json: unknown, path: string, options: Par
       continue;
     }
     const fieldPath = path === "" ? key : `${path}.${key}`;
-    // A Struct holds any JSON object, such as passthrough.body, but nothing else.
+    // A Struct accepts any JSON object, such as passthrough.body, but nothing else.
     if (field.fieldKind === "message" && field.message.typeName === "google.protobuf.Struct" && value !== null && !isObject(value)) {
       return { path: fieldPath, notObject: true };
     }

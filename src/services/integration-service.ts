@@ -31,7 +31,7 @@ import { decodePageToken, encodePageToken } from "./page-token.js";
 
 const DEFAULT_PAGE_SIZE = 50;
 const MAX_PAGE_SIZE = 1000;
-/** Maximum attempts of an update that concurrent writes keep overtaking; then it fails with ABORTED. */
+/** Maximum attempts of an update that concurrent writes keep overtaking, after which it fails with ABORTED. */
 const MAX_UPDATE_ATTEMPTS = 5;
 /** Base pause before an update computed again after a version conflict, in milliseconds. */
 const UPDATE_RETRY_DELAY_MS = 5;

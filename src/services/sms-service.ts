@@ -187,7 +187,7 @@ export class SmsService {
    *
    * NOTE: the lookup is bounded by the store's own timeouts (PostgreSQL's
    * statement timeout, SQLite's busy timeout), not by the caller's deadline,
-   * so a hanging database holds the call past it.
+   * so a hanging database keeps the call running past it.
    */
   async #storedOutcome(integration: StoredIntegration, message: SmsMessage, log: Logger): Promise<KeyedResult | undefined> {
     try {

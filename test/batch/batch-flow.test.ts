@@ -580,9 +580,9 @@ describe("circuit breaker", () => {
       await rejectionOf(bed.send("replay-half"));
     }
     await waitFor(() => bed.flowState("replay-half")?.circuit === "half_open", "the cool-down to end", OPEN_MS * 10);
-    const held = deferred();
+    const probeRelease = deferred();
     bed.gateway.on("/replay-half", async (request) => {
-      await held.promise;
+      await probeRelease.promise;
       return acceptedByRecipient(request);
     });
     const probe = bed.send("replay-half");
@@ -596,7 +596,7 @@ describe("circuit breaker", () => {
       expect(repeated.results.map((result) => sentOf(result).replayed)).toEqual(Array(3).fill(true));
       expect(repeated.results.map((result) => sentOf(result).id)).toEqual(first.results.map((result) => sentOf(result).id));
     } finally {
-      held.resolve();
+      probeRelease.resolve();
       await probe;
     }
   });
