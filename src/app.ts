@@ -138,7 +138,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     integrations,
     delivery,
     sendGate,
-    { maxMessages: config.batchMaxMessages, concurrency: config.batchConcurrency },
+    { maxMessages: config.batchMaxMessages, concurrency: config.batchConcurrency, gatewayWaitMaxMs: config.retryAfterMaxMs },
     lifecycle.stoppingSignal,
   );
   const bindings: ServiceBinding[] = [

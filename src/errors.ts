@@ -298,9 +298,12 @@ export class GraceEndedError extends Error {
  * Reason a message of a batch was never started. With `canceled`
  * (CANCELLED), the caller canceled the call. With `deadline_exceeded`
  * (DEADLINE_EXCEEDED), too little of the caller's deadline was left. With
- * `shutting_down` (UNAVAILABLE), the service began to shut down.
+ * `shutting_down` (UNAVAILABLE), the service began to shut down. With
+ * `gateway_rate_limited` (RESOURCE_EXHAUSTED), the gateway replied to
+ * another message of the batch with 429 and requested a wait that the batch
+ * could not make.
  */
-export type NotStartedReason = "canceled" | "deadline_exceeded" | "shutting_down";
+export type NotStartedReason = "canceled" | "deadline_exceeded" | "shutting_down" | "gateway_rate_limited";
 
 /**
  * A message of a `SendSmsBatch` call that the service did not start, so
@@ -312,6 +315,8 @@ export class MessageNotStartedError extends Error {
   constructor(
     readonly reason: NotStartedReason,
     message: string,
+    /** Time after which sending the message again makes sense, set for `gateway_rate_limited`. */
+    readonly retryDelayMs?: number,
   ) {
     super(message);
   }

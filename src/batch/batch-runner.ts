@@ -34,6 +34,11 @@ export interface BatchRunOptions {
   stopping?: AbortSignal;
   /** Milliseconds left before the caller's deadline, undefined when it set none. */
   deadlineMs: number | undefined;
+  /**
+   * Maximum wait in milliseconds that a gateway's 429 may request of the
+   * batch (RETRY_AFTER_MAX_MS). After a longer one, no further message starts.
+   */
+  gatewayWaitMaxMs: number;
 }
 
 /** Limits of the send of one message. */
@@ -74,7 +79,12 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
  * the deadline leaves no time for that, the rejection is its result. When
  * the circuit is open, or the send finds the integration deleted
  * (`NotFoundError`), that error is the result of the message and of every
- * message not yet started. Messages not started when the caller
+ * message not yet started. When the gateway replies to a message with 429
+ * and a `Retry-After`, that reply is the message's result, and no message starts
+ * until the wait has passed; messages that the wait or the deadline then
+ * keeps from starting fail with `MessageNotStartedError`. A wait longer than
+ * `gatewayWaitMaxMs` keeps every further message from starting. Messages
+ * not started when the caller
  * cancels, when the deadline comes, or when the service begins to shut
  * down, fail with `MessageNotStartedError`.
  *
@@ -120,6 +130,12 @@ class BatchRun<T> {
   private readonly endsAt: number | undefined;
   /** The open-circuit rejection or NotFoundError that ends the batch, once one came. */
   private stopError: unknown;
+  /** Clock time before which no message starts, because the gateway requested a wait until then. */
+  private gatewayWaitEndsAt = 0;
+  /** The wait that set `gatewayWaitEndsAt`, as the gateway requested it, in milliseconds. */
+  private gatewayWaitMs = 0;
+  /** True once the gateway requested a wait longer than `gatewayWaitMaxMs`, so no further message starts. */
+  private gatewayHalted = false;
   /** Aborts once no further message may start, which ends waits for a slot or a retry delay. */
   private readonly startWindow = new AbortController();
   /** Aborts `startWindow` when less than MIN_ATTEMPT_MS is left before `endsAt`. */
@@ -207,6 +223,14 @@ class BatchRun<T> {
       if (notStarted !== undefined) {
         return { ok: false, error: notStarted };
       }
+      const waitLeftMs = this.gatewayWaitEndsAt - performance.now();
+      if (waitLeftMs > 0) {
+        if (!this.hasTimeFor(waitLeftMs + MIN_ATTEMPT_MS)) {
+          return { ok: false, error: this.gatewayWaitError("and the call's deadline comes first. Send it again after the wait, with a longer deadline.") };
+        }
+        await this.wait(waitLeftMs);
+        continue;
+      }
 
       try {
         const sendOptions = { deadlineMs: this.remainingMs(), startSignal: this.startWindow.signal, setConcurrency: this.setConcurrency };
@@ -216,9 +240,22 @@ class BatchRun<T> {
           // The start window closed while the message waited for a slot, before it was sent.
           return { ok: false, error: this.notStartedError() ?? deadlineNotStartedError() };
         }
-        const decision = pacingDecision(error);
+        const decision = pacingDecision(error, this.options.gatewayWaitMaxMs);
         if (decision.kind === "stop") {
           this.stopError ??= error;
+          return { ok: false, error };
+        }
+        if (decision.kind === "pause" || decision.kind === "halt") {
+          const endsAt = performance.now() + decision.delayMs;
+          if (endsAt > this.gatewayWaitEndsAt) {
+            this.gatewayWaitEndsAt = endsAt;
+            this.gatewayWaitMs = decision.delayMs;
+          }
+          if (decision.kind === "halt") {
+            this.gatewayHalted = true;
+            // Messages waiting for a slot or a retry delay stop waiting, and find the batch halted.
+            this.endStartWindow();
+          }
           return { ok: false, error };
         }
         if (decision.kind === "final" || !this.hasTimeFor(decision.delayMs + MIN_ATTEMPT_MS)) {
@@ -234,6 +271,9 @@ class BatchRun<T> {
     if (this.stopError !== undefined) {
       return this.stopError;
     }
+    if (this.gatewayHalted) {
+      return this.gatewayWaitError("longer than RETRY_AFTER_MAX_MS lets a batch wait. Send it again after the wait.");
+    }
     if (this.lastStartPassed || !this.hasTimeFor(MIN_ATTEMPT_MS)) {
       return deadlineNotStartedError();
     }
@@ -247,6 +287,16 @@ class BatchRun<T> {
       );
     }
     return undefined;
+  }
+
+  /** Returns the error of a message that the gateway's requested wait keeps from starting, ending with `ending`. */
+  private gatewayWaitError(ending: string): MessageNotStartedError {
+    return new MessageNotStartedError(
+      "gateway_rate_limited",
+      `This SMS was not sent: the gateway replied to another message of this batch with HTTP 429 and asked to wait ` +
+        `${Math.ceil(this.gatewayWaitMs / 1000)} s (Retry-After), ${ending}`,
+      Math.max(0, Math.ceil(this.gatewayWaitEndsAt - performance.now())),
+    );
   }
 
   private remainingMs(): number | undefined {

@@ -1,12 +1,22 @@
-import { FlowLimitError, NotFoundError } from "../errors.js";
+import { FlowLimitError, GatewayError, NotFoundError } from "../errors.js";
 
 /**
  * Step of a batch after one of its messages failed. With `wait`, the message
  * tries again after `delayMs`, as flow control requested. With `stop`, the
  * circuit is open or the integration was deleted, so no further message of
  * the batch starts. With `final`, the failure is the message's result.
+ *
+ * `pause` and `halt` follow a gateway's 429 with a `Retry-After`, and the
+ * failure is the message's result. With `pause`, no message of the batch
+ * starts for `delayMs`. With `halt`, none starts again, because the gateway
+ * requested a longer wait than the service makes itself.
  */
-export type PacingDecision = { kind: "wait"; delayMs: number } | { kind: "stop" } | { kind: "final" };
+export type PacingDecision =
+  | { kind: "wait"; delayMs: number }
+  | { kind: "stop" }
+  | { kind: "final" }
+  | { kind: "pause"; delayMs: number }
+  | { kind: "halt"; delayMs: number };
 
 /**
  * Decides how a batch handles a failed message. A concurrency or rate
@@ -17,13 +27,22 @@ export type PacingDecision = { kind: "wait"; delayMs: number } | { kind: "stop" 
  * integration fails every further send, so the batch stops without reading
  * it from the database again for each message.
  *
- * NOTE: a gateway's own 429 is final for its message and does not slow the
- * batch, whatever its Retry-After header asks for. The remaining messages are
- * still sent at the pace of the integration's limits.
+ * A gateway that replied 429 with a `Retry-After` requests a slower pace too. The message already made the retries that RETRY_AFTER_MAX_MS
+ * and SEND_MAX_ATTEMPTS allow, so its failure stands, and the batch sends
+ * nothing more until the wait has passed. When the wait is longer than
+ * `gatewayWaitMaxMs`, the batch would hold the call for it, so it starts no
+ * further message. A 429 without `Retry-After` says nothing of how long to
+ * wait, and is final for its message only.
+ *
+ * NOTE: the wait holds only the batch that got the 429. SendSms calls and
+ * other batches through the same integration go on sending during it.
  */
-export function pacingDecision(error: unknown): PacingDecision {
+export function pacingDecision(error: unknown, gatewayWaitMaxMs: number): PacingDecision {
   if (error instanceof NotFoundError) {
     return { kind: "stop" };
+  }
+  if (error instanceof GatewayError) {
+    return gatewayDecision(error, gatewayWaitMaxMs);
   }
   if (!(error instanceof FlowLimitError)) {
     return { kind: "final" };
@@ -34,4 +53,14 @@ export function pacingDecision(error: unknown): PacingDecision {
     return { kind: "stop" };
   }
   return { kind: "wait", delayMs: retryDelayMs };
+}
+
+function gatewayDecision(error: GatewayError, gatewayWaitMaxMs: number): PacingDecision {
+  const { httpStatus, retryAfterSeconds } = error.info;
+  // A replayed failure is the reply to an earlier call, not the gateway's current request.
+  if (error.replayed || httpStatus !== 429 || retryAfterSeconds === undefined) {
+    return { kind: "final" };
+  }
+  const delayMs = retryAfterSeconds * 1000;
+  return delayMs > gatewayWaitMaxMs ? { kind: "halt", delayMs } : { kind: "pause", delayMs };
 }

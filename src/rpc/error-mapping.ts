@@ -45,6 +45,7 @@ const NOT_STARTED_CODES: Record<NotStartedReason, Code> = {
   canceled: Code.Canceled,
   deadline_exceeded: Code.DeadlineExceeded,
   shutting_down: Code.Unavailable,
+  gateway_rate_limited: Code.ResourceExhausted,
 };
 
 /** RPC code and `ErrorInfo` reason of each idempotency conflict. */
@@ -106,12 +107,8 @@ export function toConnectError(error: unknown): ConnectError {
       return new ConnectError(error.message, GATEWAY_CODES[info.failure], undefined, [detail], error);
     }
     // The header serves callers that read headers; RetryInfo also reaches the per-message results of a batch.
-    const retry = {
-      desc: RetryInfoSchema,
-      value: create(RetryInfoSchema, { retryDelay: durationFromMs(info.retryAfterSeconds * 1000) }),
-    };
     const metadata = { "retry-after": String(info.retryAfterSeconds) };
-    return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail, retry], error);
+    return new ConnectError(error.message, GATEWAY_CODES[info.failure], metadata, [detail, retryInfo(info.retryAfterSeconds * 1000)], error);
   }
 
   if (error instanceof OutboundBlockedError) {
@@ -154,7 +151,8 @@ export function toConnectError(error: unknown): ConnectError {
   if (error instanceof MessageNotStartedError) {
     const code = NOT_STARTED_CODES[error.reason];
     const detail = { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: "MESSAGE_NOT_STARTED" }) };
-    return new ConnectError(error.message, code, undefined, [detail], error);
+    const details = error.retryDelayMs === undefined ? [detail] : [detail, retryInfo(error.retryDelayMs)];
+    return new ConnectError(error.message, code, undefined, details, error);
   }
 
   if (error instanceof StorageError && error.dataCorrupted) {
@@ -178,11 +176,16 @@ function flowLimitConnectError(error: FlowLimitError): ConnectError {
   const metadata = { integration_id: info.integrationId, limit: info.limit, ...info.metadata };
   const details = [
     { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: info.reason, metadata }) },
-    { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(info.retryDelayMs) }) },
+    retryInfo(info.retryDelayMs),
   ];
   const code = info.reason === "CIRCUIT_OPEN" ? Code.Unavailable : Code.ResourceExhausted;
   const headers = { "retry-after": String(retryAfterSeconds(info.retryDelayMs)) };
   return new ConnectError(error.message, code, headers, details, error);
+}
+
+/** Returns a `RetryInfo` detail with the time after which a retry makes sense. */
+function retryInfo(delayMs: number) {
+  return { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(delayMs) }) };
 }
 
 /**

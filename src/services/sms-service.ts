@@ -12,7 +12,14 @@ import {
 import { runBatch, type MessageOutcome, type MessageSendOptions } from "../batch/batch-runner.js";
 import type { Delivery, KeyedResult } from "../delivery/delivery.js";
 import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
-import { FlowLimitError, GatewayError, IdempotencyError, InvalidArgumentError, type FieldViolation } from "../errors.js";
+import {
+  FlowLimitError,
+  GatewayError,
+  IdempotencyError,
+  InvalidArgumentError,
+  MessageNotStartedError,
+  type FieldViolation,
+} from "../errors.js";
 import { queuedSendLimit } from "../flow/concurrency-slots.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
@@ -29,6 +36,8 @@ export interface BatchSettings {
   maxMessages: number;
   /** `BATCH_CONCURRENCY`: maximum messages of one call in flight, before the integration's own limit less one caps it. */
   concurrency: number;
+  /** `RETRY_AFTER_MAX_MS`: longest wait that a gateway's 429 may ask of a batch before it starts no further message. */
+  gatewayWaitMaxMs: number;
 }
 
 /** Facts of the call that the send of one SMS uses. */
@@ -109,6 +118,7 @@ export class SmsService {
       signal: context.signal,
       deadlineMs: context.timeoutMs(),
       stopping: this.stopping,
+      gatewayWaitMaxMs: this.batch.gatewayWaitMaxMs,
     });
     const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, context.log);
 
@@ -203,9 +213,10 @@ export class SmsService {
 
   /**
    * Replaces the flow-control rejections of keyed messages that never
-   * reached a send with the kept outcomes of their keys. An open circuit
-   * fails every message not yet started, and a repeated batch must still
-   * report the messages that an earlier call sent.
+   * reached a send, and the messages that a gateway's 429 kept from
+   * starting, with the kept outcomes of their keys. An open circuit or a
+   * long Retry-After fails every message not yet started, and a repeated
+   * batch must still report the messages that an earlier call sent.
    */
   async #replayRejected(
     outcomes: MessageOutcome<SendSmsResponse>[],
@@ -216,7 +227,7 @@ export class SmsService {
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
     const rejected = outcomes.flatMap((outcome, index) => {
       const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
-      return !outcome.ok && outcome.error instanceof FlowLimitError && keyed && reachedSend[index] === 0 ? [index] : [];
+      return !outcome.ok && keptByFlow(outcome.error) && keyed && reachedSend[index] === 0 ? [index] : [];
     });
     for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
       await Promise.all(
@@ -234,6 +245,11 @@ export class SmsService {
     }
     return outcomes;
   }
+}
+
+/** Returns whether a batch message failed because flow control or the gateway's Retry-After kept it from starting. */
+function keptByFlow(error: unknown): boolean {
+  return error instanceof FlowLimitError || (error instanceof MessageNotStartedError && error.reason === "gateway_rate_limited");
 }
 
 /** Lookups of stored outcomes that {@link SmsService} runs at once for the rejected messages of a batch. */

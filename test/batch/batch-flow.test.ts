@@ -523,6 +523,61 @@ describe("rate limit", () => {
   });
 });
 
+describe("a gateway's 429", () => {
+  /** Limit at which a batch sends one message at a time, leaving the other slot to SendSms. */
+  const ONE_AT_A_TIME = 2;
+
+  test("a long Retry-After halts the batch", async () => {
+    bed.gateway.on("/limited-long", { status: 429, headers: { "retry-after": "60" }, json: { error: "slow down" } });
+    await bed.configure("limited-long", bed.gateway.url("/limited-long"), { maxConcurrentSends: ONE_AT_A_TIME });
+
+    const response = await bed.clients.sms.sendSmsBatch({ integrationId: "limited-long", messages: messages(5) });
+
+    expect(codesOf(response)).toEqual(Array(5).fill("RESOURCE_EXHAUSTED"));
+    expect(bed.gateway.requestsTo("/limited-long")).toHaveLength(1);
+    expect(detailsOf(errorOf(response.results[0]), GatewayErrorSchema)[0]?.httpStatus).toBe(429);
+    for (const result of response.results.slice(1)) {
+      const error = errorOf(result);
+      expect(reasonOf(error)).toBe("MESSAGE_NOT_STARTED");
+      expect(error.message).toContain("asked to wait 60 s (Retry-After)");
+      expect(Number(detailsOf(error, RetryInfoSchema)[0]?.retryDelay?.seconds)).toBeGreaterThan(50);
+    }
+  });
+
+  test("a short Retry-After pauses the batch", { timeout: 15_000 }, async () => {
+    const repliedAt: number[] = [];
+    // Every attempt of the first message gets a 429 (SEND_MAX_ATTEMPTS is 3), and later requests are accepted.
+    bed.gateway.on("/limited-short", (request) => {
+      repliedAt.push(performance.now());
+      return repliedAt.length <= 3 ? { status: 429, headers: { "retry-after": "1" } } : acceptedByRecipient(request);
+    });
+    await bed.configure("limited-short", bed.gateway.url("/limited-short"), { maxConcurrentSends: ONE_AT_A_TIME });
+
+    const response = await bed.clients.sms.sendSmsBatch({ integrationId: "limited-short", messages: messages(2) });
+
+    expect(codesOf(response)).toEqual(["RESOURCE_EXHAUSTED", "OK"]);
+    expect(detailsOf(errorOf(response.results[0]), GatewayErrorSchema)[0]?.attempts).toBe(3);
+    expect(repliedAt).toHaveLength(4);
+    // The second message waited out the Retry-After of the first one's last reply (less the clock's millisecond).
+    expect(repliedAt[3]! - repliedAt[2]!).toBeGreaterThanOrEqual(999);
+  });
+
+  test("a halted repeat reports earlier sends", async () => {
+    bed.gateway.on("/limited-repeat", acceptedByRecipient);
+    await bed.configure("limited-repeat", bed.gateway.url("/limited-repeat"), { maxConcurrentSends: ONE_AT_A_TIME });
+    const keyed = messages(4).map((message, index) => ({ ...message, idempotencyKey: `limited-repeat-${index}` }));
+    const first = await bed.clients.sms.sendSmsBatch({ integrationId: "limited-repeat", messages: keyed.slice(1) });
+    bed.gateway.on("/limited-repeat", { status: 429, headers: { "retry-after": "60" } });
+
+    const repeated = await bed.clients.sms.sendSmsBatch({ integrationId: "limited-repeat", messages: keyed });
+
+    expect(codesOf(first)).toEqual(Array(3).fill("OK"));
+    expect(codesOf(repeated)).toEqual(["RESOURCE_EXHAUSTED", "OK", "OK", "OK"]);
+    expect(repeated.results.slice(1).map((result) => sentOf(result).replayed)).toEqual(Array(3).fill(true));
+    expect(bed.gateway.requestsTo("/limited-repeat")).toHaveLength(4);
+  });
+});
+
 describe("circuit breaker", () => {
   test("an open circuit fails the rest fast", async () => {
     bed.gateway.on("/down", { status: 500, json: { error: "maintenance" } });

@@ -11,7 +11,16 @@ function flowError(reason: FlowLimitInfo["reason"], metadata?: Record<string, st
   return new FlowLimitError(`rejected: ${reason}`, { reason, integrationId: "acme", limit: "1", retryDelayMs: 5, ...(metadata ? { metadata } : {}) });
 }
 
+/** Returns the error of a send whose last attempt got this status from the gateway. */
+function gatewayError(httpStatus: number, retryAfterSeconds: number | undefined, options: { replayed?: boolean } = {}): GatewayError {
+  const failure = httpStatus === 429 ? "rate_limited" : "unavailable";
+  const info = { failure, stage: "send", httpStatus, bodyExcerpt: "", bodyTruncated: false, attempts: 3 } as const;
+  return new GatewayError(`HTTP ${httpStatus}`, retryAfterSeconds === undefined ? info : { ...info, retryAfterSeconds }, options);
+}
+
 const noSignal = new AbortController().signal;
+/** RETRY_AFTER_MAX_MS of the batches in these tests. */
+const GATEWAY_WAIT_MAX_MS = 5_000;
 
 describe("pacingDecision", () => {
   test.each([
@@ -25,8 +34,14 @@ describe("pacingDecision", () => {
       error: new GatewayError("down", { failure: "unavailable", stage: "send", httpStatus: 503, bodyExcerpt: "", bodyTruncated: false, attempts: 1 }),
       expected: { kind: "final" },
     },
+    { name: "gateway 503 with Retry-After is final", error: gatewayError(503, 2), expected: { kind: "final" } },
+    { name: "gateway 429 without Retry-After is final", error: gatewayError(429, undefined), expected: { kind: "final" } },
+    { name: "gateway 429 pauses for its Retry-After", error: gatewayError(429, 2), expected: { kind: "pause", delayMs: 2_000 } },
+    { name: "gateway 429 at the longest wait pauses", error: gatewayError(429, 5), expected: { kind: "pause", delayMs: 5_000 } },
+    { name: "gateway 429 with a longer Retry-After halts", error: gatewayError(429, 6), expected: { kind: "halt", delayMs: 6_000 } },
+    { name: "replayed gateway 429 is final", error: gatewayError(429, 2, { replayed: true }), expected: { kind: "final" } },
   ])("$name", ({ error, expected }) => {
-    expect(pacingDecision(error)).toEqual(expected);
+    expect(pacingDecision(error, GATEWAY_WAIT_MAX_MS)).toEqual(expected);
   });
 });
 
@@ -55,7 +70,7 @@ describe("runBatch", () => {
         }
         return index * 10;
       },
-      { concurrency: 5, signal: noSignal, deadlineMs: undefined },
+      { concurrency: 5, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
     );
 
     expect(outcomes.map((outcome) => (outcome.ok ? outcome.value : "failed"))).toEqual([0, 10, "failed", 30, 40]);
@@ -72,7 +87,7 @@ describe("runBatch", () => {
         await sleep(1);
         inFlight -= 1;
       },
-      { concurrency: 3, signal: noSignal, deadlineMs: undefined },
+      { concurrency: 3, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
     );
 
     expect(maxInFlight).toBe(3);
@@ -89,7 +104,7 @@ describe("runBatch", () => {
         }
         return "sent";
       },
-      { concurrency: 2, signal: noSignal, deadlineMs: 10_000 },
+      { concurrency: 2, signal: noSignal, deadlineMs: 10_000, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
     );
 
     expect(outcomes.every((outcome) => outcome.ok)).toBe(true);
@@ -109,7 +124,7 @@ describe("runBatch", () => {
           throw stopError;
         }
       },
-      { concurrency: 1, signal: noSignal, deadlineMs: undefined },
+      { concurrency: 1, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
     );
 
     expect(sent).toEqual([0, 1]);
@@ -139,7 +154,7 @@ describe("runBatch", () => {
         await (index < heldCount ? released : sleep(1));
         inFlight -= 1;
       },
-      { concurrency, signal: noSignal, deadlineMs: undefined },
+      { concurrency, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
     );
     await sleep(1);
     release();
@@ -168,7 +183,7 @@ describe("runBatch", () => {
     controller.abort();
     let sends = 0;
 
-    const outcomes = await runBatch(3, async () => (sends += 1), { concurrency: 2, signal: controller.signal, deadlineMs: 5_000 });
+    const outcomes = await runBatch(3, async () => (sends += 1), { concurrency: 2, signal: controller.signal, deadlineMs: 5_000, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS });
 
     expect(sends).toBe(0);
     for (const outcome of outcomes) {
@@ -195,7 +210,7 @@ describe("runBatch", () => {
         later.abort();
         throw new Error("the send was cut short");
       },
-      { concurrency: 1, signal: caller.signal, stopping: stopping.signal, deadlineMs: undefined },
+      { concurrency: 1, signal: caller.signal, stopping: stopping.signal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
     );
 
     expect(sent).toEqual([0]);
@@ -208,7 +223,7 @@ describe("runBatch", () => {
   test("a spent deadline starts nothing", async () => {
     let sends = 0;
 
-    const outcomes = await runBatch(2, async () => (sends += 1), { concurrency: 2, signal: noSignal, deadlineMs: 50 });
+    const outcomes = await runBatch(2, async () => (sends += 1), { concurrency: 2, signal: noSignal, deadlineMs: 50, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS });
 
     expect(sends).toBe(0);
     expect(outcomes.map((outcome) => (outcome.ok ? undefined : (outcome.error as MessageNotStartedError).reason))).toEqual([
@@ -220,8 +235,8 @@ describe("runBatch", () => {
   test("each send gets the time left before the reserve", async () => {
     const budgets: (number | undefined)[] = [];
 
-    await runBatch(1, async (_index, options) => budgets.push(options.deadlineMs), { concurrency: 1, signal: noSignal, deadlineMs: 5_000 });
-    await runBatch(1, async (_index, options) => budgets.push(options.deadlineMs), { concurrency: 1, signal: noSignal, deadlineMs: undefined });
+    await runBatch(1, async (_index, options) => budgets.push(options.deadlineMs), { concurrency: 1, signal: noSignal, deadlineMs: 5_000, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS });
+    await runBatch(1, async (_index, options) => budgets.push(options.deadlineMs), { concurrency: 1, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS });
 
     expect(budgets[0]).toBeLessThanOrEqual(4_500);
     expect(budgets[0]).toBeGreaterThan(4_000);
@@ -229,14 +244,14 @@ describe("runBatch", () => {
   });
 });
 
-describe("runBatch start window", () => {
-  /** Waits like a send queued for a slot: until the signal aborts, then fails as the gate does. */
-  function waitForSlot(signal: AbortSignal): Promise<never> {
-    return new Promise((_resolve, reject) => {
-      signal.addEventListener("abort", () => reject(new SlotWaitAbortedError()), { once: true });
-    });
-  }
+/** Waits like a send queued for a slot: until the signal aborts, then fails as the gate does. */
+function waitForSlot(signal: AbortSignal): Promise<never> {
+  return new Promise((_resolve, reject) => {
+    signal.addEventListener("abort", () => reject(new SlotWaitAbortedError()), { once: true });
+  });
+}
 
+describe("runBatch start window", () => {
   test.each([
     { name: "the caller cancels", closes: "signal", deadlineMs: undefined, reason: "canceled" },
     { name: "the service begins to shut down", closes: "stopping", deadlineMs: undefined, reason: "shutting_down" },
@@ -259,7 +274,7 @@ describe("runBatch start window", () => {
         }
         return waiting;
       },
-      { concurrency: 2, signal: caller.signal, stopping: stopping.signal, deadlineMs },
+      { concurrency: 2, signal: caller.signal, stopping: stopping.signal, deadlineMs, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
     );
 
     expect(windows).toHaveLength(2);
@@ -268,5 +283,92 @@ describe("runBatch start window", () => {
       reason,
       reason,
     ]);
+  });
+});
+
+describe("runBatch after a gateway's 429", () => {
+  /** Outcome of a message as `reason` of its MessageNotStartedError, "ok", or the error itself. */
+  function outcomeOf(outcome: { ok: boolean; error?: unknown }): unknown {
+    if (outcome.ok) {
+      return "ok";
+    }
+    return outcome.error instanceof MessageNotStartedError ? outcome.error.reason : outcome.error;
+  }
+
+  test("pauses for a short Retry-After", async () => {
+    const starts: number[] = [];
+    const limited = gatewayError(429, 0.3);
+
+    const outcomes = await runBatch(
+      3,
+      async (index) => {
+        starts[index] = performance.now();
+        if (index === 0) {
+          throw limited;
+        }
+      },
+      { concurrency: 1, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
+    );
+
+    expect(outcomes.map(outcomeOf)).toEqual([limited, "ok", "ok"]);
+    // Timers may fire up to a millisecond early against performance.now().
+    expect(starts[1]! - starts[0]!).toBeGreaterThanOrEqual(299);
+  });
+
+  test("halts after a long Retry-After", async () => {
+    let sends = 0;
+    const limited = gatewayError(429, 60);
+
+    const outcomes = await runBatch(
+      4,
+      async () => {
+        sends += 1;
+        throw limited;
+      },
+      { concurrency: 1, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
+    );
+
+    expect(sends).toBe(1);
+    expect(outcomes.map(outcomeOf)).toEqual([limited, "gateway_rate_limited", "gateway_rate_limited", "gateway_rate_limited"]);
+    const notStarted = (outcomes[1] as { error: MessageNotStartedError }).error;
+    expect(notStarted.message).toContain("asked to wait 60 s (Retry-After), longer than RETRY_AFTER_MAX_MS");
+    expect(notStarted.retryDelayMs).toBeGreaterThan(59_000);
+    expect(notStarted.retryDelayMs).toBeLessThanOrEqual(60_000);
+  });
+
+  test("fails messages the wait would delay past the deadline", async () => {
+    const startedAt = performance.now();
+    const limited = gatewayError(429, 3);
+
+    const outcomes = await runBatch(
+      3,
+      async (index) => {
+        if (index === 0) {
+          throw limited;
+        }
+      },
+      { concurrency: 1, signal: noSignal, deadlineMs: 1_000, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
+    );
+
+    expect(outcomes.map(outcomeOf)).toEqual([limited, "gateway_rate_limited", "gateway_rate_limited"]);
+    expect((outcomes[2] as { error: MessageNotStartedError }).error.message).toContain("the call's deadline comes first");
+    expect(performance.now() - startedAt).toBeLessThan(1_000);
+  });
+
+  test("ends a wait for a slot when the batch halts", async () => {
+    const limited = gatewayError(429, 60);
+
+    const outcomes = await runBatch(
+      3,
+      async (index, options) => {
+        if (index === 0) {
+          return waitForSlot(options.startSignal);
+        }
+        throw limited;
+      },
+      { concurrency: 2, signal: noSignal, deadlineMs: undefined, gatewayWaitMaxMs: GATEWAY_WAIT_MAX_MS },
+    );
+
+    expect(outcomes.map(outcomeOf)).toEqual(["gateway_rate_limited", limited, "gateway_rate_limited"]);
   });
 });
