@@ -270,14 +270,26 @@ export class IntegrationSettingError extends Error {
  */
 export type IdempotencyConflict = "key_reused" | "in_progress" | "outcome_unknown";
 
+/**
+ * Error of a send whose idempotency key could not be used. Its message is
+ * the key's request path, a colon and the problem, as for invalid fields.
+ */
 export class IdempotencyError extends Error {
   override readonly name = "IdempotencyError";
 
   constructor(
     readonly conflict: IdempotencyConflict,
-    message: string,
+    /** Description of the problem and its fix, without the field name. */
+    readonly problem: string,
+    /** Request path of the key: `idempotency_key` in `SendSms`, `messages[3].idempotency_key` in a batch. */
+    readonly field = "idempotency_key",
   ) {
-    super(message);
+    super(`${field}: ${problem}`);
+  }
+
+  /** Returns the same error naming `field`. */
+  withField(field: string): IdempotencyError {
+    return new IdempotencyError(this.conflict, this.problem, field);
   }
 }
 

@@ -278,10 +278,10 @@ export class IdempotencyKeys {
  */
 function failureOutcome(error: unknown, scope: IdempotencyScope): Pick<IdempotencyOutcome, "state" | "outcome"> {
   if (!(error instanceof GatewayError)) {
-    const message =
-      `The send that held idempotency_key "${scope.key}" failed inside the service before it recorded an outcome. ` +
-      "Retry with the same idempotency_key.";
-    return { state: "retryable", outcome: encodeUnknown(message) };
+    const problem =
+      `the send that held key "${scope.key}" failed inside the service before it recorded an outcome. ` +
+      "Retry with the same key.";
+    return { state: "retryable", outcome: encodeUnknown(problem) };
   }
   const { info } = error;
   const final =
@@ -294,7 +294,7 @@ function failureOutcome(error: unknown, scope: IdempotencyScope): Pick<Idempoten
 function keyReusedError(scope: IdempotencyScope): IdempotencyError {
   return new IdempotencyError(
     "key_reused",
-    `idempotency_key "${scope.key}" was already used for a different request to integration "${scope.integrationId}". ` +
+    `key "${scope.key}" was already used for a different request to integration "${scope.integrationId}". ` +
       "Use a new key for a new message, or repeat the first request unchanged.",
   );
 }
@@ -308,24 +308,24 @@ function inProgressError(scope: IdempotencyScope, ended: DeadlineEnd | undefined
         : "this call's deadline passed";
   return new IdempotencyError(
     "in_progress",
-    `Another send with idempotency_key "${scope.key}" was still in progress when ${when}. ` +
-      "Retry later with the same idempotency_key to get its outcome.",
+    `another send with key "${scope.key}" was still in progress when ${when}. ` +
+      "Retry later with the same key to get its outcome.",
   );
 }
 
 function canceledOwnerMessage(scope: IdempotencyScope): string {
   return (
-    `The send that held idempotency_key "${scope.key}" was canceled by its caller, or cut by a service shutdown, ` +
+    `the send that held key "${scope.key}" was canceled by its caller, or cut by a service shutdown, ` +
     "after its request went out, so the gateway may or may not have sent the SMS. " +
-    "Check with the gateway, or retry with the same idempotency_key to send again with the same Idempotency-Key header."
+    "Check with the gateway, or retry with the same key to send again with the same Idempotency-Key header."
   );
 }
 
 function abandonedMessage(scope: IdempotencyScope): string {
   return (
-    `The send that held idempotency_key "${scope.key}" recorded no outcome. Either its service instance ended ` +
+    `the send that held key "${scope.key}" recorded no outcome. Either its service instance ended ` +
     "before it stored one, or storing the outcome failed, which that instance logged as an error. " +
     "So the gateway may or may not have sent the SMS, and only the response to the first call, if it arrived, has the outcome. " +
-    "Check with the gateway, or retry with the same idempotency_key to send again with the same Idempotency-Key header."
+    "Check with the gateway, or retry with the same key to send again with the same Idempotency-Key header."
   );
 }

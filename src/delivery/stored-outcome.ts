@@ -9,6 +9,11 @@ import { GatewayError, IdempotencyError, type GatewayErrorInfo } from "../errors
  *   outcome failed, or it failed in the service itself), so the gateway may
  *   have the SMS.
  *
+ * The `message` of `unknown` is the problem without the field name, because
+ * each caller's error names the key by its own request path. Rows written
+ * by earlier releases hold the whole message, so their errors name
+ * `idempotency_key` twice.
+ *
  * `v` versions the format, so that a later release can still read rows
  * written by this one.
  */
@@ -32,9 +37,9 @@ export function encodeFailed(error: GatewayError): string {
   return JSON.stringify(stored);
 }
 
-/** Encodes a send whose outcome is unknown, with the error message that later callers get. */
-export function encodeUnknown(message: string): string {
-  const stored: StoredOutcome = { v: 1, kind: "unknown", message };
+/** Encodes a send whose outcome is unknown, with the problem that the errors of later callers describe. */
+export function encodeUnknown(problem: string): string {
+  const stored: StoredOutcome = { v: 1, kind: "unknown", message: problem };
   return JSON.stringify(stored);
 }
 

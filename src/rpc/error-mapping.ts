@@ -143,7 +143,7 @@ export function toConnectError(error: unknown): ConnectError {
     const { code, reason } = IDEMPOTENCY_CODES[error.conflict];
     const detail = {
       desc: ErrorInfoSchema,
-      value: create(ErrorInfoSchema, { reason, metadata: { field: "idempotency_key" } }),
+      value: create(ErrorInfoSchema, { reason, metadata: { field: error.field } }),
     };
     return new ConnectError(error.message, code, undefined, [detail], error);
   }

@@ -13,6 +13,8 @@ export interface BatchEntry {
   violations: FieldViolation[];
   /** Path of the passthrough that applies: `messages[3].` for the message's own, empty for the batch's. */
   passthroughPrefix: string;
+  /** Prefix of the paths of the message's fields in the batch request, such as `messages[3].`. */
+  fieldPrefix: string;
 }
 
 /**
@@ -67,6 +69,7 @@ export function batchEntries(request: SendSmsBatchRequest): BatchEntry[] {
       },
       violations,
       passthroughPrefix: ownPassthrough ? prefix : "",
+      fieldPrefix: prefix,
     };
   });
 }

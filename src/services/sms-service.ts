@@ -121,8 +121,9 @@ export class SmsService {
       gatewayWaitMaxMs: this.batch.gatewayWaitMaxMs,
     });
     const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, context.log);
+    const named = replayed.map((outcome, index) => withKeyPath(outcome, entries[index]!));
 
-    return batchResponse(replayed, integration.id, context.log);
+    return batchResponse(named, integration.id, context.log);
   }
 
   /**
@@ -272,6 +273,18 @@ function throwIfInvalid(violations: FieldViolation[]): void {
   if (violations.length > 0) {
     throw new InvalidArgumentError(violations);
   }
+}
+
+/**
+ * Returns the outcome of a batch message with its idempotency error naming
+ * the key by its path in the batch request, as its invalid fields are named.
+ * Any other outcome is returned as it is.
+ */
+function withKeyPath(outcome: MessageOutcome<SendSmsResponse>, entry: BatchEntry): MessageOutcome<SendSmsResponse> {
+  if (outcome.ok || !(outcome.error instanceof IdempotencyError)) {
+    return outcome;
+  }
+  return { ok: false, error: outcome.error.withField(entry.fieldPrefix + outcome.error.field) };
 }
 
 /** Returns an InvalidArgumentError with `prefix` before each field it names, or any other error as it is. */

@@ -610,18 +610,25 @@ describe("circuit breaker", () => {
     }
     const sentBefore = bed.gateway.requestsTo("/replay-open").length;
 
-    const repeated = await bed.clients.sms.sendSmsBatch({ integrationId: "replay-open", messages: [...keyed, ...messages(1)] });
+    const reusedInBatch = { to: single.to, content: "another text", idempotencyKey: single.idempotencyKey };
+    const repeated = await bed.clients.sms.sendSmsBatch({
+      integrationId: "replay-open",
+      messages: [...keyed, ...messages(1), reusedInBatch],
+    });
     const repeatedSingle = await bed.clients.sms.sendSms(single);
     const reused = await rejectionOf(bed.clients.sms.sendSms({ ...single, content: "another text" }));
 
     expect(codesOf(first)).toEqual(Array(4).fill("OK"));
-    expect(codesOf(repeated)).toEqual([...Array(4).fill("OK"), "UNAVAILABLE"]);
+    expect(codesOf(repeated)).toEqual([...Array(4).fill("OK"), "UNAVAILABLE", "FAILED_PRECONDITION"]);
     expect(repeated.results.slice(0, 4).map((result) => sentOf(result).replayed)).toEqual(Array(4).fill(true));
     expect(repeated.results.slice(0, 4).map((result) => sentOf(result).id)).toEqual(first.results.map((result) => sentOf(result).id));
     expect(reasonOf(errorOf(repeated.results[4]))).toBe("CIRCUIT_OPEN");
+    expect(reasonOf(errorOf(repeated.results[5]))).toBe("IDEMPOTENCY_KEY_REUSED");
+    expect(detailsOf(errorOf(repeated.results[5]), ErrorInfoSchema)[0]?.metadata["field"]).toBe("messages[5].idempotency_key");
     expect(repeatedSingle).toMatchObject({ id: firstSingle.id, replayed: true });
     expect(reused.code).toBe(Code.FailedPrecondition);
     expect(errorInfoOf(reused).reason).toBe("IDEMPOTENCY_KEY_REUSED");
+    expect(errorInfoOf(reused).metadata["field"]).toBe("idempotency_key");
     expect(bed.gateway.requestsTo("/replay-open")).toHaveLength(sentBefore);
   });
 

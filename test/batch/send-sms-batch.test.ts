@@ -1,12 +1,15 @@
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
-import { GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
-import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
+import { SmsService, type MessageError } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { requestHash } from "../../src/delivery/request-hash.js";
+import { openStore } from "../../src/store/open-store.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import { ScriptedGateway, type RecordedRequest } from "../helpers/scripted-gateway.js";
 import { startTestService } from "../helpers/service.js";
 import { createApiKey } from "../security/security-fixtures.js";
+import { silentLogger } from "../store/integration-fixtures.js";
 import { connectClients, integrationFor, rejectionOf, startFlowTestBed, type FlowTestBed } from "../flow/flow-fixtures.js";
 import {
   acceptedByRecipient,
@@ -230,6 +233,91 @@ describe("idempotency keys", () => {
     expect(violatedFields(errorOf(response.results[2]))).toEqual(["messages[2].idempotency_key"]);
     expect(errorOf(response.results[2]).message).toContain("also the key of messages[0]");
     expect(requestsFor(["+15552000022"])).toHaveLength(0);
+  });
+});
+
+describe("idempotency errors of a message", () => {
+  /** Returns the `field` metadata of a message error's ErrorInfo detail. */
+  function errorFieldOf(error: MessageError): string | undefined {
+    return detailsOf(error, ErrorInfoSchema)[0]?.metadata["field"];
+  }
+
+  /** Stores a claim on `key` for the message `to`/`content` of `acme`, held by another instance until `leaseExpireTime`. */
+  async function claimKey(key: string, to: string, content: string, leaseExpireTime: Date): Promise<void> {
+    const { store, idempotency } = await openStore({ dataDir: bed.service.dataDir, logger: silentLogger() });
+    try {
+      await idempotency.claim({
+        integrationId: "acme",
+        key,
+        requestHash: requestHash("acme", { to, content }),
+        owner: "other-instance",
+        leaseExpireTime,
+        expireTime: new Date(Date.now() + 3_600_000),
+        now: new Date(),
+      });
+    } finally {
+      await store.close();
+    }
+  }
+
+  test("a reused key names the message's path", async () => {
+    const key = `reused-${Date.now()}`;
+    await bed.clients.sms.sendSms({ integrationId: "acme", to: "+15552000030", content: "first", idempotencyKey: key });
+
+    const response = await bed.clients.sms.sendSmsBatch({
+      integrationId: "acme",
+      messages: [
+        { to: "+15552000031", content: "other" },
+        { to: "+15552000030", content: "changed", idempotencyKey: key },
+      ],
+    });
+
+    expect(codesOf(response)).toEqual(["OK", "FAILED_PRECONDITION"]);
+    const error = errorOf(response.results[1]);
+    expect(reasonOf(error)).toBe("IDEMPOTENCY_KEY_REUSED");
+    expect(errorFieldOf(error)).toBe("messages[1].idempotency_key");
+    expect(error.message).toMatch(/^messages\[1\]\.idempotency_key: /);
+    expect(error.message).toContain(`"${key}" was already used for a different request`);
+    expect(requestsFor(["+15552000030"])).toHaveLength(1);
+  });
+
+  test("a key in progress names the message's path", async () => {
+    const key = `held-${Date.now()}`;
+    await claimKey(key, "+15552000040", "held", new Date(Date.now() + 60_000));
+
+    const response = await bed.clients.sms.sendSmsBatch(
+      { integrationId: "acme", messages: [{ to: "+15552000040", content: "held", idempotencyKey: key }] },
+      { timeoutMs: 1_500 },
+    );
+
+    expect(codesOf(response)).toEqual(["ABORTED"]);
+    const error = errorOf(response.results[0]);
+    expect(reasonOf(error)).toBe("IDEMPOTENCY_KEY_IN_PROGRESS");
+    expect(errorFieldOf(error)).toBe("messages[0].idempotency_key");
+    expect(error.message).toMatch(/^messages\[0\]\.idempotency_key: /);
+    expect(requestsFor(["+15552000040"])).toHaveLength(0);
+  });
+
+  test("an unknown outcome names the message's path", async () => {
+    const key = `abandoned-${Date.now()}`;
+    await claimKey(key, "+15552000050", "abandoned", new Date(Date.now() - 60_000));
+
+    const response = await bed.clients.sms.sendSmsBatch({
+      integrationId: "acme",
+      messages: [
+        { to: "+15552000051", content: "other" },
+        { to: "+15552000052", content: "other" },
+        { to: "+15552000050", content: "abandoned", idempotencyKey: key },
+      ],
+    });
+
+    expect(codesOf(response)).toEqual(["OK", "OK", "ABORTED"]);
+    const error = errorOf(response.results[2]);
+    expect(reasonOf(error)).toBe("IDEMPOTENCY_OUTCOME_UNKNOWN");
+    expect(errorFieldOf(error)).toBe("messages[2].idempotency_key");
+    expect(error.message).toMatch(/^messages\[2\]\.idempotency_key: /);
+    expect(error.message).toContain("recorded no outcome");
+    expect(requestsFor(["+15552000050"])).toHaveLength(0);
   });
 });
 

@@ -104,7 +104,7 @@ describe("Delivery with an idempotency key", () => {
 
     const error = await idempotencyErrorOf(delivery.send(integration, other), "key_reused");
 
-    expect(error.message).toContain('idempotency_key "order-42" was already used for a different request');
+    expect(error.message).toContain('idempotency_key: key "order-42" was already used for a different request');
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
   });
 

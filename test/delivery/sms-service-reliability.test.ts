@@ -129,6 +129,7 @@ describe("SendSms reliability over RPC", () => {
     expect(error.code).toBe(Code.Aborted);
     const [info] = error.findDetails(ErrorInfoSchema);
     expect(info).toMatchObject({ reason: "IDEMPOTENCY_OUTCOME_UNKNOWN", metadata: { field: "idempotency_key" } });
+    expect(error.rawMessage).toMatch(/^idempotency_key: /);
     expect(gateway.requests).toHaveLength(0);
   });
 
@@ -179,7 +180,8 @@ describe.each(CLIENT_KINDS)("SendSms key reuse over $name", (kind) => {
       );
 
       expect(error.code).toBe(Code.FailedPrecondition);
-      expect(error.rawMessage).toContain("was already used for a different request");
+      expect(error.rawMessage).toMatch(/^idempotency_key: /);
+      expect(error.rawMessage).toContain(`"${key}" was already used for a different request`);
       const [info] = error.findDetails(ErrorInfoSchema);
       expect(info).toMatchObject({ reason: "IDEMPOTENCY_KEY_REUSED", metadata: { field: "idempotency_key" } });
       expect(gateway.requestsTo("/sms")).toHaveLength(1);
