@@ -22,6 +22,7 @@ import {
   buildBodyExcerpt,
   excerptReadBytes,
   redactSecrets,
+  redactValue,
   secretForms,
   type BodyExcerpt,
 } from "./redact.js";
@@ -214,8 +215,8 @@ export class Dispatcher {
     // A gateway may echo a credential anywhere in its reply, so every text taken from it is redacted.
     const forms = token === undefined ? credentialSecretForms(integration) : [...credentialSecretForms(integration), ...secretForms([token])];
     const warnings = fields.warnings.map((warning) => redactSecrets(warning, forms));
-    fields.id = redactSecrets(fields.id, forms);
-    fields.rawDate = redactSecrets(fields.rawDate, forms);
+    fields.id = redactValue(fields.id, forms);
+    fields.rawDate = redactValue(fields.rawDate, forms);
     if (this.log.isLevelEnabled("debug")) {
       this.log.debug(
         { requestId: deadline.requestId, integrationId: integration.id, to: maskPhone(sms.to), status: reply.status, warnings },

@@ -128,6 +128,28 @@ export function redactSecrets(text: string, forms: readonly string[]): string {
 }
 
 /**
+ * Replaces the secret forms in a value that the caller gets as data, such
+ * as the gateway's message id. A form shorter than
+ * {@link CASE_FOLD_MIN_LENGTH} is replaced only when it is the whole value:
+ * an API key of `2` would otherwise turn the id `msg_25` into
+ * `msg_[REDACTED]5`, and store it so with an idempotency key.
+ *
+ * NOTE: a short secret inside a longer value therefore stays visible. A
+ * value cannot tell an echo of such a secret from the same characters by chance.
+ */
+export function redactValue(value: string, forms: readonly string[]): string {
+  const longForms: string[] = [];
+  for (const form of forms) {
+    if (form.length >= CASE_FOLD_MIN_LENGTH) {
+      longForms.push(form);
+    } else if (value === form) {
+      return REDACTED;
+    }
+  }
+  return redactUpTo(value, longForms, value.length);
+}
+
+/**
  * Builds the excerpt of a reply body: its first 1 KiB as UTF-8 text, with
  * every secret form replaced by `[REDACTED]`.
  *

@@ -358,6 +358,25 @@ describe("Dispatcher.send redaction of the reply", () => {
     expect(first.id).toBe("echo-[REDACTED]");
     expect(second.id).toBe("echo-[REDACTED]");
   });
+
+  test("keeps an id that contains a short key's characters", async () => {
+    const integration = makeIntegration(gateway.url(), { apiKey: "2", secretKey: "bd", secretKeyHeader: "X-Secret" });
+    gateway.on("/sms", { json: { data: { id: "msg_25_8bc32bdb", date: "2026-02-02T02:22:00Z" } } });
+
+    const result = await dispatcher.send(integration, message);
+
+    expect(result.id).toBe("msg_25_8bc32bdb");
+    expect(result.rawDate).toBe("2026-02-02T02:22:00Z");
+  });
+
+  test("redacts an id that is a short key", async () => {
+    const integration = makeIntegration(gateway.url(), { apiKey: "k42" });
+    gateway.on("/sms", { json: { data: { id: "k42" } } });
+
+    const result = await dispatcher.send(integration, message);
+
+    expect(result.id).toBe("[REDACTED]");
+  });
 });
 
 describe("Dispatcher.send reply lengths", () => {

@@ -6,6 +6,7 @@ import {
   EXCERPT_BYTES,
   excerptReadBytes,
   redactSecrets,
+  redactValue,
   secretForms,
 } from "../../src/dispatch/redact.js";
 
@@ -134,5 +135,17 @@ describe("buildArrivedBodyExcerpt", () => {
   test("cuts at 1 KiB", () => {
     const excerpt = buildArrivedBodyExcerpt(Buffer.from("z".repeat(EXCERPT_BYTES + 10)), forms);
     expect(excerpt).toEqual({ text: "z".repeat(EXCERPT_BYTES), truncated: true });
+  });
+});
+
+describe("redactValue", () => {
+  test.each([
+    { name: "a long secret inside", value: "id-Secret-0123456789", secrets: ["secret-0123456789"], expected: "id-[REDACTED]" },
+    { name: "a short secret inside", value: "msg_25_8bc32bdb", secrets: ["2", "bd"], expected: "msg_25_8bc32bdb" },
+    { name: "a short secret as the whole value", value: "k42", secrets: ["k42"], expected: "[REDACTED]" },
+    { name: "a short secret in another letter case", value: "K42", secrets: ["k42"], expected: "K42" },
+    { name: "no secret", value: "m1", secrets: [], expected: "m1" },
+  ])("$name", ({ value, secrets, expected }) => {
+    expect(redactValue(value, secretForms(secrets))).toBe(expected);
   });
 });
