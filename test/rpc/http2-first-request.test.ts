@@ -1,4 +1,4 @@
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { FirstRequestParser, HTTP2_PREFACE } from "../../src/server/http2-first-request.js";
 
 function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
@@ -164,5 +164,52 @@ describe("unreadable requests", () => {
     expect(outcome).toBeDefined();
     expect(outcome?.request).toBeUndefined();
     expect(outcome?.bytes.equals(window)).toBe(true);
+  });
+});
+
+describe("chunking", () => {
+  /** Returns a first request after 2,000 WINDOW_UPDATE frames, in a padded HEADERS frame and two CONTINUATION frames. */
+  function largeRequest(): Buffer {
+    const block = requestBlock(PATH, "application/grpc");
+    const filler = Array.from({ length: 2_000 }, () => WINDOW_UPDATE);
+    return Buffer.concat([
+      HTTP2_PREFACE,
+      CLIENT_SETTINGS,
+      ...filler,
+      frame(0x1, 0x8, 1, Buffer.concat([Buffer.from([200]), block.subarray(0, 10), Buffer.alloc(200)])),
+      frame(0x9, 0, 1, block.subarray(10, 20)),
+      frame(0x9, 0x4, 1, block.subarray(20)),
+      SETTINGS_ACK,
+    ]);
+  }
+
+  test.each([1, 2, 7, 9, 100, 4096])("chunks of %d bytes give the same outcome", (size) => {
+    const bytes = largeRequest();
+    const parser = new FirstRequestParser();
+    let outcome;
+    for (let start = 0; start < bytes.length && outcome === undefined; start += size) {
+      outcome = parser.push(bytes.subarray(start, start + size));
+    }
+
+    expect(outcome?.request).toEqual(EXPECTED_REQUEST);
+    expect(outcome?.bytes.equals(bytes.subarray(0, bytes.length - SETTINGS_ACK.length))).toBe(true);
+  });
+
+  test("single bytes cause bounded copying", () => {
+    const bytes = largeRequest();
+    const concat = vi.spyOn(Buffer, "concat");
+    try {
+      const parser = new FirstRequestParser();
+      for (const byte of bytes) {
+        parser.push(Buffer.from([byte]));
+      }
+      const copied = concat.mock.calls.reduce((sum, [list]) => sum + list.reduce((length, part) => length + part.length, 0), 0);
+
+      // Each frame's bytes are joined at most twice while it is read (its header, then the whole
+      // frame), and all bytes twice for the outcome (once joined, once without the acknowledgement).
+      expect(copied).toBeLessThanOrEqual(bytes.length * 4);
+    } finally {
+      concat.mockRestore();
+    }
   });
 });
