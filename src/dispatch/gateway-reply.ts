@@ -214,6 +214,11 @@ function suggestIndexedPath(root: unknown, idPath: string): string | undefined {
   return undefined;
 }
 
+/** Returns the dot path of `segment` inside `path`, where an empty `path` is the reply's root. */
+function joinPath(path: string, segment: string): string {
+  return path === "" ? segment : `${path}.${segment}`;
+}
+
 /** Nesting depth to which {@link suggestKeyPath} looks for the id path's last key. */
 const MAX_SUGGEST_DEPTH = 4;
 
@@ -235,7 +240,7 @@ function suggestKeyPath(root: unknown, idPath: string): string | undefined {
       return undefined;
     }
     if (Array.isArray(value)) {
-      return value.length > 0 ? visit(value[0], `${path}.0`, depth + 1) : undefined;
+      return value.length > 0 ? visit(value[0], joinPath(path, "0"), depth + 1) : undefined;
     }
     if (!isJsonObject(value)) {
       return undefined;
@@ -245,7 +250,7 @@ function suggestKeyPath(root: unknown, idPath: string): string | undefined {
       if (name === "" || name.includes(".")) {
         continue;
       }
-      const childPath = path === "" ? name : `${path}.${name}`;
+      const childPath = joinPath(path, name);
       const isId = typeof child === "string" || typeof child === "number" || isLosslessNumber(child);
       if (name === key && isId && childPath !== idPath) {
         return childPath;

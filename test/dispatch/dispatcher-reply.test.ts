@@ -272,6 +272,7 @@ describe("Dispatcher.send id path", () => {
       "no id at data.messages.id. Set id_path to the field that holds the message id, for example data.messages.0.id.",
     ],
     ["data.id", '{"data": [{"ref": "m1"}]}', "", "no id at data.id"],
+    ["data.id", '[{"id": "a0"}]', "", "no id at data.id. Set id_path to the field that holds the message id, for example 0.id."],
     ["id", '{"data": {"id": "m1"}}', "", "no id at id. Set id_path to the field that holds the message id, for example data.id."],
     [
       "data.id",
