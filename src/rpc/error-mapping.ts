@@ -201,7 +201,12 @@ export function causeToLog(error: ConnectError): unknown {
   return error.cause instanceof StorageError ? error.cause : undefined;
 }
 
-/** Codes that mean the service itself failed, logged at error level. */
+/**
+ * Returns whether a code means that the service itself failed, which is
+ * logged at error level. UNIMPLEMENTED is not one: it reaches the pipeline
+ * only for a request that asks for what the service does not offer, such as
+ * an unknown `content-encoding`.
+ */
 export function isServerFault(code: Code): boolean {
-  return code === Code.Internal || code === Code.Unknown || code === Code.DataLoss || code === Code.Unimplemented;
+  return code === Code.Internal || code === Code.Unknown || code === Code.DataLoss;
 }

@@ -245,6 +245,16 @@ describe("where it differs from connect-node", () => {
     expect(logLines.find((line) => line.requestId === "undecodable-1")).toMatchObject({ msg: "rpc failed", code: "INVALID_ARGUMENT", server: "connect-unary" });
   });
 
+  test("an unknown encoding is logged as the caller's error", async () => {
+    const headers = { "content-type": "application/proto", "content-encoding": "zstd", "x-request-id": "zstd-1" };
+
+    const [ours] = await both(headers, () => sendBytes("hello"));
+
+    expect(JSON.parse(ours.body.toString("utf8"))).toMatchObject({ code: "unimplemented" });
+    expect(logLines.find((line) => line.requestId === "zstd-1")).toMatchObject({ msg: "rpc failed", code: "UNIMPLEMENTED", level: 30 });
+    expect(logLines.find((line) => line.requestId === "zstd-1")).not.toHaveProperty("err");
+  });
+
   test.each([
     { name: "declared", headers: {}, body: () => sendBytes("x".repeat(MAX_REQUEST_BYTES)) },
     {
