@@ -91,6 +91,13 @@ export class CircuitBreaker {
     return undefined;
   }
 
+  /** Ends an open circuit's cool-down at once, so that it is half-open and the next send is a probe. */
+  endCoolDown(nowMs: number): void {
+    if (this.state(nowMs) === "open") {
+      this.#openedAtMs = nowMs - this.settings.openMs;
+    }
+  }
+
   /** Lets a send through. Call it only when `rejection` returned undefined just before. */
   admit(nowMs: number): CircuitPermit {
     const probe = this.state(nowMs) === "half_open";

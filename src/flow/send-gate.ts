@@ -96,6 +96,8 @@ interface GateEntry {
   lastActiveMs: number;
   /** Exponential moving average of send durations, undefined before the first one finishes. */
   averageSendMs: number | undefined;
+  /** The gateway settings of the send that last opened the circuit, from {@link gatewaySettings}. */
+  openedWith?: string;
 }
 
 /**
@@ -160,6 +162,7 @@ export class SendGate {
     const limits = resolveSendLimits(integration, this.#defaults);
     const entry = this.#entryFor(integration.id, limits, arrivalMs);
     entry.slots.setLimit(limits.maxConcurrentSends);
+    this.#probeChangedGateway(integration, entry, arrivalMs, options.requestId);
     const { waitForSlot, requestId } = options;
     let permit: CircuitPermit;
     let startMs = arrivalMs;
@@ -182,7 +185,7 @@ export class SendGate {
       outcome = isReplay(error) ? "ignored" : classifySendOutcome(error, deadlineCutShort);
       throw error;
     } finally {
-      this.#finish(integration.id, entry, permit, outcome, startMs, options.requestId);
+      this.#finish(current, entry, permit, outcome, startMs, options.requestId);
     }
   }
 
@@ -321,6 +324,21 @@ export class SendGate {
     return { permit: this.#startSend(integrationId, entry, nowMs, options.requestId), startMs: nowMs, integration: current };
   }
 
+  /**
+   * Ends the cool-down of an open circuit when the integration's gateway
+   * settings differ from those of the send that opened it, such as a
+   * corrected base URL or a new API key. The next send is then a probe of
+   * the new settings, instead of waiting out a cool-down that the old ones caused.
+   */
+  #probeChangedGateway(integration: Integration, entry: GateEntry, nowMs: number, requestId: string | undefined): void {
+    if (entry.openedWith === undefined || entry.breaker.state(nowMs) !== "open" || entry.openedWith === gatewaySettings(integration)) {
+      return;
+    }
+    entry.breaker.endCoolDown(nowMs);
+    entry.openedWith = undefined;
+    this.#log.info({ requestId, integrationId: integration.id }, "circuit half-open early because the integration's gateway settings changed");
+  }
+
   #checkCircuit(integrationId: string, entry: GateEntry, nowMs: number): void {
     const rejection = entry.breaker.rejection(nowMs);
     if (rejection !== undefined) {
@@ -364,7 +382,7 @@ export class SendGate {
   }
 
   #finish(
-    integrationId: string,
+    integration: Integration,
     entry: GateEntry,
     permit: CircuitPermit,
     outcome: SendOutcome,
@@ -381,6 +399,10 @@ export class SendGate {
 
     const transition = entry.breaker.record(permit, outcome, nowMs);
     entry.slots.release();
+    if (transition === "opened" || transition === "reopened") {
+      entry.openedWith = gatewaySettings(integration);
+    }
+    const integrationId = integration.id;
     const fields = { requestId, integrationId, consecutiveFailures: entry.breaker.consecutiveFailures, openMs: this.#circuit.openMs };
     if (transition === "opened") {
       this.#log.warn(fields, "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends");
@@ -420,4 +442,10 @@ export class SendGate {
  */
 function isReplay(outcome: unknown): boolean {
   return typeof outcome === "object" && outcome !== null && (outcome as { replayed?: unknown }).replayed === true;
+}
+
+/** Returns the fields of an integration that decide how its gateway is reached, joined into one string to compare. */
+function gatewaySettings(integration: Integration): string {
+  const { baseUrl, apiKeyHeader, apiKey, secretKeyHeader, secretKey, authenticateByToken, authUrl, tokenKey } = integration;
+  return JSON.stringify([baseUrl, apiKeyHeader, apiKey, secretKeyHeader, secretKey, authenticateByToken, authUrl, tokenKey]);
 }

@@ -116,6 +116,32 @@ describe("circuit breaker", () => {
     expect(bed.gateway.requestsTo("/still-down")).toHaveLength(FAILURE_THRESHOLD + 1);
   });
 
+  test("a changed base URL ends the cool-down", async () => {
+    bed.gateway.on("/wrong-path", { status: 500 });
+    bed.gateway.on("/right-path", ACCEPTED);
+    await bed.configure("moved", bed.gateway.url("/wrong-path"));
+    await failThreshold("moved", Code.Unavailable);
+
+    await bed.configure("moved", bed.gateway.url("/right-path"));
+    const response = await bed.send("moved");
+
+    expect(response.id).not.toBe("");
+    expect(bed.flowState("moved")?.circuit).toBe("closed");
+    expect(bed.gateway.requestsTo("/right-path")).toHaveLength(1);
+  });
+
+  test("a changed display name keeps the cool-down", async () => {
+    bed.gateway.on("/renamed", { status: 500 });
+    await bed.configure("renamed", bed.gateway.url("/renamed"));
+    await failThreshold("renamed", Code.Unavailable);
+
+    await bed.configure("renamed", bed.gateway.url("/renamed"), { displayName: "Renamed gateway" });
+    const error = await rejectionOf(bed.send("renamed"));
+
+    expect(errorInfoOf(error).reason).toBe("CIRCUIT_OPEN");
+    expect(bed.gateway.requestsTo("/renamed")).toHaveLength(FAILURE_THRESHOLD);
+  });
+
   test("connection failures open it", async () => {
     await bed.configure("refused", await closedLoopbackUrl());
     await failThreshold("refused", Code.Unavailable);

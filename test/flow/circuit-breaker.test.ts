@@ -71,6 +71,24 @@ describe("CircuitBreaker", () => {
     expect(breaker.rejection(1000)).toEqual({ state: "half_open", probesInFlight: 2 });
   });
 
+  test("an ended cool-down makes the circuit half-open", () => {
+    const breaker = openedBreaker();
+
+    breaker.endCoolDown(200);
+
+    expect(breaker.state(200)).toBe("half_open");
+    expect(breaker.admit(200).probe).toBe(true);
+  });
+
+  test("ending the cool-down leaves a half-open circuit alone", () => {
+    const breaker = openedBreaker();
+    breaker.admit(1000);
+
+    breaker.endCoolDown(1500);
+
+    expect(breaker.rejection(1500)).toEqual({ state: "half_open", probesInFlight: 1 });
+  });
+
   test("a successful probe closes the circuit", () => {
     const breaker = openedBreaker();
 
