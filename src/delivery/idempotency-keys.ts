@@ -230,7 +230,8 @@ export class IdempotencyKeys {
         now,
       });
       if (!stored) {
-        this.log.warn(fields, "idempotency key was claimed by another send before this outcome was stored");
+        // The key's row changed owner after its lease ran out, or went with its deleted integration.
+        this.log.warn(fields, "outcome of the idempotency key not stored: this send no longer held the key (lease ran out, or integration deleted)");
       }
     } catch (error) {
       this.log.error({ ...fields, err: error }, "storing the outcome of an idempotency key failed");
