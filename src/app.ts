@@ -146,7 +146,12 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     { desc: SmsServiceDesc, handlers: bindMethods(sms) },
   ];
   const pipeline = new CallPipeline(logger, { metrics, lifecycle, access: security.access });
-  const apiRoutes = connectRoutes(bindings, pipeline);
+  // SendSmsBatch results carry error details in google.protobuf.Any, and the
+  // JSON encoding of an Any needs its message type from this registry.
+  // Connect ignores unknown JSON fields by default, so a misspelled
+  // `idempotencyKey` would send without a key. The service rejects them.
+  const jsonOptions = { registry: createRegistry(file_smsgateway_v1_errors), ignoreUnknownFields: false };
+  const apiRoutes = connectRoutes(bindings, pipeline, jsonOptions);
   const grpcJs = grpcJsServices(bindings, pipeline, {
     maxRequestBytes: config.maxRequestBytes,
     shutdownSignal: lifecycle.forceSignal,
@@ -156,11 +161,6 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha],
     [file_smsgateway_v1_errors],
   );
-  // SendSmsBatch results carry error details in google.protobuf.Any, and the
-  // JSON encoding of an Any needs its message type from this registry.
-  // Connect ignores unknown JSON fields by default, so a misspelled
-  // `idempotencyKey` would send without a key. The service rejects them.
-  const jsonOptions = { registry: createRegistry(file_smsgateway_v1_errors), ignoreUnknownFields: false };
   const connectNode = connectNodeAdapter({
     routes: (router) => {
       apiRoutes(router);

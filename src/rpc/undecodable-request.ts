@@ -17,26 +17,27 @@ export class UndecodableRequest {
 
 /** Fails a call whose request bytes are not a valid message: INVALID_ARGUMENT, naming protobuf's reason. */
 export async function rejectUndecodable(request: UndecodableRequest): Promise<never> {
-  const reason = request.error instanceof Error ? request.error.message : String(request.error);
+  throw undecodableError(request);
+}
+
+/**
+ * Returns the INVALID_ARGUMENT error for a request message that could not be
+ * decoded. For JSON, a wrong value is described by its JSON type alone,
+ * because protobuf's own message quotes the value, which may be a secret or
+ * a phone number. protobuf's message is kept for a wrong key, such as an
+ * unknown one, and for binary messages, whose messages quote no value.
+ */
+export function undecodableError(request: UndecodableRequest): ConnectError {
+  const { path = "", suggestion, fieldNames, problem } = request.location ?? {};
+  const where = path === "" ? "" : ` at ${path}`;
+  const reason = problem ?? (request.error instanceof Error ? request.error.message : String(request.error));
   const hints: string[] = [];
-  if (reason.includes("google.protobuf.FieldMask from JSON")) {
-    hints.push(FIELD_MASK_JSON_HINT);
-  }
-  const { path = "", suggestion, notObject = false, fieldNames } = request.location ?? {};
   if (suggestion !== undefined) {
     hints.push(`did you mean "${suggestion}"?`);
   }
   if (fieldNames !== undefined) {
     hints.push(`the fields there are ${fieldNames.join(", ")}`);
   }
-  if (notObject) {
-    hints.push(path === "" ? "the request must be a JSON object of its fields" : "the value there must be a JSON object");
-  }
-  const where = path === "" ? "" : ` at ${path}`;
   const hint = hints.map((text) => `; ${text}`).join("");
-  throw new ConnectError(`the request message could not be decoded${where}: ${reason}${hint}`, Code.InvalidArgument);
+  return new ConnectError(`the request message could not be decoded${where}: ${reason}${hint}`, Code.InvalidArgument);
 }
-
-/** How to write an update mask in JSON, which protobuf's own message leaves out. */
-const FIELD_MASK_JSON_HINT =
-  'in JSON, an update mask is one string of lowerCamelCase field paths separated by commas, for example "updateMask": "baseUrl,defaultSender"';

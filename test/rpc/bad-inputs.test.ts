@@ -200,7 +200,7 @@ describe("JSON request errors", () => {
     expect(await errorOf(reply)).toMatchObject({
       status: 400,
       code: "invalid_argument",
-      message: expect.stringContaining('update mask is one string of lowerCamelCase field paths separated by commas, for example "updateMask": "baseUrl,defaultSender"'),
+      message: expect.stringContaining('at updateMask: expected one string of lowerCamelCase field paths separated by commas, such as "baseUrl,defaultSender"'),
     });
   });
 
@@ -228,6 +228,62 @@ describe("JSON request errors", () => {
     expect(reply.status).toBe(status);
     expect(reply.headers.get("allow")).toBe(allow);
     expect((await errorOf(reply)).message).toContain(text);
+  });
+
+  describe("wrong-type values are not quoted", () => {
+    const SECRET = 98765432109876;
+    const PHONE = 15551234567;
+    const cases = [
+      { name: "API key", procedure: "IntegrationService/ConfigureIntegration", request: () => ({ integration: { ...VALID, apiKey: SECRET } }), path: "integration.apiKey", value: String(SECRET) },
+      { name: "phone number", procedure: "SmsService/SendSms", request: () => ({ integrationId: existingId, to: PHONE, content: "hi" }), path: "to", value: String(PHONE) },
+    ];
+
+    function expectNoValue(message: string, path: string, value: string) {
+      expect(message).toContain(`the request message could not be decoded at ${path}: expected a string, got a number`);
+      expect(message).not.toContain(value);
+      const logged = service.logLines.filter((line) => JSON.stringify(line).includes(value));
+      expect(logged).toEqual([]);
+    }
+
+    test.each(cases)("$name in a Connect POST", async ({ procedure, request, path, value }) => {
+      const reply = await fetch(`${service.baseUrl}/smsgateway.v1.${procedure}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(request()),
+      });
+
+      const error = await errorOf(reply);
+      expect(error).toMatchObject({ status: 400, code: "invalid_argument" });
+      expectNoValue(error.message, path, value);
+      expect(service.logLines.some((line) => line.msg === "rpc failed" && String(line.error).includes(`at ${path}: expected a string, got a number`))).toBe(true);
+    });
+
+    test.each(cases)("$name in a gRPC-Web call in JSON", async ({ procedure, request, path, value }) => {
+      const json = Buffer.from(JSON.stringify(request()));
+      const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), json]);
+      frame.writeUInt32BE(json.byteLength, 1);
+
+      const reply = await fetch(`${service.baseUrl}/smsgateway.v1.${procedure}`, {
+        method: "POST",
+        headers: { "content-type": "application/grpc-web+json" },
+        body: frame,
+      });
+
+      const trailers = Buffer.from(await reply.arrayBuffer()).toString("latin1");
+      const message = decodeURIComponent(/grpc-message: (.*)\r\n/.exec(trailers)?.[1] ?? "");
+      expect(trailers).toContain("grpc-status: 3\r\n");
+      expectNoValue(message, path, value);
+    });
+
+    test("a Connect GET", async () => {
+      const query = new URLSearchParams({ connect: "v1", encoding: "json", message: JSON.stringify({ id: PHONE }) });
+
+      const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/GetIntegration?${query}`);
+
+      const error = await errorOf(reply);
+      expect(error).toMatchObject({ status: 400, code: "invalid_argument" });
+      expectNoValue(error.message, "id", String(PHONE));
+    });
   });
 
   test("unknown field in a Connect GET", async () => {
