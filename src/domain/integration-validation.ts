@@ -86,6 +86,10 @@ function urlProblem(value: string, missing: string, expected: string): string | 
     return "contains control characters such as tabs or line breaks; remove them";
   }
 
+  const port = portProblem(value);
+  if (port !== null) {
+    return port;
+  }
   let url: URL;
   try {
     url = new URL(value);
@@ -100,6 +104,24 @@ function urlProblem(value: string, missing: string, expected: string): string | 
   }
   if (url.hash !== "") {
     return "must not contain a fragment (#...), which is never sent to the server";
+  }
+  return null;
+}
+
+/** The port of a URL: what follows the host and a colon, up to the path, query or fragment. */
+const URL_PORT = /^[a-z][a-z\d+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]/?#]*\]|[^:/?#]*):([^/?#]*)/i;
+
+/**
+ * Checks the port of a URL, which the URL parser rejects with no reason when
+ * it is out of range. Port 0 parses, but a connection to it always fails.
+ */
+function portProblem(value: string): string | null {
+  const port = URL_PORT.exec(value)?.[1];
+  if (port === undefined || port === "") {
+    return null;
+  }
+  if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    return `port "${truncate(port)}" is invalid; use a port from 1 to 65535, or none for the scheme's default`;
   }
   return null;
 }

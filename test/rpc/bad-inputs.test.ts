@@ -76,6 +76,28 @@ const configureCases: { name: string; request: () => ConfigureInit; code: Code; 
   { name: "201-character display_name", request: () => ({ integration: { ...VALID, displayName: "\u{1F600}".repeat(201) } }), code: Code.InvalidArgument, field: "integration.display_name" },
 ];
 
+describe("URL ports", () => {
+  test.each([
+    { url: "http://127.0.0.1:99999/x", port: "99999" },
+    { url: "http://127.0.0.1:0/x", port: "0" },
+    { url: "https://[::1]:70000/", port: "70000" },
+    { url: "http://gw.example.test:8o8o/sms", port: "8o8o" },
+  ])("$url names the port", async ({ url, port }) => {
+    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: url } }));
+
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual(["integration.base_url"]);
+    expect(result.message).toContain(`port "${port}" is invalid; use a port from 1 to 65535, or none for the scheme's default`);
+  });
+
+  test("port 65535 is accepted", async () => {
+    // A dry run checks the integration as ConfigureIntegration does and stores nothing.
+    const tested = await integrations.testIntegration({ target: { case: "integration", value: { ...VALID, baseUrl: "http://127.0.0.1:65535/sms" } } });
+
+    expect(tested.smsRequest?.url).toBe("http://127.0.0.1:65535/sms");
+  });
+});
+
 describe("ConfigureIntegration lengths", () => {
   test("count code points, not UTF-16 units", async () => {
     const created = await integrations.configureIntegration({
