@@ -9,6 +9,10 @@ import { isJsonObject, type JsonObject, type JsonValue } from "./json-value.js";
  * are ordinary own properties. They reach `JSON.stringify` as keys and never
  * change a prototype. Values that the patch replaces wholesale, such as an
  * array of objects, are carried over by reference.
+ *
+ * NOTE: a `__proto__` key of a request's passthrough body never reaches the
+ * merge. protobuf-es decodes `google.protobuf.Struct` into plain objects, where
+ * that key sets the prototype, so the key is dropped without an error.
  */
 export function applyMergePatch(target: JsonValue | undefined, patch: JsonValue): JsonValue {
   if (!isJsonObject(patch)) {
