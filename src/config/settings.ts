@@ -340,7 +340,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--circuit-failure-threshold",
     defaultValue: "5",
     unit: "failures",
-    description: "Consecutive gateway failures (5xx, connection failures, timeouts) that open an integration's circuit; 0 turns the breaker off.",
+    description: "Consecutive gateway failures (5xx, 408, connection failures, timeouts) that open an integration's circuit; 0 turns the breaker off.",
     parse: integerIn(0, 10_000),
   },
   {

@@ -54,7 +54,7 @@ export interface IdempotencyKeysOptions {
  * outcome. A concurrent duplicate finds the key pending and polls until the
  * outcome is there. A repeat later gets the stored outcome. Only outcomes
  * that a retry cannot change are kept for repeats: an accepted SMS, or the
- * gateway's rejection of the SMS request (3xx, 4xx). After any other
+ * gateway's rejection of the SMS request (3xx, 4xx other than 408 and 429). After any other
  * failure the key is `retryable`: the duplicates that waited get that
  * failure, and the next request with the key sends again, with the same
  * `Idempotency-Key` header.
@@ -274,8 +274,9 @@ export class IdempotencyKeys {
 
 /**
  * Chooses how a failed send leaves its key. Only the gateway's reply to
- * the SMS request itself (a 3xx or 4xx, with no earlier attempt that may
- * have reached it) is final, because a retry may change every other failure.
+ * the SMS request itself (a 3xx, or a 4xx other than 408 and 429, with no earlier
+ * attempt that may have reached it) is final, because a retry may change
+ * every other failure.
  */
 function failureOutcome(error: unknown, scope: IdempotencyScope): Pick<IdempotencyOutcome, "state" | "outcome"> {
   if (!(error instanceof GatewayError)) {

@@ -24,7 +24,7 @@ export const MIN_ATTEMPT_MS = 100;
 /**
  * Whether a failed attempt may be repeated:
  * `safe` the gateway cannot have sent the SMS (no SMS request was written,
- * or the gateway replied 429 or 503); `needs_key` it may have, so only a
+ * or the gateway replied 408, 429 or 503); `needs_key` it may have, so only a
  * request with an idempotency key is repeated; `never` repeating cannot help.
  */
 export type RetrySafety = "safe" | "needs_key" | "never";
@@ -60,7 +60,8 @@ export function retrySafety(info: GatewayErrorInfo): RetrySafety {
       ? "safe"
       : "never";
   }
-  if (info.httpStatus === 429 || info.httpStatus === 503) {
+  // 408 Request Timeout, like 503, means that the gateway did not process the request.
+  if (info.httpStatus === 408 || info.httpStatus === 429 || info.httpStatus === 503) {
     return "safe";
   }
   if (info.httpStatus === 500 || info.httpStatus === 502 || info.httpStatus === 504) {

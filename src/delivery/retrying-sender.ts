@@ -36,7 +36,7 @@ interface SendProgress {
 
 /**
  * Sends one SMS request with retries, where a retry cannot send the SMS
- * twice: after a failure before the request was written, a 429 or a 503.
+ * twice: after a failure before the request was written, a 408, a 429 or a 503.
  * With an idempotency key, also after a 500, 502 or 504, or a timeout or
  * reset after the request was written, because the caller's key lets a
  * gateway that honours `Idempotency-Key` drop the repeat. Each round gets a token from the token cache first. A

@@ -48,8 +48,15 @@ const CODE_DESCRIPTIONS: Record<string, string> = {
   [PARSER_ERROR_NAME]: "an invalid HTTP reply",
 };
 
-/** Maps the HTTP status of a failed reply (not 2xx) to the failure it means. */
+/**
+ * Maps the HTTP status of a failed reply (not 2xx) to the failure it means.
+ * A 408 is `unavailable`, as a 5xx is, and not `rejected`, because the
+ * gateway did not process the request, so the request itself may be fine.
+ */
 export function failureForStatus(status: number): GatewayFailure {
+  if (status === 408) {
+    return "unavailable";
+  }
   if (status === 401 || status === 403) {
     return "credentials_refused";
   }

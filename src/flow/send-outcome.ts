@@ -5,12 +5,12 @@ import type { SendOutcome } from "./circuit-breaker.js";
  * Classifies a finished send for the circuit breaker, which tracks whether
  * the gateway is up, not whether the request was right.
  *
- * - `failure`: the gateway is down or too slow. A 5xx reply or a connection
- *   failure (`unavailable`), or a `timeout` of a send that had the full
- *   `SEND_TIMEOUT_MS`. A timeout under a shorter caller deadline is
+ * - `failure`: the gateway is down or too slow. A 5xx or 408 reply or a
+ *   connection failure (`unavailable`), or a `timeout` of a send that had
+ *   the full `SEND_TIMEOUT_MS`. A timeout under a shorter caller deadline is
  *   ignored, so that one impatient caller cannot open the circuit for all.
- * - `success`: the gateway replied with a 3xx or 4xx status (429 too) or
- *   a token reply without a token. The caller or the integration must
+ * - `success`: the gateway replied with a 3xx or a 4xx other than 408 (429
+ *   too), or a token reply without a token. The caller or the integration must
  *   change something, but the gateway is up. A send that returns is a
  *   success too, which the caller records without calling this.
  * - `ignored`: the outcome tells nothing about the gateway's health. No request was

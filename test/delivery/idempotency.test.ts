@@ -89,6 +89,20 @@ describe("Delivery with an idempotency key", () => {
     expect(env.gateway.requestsTo("/sms")).toHaveLength(4);
   });
 
+  test("sends again after a 408", async () => {
+    env.gateway.on("/sms", inOrder({ status: 408 }, accepted("m-after-408")));
+    const { delivery, integration, idempotency } = await harness({ settings: { maxAttempts: 1 } });
+
+    const first = await gatewayErrorOf(delivery.send(integration, message));
+    const state = (await idempotency.get("acme", "order-42"))?.state;
+    const second = await delivery.send(integration, message);
+
+    expect(first.info).toMatchObject({ failure: "unavailable", httpStatus: 408 });
+    expect(state).toBe("retryable");
+    expect(second).toMatchObject({ id: "m-after-408", replayed: false });
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(2);
+  });
+
   const otherRequests: Array<[string, SmsMessage]> = [
     ["another recipient", { ...message, to: "+15557654321" }],
     ["other content", { ...message, content: "Your code is 654321" }],

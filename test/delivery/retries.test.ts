@@ -56,6 +56,16 @@ describe("Delivery retries", () => {
     expect(env.gateway.requestsTo("/sms")).toHaveLength(3);
   });
 
+  test("retries a 408 without a key", async () => {
+    env.gateway.on("/sms", inOrder({ status: 408 }, accepted("m-408")));
+    const { delivery, integration } = await harness();
+
+    const result = await delivery.send(integration, message);
+
+    expect(result).toMatchObject({ id: "m-408", attempts: 2, httpStatus: 200 });
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(2);
+  });
+
   test("waits the Retry-After seconds of a 429", async () => {
     const arrivals: number[] = [];
     env.gateway.on("/sms", timedInOrder(arrivals, { status: 429, headers: { "retry-after": "1" } }, accepted()));

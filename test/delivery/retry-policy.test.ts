@@ -40,6 +40,7 @@ describe("retrySafety", () => {
     ["a timeout after the write", { failure: "timeout", outcomeUnknown: true }, "needs_key"],
     ["HTTP 429", { failure: "rate_limited", httpStatus: 429 }, "safe"],
     ["HTTP 503", { httpStatus: 503 }, "safe"],
+    ["HTTP 408", { httpStatus: 408 }, "safe"],
     ["HTTP 500", { httpStatus: 500 }, "needs_key"],
     ["HTTP 502", { httpStatus: 502 }, "needs_key"],
     ["HTTP 504", { httpStatus: 504 }, "needs_key"],

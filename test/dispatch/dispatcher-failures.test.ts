@@ -34,6 +34,7 @@ describe("Dispatcher.send status failures", () => {
     [401, "credentials_refused", "refused the credentials"],
     [403, "credentials_refused", "refused the credentials"],
     [429, "rate_limited", "rate-limited the SMS request"],
+    [408, "unavailable", "failed the SMS request"],
     [500, "unavailable", "failed the SMS request"],
     [502, "unavailable", "failed the SMS request"],
     [503, "unavailable", "failed the SMS request"],

@@ -151,6 +151,16 @@ describe("circuit breaker", () => {
     expect(errorInfoOf(error).reason).toBe("CIRCUIT_OPEN");
   });
 
+  test("408 replies open it", async () => {
+    bed.gateway.on("/request-timeout", { status: 408 });
+    await bed.configure("request-timeout", bed.gateway.url("/request-timeout"));
+    await failThreshold("request-timeout", Code.Unavailable);
+
+    const error = await rejectionOf(bed.send("request-timeout"));
+
+    expect(errorInfoOf(error).reason).toBe("CIRCUIT_OPEN");
+  });
+
   test("4xx replies do not open it", async () => {
     bed.gateway.on("/bad-request", { status: 400, json: { error: "invalid number" } });
     bed.gateway.on("/bad-key", { status: 401, json: { error: "invalid key" } });
