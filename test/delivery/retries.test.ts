@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { describe, expect, test } from "vitest";
 
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
+import { MAX_RETRY_AFTER_SECONDS } from "../../src/dispatch/retry-after.js";
 import { ServiceLifecycle } from "../../src/server/service-lifecycle.js";
 import { closedLoopbackUrl, type ScriptedReply } from "../helpers/scripted-gateway.js";
 import { gatewayErrorOf } from "../dispatch/fixtures.js";
@@ -109,6 +110,17 @@ describe("Delivery retries", () => {
     const error = await gatewayErrorOf(delivery.send(integration, message));
 
     expect(error.info).toMatchObject({ failure: "unavailable", httpStatus: 503, attempts: 1, retryAfterSeconds: 60 });
+    expect(error.message).toContain("RETRY_AFTER_MAX_MS");
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+  });
+
+  test("does not wait for a Retry-After past safe integers", async () => {
+    env.gateway.on("/sms", { status: 503, headers: { "retry-after": "99999999999999999999" } });
+    const { delivery, integration } = await harness();
+
+    const error = await gatewayErrorOf(delivery.send(integration, message));
+
+    expect(error.info).toMatchObject({ failure: "unavailable", attempts: 1, retryAfterSeconds: MAX_RETRY_AFTER_SECONDS });
     expect(error.message).toContain("RETRY_AFTER_MAX_MS");
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
   });

@@ -2,10 +2,11 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from "vitest";
 
-import { BadRequestSchema, ErrorInfoSchema, GatewayErrorSchema } from "../../gen/smsgateway/v1/errors_pb.js";
+import { BadRequestSchema, ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { requestHash } from "../../src/delivery/request-hash.js";
+import { MAX_RETRY_AFTER_SECONDS } from "../../src/dispatch/retry-after.js";
 import { openStore } from "../../src/store/open-store.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
@@ -87,6 +88,18 @@ describe("SendSms reliability over RPC", () => {
     expect(error.rawMessage).toContain("may have received the request");
     const [detail] = error.findDetails(GatewayErrorSchema);
     expect(detail).toMatchObject({ outcomeUnknown: true, attempts: 1, httpStatus: 0 });
+  });
+
+  test("passes a Retry-After past safe integers on, capped", async () => {
+    gateway.on("/sms", { status: 429, headers: { "retry-after": "99999999999999999999" } });
+
+    const error = await rejection(sms.sendSms({ integrationId: "acme", to: "+15551234567", content: "hi" }));
+
+    expect(error.code).toBe(Code.ResourceExhausted);
+    expect(error.metadata.get("retry-after")).toBe(String(MAX_RETRY_AFTER_SECONDS));
+    const [retry] = error.findDetails(RetryInfoSchema);
+    expect(retry?.retryDelay?.seconds).toBe(BigInt(MAX_RETRY_AFTER_SECONDS));
+    expect(gateway.requestsTo("/sms")).toHaveLength(1);
   });
 
   test.each([

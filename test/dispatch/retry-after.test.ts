@@ -4,6 +4,8 @@ import { parseRetryAfter } from "../../src/dispatch/retry-after.js";
 
 describe("parseRetryAfter", () => {
   const now = Date.parse("2026-01-02T03:04:05Z");
+  /** The documented cap, 2^31 - 1 seconds. */
+  const cap = 2_147_483_647;
   const cases: Array<[string, string | string[] | undefined, number | undefined]> = [
     ["reads delay seconds", "30", 30],
     ["reads zero seconds", "0", 0],
@@ -17,7 +19,12 @@ describe("parseRetryAfter", () => {
     ["ignores a negative delay", "-5", undefined],
     ["ignores a fractional delay", "1.5", undefined],
     ["ignores text", "soon", undefined],
-    ["ignores a delay past safe integers", "99999999999999999999", undefined],
+    ["reads a delay at the cap", "2147483647", cap],
+    ["caps a delay just past the cap", "2147483648", cap],
+    ["caps a delay past safe integers", "99999999999999999999", cap],
+    ["caps a delay too long for a double", "9".repeat(400), cap],
+    ["reads leading zeros", "000000000000000000000000007", 7],
+    ["caps an HTTP date in the year 9999", "Fri, 31 Dec 9999 23:59:59 GMT", cap],
   ];
 
   test.each(cases)("%s", (_name, header, expected) => {
