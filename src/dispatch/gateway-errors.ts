@@ -115,13 +115,7 @@ function statusMessage(
         `Check api_key, secret_key and their header names${context.usesToken ? ", and token_key" : ""}.`
       );
     case "rate_limited":
-      return (
-        `The gateway rate-limited ${request} with HTTP ${status}. ` +
-        // The seconds come from the gateway's Retry-After header, which could echo a numeric key.
-        (retryAfterSeconds === undefined
-          ? "Retry later."
-          : `Retry after ${redactSecrets(String(retryAfterSeconds), context.secretForms)} seconds.`)
-      );
+      return `The gateway rate-limited ${request} with HTTP ${status}. ${retryAdvice(context, retryAfterSeconds)}.`;
     case "redirected":
       return (
         `The gateway replied to ${request} with a redirect, HTTP ${status} ` +
@@ -143,9 +137,19 @@ function statusMessage(
     default:
       return (
         `The gateway failed ${request} with HTTP ${status}. ` +
-        "Retry later, and check the gateway's status if the failure persists."
+        `${retryAdvice(context, retryAfterSeconds)}, and check the gateway's status if the failure persists.`
       );
   }
+}
+
+/** Returns "Retry later", or "Retry after N seconds" with the wait that the gateway's Retry-After requested. */
+function retryAdvice(context: RequestContext, retryAfterSeconds: number | undefined): string {
+  if (retryAfterSeconds === undefined) {
+    return "Retry later";
+  }
+  // The seconds come from the gateway's Retry-After header, which could echo a numeric key.
+  const seconds = redactSecrets(String(retryAfterSeconds), context.secretForms);
+  return `Retry after ${seconds} ${retryAfterSeconds === 1 ? "second" : "seconds"}`;
 }
 
 /** Builds the error for a 2xx auth reply without a usable token. */

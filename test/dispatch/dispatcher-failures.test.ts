@@ -103,6 +103,7 @@ describe("Dispatcher.send status failures", () => {
 
   const retryCases: Array<[string, Record<string, string>, number | undefined, string]> = [
     ["delay seconds", { "retry-after": "30" }, 30, "Retry after 30 seconds."],
+    ["one second", { "retry-after": "1" }, 1, "Retry after 1 second."],
     ["an HTTP date", { "retry-after": new Date(Date.now() + 120_000).toUTCString() }, 120, "Retry after"],
     ["no header", {}, undefined, "Retry later."],
   ];
@@ -120,6 +121,20 @@ describe("Dispatcher.send status failures", () => {
       expect(error.info.retryAfterSeconds).toBeGreaterThanOrEqual(seconds - 1);
       expect(error.info.retryAfterSeconds).toBeLessThanOrEqual(seconds);
     }
+    expect(error.message).toContain(wording);
+  });
+
+  test.each([
+    [503, { "retry-after": "2" }, "Retry after 2 seconds, and check the gateway's status"],
+    [503, { "retry-after": "1" }, "Retry after 1 second, and check the gateway's status"],
+    [503, {}, "Retry later, and check the gateway's status"],
+    // Retry-After is read only on 429 and 503, so a 500 ignores it.
+    [500, { "retry-after": "2" }, "Retry later, and check the gateway's status"],
+  ])("HTTP %d with %j states the wait", async (status, headers, wording) => {
+    gateway.on("/sms", { status, json: { error: "down" }, headers });
+
+    const error = await gatewayErrorOf(dispatcher.send(makeIntegration(gateway.url()), message));
+
     expect(error.message).toContain(wording);
   });
 
