@@ -123,7 +123,7 @@ export class IdempotencyKeys {
         }
       }
       if (record.state === "done" || (record.state === "retryable" && waitingOn !== undefined)) {
-        return copyWith(replayOutcome(record.outcome ?? ""), { replayed: true });
+        return copyWith(replayOutcome(record.outcome ?? "", record.state), { replayed: true });
       }
       if (record.state === "retryable") {
         // Freed between the failed claim and the read: claim again.
@@ -172,7 +172,7 @@ export class IdempotencyKeys {
     if (record.requestHash !== scope.requestHash) {
       throw keyReusedError(scope);
     }
-    return copyWith(replayOutcome(record.outcome ?? ""), { replayed: true });
+    return copyWith(replayOutcome(record.outcome ?? "", record.state), { replayed: true });
   }
 
   /** Waits for a purge that is running, so the store can close after it. */

@@ -25,6 +25,21 @@ type StoredOutcome =
 /** A `SendResult` with its date as ISO-8601 text. */
 type StoredResult = Omit<SendResult, "date"> & { date: string };
 
+/**
+ * Notes that start the message of a replayed failure, by the state of its key.
+ * Without one, a caller that fixed the request could not tell why a repeat
+ * with the same key still fails without reaching the gateway.
+ */
+const REPLAY_NOTES = {
+  done:
+    "This call sent nothing and returns the stored outcome of an earlier call with the same idempotency key. " +
+    "Every repeat with that key gets this outcome until the key expires, so a new key is needed to send again. " +
+    "The earlier call failed with:",
+  retryable:
+    "This call waited for a concurrent call with the same idempotency key instead of sending, and returns its outcome. " +
+    "The next request with that key sends again. The concurrent call failed with:",
+} as const;
+
 /** Encodes an accepted send. */
 export function encodeSent(result: SendResult): string {
   const stored: StoredOutcome = { v: 1, kind: "sent", result: { ...result, date: result.date.toISOString() } };
@@ -47,11 +62,15 @@ export function encodeUnknown(problem: string): string {
  * Decodes a stored outcome: returns the stored result, or throws the stored
  * error again.
  *
- * @throws GatewayError with the stored message and details of a failed send.
+ * @param state the state of the key: `done` when the outcome is kept for
+ *   every repeat, `retryable` when it is the failure of a concurrent send
+ *   that this call waited for, and the next request with the key sends again.
+ * @throws GatewayError with the stored details of a failed send, and its
+ *   message after a note that states it is a replay and what a repeat does.
  * @throws IdempotencyError (`outcome_unknown`) for a send without an outcome.
  * @throws Error when the text is not a stored outcome, which is a bug.
  */
-export function replayOutcome(text: string): SendResult {
+export function replayOutcome(text: string, state: "done" | "retryable"): SendResult {
   // The service wrote the text itself, so only the format version is checked.
   const stored = JSON.parse(text) as StoredOutcome;
   if (stored.v !== 1) {
@@ -61,7 +80,7 @@ export function replayOutcome(text: string): SendResult {
     case "sent":
       return { ...stored.result, date: new Date(stored.result.date) };
     case "failed":
-      throw new GatewayError(stored.message, stored.info, { replayed: true });
+      throw new GatewayError(`${REPLAY_NOTES[state]} ${stored.message}`, stored.info, { replayed: true });
     case "unknown":
       throw new IdempotencyError("outcome_unknown", stored.message);
   }

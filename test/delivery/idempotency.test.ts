@@ -64,7 +64,7 @@ describe("Delivery with an idempotency key", () => {
     expect(env.gateway.requestsTo("/sms")).toHaveLength(2);
   });
 
-  test("replays a final failure as the same error", async () => {
+  test("marks a replayed final failure", async () => {
     env.gateway.on("/sms", inOrder({ status: 400, json: { error: "invalid number" } }, accepted()));
     const { delivery, integration } = await harness();
 
@@ -72,7 +72,12 @@ describe("Delivery with an idempotency key", () => {
     const second = await gatewayErrorOf(delivery.send(integration, message));
 
     expect(first.info).toMatchObject({ failure: "rejected", httpStatus: 400, bodyExcerpt: '{"error":"invalid number"}' });
-    expect(second.message).toBe(first.message);
+    expect(first.replayed).toBe(false);
+    expect(first.message).not.toContain("idempotency key");
+    expect(second.replayed).toBe(true);
+    expect(second.message).toMatch(/^This call sent nothing and returns the stored outcome of an earlier call with the same idempotency key\. /);
+    expect(second.message).toContain("a new key is needed to send again");
+    expect(second.message.endsWith(` The earlier call failed with: ${first.message}`)).toBe(true);
     expect(second.info).toEqual(first.info);
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
   });
@@ -167,6 +172,13 @@ describe("Delivery with an idempotency key", () => {
       const reason = (outcome as PromiseRejectedResult).reason as GatewayError;
       expect(reason).toBeInstanceOf(GatewayError);
       expect(reason.info.httpStatus).toBe(503);
+    }
+    const errors = outcomes.map((outcome) => (outcome as PromiseRejectedResult).reason as GatewayError);
+    const waited = errors.filter((error) => error.replayed);
+    expect(waited).toHaveLength(4);
+    for (const error of waited) {
+      expect(error.message).toMatch(/^This call waited for a concurrent call with the same idempotency key instead of sending/);
+      expect(error.message).toContain("The next request with that key sends again.");
     }
   });
 

@@ -79,6 +79,27 @@ describe("SendSms reliability over RPC", () => {
     ]);
   });
 
+  test("marks a replayed failure as a replay", async () => {
+    gateway.on("/sms", inOrder({ status: 400, json: { error: "invalid sender" } }, accepted("m-new-key")));
+    const request = { integrationId: "acme", to: "+15551234567", content: "hi", idempotencyKey: freshKey() };
+
+    const first = await rejection(sms.sendSms(request));
+    const repeat = await rejection(sms.sendSms(request));
+    const withNewKey = await sms.sendSms({ ...request, idempotencyKey: freshKey() });
+
+    expect(first.code).toBe(Code.FailedPrecondition);
+    expect(repeat.code).toBe(Code.FailedPrecondition);
+    expect(repeat.rawMessage).toContain("returns the stored outcome of an earlier call with the same idempotency key");
+    expect(repeat.rawMessage).toContain("a new key is needed to send again");
+    expect(repeat.rawMessage).toContain(first.rawMessage);
+    expect(first.rawMessage).not.toContain("idempotency key");
+    const [firstDetail] = first.findDetails(GatewayErrorSchema);
+    expect(firstDetail).toMatchObject({ httpStatus: 400, bodyExcerpt: '{"error":"invalid sender"}', attempts: 1 });
+    expect(repeat.findDetails(GatewayErrorSchema)).toEqual([firstDetail]);
+    expect(withNewKey).toMatchObject({ id: "m-new-key", replayed: false });
+    expect(gateway.requestsTo("/sms")).toHaveLength(2);
+  });
+
   test("marks an outcome that may have reached the gateway", async () => {
     gateway.on("/sms", { reset: true });
 
