@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { MIN_ATTEMPT_MS } from "../delivery/retry-policy.js";
 import { MessageNotStartedError } from "../errors.js";
 import { SlotWaitAbortedError } from "../flow/concurrency-slots.js";
-import { pacingDecision } from "./flow-pacing.js";
+import { pacingDecision, type PacingDecision } from "./flow-pacing.js";
 
 /** Share of the caller's time kept back at the end of a batch, so that its response still reaches the caller. */
 export const RESPONSE_RESERVE_SHARE = 0.1;
@@ -58,6 +58,30 @@ export interface MessageSendOptions {
    * flight finish, and no further message starts until fewer are in flight.
    */
   setConcurrency(concurrency: number): void;
+  /**
+   * Returns the milliseconds left of a wait that the gateway requested with
+   * a 429, 0 when there is none. A send that waited for a slot checks it
+   * before it sends, and throws {@link BatchPausedError} while it is above 0.
+   */
+  gatewayWaitLeftMs(): number;
+  /**
+   * Records the failure of the message's request as soon as it happens,
+   * before the send gives its concurrency slot back. A gateway's 429 then
+   * pauses the batch before a message that waits for that slot takes it.
+   */
+  reportFailure(error: unknown): void;
+}
+
+/**
+ * Thrown by a message's send that found the batch paused by a gateway's
+ * 429 before it sent anything, so that the message waits and starts again.
+ */
+export class BatchPausedError extends Error {
+  override readonly name = "BatchPausedError";
+
+  constructor() {
+    super("the batch is paused for the gateway's Retry-After");
+  }
 }
 
 /** Sends the message at `index`. */
@@ -223,7 +247,7 @@ class BatchRun<T> {
       if (notStarted !== undefined) {
         return { ok: false, error: notStarted };
       }
-      const waitLeftMs = this.gatewayWaitEndsAt - performance.now();
+      const waitLeftMs = this.gatewayWaitLeftMs();
       if (waitLeftMs > 0) {
         if (!this.hasTimeFor(waitLeftMs + MIN_ATTEMPT_MS)) {
           return { ok: false, error: this.gatewayWaitError("and the call's deadline comes first. Send it again after the wait, with a longer deadline.") };
@@ -233,9 +257,19 @@ class BatchRun<T> {
       }
 
       try {
-        const sendOptions = { deadlineMs: this.remainingMs(), startSignal: this.startWindow.signal, setConcurrency: this.setConcurrency };
+        const sendOptions = {
+          deadlineMs: this.remainingMs(),
+          startSignal: this.startWindow.signal,
+          setConcurrency: this.setConcurrency,
+          gatewayWaitLeftMs: this.gatewayWaitLeftMs,
+          reportFailure: this.reportFailure,
+        };
         return { ok: true, value: await this.send(index, sendOptions) };
       } catch (error) {
+        if (error instanceof BatchPausedError) {
+          // Nothing was sent: the next turn of the loop waits out the pause.
+          continue;
+        }
         if (error instanceof SlotWaitAbortedError) {
           // The start window closed while the message waited for a slot, before it was sent.
           return { ok: false, error: this.notStartedError() ?? deadlineNotStartedError() };
@@ -245,17 +279,7 @@ class BatchRun<T> {
           this.stopError ??= error;
           return { ok: false, error };
         }
-        if (decision.kind === "pause" || decision.kind === "halt") {
-          const endsAt = performance.now() + decision.delayMs;
-          if (endsAt > this.gatewayWaitEndsAt) {
-            this.gatewayWaitEndsAt = endsAt;
-            this.gatewayWaitMs = decision.delayMs;
-          }
-          if (decision.kind === "halt") {
-            this.gatewayHalted = true;
-            // Messages waiting for a slot or a retry delay stop waiting, and find the batch halted.
-            this.endStartWindow();
-          }
+        if (this.applyGatewayWait(decision)) {
           return { ok: false, error };
         }
         if (decision.kind === "final" || !this.hasTimeFor(decision.delayMs + MIN_ATTEMPT_MS)) {
@@ -265,6 +289,29 @@ class BatchRun<T> {
       }
     }
   }
+
+  /** Starts the wait that a gateway's 429 requested, when `decision` carries one, and returns whether it did. */
+  private applyGatewayWait(decision: PacingDecision): boolean {
+    if (decision.kind !== "pause" && decision.kind !== "halt") {
+      return false;
+    }
+    const endsAt = performance.now() + decision.delayMs;
+    if (endsAt > this.gatewayWaitEndsAt) {
+      this.gatewayWaitEndsAt = endsAt;
+      this.gatewayWaitMs = decision.delayMs;
+    }
+    if (decision.kind === "halt" && !this.gatewayHalted) {
+      this.gatewayHalted = true;
+      // Messages waiting for a slot or a retry delay stop waiting, and find the batch halted.
+      this.endStartWindow();
+    }
+    return true;
+  }
+
+  /** Passed to every send: applies a gateway's requested wait as soon as a send fails. */
+  private readonly reportFailure = (error: unknown): void => {
+    this.applyGatewayWait(pacingDecision(error, this.options.gatewayWaitMaxMs));
+  };
 
   /** Returns why no further message may start, or undefined while they may. */
   private notStartedError(): unknown {
@@ -293,7 +340,7 @@ class BatchRun<T> {
   private gatewayWaitError(ending: string): MessageNotStartedError {
     return new MessageNotStartedError(
       "gateway_rate_limited",
-      `This SMS was not sent: the gateway replied to another message of this batch with HTTP 429 and asked to wait ` +
+      `This SMS was not sent: the gateway replied HTTP 429 to a request for another message of this batch and asked to wait ` +
         `${Math.ceil(this.gatewayWaitMs / 1000)} s (Retry-After), ${ending}`,
       Math.max(0, Math.ceil(this.gatewayWaitEndsAt - performance.now())),
     );
@@ -316,6 +363,8 @@ class BatchRun<T> {
       // Aborted: the next check reports why.
     }
   }
+
+  private readonly gatewayWaitLeftMs = (): number => Math.max(0, this.gatewayWaitEndsAt - performance.now());
 
   private readonly endStartWindow = (): void => {
     this.startWindow.abort();

@@ -28,7 +28,7 @@ export type PacingDecision =
  * it from the database again for each message.
  *
  * A gateway that replied 429 with a `Retry-After` requests a slower pace too. The message already made the retries that RETRY_AFTER_MAX_MS
- * and SEND_MAX_ATTEMPTS allow, so its failure stands, and the batch sends
+ * and SEND_MAX_ATTEMPTS allow, so its failure is its result, and the batch sends
  * nothing more until the wait has passed. When the wait is longer than
  * `gatewayWaitMaxMs`, the batch would hold the call for it, so it starts no
  * further message. A 429 without `Retry-After` says nothing of how long to
@@ -57,8 +57,9 @@ export function pacingDecision(error: unknown, gatewayWaitMaxMs: number): Pacing
 
 function gatewayDecision(error: GatewayError, gatewayWaitMaxMs: number): PacingDecision {
   const { httpStatus, retryAfterSeconds } = error.info;
-  // A replayed failure is the reply to an earlier call, not the gateway's current request.
-  if (error.replayed || httpStatus !== 429 || retryAfterSeconds === undefined) {
+  // A 429 is never kept as a key's final outcome, so a replayed one is the reply that a
+  // concurrent call with the same key got a moment ago, and its wait applies now.
+  if (httpStatus !== 429 || retryAfterSeconds === undefined) {
     return { kind: "final" };
   }
   const delayMs = retryAfterSeconds * 1000;

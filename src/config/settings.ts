@@ -457,7 +457,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--retry-after-max-ms",
     defaultValue: "5000",
     unit: "ms",
-    description: "Longest Retry-After wait the service honours itself; a gateway that asks for longer gets no retry, the caller sees its Retry-After, and a batch starts no further message.",
+    description: "Longest Retry-After wait the service honours itself; a gateway that asks for longer gets no retry, the caller sees its Retry-After, and after a 429 a batch starts no further message.",
     parse: integerIn(0, 600_000),
   },
   {

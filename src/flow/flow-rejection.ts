@@ -54,7 +54,7 @@ export function circuitOpenError(
     retryDelayMs = rejection.remainingMs;
     message =
       `The circuit breaker of integration "${integrationId}" is open after ${failureThreshold} consecutive gateway failures ` +
-      `(5xx replies, connection failures or timeouts), so this SMS was not sent. ` +
+      `(5xx or 408 replies, connection failures or timeouts), so this SMS was not sent. ` +
       `Retry after ${formatDelay(retryDelayMs)}, when a probe send is let through.`;
   } else {
     retryDelayMs = probeDelayMs;

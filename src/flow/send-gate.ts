@@ -313,7 +313,8 @@ export class SendGate {
         if (waitForSlot.aborted) {
           throw new SlotWaitAbortedError();
         }
-        // The circuit may have opened while the send waited.
+        // The circuit may have opened while the send waited, and the integration changed.
+        this.#probeChangedGateway(current, entry, nowMs, options.requestId);
         this.#checkCircuit(integrationId, entry, nowMs);
       }
       this.#takeToken(integrationId, entry, limits, nowMs, "queued");

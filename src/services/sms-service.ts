@@ -9,7 +9,7 @@ import {
   type SendSmsRequest,
   type SendSmsResponse,
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { runBatch, type MessageOutcome, type MessageSendOptions } from "../batch/batch-runner.js";
+import { BatchPausedError, runBatch, type MessageOutcome, type MessageSendOptions } from "../batch/batch-runner.js";
 import type { Delivery, KeyedResult } from "../delivery/delivery.js";
 import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
 import {
@@ -51,6 +51,8 @@ interface SendCall {
   waitForSlot?: AbortSignal;
   /** Set for a message of a batch: reads its integration again once it has a slot it waited for. */
   reread?: () => Promise<StoredIntegration>;
+  /** Set for a message of a batch: learns of a failed send before its concurrency slot is given back. */
+  reportFailure?: (error: unknown) => void;
 }
 
 /** Implements `smsgateway.v1.SmsService`. */
@@ -101,13 +103,16 @@ export class SmsService {
       // Each message reads the integration when it starts, from the cache unless it changed, so
       // that a change made while the batch runs applies to the messages that start after it.
       const current = () => this.#batchIntegration(request.integrationId, options, context);
+      // A message that waited for a slot may find the batch paused by another message's 429 meanwhile.
+      const reread = () => (options.gatewayWaitLeftMs() > 0 ? Promise.reject(new BatchPausedError()) : current());
       const call = {
         signal: context.signal,
         deadlineMs: options.deadlineMs,
         requestId: context.requestId,
         log: context.log,
         waitForSlot: options.startSignal,
-        reread: current,
+        reread,
+        reportFailure: options.reportFailure,
       };
       const integrationNow = await current();
       reachedSend[index] = 1;
@@ -174,9 +179,11 @@ export class SmsService {
     const gateOptions = { deadlineMs: call.deadlineMs, requestId, waitForSlot: call.waitForSlot, reread: call.reread };
     let result: KeyedResult;
     try {
-      result = await this.gate.run(integration, gateOptions, (deadlineMs, current) =>
-        this.delivery.send(current, message, { signal, deadlineMs, requestId }),
-      );
+      const report = call.reportFailure;
+      result = await this.gate.run(integration, gateOptions, (deadlineMs, current) => {
+        const sent = this.delivery.send(current, message, { signal, deadlineMs, requestId });
+        return report === undefined ? sent : sent.catch((error: unknown) => failAfterReport(error, report));
+      });
     } catch (error) {
       // A repeat of a key that already sent must report that send, not that flow control rejected it.
       const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, call.log) : undefined;
@@ -228,7 +235,7 @@ export class SmsService {
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
     const rejected = outcomes.flatMap((outcome, index) => {
       const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
-      return !outcome.ok && keptByFlow(outcome.error) && keyed && reachedSend[index] === 0 ? [index] : [];
+      return !outcome.ok && keyed && needsLookup(outcome.error, reachedSend[index] === 1) ? [index] : [];
     });
     for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
       await Promise.all(
@@ -248,9 +255,17 @@ export class SmsService {
   }
 }
 
-/** Returns whether a batch message failed because flow control or the gateway's Retry-After kept it from starting. */
-function keptByFlow(error: unknown): boolean {
-  return error instanceof FlowLimitError || (error instanceof MessageNotStartedError && error.reason === "gateway_rate_limited");
+/**
+ * Returns whether the kept outcome of a failed keyed batch message must be
+ * looked up. That is the case when flow control rejected it before it
+ * reached a send, which looks up by itself. It is also the case when a
+ * gateway's Retry-After kept it from starting, because no send looks up then.
+ */
+function needsLookup(error: unknown, reachedSend: boolean): boolean {
+  if (error instanceof FlowLimitError) {
+    return !reachedSend;
+  }
+  return error instanceof MessageNotStartedError && error.reason === "gateway_rate_limited";
 }
 
 /** Lookups of stored outcomes that {@link SmsService} runs at once for the rejected messages of a batch. */
@@ -267,6 +282,12 @@ function sendSmsResponse(result: KeyedResult): SendSmsResponse {
     warnings: result.warnings,
     replayed: result.replayed,
   });
+}
+
+/** Passes a failed send's error to `report`, then throws it again. */
+function failAfterReport(error: unknown, report: (error: unknown) => void): never {
+  report(error);
+  throw error;
 }
 
 function throwIfInvalid(violations: FieldViolation[]): void {

@@ -39,7 +39,7 @@ describe("pacingDecision", () => {
     { name: "gateway 429 pauses for its Retry-After", error: gatewayError(429, 2), expected: { kind: "pause", delayMs: 2_000 } },
     { name: "gateway 429 at the longest wait pauses", error: gatewayError(429, 5), expected: { kind: "pause", delayMs: 5_000 } },
     { name: "gateway 429 with a longer Retry-After halts", error: gatewayError(429, 6), expected: { kind: "halt", delayMs: 6_000 } },
-    { name: "replayed gateway 429 is final", error: gatewayError(429, 2, { replayed: true }), expected: { kind: "final" } },
+    { name: "replayed gateway 429 pauses", error: gatewayError(429, 2, { replayed: true }), expected: { kind: "pause", delayMs: 2_000 } },
   ])("$name", ({ error, expected }) => {
     expect(pacingDecision(error, GATEWAY_WAIT_MAX_MS)).toEqual(expected);
   });
