@@ -86,15 +86,14 @@ function urlProblem(value: string, missing: string, expected: string): string | 
     return "contains control characters such as tabs or line breaks; remove them";
   }
 
-  const port = portProblem(value);
-  if (port !== null) {
-    return port;
-  }
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    return `"${truncate(value)}" is not an absolute URL; write it as https://host/path`;
+    return portProblem(value) ?? `"${truncate(withoutUserInfo(value))}" is not an absolute URL; write it as https://host/path`;
+  }
+  if (url.port === "0") {
+    return portMessage("0");
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     return `scheme "${url.protocol.slice(0, -1)}" is not supported; use http or https`;
@@ -108,12 +107,20 @@ function urlProblem(value: string, missing: string, expected: string): string | 
   return null;
 }
 
-/** The port of a URL: what follows the host and a colon, up to the path, query or fragment. */
-const URL_PORT = /^[a-z][a-z\d+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]/?#]*\]|[^:/?#]*):([^/?#]*)/i;
+/**
+ * The port of a URL: what follows the host and a colon, up to the path,
+ * query, fragment or end. Neither host nor port may contain `@`, so the
+ * password of a user-info part is never read as a port.
+ */
+const URL_PORT = /^[a-z][a-z\d+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]/?#]*\]|[^:/?#@]*):([^/?#@]*)(?:[/?#]|$)/i;
+
+/** The user-info part of a URL (`user:password@`), which messages leave out. */
+const USER_INFO = /^([a-z][a-z\d+.-]*:\/\/)[^@/?#]*@/i;
 
 /**
- * Checks the port of a URL, which the URL parser rejects with no reason when
- * it is out of range. Port 0 parses, but a connection to it always fails.
+ * Returns why the port of a URL that the URL parser rejected is invalid, or
+ * null when the port is not the reason. The parser gives no reason for an
+ * out-of-range port.
  */
 function portProblem(value: string): string | null {
   const port = URL_PORT.exec(value)?.[1];
@@ -121,9 +128,18 @@ function portProblem(value: string): string | null {
     return null;
   }
   if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
-    return `port "${truncate(port)}" is invalid; use a port from 1 to 65535, or none for the scheme's default`;
+    return portMessage(port);
   }
   return null;
+}
+
+function portMessage(port: string): string {
+  return `port "${truncate(port)}" is invalid; use a port from 1 to 65535, or none for the scheme's default`;
+}
+
+/** Returns a URL's text without its user-info part, so that a message never shows a password. */
+function withoutUserInfo(value: string): string {
+  return value.replace(USER_INFO, "$1");
 }
 
 function displayNameProblem(value: string): string | null {

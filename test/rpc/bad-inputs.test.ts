@@ -90,6 +90,31 @@ describe("URL ports", () => {
     expect(result.message).toContain(`port "${port}" is invalid; use a port from 1 to 65535, or none for the scheme's default`);
   });
 
+  test.each([
+    { field: "baseUrl", name: "integration.base_url" },
+    { field: "authUrl", name: "integration.auth_url" },
+  ])("$name password without port stays hidden", async ({ field, name }) => {
+    const password = "S3cretPassw0rd";
+    const integration = { ...VALID, authenticateByToken: true, tokenKey: "token", authUrl: "http://127.0.0.1:9/auth", [field]: `http://user:${password}@gw.example.test/sms` };
+
+    const result = await failure(integrations.configureIntegration({ integration }));
+
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual([name]);
+    expect(result.message).not.toContain(password);
+    expect(result.message).toContain("must not contain a user name or password");
+  });
+
+  test("an unparsable URL is quoted without its password", async () => {
+    const password = "S3cretPassw0rd";
+
+    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: `http://user:${password}@gw example/sms` } }));
+
+    expect(result.fields).toEqual(["integration.base_url"]);
+    expect(result.message).not.toContain(password);
+    expect(result.message).toContain('"http://gw example/sms" is not an absolute URL');
+  });
+
   test("port 65535 is accepted", async () => {
     // A dry run checks the integration as ConfigureIntegration does and stores nothing.
     const tested = await integrations.testIntegration({ target: { case: "integration", value: { ...VALID, baseUrl: "http://127.0.0.1:65535/sms" } } });
