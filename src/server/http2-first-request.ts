@@ -70,21 +70,15 @@ const DEFAULT_LIMITS: FirstRequestLimits = { maxBufferedBytes: 256 * 1024 };
  * which acknowledges the empty frame, is removed from the bytes it gets.
  */
 export class FirstRequestParser {
-  /** Every chunk received, kept for the replay and joined only once the outcome is known. */
-  private readonly received: Buffer[] = [];
-  private receivedBytes = 0;
-  /** Bytes of the preface checked so far. */
-  private prefaceBytes = 0;
   /**
-   * Received bytes after the last whole frame, joined only once they contain
-   * the next frame's header or the whole frame. So a client that sends one
-   * byte per packet causes a bounded amount of copying per byte.
+   * Every byte received, kept for the replay. The buffer grows by doubling,
+   * so each byte is copied a bounded number of times however the client
+   * splits its bytes, and no chunk of the socket is kept.
    */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  /** Pending bytes that the next frame needs before it can be read: its header, then the whole frame. */
-  private neededBytes = FRAME_HEADER_BYTES;
-  /** Offset in the received bytes of the first pending byte. */
+  private buffer: Buffer = Buffer.alloc(0);
+  /** Bytes of `buffer` in use. */
+  private length = 0;
+  /** Offset in `buffer` of the next frame. */
   private offset = HTTP2_PREFACE.length;
   private ackOffset: number | undefined;
   /** Undefined while pending; null once the request is known to be unreadable. */
@@ -99,32 +93,27 @@ export class FirstRequestParser {
    * outcome once it is known, else undefined.
    */
   push(chunk: Buffer): FirstRequestOutcome | undefined {
-    this.received.push(chunk);
-    this.receivedBytes += chunk.length;
-    const framed = this.skipPreface(chunk);
-    if (framed === undefined) {
+    const prefaceStart = this.length;
+    this.append(chunk);
+    const prefaceEnd = Math.min(this.length, HTTP2_PREFACE.length);
+    if (prefaceStart < prefaceEnd && !this.buffer.subarray(prefaceStart, prefaceEnd).equals(HTTP2_PREFACE.subarray(prefaceStart, prefaceEnd))) {
       return this.unreadable();
     }
-    if (framed.length > 0) {
-      this.pending.push(framed);
-      this.pendingBytes += framed.length;
-    }
 
-    while (this.pendingBytes >= this.neededBytes) {
-      const buffer = this.joinPending();
-      const length = buffer.readUIntBE(0, 3);
+    while (this.length - this.offset >= FRAME_HEADER_BYTES) {
+      const length = this.buffer.readUIntBE(this.offset, 3);
       if (length > DEFAULT_MAX_FRAME_BYTES) {
         return this.unreadable();
       }
-      const end = FRAME_HEADER_BYTES + length;
-      if (end > buffer.length) {
-        this.neededBytes = end;
+      const end = this.offset + FRAME_HEADER_BYTES + length;
+      if (end > this.length) {
         break;
       }
-      const type = buffer[3]!;
-      const flags = buffer[4]!;
-      const streamId = buffer.readUInt32BE(5) & 0x7fff_ffff;
-      const payload = buffer.subarray(FRAME_HEADER_BYTES, end);
+      const type = this.buffer[this.offset + 3]!;
+      const flags = this.buffer[this.offset + 4]!;
+      const streamId = this.buffer.readUInt32BE(this.offset + 5) & 0x7fff_ffff;
+      // A grown buffer replaces this one, but bytes already received are never written again.
+      const payload = this.buffer.subarray(this.offset + FRAME_HEADER_BYTES, end);
 
       if (type === FRAME_SETTINGS && (flags & FLAG_ACK) !== 0 && this.ackOffset === undefined) {
         if (length !== 0 || streamId !== 0) {
@@ -134,17 +123,14 @@ export class FirstRequestParser {
       } else if (this.request === undefined && !this.readRequestFrame(type, flags, streamId, payload)) {
         return this.unreadable();
       }
-      this.offset += end;
-      this.pending = end < buffer.length ? [buffer.subarray(end)] : [];
-      this.pendingBytes -= end;
-      this.neededBytes = FRAME_HEADER_BYTES;
+      this.offset = end;
     }
 
-    if (this.request === undefined && this.receivedBytes > this.limits.maxBufferedBytes) {
+    if (this.request === undefined && this.length > this.limits.maxBufferedBytes) {
       this.request = null;
     }
     if (this.request === undefined || this.ackOffset === undefined) {
-      if (this.receivedBytes > this.limits.maxBufferedBytes * 2) {
+      if (this.length > this.limits.maxBufferedBytes * 2) {
         return this.unreadable();
       }
       return undefined;
@@ -153,25 +139,16 @@ export class FirstRequestParser {
     return { request: this.request ?? undefined, bytes: this.bytesWithoutAck() };
   }
 
-  /** Checks the chunk's part of the client preface, and returns the bytes after it; undefined when they differ. */
-  private skipPreface(chunk: Buffer): Buffer | undefined {
-    if (this.prefaceBytes === HTTP2_PREFACE.length) {
-      return chunk;
+  /** Copies a chunk to the end of the buffer, which doubles in size when it is full. */
+  private append(chunk: Buffer): void {
+    const needed = this.length + chunk.length;
+    if (needed > this.buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, this.buffer.length * 2, 1024));
+      this.buffer.copy(grown, 0, 0, this.length);
+      this.buffer = grown;
     }
-    const length = Math.min(chunk.length, HTTP2_PREFACE.length - this.prefaceBytes);
-    if (!chunk.subarray(0, length).equals(HTTP2_PREFACE.subarray(this.prefaceBytes, this.prefaceBytes + length))) {
-      return undefined;
-    }
-    this.prefaceBytes += length;
-    return chunk.subarray(length);
-  }
-
-  /** Joins the pending bytes into one buffer, which stays their only chunk. */
-  private joinPending(): Buffer {
-    if (this.pending.length > 1) {
-      this.pending = [Buffer.concat(this.pending, this.pendingBytes)];
-    }
-    return this.pending[0]!;
+    chunk.copy(this.buffer, this.length);
+    this.length = needed;
   }
 
   /** Whether the client has acknowledged the server's SETTINGS frame. */
@@ -232,7 +209,7 @@ export class FirstRequestParser {
   }
 
   private bytesWithoutAck(): Buffer {
-    const bytes = this.received.length === 1 ? this.received[0]! : Buffer.concat(this.received, this.receivedBytes);
+    const bytes = this.buffer.subarray(0, this.length);
     const ack = this.ackOffset;
     if (ack === undefined) {
       return bytes;
