@@ -39,6 +39,10 @@ export function connectRoutes(bindings: readonly ServiceBinding[], pipeline: Cal
  * message for text that does not decode quotes the value that is wrong, which
  * may be a secret or a phone number, so this decoder decodes the text first
  * and throws the error of {@link undecodableError} instead.
+ *
+ * NOTE: connect then decodes the text again, so a JSON request through
+ * connect-node (gRPC-Web, Connect GET) costs two decodes. The service's own
+ * Connect handler, which takes Connect POST, decodes once.
  */
 function checkedJsonOptions(input: DescMessage, jsonOptions: JsonOptions): JsonOptions {
   // connect ignores unknown JSON fields unless its options reject them, and so must the check.
