@@ -240,7 +240,11 @@ class BatchRun<T> {
     this.options.stopping?.removeEventListener("abort", this.onStopping);
   }
 
-  /** Sends one message, and waits and tries again while flow control rejects it with a retry delay. Never rejects. */
+  /**
+   * Sends one message. It waits and tries again while flow control rejects it
+   * with a retry delay, and waits before it starts while the gateway's
+   * Retry-After pauses the batch. Never rejects.
+   */
   async sendMessage(index: number): Promise<MessageOutcome<T>> {
     for (;;) {
       const notStarted = this.notStartedError();
