@@ -12,9 +12,12 @@ import type { Duration } from "@bufbuild/protobuf/wkt";
 export declare const file_smsgateway_v1_errors: GenFile;
 
 /**
- * Error detail attached to every error the service raises on purpose: a
- * stable, machine-readable reason, for example `OUTBOUND_ADDRESS_BLOCKED`.
- * Reasons are listed in the README and never change meaning.
+ * Error detail with a stable, machine-readable reason, for example
+ * `OUTBOUND_ADDRESS_BLOCKED`. Only errors that have such a reason carry it:
+ * SSRF guard and flow-control rejections, idempotency-key conflicts, and
+ * batch messages that were never started. Other errors, such as NOT_FOUND
+ * or a gateway's reply, have none. Reasons are listed in the README and
+ * never change meaning.
  *
  * @generated from message smsgateway.v1.ErrorInfo
  */
@@ -132,7 +135,9 @@ export declare type GatewayError = Message<"smsgateway.v1.GatewayError"> & {
   httpStatus: number;
 
   /**
-   * The first 1 KiB of the gateway's reply body, as text.
+   * The first 1 KiB of the gateway's reply body, as text. For a 2xx token
+   * reply without a usable token, only the JSON keys, with every string and
+   * number replaced by `[REDACTED]`, and nothing for a reply that is not JSON.
    *
    * @generated from field: string body_excerpt = 3;
    */

@@ -157,9 +157,9 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
   updateTime?: Timestamp | undefined;
 
   /**
-   * Maximum sends to this gateway in flight at once. A further `SendSms`
-   * fails fast with RESOURCE_EXHAUSTED, and a further message of a
-   * `SendSmsBatch` waits for a slot. 0 means the service default
+   * Maximum sends to this gateway in flight at once, 0 to 10000. A further
+   * `SendSms` fails fast with RESOURCE_EXHAUSTED, and a further message of
+   * a `SendSmsBatch` waits for a slot. 0 means the service default
    * (`SEND_CONCURRENCY`).
    *
    * @generated from field: int32 max_concurrent_sends = 18;
@@ -167,10 +167,11 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
   maxConcurrentSends: number;
 
   /**
-   * Maximum sends per second to this gateway (a token bucket that allows
-   * bursts of one second's worth); further sends fail fast with
-   * RESOURCE_EXHAUSTED and a retry delay. 0 means the service default
-   * (`SEND_RATE_PER_SECOND`).
+   * Maximum sends per second to this gateway, 0 or 0.01 to 100000 (a token
+   * bucket that allows bursts of one second's worth). A further `SendSms`
+   * fails fast with RESOURCE_EXHAUSTED and a retry delay, and a further
+   * message of a `SendSmsBatch` waits for that delay. 0 means the service
+   * default (`SEND_RATE_PER_SECOND`).
    *
    * @generated from field: double max_sends_per_second = 19;
    */
@@ -179,8 +180,8 @@ export declare type Integration = Message<"smsgateway.v1.Integration"> & {
   /**
    * How long a token from `auth_url` is reused when the auth reply gives
    * no `expires_in` and the token is not a JWT with `exp`. 0 fetches a new
-   * token for every send. Unset means the service default
-   * (`TOKEN_LIFETIME_SECONDS`).
+   * token for every send. 0 to 2592000 (30 days). Unset means the service
+   * default (`TOKEN_LIFETIME_SECONDS`).
    *
    * @generated from field: optional int32 token_lifetime_seconds = 20;
    */

@@ -484,9 +484,10 @@ export declare type OutboundCheck = Message<"smsgateway.v1.OutboundCheck"> & {
   reason: string;
 
   /**
-   * With BLOCKED, the facts of that error: `host`, and `address` and
-   * `range`, or `rule`, or `scheme`. With UNRESOLVED, `host` and the
-   * resolver's error `code`, such as `ENOTFOUND`.
+   * With BLOCKED, the facts of that error without its `field`: `host` with
+   * `address` and `range`, or `host` with `rule`, or `host` alone for a URL
+   * with a user name, or `scheme` alone; none for an invalid URL. With
+   * UNRESOLVED, `host` and the resolver's error `code`, such as `ENOTFOUND`.
    *
    * @generated from field: map<string, string> metadata = 5;
    */

@@ -58,9 +58,11 @@ export declare type SendSmsRequest = Message<"smsgateway.v1.SendSmsRequest"> & {
   /**
    * Makes the send safe to repeat: the first outcome for a key (success or
    * final failure) is stored, and a repeat with the same key and the same
-   * request returns it without sending again. Reusing a key for a
-   * different request fails with FAILED_PRECONDITION. Up to 128 printable
-   * ASCII characters; sent to the gateway in an `Idempotency-Key` header.
+   * request returns it without sending again. Keys are scoped to the
+   * integration. Reusing a key for a different request fails with
+   * FAILED_PRECONDITION. Up to 128 printable ASCII characters, without a
+   * leading or trailing space; sent to the gateway in an `Idempotency-Key`
+   * header.
    *
    * @generated from field: string idempotency_key = 6;
    */
@@ -446,8 +448,11 @@ export declare const SmsService: GenService<{
   },
   /**
    * Sends up to `BATCH_MAX_MESSAGES` SMS (default 10,000) through one
-   * integration, each exactly as `SendSms` would, and returns one result
-   * per message in request order. A message that fails gets its own error
+   * integration, each with the checks, retries and idempotency of
+   * `SendSms`, and returns one result per message in request order. Unlike
+   * `SendSms`, a message that the integration's concurrency or rate limit
+   * rejects waits and tries again, and messages the call could not start
+   * fail with reason `MESSAGE_NOT_STARTED` (see the README). A message that fails gets its own error
    * result and does not fail the call. The call itself fails only when the
    * batch cannot start: no such integration (NOT_FOUND), no messages or too
    * many, or an invalid batch-level field (INVALID_ARGUMENT), an integration
