@@ -304,7 +304,7 @@ function keyReusedError(scope: IdempotencyScope): IdempotencyError {
 function inProgressError(scope: IdempotencyScope, ended: DeadlineEnd | undefined): IdempotencyError {
   const when =
     ended === "shutdown"
-      ? "this service instance began shutting down"
+      ? "the shutdown grace period of this service instance ended"
       : ended === "canceled"
         ? "this call was canceled"
         : "this call's deadline passed";

@@ -195,7 +195,7 @@ describe("Delivery with an idempotency key", () => {
   });
 
   test.each([
-    ["shutdown", () => new GraceEndedError(), "this service instance began shutting down"],
+    ["shutdown", () => new GraceEndedError(), "the shutdown grace period of this service instance ended"],
     ["cancel", () => new DOMException("canceled", "AbortError"), "this call was canceled"],
   ])("names the %s that ended a duplicate's wait", async (_end, reason, wording) => {
     env.gateway.on("/sms", delayed(1_000, accepted()));
