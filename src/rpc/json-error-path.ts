@@ -139,7 +139,8 @@ function expectedJson(type: ElementType): ExpectedJson {
   }
   switch (type.scalar) {
     case ScalarType.STRING:
-      return { types: ["string"], text: "a string" };
+      // protobuf rejects a JSON string only when UTF-8 cannot encode it.
+      return { types: ["string"], text: "a string", unfit: "with an unpaired surrogate escape (\\uD800 to \\uDFFF), which UTF-8 cannot encode" };
     case ScalarType.BOOL:
       return { types: ["boolean"], text: "true or false" };
     case ScalarType.BYTES:

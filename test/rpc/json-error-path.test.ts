@@ -23,6 +23,12 @@ describe("locateJsonError", () => {
     { name: "message that is not an object", text: batch(good, "hello"), path: "messages[1]", problem: "expected a JSON object, got a string" },
     { name: "request that is an array", text: "[]", path: "", problem: "expected a JSON object of the request's fields, got an array" },
     { name: "text that is not JSON", text: "{", path: "", problem: "the text is not valid JSON: Expected property name or '}' in JSON at position 1" },
+    {
+      name: "unpaired surrogate",
+      text: batch(good, { ...good, content: "ok \ud800" }),
+      path: "messages[1].content",
+      problem: "expected a string, got a string with an unpaired surrogate escape (\\uD800 to \\uDFFF), which UTF-8 cannot encode",
+    },
   ])("$name", ({ text, path, suggestion, problem }) => {
     expect(() => fromJsonString(SendSmsBatchRequestSchema, text, strict)).toThrow();
 
