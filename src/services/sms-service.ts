@@ -24,6 +24,7 @@ import { queuedSendLimit } from "../flow/concurrency-slots.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable } from "../security/unreadable-secrets.js";
+import { untilAborted } from "../until-aborted.js";
 import type { StoredIntegration } from "../store/integration-store.js";
 import { batchEntries, batchViolations, type BatchEntry } from "./batch-request.js";
 import { batchResponse } from "./batch-response.js";
@@ -125,7 +126,7 @@ export class SmsService {
       stopping: this.stopping,
       gatewayWaitMaxMs: this.batch.gatewayWaitMaxMs,
     });
-    const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, context.log);
+    const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, context);
     const named = replayed.map((outcome, index) => withKeyPath(outcome, entries[index]!));
 
     return batchResponse(named, integration.id, context.log);
@@ -167,7 +168,7 @@ export class SmsService {
     // is looked up first. A closed circuit saves the lookup, which the send makes anyway.
     const lookedUp = keyed && this.gate.circuitNotClosed(integration.id);
     if (lookedUp) {
-      const stored = await this.#storedOutcome(integration, message, call.log);
+      const stored = await this.#storedOutcome(integration, message, call);
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
@@ -186,7 +187,7 @@ export class SmsService {
       });
     } catch (error) {
       // A repeat of a key that already sent must report that send, not that flow control rejected it.
-      const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, call.log) : undefined;
+      const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, call) : undefined;
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
@@ -203,18 +204,27 @@ export class SmsService {
    * without it. A stored failure is thrown, and so is the error of a key that
    * belongs to another request or whose outcome is unknown.
    *
-   * NOTE: the lookup is bounded by the store's own timeouts (PostgreSQL's
-   * statement timeout, SQLite's busy timeout), not by the caller's deadline,
-   * so a hanging database keeps the call running past it.
+   * The lookup ends when the call's signal aborts (the caller's deadline or
+   * cancel), so that a silent database cannot keep the call
+   * running past it. A query already sent goes on until the store's own
+   * timeout ends it.
    */
-  async #storedOutcome(integration: StoredIntegration, message: SmsMessage, log: Logger): Promise<KeyedResult | undefined> {
+  async #storedOutcome(
+    integration: StoredIntegration,
+    message: SmsMessage,
+    call: Pick<SendCall, "signal" | "log">,
+  ): Promise<KeyedResult | undefined> {
     try {
-      return await this.delivery.storedOutcome(integration, message);
+      return await untilAborted(this.delivery.storedOutcome(integration, message), call.signal);
     } catch (error) {
       if (error instanceof GatewayError || error instanceof IdempotencyError) {
         throw error;
       }
-      log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of an idempotency key failed");
+      if (call.signal.aborted) {
+        call.log.info({ integrationId: integration.id }, "looking up the stored outcome of an idempotency key ended with the call");
+        return undefined;
+      }
+      call.log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of an idempotency key failed");
       return undefined;
     }
   }
@@ -231,7 +241,7 @@ export class SmsService {
     entries: readonly BatchEntry[],
     reachedSend: Uint8Array,
     integration: StoredIntegration,
-    log: Logger,
+    call: Pick<SendCall, "signal" | "log">,
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
     const rejected = outcomes.flatMap((outcome, index) => {
       const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
@@ -241,7 +251,7 @@ export class SmsService {
       await Promise.all(
         rejected.slice(start, start + REPLAY_LOOKUPS_IN_FLIGHT).map(async (index) => {
           try {
-            const stored = await this.#storedOutcome(integration, entries[index]!.sms, log);
+            const stored = await this.#storedOutcome(integration, entries[index]!.sms, call);
             if (stored !== undefined) {
               outcomes[index] = { ok: true, value: sendSmsResponse(stored) };
             }

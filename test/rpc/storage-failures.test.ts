@@ -1,4 +1,5 @@
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -6,10 +7,13 @@ import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
+import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { toConnectError } from "../../src/rpc/error-mapping.js";
 import { SQLITE_FILE_NAME } from "../../src/store/sqlite-database.js";
 import { StorageError } from "../../src/store/storage-error.js";
+import { waitFor } from "../flow/flow-fixtures.js";
 import { CLIENT_KINDS, rejection } from "../helpers/clients.js";
+import { ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 import { keyEntry } from "../security/security-fixtures.js";
 import { FreezableTcpProxy } from "../store/freezable-tcp-proxy.js";
@@ -19,6 +23,18 @@ const STORAGE_UNAVAILABLE = "the service's storage is unavailable; retry later";
 
 /** The integration a call configures: the fields ConfigureIntegration needs. */
 const INTEGRATION = { displayName: "storage", baseUrl: "http://127.0.0.1:9/sms", apiKeyHeader: "X-Key", apiKey: "not-for-callers", defaultSender: "Acme" };
+
+/** Starts a proxy to the test database, and returns it with a URL that connects through it, with `password` if given. */
+async function proxiedDatabase(password?: string): Promise<{ proxy: FreezableTcpProxy; databaseUrl: string }> {
+  const target = new URL(TEST_DATABASE_URL);
+  const proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+  const relayed = new URL(TEST_DATABASE_URL);
+  relayed.host = `127.0.0.1:${proxy.port}`;
+  if (password !== undefined) {
+    relayed.password = password;
+  }
+  return { proxy, databaseUrl: relayed.toString() };
+}
 
 /** Returns the `rpc failed` log lines of the service. */
 function failedCalls(service: TestService): Record<string, unknown>[] {
@@ -31,12 +47,9 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL connection lost during calls", () => 
   const schema = uniqueSchemaName();
 
   beforeAll(async () => {
-    const target = new URL(TEST_DATABASE_URL);
-    proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
-    const relayed = new URL(TEST_DATABASE_URL);
-    relayed.host = `127.0.0.1:${proxy.port}`;
-    relayed.password = "not-for-callers";
-    service = await startTestService({ databaseUrl: relayed.toString(), databaseSchema: schema, encryptionKeys: keyEntry("storage") });
+    let databaseUrl: string;
+    ({ proxy, databaseUrl } = await proxiedDatabase("not-for-callers"));
+    service = await startTestService({ databaseUrl, databaseSchema: schema, encryptionKeys: keyEntry("storage") });
     proxy.cut();
   });
 
@@ -69,6 +82,66 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL connection lost during calls", () => 
       const err = line.err as { code?: string; driverMessage: string };
       expect(err.driverMessage).not.toBe("");
       expect(JSON.stringify(line)).not.toContain("not-for-callers");
+    }
+  });
+});
+
+describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send", () => {
+  let proxy: FreezableTcpProxy;
+  let gateway: ScriptedGateway;
+  let service: TestService;
+  const schema = uniqueSchemaName();
+
+  beforeAll(async () => {
+    let databaseUrl: string;
+    ({ proxy, databaseUrl } = await proxiedDatabase());
+    gateway = await ScriptedGateway.start();
+    // One failure opens the circuit, and a keyed send through an open circuit looks up its key's outcome first.
+    service = await startTestService({
+      databaseUrl,
+      databaseSchema: schema,
+      encryptionKeys: keyEntry("storage"),
+      circuitFailureThreshold: 1,
+      circuitOpenMs: 60_000,
+    });
+  });
+
+  afterAll(async () => {
+    await service.stop();
+    await gateway.close();
+    await proxy.close();
+    await dropSchema(schema);
+  });
+
+  test("the key's lookup ends at the caller's deadline", async () => {
+    gateway.on("/sms", { status: 500 });
+    const transport = createConnectTransport({ baseUrl: service.baseUrl, httpVersion: "1.1" });
+    const integrations = createClient(IntegrationService, transport);
+    const sms = createClient(SmsService, transport);
+    // Until the change listener is up, integrations are read from the database, which the freeze would hold too.
+    await waitFor(() => service.logLines.some((line) => String(line.msg).startsWith("listening for integration changes")), "the change listener");
+    await integrations.configureIntegration({ integration: { ...INTEGRATION, id: "frozen", baseUrl: gateway.url("/sms") }, allowMissing: true });
+    await rejection(sms.sendSms({ integrationId: "frozen", to: "+15550001", content: "opens the circuit" }));
+    // The change notification of the configure call empties the integration's cache entry when it arrives,
+    // so this rejected send, which reads the integration again, leaves it in the cache for the keyed send.
+    await waitFor(() => service.logLines.some((line) => line.msg === "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends"), "the circuit to open");
+    expect((await rejection(sms.sendSms({ integrationId: "frozen", to: "+15550001", content: "reads the integration" }))).code).toBe(Code.Unavailable);
+    const ended = () => service.logLines.some((line) => line.requestId === "frozen-1" && typeof line.code === "string");
+
+    proxy.freeze();
+    try {
+      const error = await rejection(
+        sms.sendSms(
+          { integrationId: "frozen", to: "+15550001", content: "hello", idempotencyKey: "frozen-key" },
+          { timeoutMs: 300, headers: { "x-request-id": "frozen-1" } },
+        ),
+      );
+
+      expect(error.code).toBe(Code.DeadlineExceeded);
+      // The call's log line comes while the database is still silent.
+      await waitFor(ended, "the call to end while the database is frozen", 5_000);
+    } finally {
+      proxy.release();
     }
   });
 });

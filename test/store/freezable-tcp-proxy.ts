@@ -49,9 +49,14 @@ export class FreezableTcpProxy {
 
   /**
    * Passes bytes again on every connection that a freeze stopped, connects
-   * the ones that arrived meanwhile, and passes each new one through.
+   * the ones that arrived meanwhile, and passes each new one through. Does
+   * nothing unless frozen, because piping a connection twice would send its
+   * bytes twice.
    */
   release(): void {
+    if (!this.#frozen) {
+      return;
+    }
     this.#frozen = false;
     for (const pair of this.#pairs) {
       if (pair.upstream === undefined) {
