@@ -412,7 +412,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--cors-allowed-origins",
     defaultValue: "",
     unit: "",
-    description: "Comma-separated origins that browsers may call the API from (https://app.example.com), or * for any. Unset sends no CORS headers.",
+    description: "Comma-separated origins that browsers may call the API from (https://app.example.com), or * for any; needs API_KEYS. Unset sends no CORS headers.",
     parse: parseAllowedOrigins,
   },
   {

@@ -33,6 +33,14 @@ export async function prepareSecurity(config: Config, logger: Logger): Promise<S
         `reaches the port could send SMS. Set API_KEYS or API_KEYS_FILE (npm run create-api-key), or set ${names.host} to 127.0.0.1.`,
     );
   }
+  if (apiKeys.keys.length === 0 && config.corsAllowedOrigins.length > 0) {
+    // The loopback Host check does not stop a page in the operator's own browser, which calls 127.0.0.1 as such.
+    throw new ConfigError(
+      `${config.names.corsAllowedOrigins} lets pages of other origins call the API from a browser, but no API_KEYS are configured, ` +
+        "so any such page could call every method, TestIntegration included, which sends the stored gateway keys to a URL the caller names. " +
+        `Set API_KEYS or API_KEYS_FILE (npm run create-api-key), or unset ${config.names.corsAllowedOrigins}.`,
+    );
+  }
 
   const encryption = await loadEncryptionKeys(config, logger);
   const access = new ApiKeyAuthenticator(apiKeys.keys, { scopes: PROCEDURE_SCOPES, publicProcedures: PUBLIC_PROCEDURES }, logger);

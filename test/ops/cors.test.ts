@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { request } from "undici";
 import { startTestService, type TestService } from "../helpers/service.js";
+import { createApiKey } from "../security/security-fixtures.js";
 
 const APP_ORIGIN = "https://app.example.com";
 const GET_INTEGRATION = "/smsgateway.v1.IntegrationService/GetIntegration";
@@ -17,14 +18,18 @@ const CLIENT_HEADERS = [
   "x-request-id",
 ];
 
+/** The browser app's key: the service refuses CORS without API keys. */
+const BROWSER_KEY = createApiKey("browser-app", "integrations:read");
+const AUTHORIZATION = `Bearer ${BROWSER_KEY.key}`;
+
 let listed: TestService;
 let anyOrigin: TestService;
 let noCors: TestService;
 
 beforeAll(async () => {
-  listed = await startTestService({ corsAllowedOrigins: [APP_ORIGIN, "http://localhost:5173"] });
-  anyOrigin = await startTestService({ corsAllowedOrigins: ["*"] });
-  noCors = await startTestService();
+  listed = await startTestService({ corsAllowedOrigins: [APP_ORIGIN, "http://localhost:5173"], apiKeys: BROWSER_KEY.entry });
+  anyOrigin = await startTestService({ corsAllowedOrigins: ["*"], apiKeys: BROWSER_KEY.entry });
+  noCors = await startTestService({ apiKeys: BROWSER_KEY.entry });
 });
 
 afterAll(async () => {
@@ -48,7 +53,7 @@ async function preflight(service: TestService, origin: string) {
 async function connectCall(service: TestService, origin: string) {
   const response = await request(`${service.baseUrl}${GET_INTEGRATION}`, {
     method: "POST",
-    headers: { origin, "content-type": "application/json", "connect-protocol-version": "1" },
+    headers: { origin, authorization: AUTHORIZATION, "content-type": "application/json", "connect-protocol-version": "1" },
     body: JSON.stringify({ id: "int_missing" }),
   });
   return { response, body: (await response.body.json()) as Record<string, unknown> };
@@ -96,7 +101,7 @@ describe("CORS with listed origins", () => {
   test("gRPC-Web error headers are exposed", async () => {
     const response = await request(`${listed.baseUrl}${GET_INTEGRATION}`, {
       method: "POST",
-      headers: { origin: APP_ORIGIN, "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+      headers: { origin: APP_ORIGIN, authorization: AUTHORIZATION, "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
       // One uncompressed frame holding GetIntegrationRequest{id: "int_missing"}.
       body: Buffer.concat([Buffer.from([0, 0, 0, 0, 13]), Buffer.from([0x0a, 11]), Buffer.from("int_missing")]),
     });

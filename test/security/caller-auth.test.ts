@@ -189,6 +189,13 @@ describe("listening without API keys", () => {
     await expect(attempt).rejects.toThrow(`HOST ${host} accepts connections from other hosts, but no API_KEYS are configured`);
   });
 
+  test("CORS_ALLOWED_ORIGINS is refused", async () => {
+    const attempt = prepareSecurity(testConfig({ corsAllowedOrigins: ["*"], dataDir: "/nonexistent/unused" }), silentLogger());
+
+    await expect(attempt).rejects.toBeInstanceOf(ConfigError);
+    await expect(attempt).rejects.toThrow("CORS_ALLOWED_ORIGINS lets pages of other origins call the API from a browser, but no API_KEYS are configured");
+  });
+
   test("HOST 0.0.0.0 with API keys passes the check", async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), "smsgateway-auth-"));
     try {
