@@ -1,8 +1,12 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
+
 import type { DestinationStream } from "pino";
 
 import { ConfigError, helpText, loadConfig } from "../config/load-config.js";
 import { createLogger } from "../logger.js";
 import { openConfiguredStore } from "../store/open-configured-store.js";
+import { SQLITE_FILE_NAME } from "../store/sqlite-database.js";
 import { loadEncryptionKeys } from "./encryption-key-source.js";
 import { reencryptSecrets } from "./reencrypt-secrets.js";
 import { SecretCipher } from "./secret-cipher.js";
@@ -20,9 +24,10 @@ export interface CommandOutput {
  * rewrites every stored secret under the newest key.
  *
  * @returns the exit code: 0 when every secret is under the newest key, 1
- *   when some could not be re-encrypted or the store failed, 2 for a
- *   configuration error, which includes a data folder it cannot write and a
- *   PostgreSQL database it cannot connect to.
+ *   when some could not be re-encrypted, the store has no integrations (a
+ *   mistyped location looks like that) or the store failed, 2 for a
+ *   configuration error, which includes a data folder without the service's
+ *   SQLite file and a PostgreSQL database it cannot connect to.
  */
 export async function runReencryptCommand(
   argv: readonly string[],
@@ -41,6 +46,12 @@ export async function runReencryptCommand(
     }
 
     const { config } = loaded;
+    const { names } = config;
+    const sqliteFile = path.join(config.dataDir, SQLITE_FILE_NAME);
+    // Opening the store would create an empty one, and a key file, in a mistyped folder.
+    if (config.databaseUrl === "" && !existsSync(sqliteFile)) {
+      throw new ConfigError(`no database at ${sqliteFile}; set ${names.dataDir} to the folder the service keeps its data in`);
+    }
     const logger = createLogger(config.logLevel, output.logs);
     const keys = await loadEncryptionKeys(config, logger);
     const cipher = new SecretCipher(keys.ring);
@@ -54,6 +65,11 @@ export async function runReencryptCommand(
       );
       for (const failure of result.failures) {
         output.err(`integration ${failure.integrationId}: ${failure.reason}`);
+      }
+      if (result.examined === 0) {
+        const location = config.databaseUrl === "" ? names.dataDir : `${names.databaseUrl} and ${names.databaseSchema}`;
+        output.err(`reencrypt: found no integrations in ${description}; if the service has some, check ${location}, and keep the old key`);
+        return 1;
       }
       return result.failures.length === 0 ? 0 : 1;
     } finally {

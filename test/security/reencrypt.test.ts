@@ -1,4 +1,6 @@
 import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
 import { promisify } from "node:util";
@@ -73,6 +75,17 @@ describe.each(STORE_ENGINES)("$name", (engine) => {
       }
       return expected;
     }
+
+    test("a store without integrations fails", async () => {
+      // Opening and closing the store creates it, empty, as a mistyped DATABASE_SCHEMA would.
+      await (await location.openPlain()).close();
+
+      const result = await reencrypt(location, `${OLD},${NEW}`);
+
+      expect(result.code).toBe(1);
+      expect(result.out).toMatch(/^re-encrypted 0 of 0 integrations/);
+      expect(result.err).toMatch(/^reencrypt: found no integrations in .*; if the service has some, check .*, and keep the old key$/);
+    });
 
     test("rotates every secret to the newest key", async () => {
       const expected = await seed();
@@ -180,6 +193,8 @@ describe.each(STORE_ENGINES)("$name", (engine) => {
     });
 
     test("invalid keys are a configuration error", async () => {
+      await seed();
+
       const result = await reencrypt(location, "new:dG9vLXNob3J0");
 
       expect(result.code).toBe(2);
@@ -206,6 +221,18 @@ describe("npm run reencrypt", () => {
     } finally {
       await location.dispose();
     }
+  });
+
+  test("exits 2 for a data folder without the service's database", async () => {
+    const dataDir = path.join(tmpdir(), `smsgateway-missing-${process.pid}-${Date.now()}`);
+    const err: string[] = [];
+    const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+
+    const code = await runReencryptCommand([], { DATA_DIR: dataDir, ENCRYPTION_KEYS: `${OLD},${NEW}` }, { out: () => undefined, err: (line) => err.push(line), logs: sink });
+
+    expect(code).toBe(2);
+    expect(err.join("\n")).toBe(`reencrypt: no database at ${path.join(dataDir, "smsgateway.db")}; set DATA_DIR to the folder the service keeps its data in`);
+    expect(existsSync(dataDir)).toBe(false);
   });
 
   test("exits 2 for PostgreSQL without a key", async () => {
