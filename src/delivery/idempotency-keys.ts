@@ -307,7 +307,7 @@ function inProgressError(scope: IdempotencyScope, ended: DeadlineEnd | undefined
       ? "the shutdown grace period of this service instance ended"
       : ended === "canceled"
         ? "this call was canceled"
-        : "this call's deadline passed";
+        : "this call's time ran out (its deadline, or SEND_TIMEOUT_MS when that is shorter or it set none)";
   return new IdempotencyError(
     "in_progress",
     `another send with key "${scope.key}" was still in progress when ${when}. ` +

@@ -190,7 +190,7 @@ describe("Delivery with an idempotency key", () => {
     await waitFor(() => env.gateway.requestsTo("/sms").length === 1);
     const error = await idempotencyErrorOf(delivery.send(integration, message, { deadlineMs: 200 }), "in_progress");
 
-    expect(error.message).toContain("still in progress");
+    expect(error.message).toContain("still in progress when this call's time ran out (its deadline, or SEND_TIMEOUT_MS");
     expect((await first).replayed).toBe(false);
   });
 
