@@ -49,8 +49,8 @@ export type CircuitTransition = "opened" | "closed" | "reopened";
  */
 export class CircuitBreaker {
   #consecutiveFailures = 0;
-  /** Clock time the circuit last opened, undefined while closed. */
-  #openedAtMs: number | undefined;
+  /** Clock time at which the open circuit's cool-down ends, undefined while closed. */
+  #coolDownEndsAtMs: number | undefined;
   #probesInFlight = 0;
   #generation = 0;
 
@@ -58,10 +58,10 @@ export class CircuitBreaker {
 
   /** Returns the state at `nowMs`. */
   state(nowMs: number): CircuitState {
-    if (this.#openedAtMs === undefined) {
+    if (this.#coolDownEndsAtMs === undefined) {
       return "closed";
     }
-    return nowMs < this.#openedAtMs + this.settings.openMs ? "open" : "half_open";
+    return nowMs < this.#coolDownEndsAtMs ? "open" : "half_open";
   }
 
   /** Consecutive failures counted while closed, or the count that opened the circuit while open. */
@@ -76,14 +76,14 @@ export class CircuitBreaker {
 
   /** Returns true when a new breaker would behave the same: closed with no failure counted. */
   get atRest(): boolean {
-    return this.#openedAtMs === undefined && this.#consecutiveFailures === 0;
+    return this.#coolDownEndsAtMs === undefined && this.#consecutiveFailures === 0;
   }
 
   /** Returns why a send may not start now, or undefined when it may. Changes nothing. */
   rejection(nowMs: number): CircuitRejection | undefined {
     const state = this.state(nowMs);
     if (state === "open") {
-      return { state, remainingMs: Math.max(1, Math.ceil(this.#openedAtMs! + this.settings.openMs - nowMs)) };
+      return { state, remainingMs: Math.max(1, Math.ceil(this.#coolDownEndsAtMs! - nowMs)) };
     }
     if (state === "half_open" && this.#probesInFlight >= this.settings.halfOpenProbes) {
       return { state, probesInFlight: this.#probesInFlight };
@@ -94,7 +94,7 @@ export class CircuitBreaker {
   /** Ends an open circuit's cool-down at once, so that it is half-open and the next send is a probe. */
   endCoolDown(nowMs: number): void {
     if (this.state(nowMs) === "open") {
-      this.#openedAtMs = nowMs - this.settings.openMs;
+      this.#coolDownEndsAtMs = nowMs;
     }
   }
 
@@ -140,13 +140,13 @@ export class CircuitBreaker {
   }
 
   #open(nowMs: number): void {
-    this.#openedAtMs = nowMs;
+    this.#coolDownEndsAtMs = nowMs + this.settings.openMs;
     this.#probesInFlight = 0;
     this.#generation += 1;
   }
 
   #close(): void {
-    this.#openedAtMs = undefined;
+    this.#coolDownEndsAtMs = undefined;
     this.#consecutiveFailures = 0;
     this.#probesInFlight = 0;
     this.#generation += 1;

@@ -80,6 +80,18 @@ describe("CircuitBreaker", () => {
     expect(breaker.admit(200).probe).toBe(true);
   });
 
+  test("an ended cool-down is half-open at any clock value", () => {
+    // Fractional clock values, as performance.now() gives, where now - openMs + openMs can exceed now.
+    const breaker = new CircuitBreaker({ ...SETTINGS, openMs: 30_000 });
+    for (let i = 0; i < SETTINGS.failureThreshold; i++) {
+      sendOnce(breaker, "failure", 4000.5);
+    }
+
+    breaker.endCoolDown(4420.33);
+
+    expect(breaker.state(4420.33)).toBe("half_open");
+  });
+
   test("ending the cool-down leaves a half-open circuit alone", () => {
     const breaker = openedBreaker();
     breaker.admit(1000);
