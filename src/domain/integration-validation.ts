@@ -90,10 +90,11 @@ function urlProblem(value: string, missing: string, expected: string): string | 
   try {
     url = new URL(value);
   } catch {
-    return portProblem(value) ?? `"${truncate(withoutUserInfo(value))}" is not an absolute URL; write it as https://host/path`;
+    const quoted = mayQuote(value) ? `"${truncate(value)}" ` : "";
+    return portProblem(value) ?? `${quoted}is not an absolute URL; write it as https://host/path`;
   }
   if (url.port === "0") {
-    return portMessage("0");
+    return portMessage(mayQuote(value) ? "0" : undefined);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     return `scheme "${url.protocol.slice(0, -1)}" is not supported; use http or https`;
@@ -114,9 +115,6 @@ function urlProblem(value: string, missing: string, expected: string): string | 
  */
 const URL_PORT = /^[a-z][a-z\d+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]/?#]*\]|[^:/?#@]*):([^/?#@]*)(?:[/?#]|$)/i;
 
-/** The user-info part of a URL (`user:password@`), which messages leave out. */
-const USER_INFO = /^([a-z][a-z\d+.-]*:\/\/)[^@/?#]*@/i;
-
 /**
  * Returns why the port of a URL that the URL parser rejected is invalid, or
  * null when the port is not the reason. The parser gives no reason for an
@@ -128,18 +126,23 @@ function portProblem(value: string): string | null {
     return null;
   }
   if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
-    return portMessage(port);
+    return portMessage(mayQuote(value) ? truncate(port) : undefined);
   }
   return null;
 }
 
-function portMessage(port: string): string {
-  return `port "${truncate(port)}" is invalid; use a port from 1 to 65535, or none for the scheme's default`;
+/** Returns the message of an invalid port, naming the port when it is given. */
+function portMessage(port: string | undefined): string {
+  return `${port === undefined ? "the port" : `port "${port}"`} is invalid; use a port from 1 to 65535, or none for the scheme's default`;
 }
 
-/** Returns a URL's text without its user-info part, so that a message never shows a password. */
-function withoutUserInfo(value: string): string {
-  return value.replace(USER_INFO, "$1");
+/**
+ * Returns whether a message may quote a URL that failed a check. A URL with
+ * `@`, `?` or `#` may hold a password or a query secret, in a form the URL
+ * parser splits differently from any pattern here, so none of it is quoted.
+ */
+function mayQuote(value: string): boolean {
+  return !/[@?#]/.test(value);
 }
 
 function displayNameProblem(value: string): string | null {

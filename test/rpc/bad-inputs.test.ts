@@ -105,13 +105,29 @@ describe("URL ports", () => {
     expect(result.message).toContain("must not contain a user name or password");
   });
 
-  test("an unparsable URL is quoted without its password", async () => {
-    const password = "S3cretPassw0rd";
-
-    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: `http://user:${password}@gw example/sms` } }));
+  test.each([
+    "http://user:S3cr3t#x@h/sms",
+    "http://user:S3cr3t?x@h/sms",
+    "http://user:S3cr3t/x@h/sms",
+    "http://user:x@S3cr3t@h:99999/",
+    "http:user:S3cr3t@h:99999/",
+    "http:/user:S3cr3t@h:99999/",
+    "http:\\\\user:S3cr3t@h:99999/",
+    "//user:S3cr3t@h/",
+    "http://user:123456#S3cr3t@h/sms",
+    "https://ho st/sms?api_key=S3cr3t",
+  ])("%s is rejected without its secret", async (baseUrl) => {
+    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl } }));
 
     expect(result.fields).toEqual(["integration.base_url"]);
-    expect(result.message).not.toContain(password);
+    expect(result.message).not.toContain("S3cr3t");
+    expect(result.message).not.toContain("S3");
+    expect(result.message).not.toContain("123456");
+  });
+
+  test("an unparsable URL without secrets is quoted", async () => {
+    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: "http://gw example/sms" } }));
+
     expect(result.message).toContain('"http://gw example/sms" is not an absolute URL');
   });
 
