@@ -23,3 +23,25 @@ export function untilAborted<T>(promise: Promise<T>, signal: AbortSignal | undef
     );
   });
 }
+
+/** The error of {@link withinTimeLimit} when the time limit passes first. */
+export class TimeLimitError extends Error {
+  override readonly name = "TimeLimitError";
+}
+
+/** Returns a promise that settles like `promise`, or rejects with a {@link TimeLimitError} after `limitMs`. */
+export function withinTimeLimit<T>(promise: Promise<T>, limitMs: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeLimitError(`no result within ${limitMs} ms`)), limitMs);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error as Error);
+      },
+    );
+  });
+}

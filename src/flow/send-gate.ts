@@ -189,6 +189,11 @@ export class SendGate {
     }
   }
 
+  /** SEND_TIMEOUT_MS: the longest a send may take, which also bounds what a send waits for besides the gateway. */
+  get sendTimeoutMs(): number {
+    return this.#sendTimeoutMs;
+  }
+
   /** Returns the limits that apply to the integration's next send: its own fields, or the service defaults where they are 0. */
   limitsFor(integration: Integration): SendLimits {
     return resolveSendLimits(integration, this.#defaults);

@@ -1,3 +1,5 @@
+import { performance } from "node:perf_hooks";
+
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Logger } from "pino";
@@ -24,7 +26,7 @@ import { queuedSendLimit } from "../flow/concurrency-slots.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable } from "../security/unreadable-secrets.js";
-import { untilAborted } from "../until-aborted.js";
+import { TimeLimitError, untilAborted, withinTimeLimit } from "../until-aborted.js";
 import type { StoredIntegration } from "../store/integration-store.js";
 import { batchEntries, batchViolations, type BatchEntry } from "./batch-request.js";
 import { batchResponse } from "./batch-response.js";
@@ -126,7 +128,11 @@ export class SmsService {
       stopping: this.stopping,
       gatewayWaitMaxMs: this.batch.gatewayWaitMaxMs,
     });
-    const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, context);
+    const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, {
+      signal: context.signal,
+      log: context.log,
+      deadlineMs: context.timeoutMs(),
+    });
     const named = replayed.map((outcome, index) => withKeyPath(outcome, entries[index]!));
 
     return batchResponse(named, integration.id, context.log);
@@ -204,24 +210,25 @@ export class SmsService {
    * without it. A stored failure is thrown, and so is the error of a key that
    * belongs to another request or whose outcome is unknown.
    *
-   * The lookup ends when the call's signal aborts (the caller's deadline or
-   * cancel), so that a silent database cannot keep the call
-   * running past it. A query already sent goes on until the store's own
-   * timeout ends it.
+   * The lookup ends with the call (its cancel or deadline), and at the
+   * latest after SEND_TIMEOUT_MS, so that a silent database cannot keep the
+   * call running. A query already sent goes on in the background until the
+   * database answers or its connection fails.
    */
   async #storedOutcome(
     integration: StoredIntegration,
     message: SmsMessage,
-    call: Pick<SendCall, "signal" | "log">,
+    call: Pick<SendCall, "signal" | "log" | "deadlineMs">,
   ): Promise<KeyedResult | undefined> {
+    const limitMs = Math.max(0, Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs));
     try {
-      return await untilAborted(this.delivery.storedOutcome(integration, message), call.signal);
+      return await withinTimeLimit(untilAborted(this.delivery.storedOutcome(integration, message), call.signal), limitMs);
     } catch (error) {
       if (error instanceof GatewayError || error instanceof IdempotencyError) {
         throw error;
       }
-      if (call.signal.aborted) {
-        call.log.info({ integrationId: integration.id }, "looking up the stored outcome of an idempotency key ended with the call");
+      if (error instanceof TimeLimitError || call.signal.aborted) {
+        call.log.warn({ integrationId: integration.id, limitMs }, "looking up the stored outcome of an idempotency key took longer than the call allows; going on without it");
         return undefined;
       }
       call.log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of an idempotency key failed");
@@ -241,17 +248,27 @@ export class SmsService {
     entries: readonly BatchEntry[],
     reachedSend: Uint8Array,
     integration: StoredIntegration,
-    call: Pick<SendCall, "signal" | "log">,
+    call: Pick<SendCall, "signal" | "log" | "deadlineMs">,
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
     const rejected = outcomes.flatMap((outcome, index) => {
       const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
       return !outcome.ok && keyed && needsLookup(outcome.error, reachedSend[index] === 1) ? [index] : [];
     });
+    // All the lookups share one time limit, and none starts once it has passed or the call ended.
+    // NOTE: they may use the time the batch keeps back for its response, so with a silent database
+    // the response can reach the caller after its deadline.
+    const endsAt = performance.now() + Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs);
     for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
+      const leftMs = endsAt - performance.now();
+      if (call.signal.aborted || leftMs <= 0) {
+        call.log.warn({ integrationId: integration.id, notLookedUp: rejected.length - start }, "the call ended before the kept outcomes of its rejected keys were looked up");
+        break;
+      }
+      const lookup = { ...call, deadlineMs: leftMs };
       await Promise.all(
         rejected.slice(start, start + REPLAY_LOOKUPS_IN_FLIGHT).map(async (index) => {
           try {
-            const stored = await this.#storedOutcome(integration, entries[index]!.sms, call);
+            const stored = await this.#storedOutcome(integration, entries[index]!.sms, lookup);
             if (stored !== undefined) {
               outcomes[index] = { ok: true, value: sendSmsResponse(stored) };
             }

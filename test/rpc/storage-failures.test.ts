@@ -1,13 +1,15 @@
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 
+import { ErrorInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { Delivery } from "../../src/delivery/delivery.js";
 import { toConnectError } from "../../src/rpc/error-mapping.js";
 import { SQLITE_FILE_NAME } from "../../src/store/sqlite-database.js";
 import { StorageError } from "../../src/store/storage-error.js";
@@ -34,6 +36,11 @@ async function proxiedDatabase(password?: string): Promise<{ proxy: FreezableTcp
     relayed.password = password;
   }
   return { proxy, databaseUrl: relayed.toString() };
+}
+
+/** Returns the reason of an error's ErrorInfo detail, empty when it has none. */
+function errorReason(error: ConnectError): string {
+  return error.findDetails(ErrorInfoSchema)[0]?.reason ?? "";
 }
 
 /** Returns the `rpc failed` log lines of the service. */
@@ -87,15 +94,20 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL connection lost during calls", () => 
 });
 
 describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send", () => {
+  /** SEND_TIMEOUT_MS of the service, which also bounds a key's lookup when the caller sets no deadline. */
+  const SEND_TIMEOUT_MS = 1_000;
   let proxy: FreezableTcpProxy;
   let gateway: ScriptedGateway;
   let service: TestService;
+  let sms: Client<typeof SmsService>;
+  let integrations: Client<typeof IntegrationService>;
   const schema = uniqueSchemaName();
 
   beforeAll(async () => {
     let databaseUrl: string;
     ({ proxy, databaseUrl } = await proxiedDatabase());
     gateway = await ScriptedGateway.start();
+    gateway.on("/sms", { status: 500 });
     // One failure opens the circuit, and a keyed send through an open circuit looks up its key's outcome first.
     service = await startTestService({
       databaseUrl,
@@ -103,30 +115,41 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send"
       encryptionKeys: keyEntry("storage"),
       circuitFailureThreshold: 1,
       circuitOpenMs: 60_000,
+      sendTimeoutMs: SEND_TIMEOUT_MS,
     });
+    const transport = createConnectTransport({ baseUrl: service.baseUrl, httpVersion: "1.1" });
+    integrations = createClient(IntegrationService, transport);
+    sms = createClient(SmsService, transport);
+    // Until the change listener is up, integrations are read from the database, which a freeze would hold too.
+    await waitFor(() => service.logLines.some((line) => String(line.msg).startsWith("listening for integration changes")), "the change listener");
   });
 
   afterAll(async () => {
+    vi.restoreAllMocks();
     await service.stop();
     await gateway.close();
     await proxy.close();
     await dropSchema(schema);
   });
 
-  test("the key's lookup ends at the caller's deadline", async () => {
-    gateway.on("/sms", { status: 500 });
-    const transport = createConnectTransport({ baseUrl: service.baseUrl, httpVersion: "1.1" });
-    const integrations = createClient(IntegrationService, transport);
-    const sms = createClient(SmsService, transport);
-    // Until the change listener is up, integrations are read from the database, which the freeze would hold too.
-    await waitFor(() => service.logLines.some((line) => String(line.msg).startsWith("listening for integration changes")), "the change listener");
-    await integrations.configureIntegration({ integration: { ...INTEGRATION, id: "frozen", baseUrl: gateway.url("/sms") }, allowMissing: true });
-    await rejection(sms.sendSms({ integrationId: "frozen", to: "+15550001", content: "opens the circuit" }));
+  /** Stores an integration whose gateway fails, opens its circuit, and leaves it in the cache. */
+  async function openCircuit(id: string): Promise<void> {
+    await integrations.configureIntegration({ integration: { ...INTEGRATION, id, baseUrl: gateway.url("/sms") }, allowMissing: true });
+    await rejection(sms.sendSms({ integrationId: id, to: "+15550001", content: "opens the circuit" }));
     // The change notification of the configure call empties the integration's cache entry when it arrives,
     // so this rejected send, which reads the integration again, leaves it in the cache for the keyed send.
-    await waitFor(() => service.logLines.some((line) => line.msg === "circuit opened, so sends fail fast with UNAVAILABLE until the cool-down ends"), "the circuit to open");
-    expect((await rejection(sms.sendSms({ integrationId: "frozen", to: "+15550001", content: "reads the integration" }))).code).toBe(Code.Unavailable);
-    const ended = () => service.logLines.some((line) => line.requestId === "frozen-1" && typeof line.code === "string");
+    const opened = () => service.logLines.some((line) => line.integrationId === id && String(line.msg).startsWith("circuit opened"));
+    await waitFor(opened, "the circuit to open");
+    expect((await rejection(sms.sendSms({ integrationId: id, to: "+15550001", content: "reads the integration" }))).code).toBe(Code.Unavailable);
+  }
+
+  /** Returns whether the pipeline logged the end of the call with this request id. */
+  function ended(requestId: string): boolean {
+    return service.logLines.some((line) => line.requestId === requestId && typeof line.code === "string");
+  }
+
+  test("the key's lookup ends at the caller's deadline", async () => {
+    await openCircuit("frozen");
 
     proxy.freeze();
     try {
@@ -139,8 +162,47 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send"
 
       expect(error.code).toBe(Code.DeadlineExceeded);
       // The call's log line comes while the database is still silent.
-      await waitFor(ended, "the call to end while the database is frozen", 5_000);
+      await waitFor(() => ended("frozen-1"), "the call to end while the database is frozen", 5_000);
     } finally {
+      proxy.release();
+    }
+  });
+
+  test("without a deadline the lookup ends at SEND_TIMEOUT_MS", async () => {
+    await openCircuit("frozen-no-deadline");
+
+    proxy.freeze();
+    try {
+      const error = await rejection(
+        sms.sendSms(
+          { integrationId: "frozen-no-deadline", to: "+15550001", content: "hello", idempotencyKey: "frozen-key-2" },
+          { headers: { "x-request-id": "frozen-2" } },
+        ),
+      );
+
+      expect(errorReason(error)).toBe("CIRCUIT_OPEN");
+      expect(ended("frozen-2")).toBe(true);
+    } finally {
+      proxy.release();
+    }
+  });
+
+  test("a batch's lookups stop at its deadline", async () => {
+    await openCircuit("frozen-batch");
+    const lookups = vi.spyOn(Delivery.prototype, "storedOutcome");
+    const messages = Array.from({ length: 200 }, (_, index) => ({ to: "+15550001", content: `m${index}`, idempotencyKey: `frozen-batch-${index}` }));
+
+    proxy.freeze();
+    try {
+      // The lookups take what the batch keeps back for its response, so the caller may see its deadline pass.
+      await sms.sendSmsBatch({ integrationId: "frozen-batch", messages }, { timeoutMs: 1_000, headers: { "x-request-id": "frozen-3" } }).catch(() => undefined);
+
+      await waitFor(() => ended("frozen-3"), "the batch to end while the database is frozen", 5_000);
+      // The messages in flight (BATCH_CONCURRENCY, 16) each looked up their key until the batch's time ran out, and the
+      // lookups of the messages the open circuit rejected stopped after one group of 16, not one per message.
+      expect(lookups.mock.calls.length).toBeLessThanOrEqual(32);
+    } finally {
+      lookups.mockRestore();
       proxy.release();
     }
   });
