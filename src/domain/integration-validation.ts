@@ -90,11 +90,10 @@ function urlProblem(value: string, missing: string, expected: string): string | 
   try {
     url = new URL(value);
   } catch {
-    const quoted = mayQuote(value) ? `"${truncate(value)}" ` : "";
-    return portProblem(value) ?? `${quoted}is not an absolute URL; write it as https://host/path`;
+    return portProblem(value) ?? "is not an absolute URL; write it as https://host/path";
   }
   if (url.port === "0") {
-    return portMessage(mayQuote(value) ? "0" : undefined);
+    return PORT_MESSAGE;
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     return `scheme "${url.protocol.slice(0, -1)}" is not supported; use http or https`;
@@ -126,24 +125,17 @@ function portProblem(value: string): string | null {
     return null;
   }
   if (!/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
-    return portMessage(mayQuote(value) ? truncate(port) : undefined);
+    return PORT_MESSAGE;
   }
   return null;
 }
 
-/** Returns the message of an invalid port, naming the port when it is given. */
-function portMessage(port: string | undefined): string {
-  return `${port === undefined ? "the port" : `port "${port}"`} is invalid; use a port from 1 to 65535, or none for the scheme's default`;
-}
-
 /**
- * Returns whether a message may quote a URL that failed a check. A URL with
- * `@`, `?` or `#` may hold a password or a query secret, in a form the URL
- * parser splits differently from any pattern here, so none of it is quoted.
+ * The message of an invalid port. Neither it nor the message of a URL that
+ * does not parse quotes the URL: `https://user:secret` reads as a host and a
+ * port, so no part of a rejected URL is known not to be a password.
  */
-function mayQuote(value: string): boolean {
-  return !/[@?#]/.test(value);
-}
+const PORT_MESSAGE = "has an invalid port; use a port from 1 to 65535, or none for the scheme's default";
 
 function displayNameProblem(value: string): string | null {
   if (longerThan(value, MAX_DISPLAY_NAME_LENGTH)) {

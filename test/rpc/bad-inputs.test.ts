@@ -77,17 +77,12 @@ const configureCases: { name: string; request: () => ConfigureInit; code: Code; 
 ];
 
 describe("URL ports", () => {
-  test.each([
-    { url: "http://127.0.0.1:99999/x", port: "99999" },
-    { url: "http://127.0.0.1:0/x", port: "0" },
-    { url: "https://[::1]:70000/", port: "70000" },
-    { url: "http://gw.example.test:8o8o/sms", port: "8o8o" },
-  ])("$url names the port", async ({ url, port }) => {
+  test.each(["http://127.0.0.1:99999/x", "http://127.0.0.1:0/x", "https://[::1]:70000/", "http://gw.example.test:8o8o/sms"])("%s names the port", async (url) => {
     const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: url } }));
 
     expect(result.code).toBe(Code.InvalidArgument);
     expect(result.fields).toEqual(["integration.base_url"]);
-    expect(result.message).toContain(`port "${port}" is invalid; use a port from 1 to 65535, or none for the scheme's default`);
+    expect(result.message).toContain("integration.base_url: has an invalid port; use a port from 1 to 65535, or none for the scheme's default");
   });
 
   test.each([
@@ -116,6 +111,9 @@ describe("URL ports", () => {
     "//user:S3cr3t@h/",
     "http://user:123456#S3cr3t@h/sms",
     "https://ho st/sms?api_key=S3cr3t",
+    "https://user:S3cr3t",
+    "https://user:S3cr3t/sms",
+    "http://apikey:S3cr3t/",
   ])("%s is rejected without its secret", async (baseUrl) => {
     const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl } }));
 
@@ -125,10 +123,11 @@ describe("URL ports", () => {
     expect(result.message).not.toContain("123456");
   });
 
-  test("an unparsable URL without secrets is quoted", async () => {
+  test("an unparsable URL is not quoted", async () => {
     const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: "http://gw example/sms" } }));
 
-    expect(result.message).toContain('"http://gw example/sms" is not an absolute URL');
+    expect(result.message).toContain("integration.base_url: is not an absolute URL; write it as https://host/path");
+    expect(result.message).not.toContain("gw example");
   });
 
   test("port 65535 is accepted", async () => {
