@@ -11,7 +11,7 @@ import {
   type SendSmsRequest,
   type SendSmsResponse,
 } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { BatchPausedError, runBatch, type MessageOutcome, type MessageSendOptions } from "../batch/batch-runner.js";
+import { BatchPausedError, responseReserveMs, runBatch, type MessageOutcome, type MessageSendOptions } from "../batch/batch-runner.js";
 import type { Delivery, KeyedResult } from "../delivery/delivery.js";
 import { buildSmsRequest, type SmsMessage } from "../dispatch/sms-request.js";
 import {
@@ -26,11 +26,11 @@ import { queuedSendLimit } from "../flow/concurrency-slots.js";
 import type { SendGate } from "../flow/send-gate.js";
 import type { CallContext } from "../rpc/call-context.js";
 import { assertSecretsReadable } from "../security/unreadable-secrets.js";
-import { TimeLimitError, untilAborted, withinTimeLimit } from "../until-aborted.js";
 import type { StoredIntegration } from "../store/integration-store.js";
 import { batchEntries, batchViolations, type BatchEntry } from "./batch-request.js";
 import { batchResponse } from "./batch-response.js";
 import type { IntegrationService } from "./integration-service.js";
+import { logLookupProblem, lookUpKeptOutcome, LookupProblems } from "./kept-outcome-lookup.js";
 import { integrationIdViolations, messageViolations } from "./send-validation.js";
 
 /** Settings of `SendSmsBatch`. The config module owns their defaults. */
@@ -56,6 +56,8 @@ interface SendCall {
   reread?: () => Promise<StoredIntegration>;
   /** Set for a message of a batch: learns of a failed send before its concurrency slot is given back. */
   reportFailure?: (error: unknown) => void;
+  /** Set for a message of a batch: counts its key lookups that got no result, which the batch logs once. */
+  lookupProblems?: LookupProblems;
 }
 
 /** Implements `smsgateway.v1.SmsService`. */
@@ -100,6 +102,7 @@ export class SmsService {
     const entries = batchEntries(request);
     // Messages that reached #send, which looks up a rejected message's kept outcome itself.
     const reachedSend = new Uint8Array(entries.length);
+    const lookupProblems = new LookupProblems();
     const send = async (index: number, options: MessageSendOptions) => {
       const entry = entries[index]!;
       throwIfInvalid(entry.violations);
@@ -116,23 +119,29 @@ export class SmsService {
         waitForSlot: options.startSignal,
         reread,
         reportFailure: options.reportFailure,
+        lookupProblems,
       };
       const integrationNow = await current();
       reachedSend[index] = 1;
       return this.#send(integrationNow, entry.sms, call, entry.passthroughPrefix);
     };
+    const deadlineMs = context.timeoutMs();
     const outcomes = await runBatch(entries.length, send, {
       concurrency: this.#batchConcurrency(integration),
       signal: context.signal,
-      deadlineMs: context.timeoutMs(),
+      deadlineMs,
       stopping: this.stopping,
       gatewayWaitMaxMs: this.batch.gatewayWaitMaxMs,
     });
+    // The lookups end where the batch ends, before the time it keeps back for its response.
+    const lookupMs = deadlineMs === undefined ? undefined : context.timeoutMs()! - responseReserveMs(deadlineMs, entries.length);
     const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, {
       signal: context.signal,
       log: context.log,
-      deadlineMs: context.timeoutMs(),
+      deadlineMs: lookupMs,
+      lookupProblems,
     });
+    lookupProblems.log(context.log, integration.id);
     const named = replayed.map((outcome, index) => withKeyPath(outcome, entries[index]!));
 
     return batchResponse(named, integration.id, context.log);
@@ -173,17 +182,21 @@ export class SmsService {
     // Past a closed circuit, a replay would wait for the probe or be rejected, so the kept outcome
     // is looked up first. A closed circuit saves the lookup, which the send makes anyway.
     const lookedUp = keyed && this.gate.circuitNotClosed(integration.id);
+    let deadlineMs = call.deadlineMs;
     if (lookedUp) {
+      const startedAt = performance.now();
       const stored = await this.#storedOutcome(integration, message, call);
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
+      // The send gets what the lookup left of the call's time, or of SEND_TIMEOUT_MS without a deadline.
+      deadlineMs = (deadlineMs ?? this.gate.sendTimeoutMs) - (performance.now() - startedAt);
     }
 
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
     // takes a rate token.
-    const gateOptions = { deadlineMs: call.deadlineMs, requestId, waitForSlot: call.waitForSlot, reread: call.reread };
+    const gateOptions = { deadlineMs, requestId, waitForSlot: call.waitForSlot, reread: call.reread };
     let result: KeyedResult;
     try {
       const report = call.reportFailure;
@@ -205,35 +218,29 @@ export class SmsService {
 
   /**
    * Returns the kept outcome of a message's idempotency key, or undefined
-   * when it has none or the lookup failed. The lookup's failure is logged,
-   * because the caller then gets the result the send would have given
-   * without it. A stored failure is thrown, and so is the error of a key that
-   * belongs to another request or whose outcome is unknown.
-   *
-   * The lookup ends with the call (its cancel or deadline), and at the
-   * latest after SEND_TIMEOUT_MS, so that a silent database cannot keep the
-   * call running. A query already sent goes on in the background until the
-   * database answers or its connection fails.
+   * when it has none or the lookup got no result in time. A lookup without
+   * a result is logged (for a batch, counted and logged once), because the
+   * caller then gets the result the send would have given without it. A
+   * stored failure is thrown, and so is the error of a key that belongs to
+   * another request or whose outcome is unknown. The lookup ends with the
+   * call, and at the latest after SEND_TIMEOUT_MS.
    */
   async #storedOutcome(
     integration: StoredIntegration,
     message: SmsMessage,
-    call: Pick<SendCall, "signal" | "log" | "deadlineMs">,
+    call: Pick<SendCall, "signal" | "log" | "deadlineMs" | "lookupProblems">,
   ): Promise<KeyedResult | undefined> {
-    const limitMs = Math.max(0, Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs));
-    try {
-      return await withinTimeLimit(untilAborted(this.delivery.storedOutcome(integration, message), call.signal), limitMs);
-    } catch (error) {
-      if (error instanceof GatewayError || error instanceof IdempotencyError) {
-        throw error;
-      }
-      if (error instanceof TimeLimitError || call.signal.aborted) {
-        call.log.warn({ integrationId: integration.id, limitMs }, "looking up the stored outcome of an idempotency key took longer than the call allows; going on without it");
-        return undefined;
-      }
-      call.log.warn({ integrationId: integration.id, err: error }, "reading the stored outcome of an idempotency key failed");
-      return undefined;
+    const limitMs = Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs);
+    const outcome = await lookUpKeptOutcome(() => this.delivery.storedOutcome(integration, message), call.signal, limitMs);
+    if (outcome.kind === "found") {
+      return outcome.result;
     }
+    if (call.lookupProblems === undefined) {
+      logLookupProblem(call.log, integration.id, outcome, limitMs);
+    } else {
+      call.lookupProblems.record(outcome);
+    }
+    return undefined;
   }
 
   /**
@@ -248,20 +255,22 @@ export class SmsService {
     entries: readonly BatchEntry[],
     reachedSend: Uint8Array,
     integration: StoredIntegration,
-    call: Pick<SendCall, "signal" | "log" | "deadlineMs">,
+    call: Pick<SendCall, "signal" | "log" | "deadlineMs"> & { lookupProblems: LookupProblems },
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
     const rejected = outcomes.flatMap((outcome, index) => {
       const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
       return !outcome.ok && keyed && needsLookup(outcome.error, reachedSend[index] === 1) ? [index] : [];
     });
     // All the lookups share one time limit, and none starts once it has passed or the call ended.
-    // NOTE: they may use the time the batch keeps back for its response, so with a silent database
-    // the response can reach the caller after its deadline.
     const endsAt = performance.now() + Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs);
     for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
       const leftMs = endsAt - performance.now();
-      if (call.signal.aborted || leftMs <= 0) {
-        call.log.warn({ integrationId: integration.id, notLookedUp: rejected.length - start }, "the call ended before the kept outcomes of its rejected keys were looked up");
+      if (call.signal.aborted) {
+        call.lookupProblems.ended += rejected.length - start;
+        break;
+      }
+      if (leftMs <= 0) {
+        call.lookupProblems.notStarted += rejected.length - start;
         break;
       }
       const lookup = { ...call, deadlineMs: leftMs };

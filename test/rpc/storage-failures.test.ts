@@ -23,6 +23,9 @@ import { dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "
 
 const STORAGE_UNAVAILABLE = "the service's storage is unavailable; retry later";
 
+/** The line a batch logs once when some of its key lookups got no result. */
+const LOOKUP_SUMMARY = "kept outcomes of some idempotency keys were not looked up, so those messages report why they were not sent";
+
 /** The integration a call configures: the fields ConfigureIntegration needs. */
 const INTEGRATION = { displayName: "storage", baseUrl: "http://127.0.0.1:9/sms", apiKeyHeader: "X-Key", apiKey: "not-for-callers", defaultSender: "Acme" };
 
@@ -143,6 +146,11 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send"
     expect((await rejection(sms.sendSms({ integrationId: id, to: "+15550001", content: "reads the integration" }))).code).toBe(Code.Unavailable);
   }
 
+  /** Returns the batch's one line about lookups without a result, for this request id. */
+  function problemLines(requestId: string): Record<string, unknown>[] {
+    return service.logLines.filter((line) => line.requestId === requestId && line.msg === LOOKUP_SUMMARY);
+  }
+
   /** Returns whether the pipeline logged the end of the call with this request id. */
   function ended(requestId: string): boolean {
     return service.logLines.some((line) => line.requestId === requestId && typeof line.code === "string");
@@ -187,24 +195,95 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send"
     }
   });
 
-  test("a batch's lookups stop at its deadline", async () => {
+  test("a batch's lookups keep its response reserve", async () => {
     await openCircuit("frozen-batch");
     const lookups = vi.spyOn(Delivery.prototype, "storedOutcome");
     const messages = Array.from({ length: 200 }, (_, index) => ({ to: "+15550001", content: `m${index}`, idempotencyKey: `frozen-batch-${index}` }));
 
     proxy.freeze();
     try {
-      // The lookups take what the batch keeps back for its response, so the caller may see its deadline pass.
-      await sms.sendSmsBatch({ integrationId: "frozen-batch", messages }, { timeoutMs: 1_000, headers: { "x-request-id": "frozen-3" } }).catch(() => undefined);
+      const response = await sms.sendSmsBatch({ integrationId: "frozen-batch", messages }, { timeoutMs: 1_000, headers: { "x-request-id": "frozen-3" } });
 
-      await waitFor(() => ended("frozen-3"), "the batch to end while the database is frozen", 5_000);
-      // The messages in flight (BATCH_CONCURRENCY, 16) each looked up their key until the batch's time ran out, and the
-      // lookups of the messages the open circuit rejected stopped after one group of 16, not one per message.
-      expect(lookups.mock.calls.length).toBeLessThanOrEqual(32);
+      expect(response.results).toHaveLength(200);
+      // The messages in flight (BATCH_CONCURRENCY, 16) each looked up their key until the batch's own end, and no
+      // lookup of a message the open circuit rejected started after it.
+      expect(lookups.mock.calls.length).toBeLessThanOrEqual(16);
+      expect(problemLines("frozen-3")).toEqual([expect.objectContaining({ level: 40, timedOut: expect.any(Number), notStarted: expect.any(Number) })]);
     } finally {
       lookups.mockRestore();
       proxy.release();
     }
+  });
+
+  test("a batch without a deadline logs its lookups once", async () => {
+    await openCircuit("frozen-batch-2");
+    const messages = Array.from({ length: 100 }, (_, index) => ({ to: "+15550001", content: `m${index}`, idempotencyKey: `frozen-batch-2-${index}` }));
+
+    proxy.freeze();
+    try {
+      const response = await sms.sendSmsBatch({ integrationId: "frozen-batch-2", messages }, { headers: { "x-request-id": "frozen-4" } });
+
+      expect(response.failedCount).toBe(100);
+      const warnings = service.logLines.filter((line) => line.requestId === "frozen-4" && Number(line.level) >= 40);
+      expect(warnings.map((line) => line.msg)).toEqual([LOOKUP_SUMMARY]);
+    } finally {
+      proxy.release();
+    }
+  });
+
+  test("a caller's cancel during a lookup is logged at info", async () => {
+    await openCircuit("frozen-cancel");
+    const controller = new AbortController();
+
+    proxy.freeze();
+    try {
+      const call = sms.sendSms(
+        { integrationId: "frozen-cancel", to: "+15550001", content: "hello", idempotencyKey: "frozen-cancel-key" },
+        { signal: controller.signal, headers: { "x-request-id": "frozen-5" } },
+      );
+      setTimeout(() => controller.abort(), 100);
+
+      expect((await rejection(call)).code).toBe(Code.Canceled);
+      await waitFor(() => ended("frozen-5"), "the call to end");
+      const lookupLines = service.logLines.filter((line) => line.requestId === "frozen-5" && String(line.msg).includes("kept outcome"));
+      expect(lookupLines).toEqual([expect.objectContaining({ level: 30, msg: "the call ended while the kept outcome of its idempotency key was looked up" })]);
+    } finally {
+      proxy.release();
+    }
+  });
+});
+
+describe("SQLite that fails every key lookup", () => {
+  let gateway: ScriptedGateway;
+  let service: TestService;
+
+  beforeAll(async () => {
+    gateway = await ScriptedGateway.start();
+    gateway.on("/sms", { status: 500 });
+    service = await startTestService({ circuitFailureThreshold: 1, circuitOpenMs: 60_000 });
+  });
+
+  afterAll(async () => {
+    await service.stop();
+    await gateway.close();
+  });
+
+  test("a batch logs the failed lookups once", async () => {
+    const transport = createConnectTransport({ baseUrl: service.baseUrl, httpVersion: "1.1" });
+    const integrations = createClient(IntegrationService, transport);
+    const sms = createClient(SmsService, transport);
+    await integrations.configureIntegration({ integration: { ...INTEGRATION, id: "no-keys", baseUrl: gateway.url("/sms") }, allowMissing: true });
+    await rejection(sms.sendSms({ integrationId: "no-keys", to: "+15550001", content: "opens the circuit" }));
+    const file = new Database(`${service.dataDir}/${SQLITE_FILE_NAME}`);
+    file.exec("DROP TABLE idempotency_keys");
+    file.close();
+    const messages = Array.from({ length: 100 }, (_, index) => ({ to: "+15550001", content: `m${index}`, idempotencyKey: `no-keys-${index}` }));
+
+    const response = await sms.sendSmsBatch({ integrationId: "no-keys", messages }, { headers: { "x-request-id": "no-keys-1" } });
+
+    expect(response.failedCount).toBe(100);
+    const warnings = service.logLines.filter((line) => line.requestId === "no-keys-1" && Number(line.level) >= 40);
+    expect(warnings).toEqual([expect.objectContaining({ msg: LOOKUP_SUMMARY, failed: 100, err: expect.objectContaining({ type: "StorageError" }) })]);
   });
 });
 
