@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 
 import type { KeyedResult } from "../delivery/delivery.js";
@@ -5,9 +6,10 @@ import { GatewayError, IdempotencyError } from "../errors.js";
 import { TimeLimitError, untilAborted, withinTimeLimit } from "../until-aborted.js";
 
 /**
- * What a lookup of an idempotency key's kept outcome found: the outcome,
- * none, or why it has none. `ended` means the call ended first (its
- * cancel or deadline), `timed_out` that the lookup's own time limit passed.
+ * Result of a lookup of an idempotency key's kept outcome: the outcome,
+ * none, or why there is none. `ended` means the caller canceled the call or
+ * the service shut it down first, `timed_out` that the call's deadline or
+ * the lookup's own time limit passed.
  */
 export type KeptOutcome =
   | { kind: "found"; result: KeyedResult }
@@ -38,19 +40,24 @@ export async function lookUpKeptOutcome(
     if (error instanceof GatewayError || error instanceof IdempotencyError) {
       throw error;
     }
-    if (signal.aborted) {
-      return { kind: "ended" };
+    if (error instanceof TimeLimitError || (signal.aborted && isDeadline(signal.reason))) {
+      return { kind: "timed_out" };
     }
-    return error instanceof TimeLimitError ? { kind: "timed_out" } : { kind: "failed", error };
+    return signal.aborted ? { kind: "ended" } : { kind: "failed", error };
   }
+}
+
+/** Returns whether a call's signal aborted because its deadline passed: both servers abort it with DEADLINE_EXCEEDED then. */
+function isDeadline(reason: unknown): boolean {
+  return reason instanceof ConnectError && reason.code === Code.DeadlineExceeded;
 }
 
 /** Logs the problem of one lookup that got no result: at info when the call ended, else at warn. */
 export function logLookupProblem(log: Logger, integrationId: string, outcome: KeptOutcome, limitMs: number): void {
   if (outcome.kind === "ended") {
-    log.info({ integrationId }, "the call ended while the kept outcome of its idempotency key was looked up");
+    log.info({ integrationId }, "the call was canceled while the kept outcome of its idempotency key was looked up");
   } else if (outcome.kind === "timed_out") {
-    log.warn({ integrationId, limitMs }, "looking up the kept outcome of an idempotency key took longer than the call allows; going on without it");
+    log.warn({ integrationId, limitMs: Math.max(0, limitMs) }, "looking up the kept outcome of an idempotency key took longer than the call allows; going on without it");
   } else if (outcome.kind === "failed") {
     log.warn({ integrationId, err: outcome.error }, "reading the kept outcome of an idempotency key failed; going on without it");
   }
@@ -64,7 +71,7 @@ export class LookupProblems {
   ended = 0;
   timedOut = 0;
   failed = 0;
-  /** Messages whose lookup never started, because the batch's time for lookups had passed. */
+  /** Lookups that never started, because the batch's time for them had passed or the call ended. */
   notStarted = 0;
   #firstError: unknown;
 
@@ -87,7 +94,7 @@ export class LookupProblems {
       return;
     }
     const fields = { integrationId, ended, timedOut, failed, notStarted, ...(this.#firstError === undefined ? {} : { err: this.#firstError }) };
-    const message = "kept outcomes of some idempotency keys were not looked up, so those messages report why they were not sent";
+    const message = "some lookups of idempotency keys' kept outcomes got no result; their messages went on without them";
     if (timedOut + failed + notStarted === 0) {
       log.info(fields, message);
     } else {

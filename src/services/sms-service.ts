@@ -182,16 +182,16 @@ export class SmsService {
     // Past a closed circuit, a replay would wait for the probe or be rejected, so the kept outcome
     // is looked up first. A closed circuit saves the lookup, which the send makes anyway.
     const lookedUp = keyed && this.gate.circuitNotClosed(integration.id);
-    let deadlineMs = call.deadlineMs;
+    const startedAt = performance.now();
+    /** The call's time left now, undefined without a deadline. A send without one keeps its own SEND_TIMEOUT_MS. */
+    const timeLeftMs = () => (call.deadlineMs === undefined ? undefined : call.deadlineMs - (performance.now() - startedAt));
     if (lookedUp) {
-      const startedAt = performance.now();
       const stored = await this.#storedOutcome(integration, message, call);
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
-      // The send gets what the lookup left of the call's time, or of SEND_TIMEOUT_MS without a deadline.
-      deadlineMs = (deadlineMs ?? this.gate.sendTimeoutMs) - (performance.now() - startedAt);
     }
+    const deadlineMs = timeLeftMs();
 
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
@@ -206,7 +206,8 @@ export class SmsService {
       });
     } catch (error) {
       // A repeat of a key that already sent must report that send, not that flow control rejected it.
-      const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, call) : undefined;
+      const lookup = { ...call, deadlineMs: timeLeftMs() };
+      const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, lookup) : undefined;
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
@@ -265,11 +266,7 @@ export class SmsService {
     const endsAt = performance.now() + Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs);
     for (let start = 0; start < rejected.length; start += REPLAY_LOOKUPS_IN_FLIGHT) {
       const leftMs = endsAt - performance.now();
-      if (call.signal.aborted) {
-        call.lookupProblems.ended += rejected.length - start;
-        break;
-      }
-      if (leftMs <= 0) {
+      if (call.signal.aborted || leftMs <= 0) {
         call.lookupProblems.notStarted += rejected.length - start;
         break;
       }

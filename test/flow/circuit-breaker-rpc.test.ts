@@ -241,3 +241,32 @@ describe("circuit breaker and timeouts", () => {
     expect(slow.gateway.requestsTo("/hang")).toHaveLength(before);
   });
 });
+
+describe("a keyed probe without a deadline", () => {
+  /** Short enough that a hanging gateway makes the probe time out with the full send time. */
+  const SEND_TIMEOUT_MS = 400;
+  const SHORT_OPEN_MS = 300;
+  let shortBed: FlowTestBed;
+
+  beforeAll(async () => {
+    shortBed = await startFlowTestBed({ circuitFailureThreshold: 1, circuitOpenMs: SHORT_OPEN_MS, sendTimeoutMs: SEND_TIMEOUT_MS });
+  });
+
+  afterAll(async () => {
+    await shortBed.stop();
+  });
+
+  test("that times out opens the circuit again", async () => {
+    shortBed.gateway.on("/hangs", { hang: true });
+    await shortBed.configure("hangs", shortBed.gateway.url("/hangs"));
+    await rejectionOf(shortBed.send("hangs"));
+    await waitFor(() => shortBed.flowState("hangs")?.circuit === "half_open", "the cool-down to end", SHORT_OPEN_MS * 10);
+
+    // A keyed send past a circuit that is not closed looks up its key first, then sends as the probe.
+    const error = await rejectionOf(shortBed.clients.sms.sendSms({ integrationId: "hangs", to: "+15550001", content: "probe", idempotencyKey: "probe-key" }));
+
+    expect(error.code).toBe(Code.DeadlineExceeded);
+    expect(shortBed.flowState("hangs")?.circuit).toBe("open");
+    expect(shortBed.service.logLines.some((line) => line.integrationId === "hangs" && line.msg === "circuit opened again because a probe send failed")).toBe(true);
+  });
+});

@@ -3,6 +3,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
 
@@ -24,7 +25,7 @@ import { dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "
 const STORAGE_UNAVAILABLE = "the service's storage is unavailable; retry later";
 
 /** The line a batch logs once when some of its key lookups got no result. */
-const LOOKUP_SUMMARY = "kept outcomes of some idempotency keys were not looked up, so those messages report why they were not sent";
+const LOOKUP_SUMMARY = "some lookups of idempotency keys' kept outcomes got no result; their messages went on without them";
 
 /** The integration a call configures: the fields ConfigureIntegration needs. */
 const INTEGRATION = { displayName: "storage", baseUrl: "http://127.0.0.1:9/sms", apiKeyHeader: "X-Key", apiKey: "not-for-callers", defaultSender: "Acme" };
@@ -215,6 +216,36 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send"
     }
   });
 
+  test("a message that waited for a slot keeps the batch's response time", async () => {
+    gateway.on("/slow-failure", async () => {
+      await sleep(1_200);
+      return { status: 500 };
+    });
+    await integrations.configureIntegration({ integration: { ...INTEGRATION, id: "frozen-slot", baseUrl: gateway.url("/slow-failure"), maxConcurrentSends: 1 }, allowMissing: true });
+    const holder = rejection(sms.sendSms({ integrationId: "frozen-slot", to: "+15550001", content: "holds the only slot" }));
+    await waitFor(() => gateway.requestsTo("/slow-failure").length === 1, "the slot to be taken");
+    // Reads the integration into the cache, in case the configure call's notification emptied it after the send read it.
+    await integrations.getIntegration({ id: "frozen-slot" });
+
+    proxy.freeze();
+    try {
+      // The message waits for the slot; the holder's failure then opens the circuit, and the lookup of its key hangs.
+      const batch = sms.sendSmsBatch(
+        { integrationId: "frozen-slot", messages: [{ to: "+15550002", content: "waits for the slot", idempotencyKey: "frozen-slot-1" }] },
+        // The holder's send ends at SEND_TIMEOUT_MS (1 s), so the lookup starts with less than that left of this deadline.
+        { timeoutMs: 1_600 },
+      );
+      await holder;
+
+      const response = await batch;
+
+      expect(response.results).toHaveLength(1);
+      expect(response.failedCount).toBe(1);
+    } finally {
+      proxy.release();
+    }
+  });
+
   test("a batch without a deadline logs its lookups once", async () => {
     await openCircuit("frozen-batch-2");
     const messages = Array.from({ length: 100 }, (_, index) => ({ to: "+15550001", content: `m${index}`, idempotencyKey: `frozen-batch-2-${index}` }));
@@ -246,7 +277,7 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send"
       expect((await rejection(call)).code).toBe(Code.Canceled);
       await waitFor(() => ended("frozen-5"), "the call to end");
       const lookupLines = service.logLines.filter((line) => line.requestId === "frozen-5" && String(line.msg).includes("kept outcome"));
-      expect(lookupLines).toEqual([expect.objectContaining({ level: 30, msg: "the call ended while the kept outcome of its idempotency key was looked up" })]);
+      expect(lookupLines).toEqual([expect.objectContaining({ level: 30, msg: "the call was canceled while the kept outcome of its idempotency key was looked up" })]);
     } finally {
       proxy.release();
     }
