@@ -172,6 +172,8 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL that goes silent during a keyed send"
       expect(error.code).toBe(Code.DeadlineExceeded);
       // The call's log line comes while the database is still silent.
       await waitFor(() => ended("frozen-1"), "the call to end while the database is frozen", 5_000);
+      const lookupLines = service.logLines.filter((line) => line.requestId === "frozen-1" && String(line.msg).includes("kept outcome"));
+      expect(lookupLines).toEqual([expect.objectContaining({ level: 40, msg: expect.stringMatching(/took longer than the call allows/) })]);
     } finally {
       proxy.release();
     }
