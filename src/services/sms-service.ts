@@ -191,7 +191,7 @@ export class SmsService {
         return sendSmsResponse(stored);
       }
     }
-    const deadlineMs = timeLeftMs();
+    const deadlineMs = lookedUp ? timeLeftMs() : call.deadlineMs;
 
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
