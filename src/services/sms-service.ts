@@ -56,14 +56,8 @@ interface SendCall {
   reread?: () => Promise<StoredIntegration>;
   /** Set for a message of a batch: learns of a failed send before its concurrency slot is given back. */
   reportFailure?: (error: unknown) => void;
-  /**
-   * Set for a message of a batch: counts its key lookups that got no result,
-   * which the batch logs once. The batch also looks up the kept outcomes of
-   * its rejected messages itself.
-   */
+  /** Set for a message of a batch: counts its key lookups that got no result, which the batch logs once. */
   lookupProblems?: LookupProblems;
-  /** Set for a message of a batch: notes that the send looked up its key before flow control and found no kept outcome. */
-  foundNoKeptOutcome?: () => void;
 }
 
 /** Implements `smsgateway.v1.SmsService`. */
@@ -106,9 +100,9 @@ export class SmsService {
     }
 
     const entries = batchEntries(request);
+    // Messages that reached #send, which looks up a rejected message's kept outcome itself.
+    const reachedSend = new Uint8Array(entries.length);
     const lookupProblems = new LookupProblems();
-    // Messages whose send looked up their key's kept outcome before flow control, and found none.
-    const lookedUp = new Uint8Array(entries.length);
     const send = async (index: number, options: MessageSendOptions) => {
       const entry = entries[index]!;
       throwIfInvalid(entry.violations);
@@ -126,11 +120,9 @@ export class SmsService {
         reread,
         reportFailure: options.reportFailure,
         lookupProblems,
-        foundNoKeptOutcome: () => {
-          lookedUp[index] = 1;
-        },
       };
       const integrationNow = await current();
+      reachedSend[index] = 1;
       return this.#send(integrationNow, entry.sms, call, entry.passthroughPrefix);
     };
     const deadlineMs = context.timeoutMs();
@@ -143,7 +135,7 @@ export class SmsService {
     });
     // The lookups end where the batch ends, before the time it keeps back for its response.
     const lookupMs = deadlineMs === undefined ? undefined : context.timeoutMs()! - responseReserveMs(deadlineMs, entries.length);
-    const replayed = await this.#replayRejected(outcomes, entries, lookedUp, integration, {
+    const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, {
       signal: context.signal,
       log: context.log,
       deadlineMs: lookupMs,
@@ -198,7 +190,6 @@ export class SmsService {
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
-      call.foundNoKeptOutcome?.();
     }
     const deadlineMs = lookedUp ? timeLeftMs() : call.deadlineMs;
 
@@ -215,10 +206,8 @@ export class SmsService {
       });
     } catch (error) {
       // A repeat of a key that already sent must report that send, not that flow control rejected it.
-      // A batch looks up its rejected messages itself once their rejection is final, because a
-      // message that a rate limit rejects waits and tries again.
-      const lookUp = keyed && !lookedUp && error instanceof FlowLimitError && call.lookupProblems === undefined;
-      const stored = lookUp ? await this.#storedOutcome(integration, message, { ...call, deadlineMs: timeLeftMs() }) : undefined;
+      const lookup = { ...call, deadlineMs: timeLeftMs() };
+      const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, lookup) : undefined;
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
@@ -256,22 +245,22 @@ export class SmsService {
   }
 
   /**
-   * Replaces the final flow-control rejections of keyed messages, and the
-   * messages that a gateway's 429 kept from starting, with the kept
-   * outcomes of their keys. An open circuit or a long Retry-After fails
-   * every message not yet started, and a repeated batch must still report
-   * the messages that an earlier call sent.
+   * Replaces the flow-control rejections of keyed messages that never
+   * reached a send, and the messages that a gateway's 429 kept from
+   * starting, with the kept outcomes of their keys. An open circuit or a
+   * long Retry-After fails every message not yet started, and a repeated
+   * batch must still report the messages that an earlier call sent.
    */
   async #replayRejected(
     outcomes: MessageOutcome<SendSmsResponse>[],
     entries: readonly BatchEntry[],
-    lookedUp: Uint8Array,
+    reachedSend: Uint8Array,
     integration: StoredIntegration,
     call: Pick<SendCall, "signal" | "log" | "deadlineMs"> & { lookupProblems: LookupProblems },
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
     const rejected = outcomes.flatMap((outcome, index) => {
       const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
-      return !outcome.ok && keyed && lookedUp[index] === 0 && keptByFlow(outcome.error) ? [index] : [];
+      return !outcome.ok && keyed && needsLookup(outcome.error, reachedSend[index] === 1) ? [index] : [];
     });
     // All the lookups share one time limit, and none starts once it has passed or the call ended.
     const endsAt = performance.now() + Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs);
@@ -299,9 +288,17 @@ export class SmsService {
   }
 }
 
-/** Returns whether flow control or a gateway's Retry-After kept a batch message from being sent. */
-function keptByFlow(error: unknown): boolean {
-  return error instanceof FlowLimitError || (error instanceof MessageNotStartedError && error.reason === "gateway_rate_limited");
+/**
+ * Returns whether the kept outcome of a failed keyed batch message must be
+ * looked up. That is the case when flow control rejected it before it
+ * reached a send, which looks up by itself. It is also the case when a
+ * gateway's Retry-After kept it from starting, because no send looks up then.
+ */
+function needsLookup(error: unknown, reachedSend: boolean): boolean {
+  if (error instanceof FlowLimitError) {
+    return !reachedSend;
+  }
+  return error instanceof MessageNotStartedError && error.reason === "gateway_rate_limited";
 }
 
 /** Lookups of stored outcomes that {@link SmsService} runs at once for the rejected messages of a batch. */

@@ -1,9 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, test, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 
 import { ErrorInfoSchema, GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
-import { Delivery } from "../../src/delivery/delivery.js";
 import { CLIENT_KINDS, type ClientKind } from "../helpers/clients.js";
 import type { RecordedRequest, ScriptedReply } from "../helpers/scripted-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
@@ -468,23 +467,6 @@ describe("rate limit", () => {
 
     expect(codesOf(response)).toEqual(Array(8).fill("OK"));
     expect(bed.gateway.requestsTo("/paced")).toHaveLength(8);
-  });
-
-  test("a rate-limited keyed batch looks up no kept outcomes", async () => {
-    bed.gateway.on("/paced-keys", acceptedByRecipient);
-    await bed.configure("paced-keys", bed.gateway.url("/paced-keys"), { maxSendsPerSecond: 5 });
-    const lookups = vi.spyOn(Delivery.prototype, "storedOutcome");
-    const keyed = messages(8).map((message, index) => ({ ...message, idempotencyKey: `paced-keys-${index}` }));
-
-    try {
-      const response = await bed.clients.sms.sendSmsBatch({ integrationId: "paced-keys", messages: keyed }, { timeoutMs: 30_000 });
-
-      expect(codesOf(response)).toEqual(Array(8).fill("OK"));
-      // Each rate rejection makes the message wait and try again, so none of them needs its key's kept outcome.
-      expect(lookups).not.toHaveBeenCalled();
-    } finally {
-      lookups.mockRestore();
-    }
   });
 
   test("SendSms retrying at its retry delay is not starved", async () => {
