@@ -105,7 +105,7 @@ export type MessageOutcome<T> = { ok: true; value: T } | { ok: false; error: unk
  * (`NotFoundError`), that error is the result of the message and of every
  * message not yet started. When the gateway replies to a message with 429
  * and a `Retry-After`, that reply is the message's result, and no message starts
- * until the wait has passed; messages that the wait or the deadline then
+ * until the wait has passed. Messages that the wait or the deadline then
  * keeps from starting fail with `MessageNotStartedError`. A wait longer than
  * `gatewayWaitMaxMs` keeps every further message from starting. Messages
  * not started when the caller

@@ -31,8 +31,8 @@ export type PacingDecision =
  * and SEND_MAX_ATTEMPTS allow, so its failure is its result, and the batch sends
  * nothing more until the wait has passed. When the wait is longer than
  * `gatewayWaitMaxMs`, the batch would hold the call for it, so it starts no
- * further message. A 429 without `Retry-After` says nothing of how long to
- * wait, and is final for its message only.
+ * further message. A 429 without `Retry-After` gives no time to wait, so it
+ * is final for its message only.
  *
  * NOTE: the wait holds only the batch that got the 429. SendSms calls and
  * other batches through the same integration go on sending during it.

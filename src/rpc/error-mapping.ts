@@ -204,7 +204,7 @@ export function causeToLog(error: ConnectError): unknown {
 /**
  * Returns whether a code means that the service itself failed, which is
  * logged at error level. UNIMPLEMENTED is not one: it reaches the pipeline
- * only for a request that asks for what the service does not offer, such as
+ * only for a request that requests what the service does not offer, such as
  * an unknown `content-encoding`.
  */
 export function isServerFault(code: Code): boolean {

@@ -23,11 +23,11 @@ export interface CommandOutput {
  * environment, defaults), opens the same store with the same keys, and
  * rewrites every stored secret under the newest key.
  *
- * @returns the exit code: 0 when every secret is under the newest key, 1
- *   when some could not be re-encrypted, the store has no integrations (a
- *   mistyped location looks like that) or the store failed, 2 for a
- *   configuration error, which includes a data folder without the service's
- *   SQLite file and a PostgreSQL database it cannot connect to.
+ * @returns the exit code. 0 when every secret is under the newest key. 1
+ *   when some could not be re-encrypted, when the store has no integrations
+ *   (as a mistyped location looks), or when the store failed. 2 for a
+ *   configuration error, such as a data folder without the service's SQLite
+ *   file or a PostgreSQL database it cannot connect to.
  */
 export async function runReencryptCommand(
   argv: readonly string[],

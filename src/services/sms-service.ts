@@ -183,15 +183,13 @@ export class SmsService {
     // is looked up first. A closed circuit saves the lookup, which the send makes anyway.
     const lookedUp = keyed && this.gate.circuitNotClosed(integration.id);
     const startedAt = performance.now();
-    /** The call's time left now, undefined without a deadline. A send without one keeps its own SEND_TIMEOUT_MS. */
-    const timeLeftMs = () => (call.deadlineMs === undefined ? undefined : call.deadlineMs - (performance.now() - startedAt));
     if (lookedUp) {
       const stored = await this.#storedOutcome(integration, message, call);
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
     }
-    const deadlineMs = lookedUp ? timeLeftMs() : call.deadlineMs;
+    const deadlineMs = lookedUp ? timeLeftMs(call.deadlineMs, startedAt) : call.deadlineMs;
 
     // NOTE: the passthrough fields are validated after the gate admitted the
     // send, so an invalid passthrough, like a replayed idempotent send, still
@@ -206,7 +204,7 @@ export class SmsService {
       });
     } catch (error) {
       // A repeat of a key that already sent must report that send, not that flow control rejected it.
-      const lookup = { ...call, deadlineMs: timeLeftMs() };
+      const lookup = { ...call, deadlineMs: timeLeftMs(call.deadlineMs, startedAt) };
       const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, lookup) : undefined;
       if (stored !== undefined) {
         return sendSmsResponse(stored);
@@ -315,6 +313,15 @@ function sendSmsResponse(result: KeyedResult): SendSmsResponse {
     warnings: result.warnings,
     replayed: result.replayed,
   });
+}
+
+/**
+ * Returns what is left now of a deadline of `deadlineMs` counted from
+ * `startedAt`, or undefined without a deadline: a send without one keeps its
+ * own SEND_TIMEOUT_MS.
+ */
+function timeLeftMs(deadlineMs: number | undefined, startedAt: number): number | undefined {
+  return deadlineMs === undefined ? undefined : deadlineMs - (performance.now() - startedAt);
 }
 
 /** Passes a failed send's error to `report`, then throws it again. */
