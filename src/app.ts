@@ -76,7 +76,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   const tls = await readTlsFiles(config);
   const security = await prepareSecurity(config, logger);
   const databaseSchema = config.databaseUrl === "" ? undefined : config.databaseSchema;
-  const opened = await openConfiguredStore(config, logger);
+  const opened = await openConfiguredStore(config, logger, "service");
   const { description, idempotency } = opened;
   const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
   // Integrations stay in memory, so a send does not query the database for its integration. With

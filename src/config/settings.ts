@@ -220,8 +220,9 @@ export const SETTINGS: readonly Setting[] = [
     defaultValue: "./data",
     unit: "",
     description:
-      "Folder of the embedded SQLite database and the generated key file, created with mode 0700 when missing. " +
-      "An existing folder keeps its mode, with a warning when other users may access it.",
+      "Folder of the embedded SQLite database, its lock file and the generated key file, created with mode 0700 when missing. " +
+      "An existing folder keeps its mode, with a warning when other users may access it. " +
+      "One service process at a time may use it; a second one exits with code 2.",
     parse: folder,
   },
   {

@@ -27,7 +27,8 @@ export interface CommandOutput {
  *   when some could not be re-encrypted, when the store has no integrations
  *   (as a mistyped location looks), or when the store failed. 2 for a
  *   configuration error, such as a data folder without the service's SQLite
- *   file or a PostgreSQL database it cannot connect to.
+ *   file or one that a running service holds, or a PostgreSQL database it
+ *   cannot connect to.
  */
 export async function runReencryptCommand(
   argv: readonly string[],
@@ -55,7 +56,7 @@ export async function runReencryptCommand(
     const logger = createLogger(config.logLevel, output.logs);
     const keys = await loadEncryptionKeys(config, logger);
     const cipher = new SecretCipher(keys.ring);
-    const { store, description } = await openConfiguredStore(config, logger);
+    const { store, description } = await openConfiguredStore(config, logger, "reencrypt");
 
     try {
       const result = await reencryptSecrets(store, cipher, logger);

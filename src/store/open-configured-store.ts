@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import { ConfigError } from "../config/load-config.js";
 import { unwritableFileError, unwritableFolderError } from "../config/path-errors.js";
 import type { Config } from "../config/settings.js";
+import { LOCK_FILE_NAME, LOCK_OPERATION } from "./data-dir-lock.js";
 import { openStore, type OpenedStore } from "./open-store.js";
 import { SQLITE_FILE_NAME } from "./sqlite-database.js";
 import { StorageError } from "./storage-error.js";
@@ -29,30 +30,41 @@ function isReadOnlyFile(code: string | undefined): boolean {
   return code !== undefined && code.startsWith("SQLITE_READONLY") && code !== "SQLITE_READONLY_DIRECTORY";
 }
 
+/** The program that opens the store: the service, or `npm run reencrypt`. */
+export type StoreOpener = "service" | "reencrypt";
+
 /**
  * Opens the store that the settings select, as the service and
  * `npm run reencrypt` do: PostgreSQL at DATABASE_URL in DATABASE_SCHEMA,
  * else the SQLite file in DATA_DIR.
  *
+ * With SQLite, both take the lock of DATA_DIR until the store closes, so a
+ * second service or reencrypt on the same folder fails at once.
+ *
  * @throws ConfigError naming the setting as the operator gave it when the
- *   SQLite folder or file cannot be written or PostgreSQL cannot be reached.
+ *   SQLite folder or file cannot be written, another process holds DATA_DIR,
+ *   or PostgreSQL cannot be reached.
  * @throws StorageError when a migration or another step fails.
  */
-export async function openConfiguredStore(config: Config, logger: Logger): Promise<OpenedStore> {
+export async function openConfiguredStore(config: Config, logger: Logger, opener: StoreOpener): Promise<OpenedStore> {
   const postgres = config.databaseUrl !== "";
   try {
     return await openStore({
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
       schema: postgres ? config.databaseSchema : undefined,
+      lockDataDir: true,
       sqliteSynchronous: config.sqliteSynchronous,
       logger,
     });
   } catch (error) {
+    const { names } = config;
     if (!(error instanceof StorageError)) {
       throw error;
     }
-    const { names } = config;
+    if (!postgres && error.operation === LOCK_OPERATION) {
+      throw dataDirLockError(config, opener, error);
+    }
     if (postgres && error.operation === "connect") {
       const database = error.target ?? "the database";
       const code = error.code === undefined ? "" : ` (${error.code})`;
@@ -82,4 +94,25 @@ export async function openConfiguredStore(config: Config, logger: Logger): Promi
     }
     throw error;
   }
+}
+
+/** Returns the start-up error for a data folder whose lock cannot be taken. */
+function dataDirLockError(config: Config, opener: StoreOpener, error: StorageError): ConfigError {
+  const { names } = config;
+  const lockFile = path.join(config.dataDir, LOCK_FILE_NAME);
+  if (error.code?.startsWith("SQLITE_BUSY") !== true) {
+    return new ConfigError(
+      `${names.dataDir} ${config.dataDir}: cannot take the lock file ${lockFile}: ${error.driverMessage} (${error.code ?? "no code"}); ` +
+        "make it writable by the user that runs the service. It contains no data, so it may also be deleted while no service or npm run reencrypt uses the folder.",
+    );
+  }
+
+  const holder = opener === "service" ? "a smsgateway service or npm run reencrypt" : "a smsgateway service or another npm run reencrypt";
+  const fix =
+    opener === "service"
+      ? `Stop that process, set ${names.dataDir} to another folder, or set ${names.databaseUrl} to store the data in PostgreSQL, which several service processes can share.`
+      : "Stop the service, run npm run reencrypt again, then start the service.";
+  return new ConfigError(
+    `${names.dataDir} ${config.dataDir}: the data folder is in use by another process (${holder} holds the lock on ${lockFile}). ${fix}`,
+  );
 }

@@ -72,6 +72,15 @@ export interface OpenStoreOptions {
    * deployments or test runs share one database. Rejected with SQLite.
    */
   schema?: string;
+  /**
+   * Takes the lock of `dataDir` for as long as the store is open, so that
+   * another store opened with this option on the same folder, in this or
+   * another process, fails with a StorageError of operation `lock` (see
+   * `lockDataDir`). The service and `npm run reencrypt` set it. Off by
+   * default, so one process may open several stores on one folder. Ignored
+   * with PostgreSQL.
+   */
+  lockDataDir?: boolean;
   /** `synchronous` mode of SQLite; `normal` when unset. Ignored with PostgreSQL. */
   sqliteSynchronous?: SqliteSynchronous;
   logger: Logger;
@@ -103,6 +112,7 @@ export interface OpenedStore {
  * @throws StorageError when the database cannot be opened, reached or
  *   migrated; the message names the database without its password. Its
  *   operation is `open` when the SQLite folder or file cannot be opened,
+ *   `lock` when `lockDataDir` is set and the folder's lock cannot be taken,
  *   `connect` when the first query fails, and starts with `migrate` when a
  *   migration fails.
  */
@@ -114,7 +124,7 @@ export async function openStore(options: OpenStoreOptions): Promise<OpenedStore>
     if (options.schema !== undefined) {
       throw new Error("the schema option applies only to PostgreSQL; remove it or set a postgres:// database URL");
     }
-    const { db, description } = await openSqliteDatabase(options.dataDir, logger, options.sqliteSynchronous);
+    const { db, description } = await openSqliteDatabase(options.dataDir, logger, options.sqliteSynchronous, options.lockDataDir === true);
     return prepareStore(db, "sqlite", undefined, description, logger);
   }
 

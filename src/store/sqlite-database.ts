@@ -6,6 +6,7 @@ import { Kysely } from "kysely";
 import type { Logger } from "pino";
 
 import { makeDirectory } from "../make-directory.js";
+import { lockDataDir, type DataDirLock } from "./data-dir-lock.js";
 import type { StoreDatabase } from "./database-schema.js";
 import { GroupCommitSqliteDialect } from "./sqlite-group-commit.js";
 import { withStatementCache } from "./sqlite-statement-cache.js";
@@ -78,13 +79,19 @@ export interface OpenedSqliteDatabase {
  * gateway secrets. An existing directory keeps its mode, and the function
  * logs a warning when its group or other users have any access to it.
  *
+ * With `lock`, the function also takes the data directory's lock (see
+ * {@link lockDataDir}) once the file is open and writable, and destroying
+ * the returned Kysely instance releases it.
+ *
  * @throws StorageError when the directory or the file cannot be opened,
- *   or the file cannot be written.
+ *   or the file cannot be written; with `lock`, StorageError with operation
+ *   `lock` when the lock cannot be taken.
  */
 export async function openSqliteDatabase(
   dataDir: string,
   logger: Logger,
   synchronous: SqliteSynchronous = "normal",
+  lock = false,
 ): Promise<OpenedSqliteDatabase> {
   const file = path.join(dataDir, SQLITE_FILE_NAME);
   const description = `sqlite:${file}`;
@@ -113,6 +120,27 @@ export async function openSqliteDatabase(
     throw new StorageError("open", error, description);
   }
 
-  const dialect = new GroupCommitSqliteDialect(database, withStatementCache(database));
+  let dataDirLock: DataDirLock | undefined;
+  if (lock) {
+    try {
+      dataDirLock = lockDataDir(dataDir);
+    } catch (error) {
+      database.close();
+      throw error;
+    }
+  }
+
+  const statements = withStatementCache(database);
+  const closeAndUnlock = {
+    prepare: (sql: string) => statements.prepare(sql),
+    close() {
+      try {
+        statements.close();
+      } finally {
+        dataDirLock?.release();
+      }
+    },
+  };
+  const dialect = new GroupCommitSqliteDialect(database, closeAndUnlock);
   return { db: new Kysely<StoreDatabase>({ dialect }), description };
 }

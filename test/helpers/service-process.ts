@@ -17,12 +17,14 @@ export interface ProcessExit {
 export interface ServiceProcess {
   child: ChildProcess;
   baseUrl: string;
+  /** The DATA_DIR it runs on. */
+  dataDir: string;
   /** Every JSON log line written so far, parsed. */
   logLines: Record<string, unknown>[];
   exited: Promise<ProcessExit>;
   /** Resolves with the first log line, earlier ones included, that matches; rejects after `timeoutMs`. */
   waitForLog(matches: (line: Record<string, unknown>) => boolean, timeoutMs: number): Promise<Record<string, unknown>>;
-  /** Kills the process if it still runs and removes its data folder. */
+  /** Kills the process if it still runs and removes its data folder, unless the caller gave DATA_DIR. */
   stop(): Promise<void>;
 }
 
@@ -84,14 +86,16 @@ function spawnService(dataDir: string, env: Record<string, string>): { child: Ch
   return { child, exited };
 }
 
-/** Returns a function that kills the process if it still runs and then removes its data folder. */
-function stopper(child: ChildProcess, exited: Promise<ProcessExit>, dataDir: string): () => Promise<void> {
+/** Returns a function that kills the process if it still runs and then removes `ownDataDir`, when given. */
+function stopper(child: ChildProcess, exited: Promise<ProcessExit>, ownDataDir: string | undefined): () => Promise<void> {
   return async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill("SIGKILL");
       await exited;
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    if (ownDataDir !== undefined) {
+      rmSync(ownDataDir, { recursive: true, force: true });
+    }
   };
 }
 
@@ -136,15 +140,17 @@ export async function spawnServiceUntilFirstLog(env: Record<string, string> = {}
 }
 
 /**
- * Starts the service bundle on a free loopback port, with a data folder of
- * its own, and waits for its start-up log line, which names the address.
- * `env` adds to or replaces the defaults: `HOST=127.0.0.1`, `PORT=0`,
- * `LOG_LEVEL=info` and `OUTBOUND_ALLOW=127.0.0.1`.
+ * Starts the service bundle on a free loopback port and waits for its
+ * start-up log line, which names the address. It runs on a data folder of
+ * its own unless `env` sets DATA_DIR. `env` adds to or replaces the
+ * defaults: `HOST=127.0.0.1`, `PORT=0`, `LOG_LEVEL=info` and
+ * `OUTBOUND_ALLOW=127.0.0.1`.
  */
 export async function startServiceProcess(env: Record<string, string> = {}): Promise<ServiceProcess> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
+  const dataDir = env.DATA_DIR ?? mkdtempSync(path.join(tmpdir(), "smsgateway-process-"));
+  const ownDataDir = env.DATA_DIR === undefined ? dataDir : undefined;
   const { child, exited } = spawnService(dataDir, env);
-  const stop = stopper(child, exited, dataDir);
+  const stop = stopper(child, exited, ownDataDir);
 
   const logLines: Record<string, unknown>[] = [];
   const lineListeners = new Set<(line: Record<string, unknown>) => void>();
@@ -184,7 +190,7 @@ export async function startServiceProcess(env: Record<string, string> = {}): Pro
   };
 
   try {
-    return { child, baseUrl: await address, logLines, exited, waitForLog, stop };
+    return { child, baseUrl: await address, dataDir, logLines, exited, waitForLog, stop };
   } catch (error) {
     await stop();
     throw error;

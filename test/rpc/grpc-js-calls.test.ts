@@ -49,18 +49,24 @@ class HoldingGateway {
 
 let service: TestService;
 let gateway: HoldingGateway;
+let gatewayUrl: string;
 let integrationId: string;
 let client: grpc.Client;
+
+/** Stores an integration that sends to the holding gateway, and returns its id. */
+async function configureHoldingIntegration(baseUrl: string): Promise<string> {
+  const integrations = createClient(IntegrationService, createGrpcTransport({ baseUrl }));
+  const { integration } = await integrations.configureIntegration({
+    integration: { baseUrl: gatewayUrl, apiKeyHeader: "X-API-KEY", apiKey: "hold-key-0001", defaultSender: "Acme" },
+  });
+  return integration?.id ?? "";
+}
 
 beforeAll(async () => {
   service = await startTestService({ maxRequestBytes: 1024 });
   gateway = new HoldingGateway();
-  const gatewayUrl = await gateway.start();
-  const integrations = createClient(IntegrationService, createGrpcTransport({ baseUrl: service.baseUrl }));
-  const { integration } = await integrations.configureIntegration({
-    integration: { baseUrl: gatewayUrl, apiKeyHeader: "X-API-KEY", apiKey: "hold-key-0001", defaultSender: "Acme" },
-  });
-  integrationId = integration?.id ?? "";
+  gatewayUrl = await gateway.start();
+  integrationId = await configureHoldingIntegration(service.baseUrl);
 });
 
 afterAll(async () => {
@@ -166,9 +172,11 @@ test("request over MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED", async () => {
 });
 
 test("close lets a grpc-js call in progress finish", async () => {
-  const closing = await startTestService({ dataDir: service.dataDir });
+  // A service with a data folder of its own, because the lock of a data folder admits one service at a time.
+  const closing = await startTestService();
+  const closingIntegrationId = await configureHoldingIntegration(closing.baseUrl);
   const before = gateway.held.length;
-  const call = sendSms(target(closing.baseUrl), { integrationId, to: "+15550001115", content: "during shutdown" });
+  const call = sendSms(target(closing.baseUrl), { integrationId: closingIntegrationId, to: "+15550001115", content: "during shutdown" });
   await gateway.received(before + 1);
 
   const closed = closing.app.close(10_000);
@@ -189,4 +197,5 @@ test("close lets a grpc-js call in progress finish", async () => {
     socket.once("error", () => resolve(true));
   });
   expect(refused).toBe(true);
+  await closing.stop();
 });
