@@ -503,7 +503,7 @@ export const SETTINGS: readonly Setting[] = [
     flag: "--database-schema",
     defaultValue: DEFAULT_DATABASE_SCHEMA,
     unit: "",
-    description: "PostgreSQL schema of the service's tables, created when missing; case-sensitive. Every replica of one deployment uses the same schema, and deployments that share a database each use their own. Only with DATABASE_URL.",
+    description: "PostgreSQL schema of the service's tables, created by the service when missing (npm run reencrypt rejects a missing one); case-sensitive. Every replica of one deployment uses the same schema, and deployments that share a database each use their own. Only with DATABASE_URL.",
     parse: databaseSchema,
   },
   {

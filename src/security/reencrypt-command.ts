@@ -27,8 +27,8 @@ export interface CommandOutput {
  *   when some could not be re-encrypted, when the store has no integrations
  *   (as a mistyped location looks), or when the store failed. 2 for a
  *   configuration error, such as a data folder without the service's SQLite
- *   file or one that a running service holds, or a PostgreSQL database it
- *   cannot connect to.
+ *   file or one that a running service holds, a PostgreSQL database it
+ *   cannot connect to, or a PostgreSQL schema that does not exist.
  */
 export async function runReencryptCommand(
   argv: readonly string[],

@@ -6,7 +6,9 @@ import { ConfigError } from "../config/load-config.js";
 import { unwritableFileError, unwritableFolderError } from "../config/path-errors.js";
 import type { Config } from "../config/settings.js";
 import { LOCK_FILE_NAME, LOCK_OPERATION } from "./data-dir-lock.js";
+import { MissingSchemaError } from "./missing-schema-error.js";
 import { openStore, type OpenedStore } from "./open-store.js";
+import { describePostgresUrl } from "./postgres-database.js";
 import { SQLITE_FILE_NAME } from "./sqlite-database.js";
 import { StorageError } from "./storage-error.js";
 
@@ -39,11 +41,14 @@ export type StoreOpener = "service" | "reencrypt";
  * else the SQLite file in DATA_DIR.
  *
  * With SQLite, both take the lock of DATA_DIR until the store closes, so a
- * second service or reencrypt on the same folder fails at once.
+ * second service or reencrypt on the same folder fails at once. With
+ * PostgreSQL, the service creates a missing schema and reencrypt rejects it,
+ * because a mistyped schema would look like an empty store.
  *
  * @throws ConfigError naming the setting as the operator gave it when the
- *   SQLite folder or file cannot be written, another process holds DATA_DIR,
- *   or PostgreSQL cannot be reached.
+ *   SQLite folder or file cannot be written, another process has the lock
+ *   of DATA_DIR, PostgreSQL cannot be reached, or reencrypt finds no such
+ *   schema.
  * @throws StorageError when a migration or another step fails.
  */
 export async function openConfiguredStore(config: Config, logger: Logger, opener: StoreOpener): Promise<OpenedStore> {
@@ -53,12 +58,20 @@ export async function openConfiguredStore(config: Config, logger: Logger, opener
       databaseUrl: config.databaseUrl,
       dataDir: config.dataDir,
       schema: postgres ? config.databaseSchema : undefined,
+      createMissingSchema: opener === "service",
       lockDataDir: true,
       sqliteSynchronous: config.sqliteSynchronous,
       logger,
     });
   } catch (error) {
     const { names } = config;
+    if (error instanceof MissingSchemaError) {
+      throw new ConfigError(
+        `${names.databaseSchema} "${error.schema}": no such schema in ${describePostgresUrl(config.databaseUrl)}, and nothing was created. ` +
+          `The service creates the schema and its tables when it first starts with this ${names.databaseSchema}; ` +
+          `check the name, which is case-sensitive, and ${names.databaseUrl}.`,
+      );
+    }
     if (!(error instanceof StorageError)) {
       throw error;
     }

@@ -8,6 +8,7 @@ import type { IdempotencyStore } from "./idempotency-store.js";
 import type { IntegrationStore, SecretColumnsStore } from "./integration-store.js";
 import { KyselyIdempotencyStore } from "./kysely-idempotency-store.js";
 import { KyselyIntegrationStore } from "./kysely-integration-store.js";
+import { MissingSchemaError } from "./missing-schema-error.js";
 import { createMigrationProvider, type StoreEngine } from "./migrations.js";
 import {
   createPostgresDatabase,
@@ -68,10 +69,17 @@ export interface OpenStoreOptions {
   dataDir: string;
   /**
    * PostgreSQL schema of the store's tables and of Kysely's migration
-   * tables, created when missing; defaults to `public`. Lets several
-   * deployments or test runs share one database. Rejected with SQLite.
+   * tables, created when missing unless `createMissingSchema` is false;
+   * defaults to `public`. Lets several deployments or test runs share one
+   * database. Rejected with SQLite.
    */
   schema?: string;
+  /**
+   * False rejects a PostgreSQL schema that does not exist yet, with
+   * MissingSchemaError, before anything is created. True (the default)
+   * creates it with the store's tables. Ignored with SQLite.
+   */
+  createMissingSchema?: boolean;
   /**
    * Takes the lock of `dataDir` for as long as the store is open, so that
    * another store opened with this option on the same folder, in this or
@@ -115,6 +123,8 @@ export interface OpenedStore {
  *   `lock` when `lockDataDir` is set and the folder's lock cannot be taken,
  *   `connect` when the first query fails, and starts with `migrate` when a
  *   migration fails.
+ * @throws MissingSchemaError when `createMissingSchema` is false and the
+ *   PostgreSQL schema does not exist.
  */
 export async function openStore(options: OpenStoreOptions): Promise<OpenedStore> {
   const { logger } = options;
@@ -143,19 +153,23 @@ export async function openStore(options: OpenStoreOptions): Promise<OpenedStore>
 
   const description = describePostgresUrl(databaseUrl, schema);
   const db = await createPostgresDatabase(databaseUrl, description, logger);
-  return prepareStore(db, "postgres", schema, description, logger);
+  return prepareStore(db, "postgres", schema, description, logger, options.createMissingSchema ?? true);
 }
 
-/** Checks the connection and migrates; closes `db` when either fails. */
+/** Checks the connection (and, unless `createMissingSchema`, the schema) and migrates; closes `db` when any step fails. */
 async function prepareStore(
   db: Kysely<StoreDatabase>,
   engine: StoreEngine,
   schema: string | undefined,
   description: string,
   logger: Logger,
+  createMissingSchema = true,
 ): Promise<OpenedStore> {
   try {
     await checkConnection(db, description);
+    if (schema !== undefined && !createMissingSchema) {
+      await checkSchemaExists(db, schema, description);
+    }
     await migrate(db, engine, schema, description, logger);
   } catch (error) {
     await db.destroy().catch((closeError: unknown) => {
@@ -173,6 +187,25 @@ async function checkConnection(db: Kysely<StoreDatabase>, description: string): 
     await sql`select 1`.execute(db);
   } catch (error) {
     throw new StorageError("connect", error, description);
+  }
+}
+
+/**
+ * Throws MissingSchemaError unless the PostgreSQL schema exists. Kysely's
+ * Migrator would create it, so this runs before migrating.
+ */
+async function checkSchemaExists(db: Kysely<StoreDatabase>, schema: string, description: string): Promise<void> {
+  let found: boolean;
+  try {
+    const { rows } = await sql<{ found: boolean }>`
+      select exists (select 1 from pg_catalog.pg_namespace where nspname = ${schema}) as found
+    `.execute(db);
+    found = rows[0]?.found === true;
+  } catch (error) {
+    throw new StorageError("find schema", error, description);
+  }
+  if (!found) {
+    throw new MissingSchemaError(schema);
   }
 }
 

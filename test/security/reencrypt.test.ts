@@ -5,18 +5,32 @@ import path from "node:path";
 import { Writable } from "node:stream";
 import { promisify } from "node:util";
 
+import pg from "pg";
 import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest";
 
 import { runReencryptCommand } from "../../src/security/reencrypt-command.js";
 import { reencryptSecrets, type ReencryptableStore } from "../../src/security/reencrypt-secrets.js";
 import { EncryptingIntegrationStore } from "../../src/security/encrypting-integration-store.js";
+import { describePostgresUrl } from "../../src/store/postgres-database.js";
 import { sampleFields, silentLogger } from "../store/integration-fixtures.js";
-import { assertPostgresReachable } from "../store/postgres-test-database.js";
+import { assertPostgresReachable, dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "../store/postgres-test-database.js";
 import { cipherOf, keyEntry } from "./security-fixtures.js";
 import { STORE_ENGINES, type EngineLocation } from "./store-engines.js";
 
 const run = promisify(execFile);
 const TSX = path.resolve("node_modules/.bin/tsx");
+
+/** Returns whether the test database has a schema of this name. */
+async function schemaExists(schema: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: TEST_DATABASE_URL, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    const { rows } = await client.query("select 1 from pg_catalog.pg_namespace where nspname = $1", [schema]);
+    return rows.length > 0;
+  } finally {
+    await client.end();
+  }
+}
 
 const OLD = keyEntry("old");
 const NEW = keyEntry("new");
@@ -77,7 +91,7 @@ describe.each(STORE_ENGINES)("$name", (engine) => {
     }
 
     test("a store without integrations fails", async () => {
-      // Opening and closing the store creates it, empty, as a mistyped DATABASE_SCHEMA would.
+      // Opening and closing the store creates it, empty, as a service started with a mistyped DATABASE_SCHEMA leaves it.
       await (await location.openPlain()).close();
 
       const result = await reencrypt(location, `${OLD},${NEW}`);
@@ -233,6 +247,27 @@ describe("npm run reencrypt", () => {
     expect(code).toBe(2);
     expect(err.join("\n")).toBe(`reencrypt: no database at ${path.join(dataDir, "smsgateway.db")}; set DATA_DIR to the folder the service keeps its data in`);
     expect(existsSync(dataDir)).toBe(false);
+  });
+
+  test.skipIf(SKIP_POSTGRES)("exits 2 for a PostgreSQL schema that does not exist", async () => {
+    const schema = `${uniqueSchemaName()}_Typo`;
+    const err: string[] = [];
+    const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+    const env = { DATABASE_URL: TEST_DATABASE_URL, DATABASE_SCHEMA: schema, ENCRYPTION_KEYS: `${OLD},${NEW}` };
+
+    try {
+      const code = await runReencryptCommand([], env, { out: () => undefined, err: (line) => err.push(line), logs: sink });
+
+      expect(code).toBe(2);
+      expect(err.join("\n")).toBe(
+        `reencrypt: DATABASE_SCHEMA "${schema}": no such schema in ${describePostgresUrl(TEST_DATABASE_URL)}, and nothing was created. ` +
+          "The service creates the schema and its tables when it first starts with this DATABASE_SCHEMA; " +
+          "check the name, which is case-sensitive, and DATABASE_URL.",
+      );
+      expect(await schemaExists(schema)).toBe(false);
+    } finally {
+      await dropSchema(schema);
+    }
   });
 
   test("exits 2 for PostgreSQL without a key", async () => {
