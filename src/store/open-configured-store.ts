@@ -40,8 +40,11 @@ export type StoreOpener = "service" | "reencrypt";
  * `npm run reencrypt` do: PostgreSQL at DATABASE_URL in DATABASE_SCHEMA,
  * else the SQLite file in DATA_DIR.
  *
- * With SQLite, both take the lock of DATA_DIR until the store closes, so a
- * second service or reencrypt on the same folder fails at once. With
+ * With SQLite, the service takes the lock of DATA_DIR until the store
+ * closes, so a second service on the same folder fails at once. reencrypt
+ * does not take it: it changes no decrypted value and no version, so the
+ * cached integrations of a running service stay right, and keys rotate
+ * without stopping the service. With
  * PostgreSQL, the service creates a missing schema and reencrypt rejects it,
  * because a mistyped schema would look like an empty store.
  *
@@ -59,7 +62,7 @@ export async function openConfiguredStore(config: Config, logger: Logger, opener
       dataDir: config.dataDir,
       schema: postgres ? config.databaseSchema : undefined,
       createMissingSchema: opener === "service",
-      lockDataDir: true,
+      lockDataDir: opener === "service",
       sqliteSynchronous: config.sqliteSynchronous,
       logger,
     });
@@ -76,7 +79,7 @@ export async function openConfiguredStore(config: Config, logger: Logger, opener
       throw error;
     }
     if (!postgres && error.operation === LOCK_OPERATION) {
-      throw dataDirLockError(config, opener, error);
+      throw dataDirLockError(config, error);
     }
     if (postgres && error.operation === "connect") {
       const database = error.target ?? "the database";
@@ -110,22 +113,18 @@ export async function openConfiguredStore(config: Config, logger: Logger, opener
 }
 
 /** Returns the start-up error for a data folder whose lock cannot be taken. */
-function dataDirLockError(config: Config, opener: StoreOpener, error: StorageError): ConfigError {
+function dataDirLockError(config: Config, error: StorageError): ConfigError {
   const { names } = config;
   const lockFile = path.join(config.dataDir, LOCK_FILE_NAME);
   if (error.code?.startsWith("SQLITE_BUSY") !== true) {
     return new ConfigError(
       `${names.dataDir} ${config.dataDir}: cannot take the lock file ${lockFile}: ${error.driverMessage} (${error.code ?? "no code"}); ` +
-        "make it writable by the user that runs the service. It contains no data, so it may also be deleted while no service or npm run reencrypt uses the folder.",
+        "make it writable by the user that runs the service. It contains no data, so it may also be deleted while no service uses the folder.",
     );
   }
 
-  const holder = opener === "service" ? "a smsgateway service or npm run reencrypt" : "a smsgateway service or another npm run reencrypt";
-  const fix =
-    opener === "service"
-      ? `Stop that process, set ${names.dataDir} to another folder, or set ${names.databaseUrl} to store the data in PostgreSQL, which several service processes can share.`
-      : "Stop the service, run npm run reencrypt again, then start the service.";
   return new ConfigError(
-    `${names.dataDir} ${config.dataDir}: the data folder is in use by another process (${holder} holds the lock on ${lockFile}). ${fix}`,
+    `${names.dataDir} ${config.dataDir}: the data folder is in use by another service process (it holds the lock on ${lockFile}). ` +
+      `Stop that process, set ${names.dataDir} to another folder, or set ${names.databaseUrl} to store the data in PostgreSQL, which several service processes can share.`,
   );
 }

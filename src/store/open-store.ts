@@ -84,7 +84,7 @@ export interface OpenStoreOptions {
    * Takes the lock of `dataDir` for as long as the store is open, so that
    * another store opened with this option on the same folder, in this or
    * another process, fails with a StorageError of operation `lock` (see
-   * `lockDataDir`). The service and `npm run reencrypt` set it. Off by
+   * `lockDataDir`). The service sets it. Off by
    * default, so one process may open several stores on one folder. Ignored
    * with PostgreSQL.
    */

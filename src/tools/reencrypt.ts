@@ -4,9 +4,7 @@
  *
  *   ENCRYPTION_KEYS=old:...,new:... npm run reencrypt
  *
- * Safe to run while PostgreSQL replicas run; see `src/security/reencrypt-secrets.ts`.
- * With SQLite it exits 2 while a service holds DATA_DIR, and a service does
- * not start while it runs.
+ * Safe to run while the service runs; see `src/security/reencrypt-secrets.ts`.
  */
 import pino from "pino";
 

@@ -1,34 +1,28 @@
-import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Writable } from "node:stream";
-import { promisify } from "node:util";
 
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 
-import { serviceNodeArgs } from "../../bench/start-command.js";
 import { ConfigError } from "../../src/config/load-config.js";
 import { EncryptingIntegrationStore } from "../../src/security/encrypting-integration-store.js";
 import { runReencryptCommand } from "../../src/security/reencrypt-command.js";
 import { LOCK_FILE_NAME } from "../../src/store/data-dir-lock.js";
 import { openStore } from "../../src/store/open-store.js";
 import { SQLITE_FILE_NAME } from "../../src/store/sqlite-database.js";
-import { TEST_BUNDLE } from "../helpers/build-bundle.js";
 import { runServiceUntilExit, startServiceProcess, type ServiceProcess } from "../helpers/service-process.js";
 import { startTestService } from "../helpers/service.js";
 import { cipherOf, keyEntry } from "../security/security-fixtures.js";
 import { sampleFields, silentLogger } from "../store/integration-fixtures.js";
 
-const run = promisify(execFile);
-const TSX = path.resolve("node_modules/.bin/tsx");
 
 /** Returns the start-up error of a service whose DATA_DIR is in use by another process. */
 function inUseBySomeone(setting: string, dataDir: string): string {
   return (
-    `smsgateway: ${setting} ${dataDir}: the data folder is in use by another process (a smsgateway service or npm run reencrypt ` +
-    `holds the lock on ${path.join(dataDir, LOCK_FILE_NAME)}). Stop that process, set ${setting} to another folder, or set ` +
+    `smsgateway: ${setting} ${dataDir}: the data folder is in use by another service process (it holds the lock on ` +
+    `${path.join(dataDir, LOCK_FILE_NAME)}). Stop that process, set ${setting} to another folder, or set ` +
     "DATABASE_URL to store the data in PostgreSQL, which several service processes can share.\n"
   );
 }
@@ -100,53 +94,28 @@ describe("one service process per DATA_DIR", () => {
     expect(await isAlive(next)).toBe(true);
   });
 
-  test("reencrypt exits 2 while a service runs", async () => {
-    await startOn(dataDir);
-
-    // The service generated DATA_DIR/encryption-keys, which reencrypt reads as the service does.
-    const failure = await run(TSX, ["src/tools/reencrypt.ts"], {
-      env: { ...process.env, DATA_DIR: dataDir, ENCRYPTION_KEYS: "", ENCRYPTION_KEYS_FILE: "", DATABASE_URL: "" },
-      timeout: 60_000,
-    }).then(
-      () => undefined,
-      (error: { code: number; stdout: string; stderr: string }) => error,
-    );
-
-    expect(failure?.stdout).toBe("");
-    expect(failure?.stderr).toContain(
-      `reencrypt: DATA_DIR ${dataDir}: the data folder is in use by another process (a smsgateway service or another ` +
-        `npm run reencrypt holds the lock on ${path.join(dataDir, LOCK_FILE_NAME)}). Stop the service, run npm run ` +
-        "reencrypt again, then start the service.\n",
-    );
-    expect(failure?.code).toBe(2);
-  });
-
-  test("service exits 2 while reencrypt runs", async () => {
+  test("reencrypt runs beside a service and the service keeps the folder", async () => {
     const oldKey = keyEntry("old");
     const keys = `${oldKey},${keyEntry("new")}`;
-    const store = new EncryptingIntegrationStore((await openStore({ dataDir, logger: silentLogger() })).store, cipherOf(oldKey));
-    await store.create(sampleFields(), "one");
-    await store.close();
-    let service: ReturnType<typeof spawnSync> | undefined;
-    const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+    const seeded = new EncryptingIntegrationStore((await openStore({ dataDir, logger: silentLogger() })).store, cipherOf(oldKey));
+    await seeded.create(sampleFields(), "one");
+    await seeded.close();
+    const service = await startServiceProcess({ DATA_DIR: dataDir, ENCRYPTION_KEYS: keys });
+    started.push(service);
+    const out: string[] = [];
 
-    // The command writes its result while the store is still open, so the service starts during the command.
     const code = await runReencryptCommand([], { DATA_DIR: dataDir, ENCRYPTION_KEYS: keys }, {
-      out: () => {
-        service = spawnSync(process.execPath, serviceNodeArgs(TEST_BUNDLE), {
-          env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, ENCRYPTION_KEYS: keys, DATABASE_URL: "" },
-          encoding: "utf8",
-          timeout: 15_000,
-          killSignal: "SIGKILL",
-        });
-      },
-      err: () => undefined,
-      logs: sink,
+      out: (line) => out.push(line),
+      err: (line) => out.push(line),
+      logs: new Writable({ write: (_chunk, _encoding, callback) => callback() }),
     });
+    const second = await runServiceUntilExit([], { DATA_DIR: dataDir, ENCRYPTION_KEYS: keys });
 
     expect(code).toBe(0);
-    expect(service?.stderr).toBe(inUseBySomeone("DATA_DIR", dataDir));
-    expect(service?.status).toBe(2);
+    expect(out.join("\n")).toMatch(/^re-encrypted 1 of 1 integrations under key new/);
+    expect(await isAlive(service)).toBe(true);
+    expect(second.stderr).toBe(inUseBySomeone("DATA_DIR", dataDir));
+    expect(second.code).toBe(2);
   });
 
   test("read-only lock file exits 2", async () => {
@@ -174,7 +143,7 @@ describe("one service per DATA_DIR in one process", () => {
       const second = startTestService({ dataDir: first.dataDir });
 
       await expect(second).rejects.toBeInstanceOf(ConfigError);
-      await expect(second).rejects.toThrow(/the data folder is in use by another process/);
+      await expect(second).rejects.toThrow(/the data folder is in use by another service process/);
     } finally {
       await first.stop();
     }
