@@ -7,13 +7,13 @@ import type { ServiceMetrics } from "../observability/metrics.js";
 import { SendDeadline } from "../dispatch/send-deadline.js";
 import { buildSmsRequest } from "../dispatch/sms-request.js";
 import type { IdempotencyStore } from "../store/idempotency-store.js";
-import { IdempotencyKeys, type KeyedResult } from "./idempotency-keys.js";
+import { IdempotencyKeys, type KeyedResult, type KeyLookup } from "./idempotency-keys.js";
 import { requestHash } from "./request-hash.js";
 import { RetryingSender } from "./retrying-sender.js";
 import type { RetrySettings } from "./retry-policy.js";
 import { TokenCache } from "./token-cache.js";
 
-export type { KeyedResult } from "./idempotency-keys.js";
+export type { KeyedResult, KeyLookup } from "./idempotency-keys.js";
 
 /** Delivery settings. The config module owns their defaults. */
 export interface DeliverySettings extends RetrySettings {
@@ -111,18 +111,19 @@ export class Delivery {
   }
 
   /**
-   * Returns the stored outcome of a message's idempotency key as a replay,
-   * or undefined when it has none: no key, or no finished send. Nothing is
-   * sent.
+   * Looks up the stored outcome of a message's idempotency key as a replay:
+   * `found` with it, `claimed` while another send has claimed the key, and `none`
+   * when the message has no key or the key has no finished outcome. Nothing
+   * is sent.
    *
    * @throws GatewayError stored by an earlier send of the key that failed.
    * @throws IdempotencyError when the key belongs to another request, or its
    *   send recorded no outcome.
    */
-  async storedOutcome(integration: Integration, message: SmsMessage): Promise<KeyedResult | undefined> {
+  async storedOutcome(integration: Integration, message: SmsMessage): Promise<KeyLookup> {
     const key = message.idempotencyKey ?? "";
     if (key === "") {
-      return undefined;
+      return { kind: "none" };
     }
     return this.keys.storedOutcome({ integrationId: integration.id, key, requestHash: requestHash(integration.id, message) });
   }

@@ -35,6 +35,12 @@ export interface KeyedResult extends SendResult {
   replayed: boolean;
 }
 
+/**
+ * What a lookup of a key found: its kept outcome (`found`), a claim of
+ * another send that may still keep one (`claimed`), or neither (`none`).
+ */
+export type KeyLookup = { kind: "found"; result: KeyedResult } | { kind: "claimed" } | { kind: "none" };
+
 /** Settings and collaborators of {@link IdempotencyKeys}. */
 export interface IdempotencyKeysOptions {
   store: IdempotencyStore;
@@ -153,26 +159,34 @@ export class IdempotencyKeys {
   }
 
   /**
-   * Returns the stored outcome of the key as a replay, without sending or
+   * Looks up the stored outcome of the key as a replay, without sending or
    * waiting: for a send that flow control rejected, whose key may have sent
-   * the SMS already. Returns undefined when the key has no finished outcome
-   * that is still kept.
+   * the SMS already. Returns `claimed` while another send has claimed the
+   * key and its lease runs, and `none` when the key has neither a finished
+   * outcome that is still kept nor such a claim.
    *
    * @throws GatewayError stored by an earlier send that failed.
    * @throws IdempotencyError when the key belongs to another request
    *   (`reused`), or its send recorded no outcome (`outcome_unknown`).
    */
-  async storedOutcome(scope: IdempotencyScope): Promise<KeyedResult | undefined> {
+  async storedOutcome(scope: IdempotencyScope): Promise<KeyLookup> {
     const record = await this.store.get(scope.integrationId, scope.key);
-    // NOTE: a pending key whose lease ran out counts as none here, where a send would report its
-    // outcome as unknown. Either way nothing is sent.
-    if (record === null || record.state !== "done" || record.expireTime.getTime() <= this.now().getTime()) {
-      return undefined;
+    if (record === null) {
+      return { kind: "none" };
+    }
+    const nowMs = this.now().getTime();
+    if (record.state === "pending") {
+      // NOTE: a pending key whose lease ran out counts as none here, where a send would report its
+      // outcome as unknown. Either way nothing is sent.
+      return { kind: record.leaseExpireTime.getTime() > nowMs ? "claimed" : "none" };
+    }
+    if (record.state !== "done" || record.expireTime.getTime() <= nowMs) {
+      return { kind: "none" };
     }
     if (record.requestHash !== scope.requestHash) {
       throw keyReusedError(scope);
     }
-    return copyWith(replayOutcome(record.outcome ?? "", record.state), { replayed: true });
+    return { kind: "found", result: copyWith(replayOutcome(record.outcome ?? "", record.state), { replayed: true }) };
   }
 
   /** Waits for a purge that is running, so the store can close after it. */

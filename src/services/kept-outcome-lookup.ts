@@ -1,19 +1,18 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 
-import type { KeyedResult } from "../delivery/delivery.js";
+import type { KeyLookup } from "../delivery/delivery.js";
 import { GatewayError, IdempotencyError } from "../errors.js";
 import { TimeLimitError, untilAborted, withinTimeLimit } from "../until-aborted.js";
 
 /**
- * Result of a lookup of an idempotency key's kept outcome: the outcome,
- * none, or why there is none. `ended` means the caller canceled the call or
- * the service shut it down first, `timed_out` that the call's deadline or
- * the lookup's own time limit passed.
+ * Result of a lookup of an idempotency key's kept outcome: what the store
+ * contains (see {@link KeyLookup}), or why the lookup got no result. `ended`
+ * means the caller canceled the call or the service shut it down first,
+ * `timed_out` that the call's deadline or the lookup's own time limit passed.
  */
 export type KeptOutcome =
-  | { kind: "found"; result: KeyedResult }
-  | { kind: "none" }
+  | KeyLookup
   | { kind: "ended" }
   | { kind: "timed_out" }
   | { kind: "failed"; error: unknown };
@@ -28,14 +27,9 @@ export type KeptOutcome =
  *   key that belongs to another request or whose outcome is unknown
  *   (IdempotencyError).
  */
-export async function lookUpKeptOutcome(
-  lookup: () => Promise<KeyedResult | undefined>,
-  signal: AbortSignal,
-  limitMs: number,
-): Promise<KeptOutcome> {
+export async function lookUpKeptOutcome(lookup: () => Promise<KeyLookup>, signal: AbortSignal, limitMs: number): Promise<KeptOutcome> {
   try {
-    const result = await withinTimeLimit(untilAborted(lookup(), signal), Math.max(0, limitMs));
-    return result === undefined ? { kind: "none" } : { kind: "found", result };
+    return await withinTimeLimit(untilAborted(lookup(), signal), Math.max(0, limitMs));
   } catch (error) {
     if (error instanceof GatewayError || error instanceof IdempotencyError) {
       throw error;

@@ -58,6 +58,14 @@ interface SendCall {
   reportFailure?: (error: unknown) => void;
   /** Set for a message of a batch: counts its key lookups that got no result, which the batch logs once. */
   lookupProblems?: LookupProblems;
+  /**
+   * Set for a message of a batch whose earlier try found neither a kept
+   * outcome of its key nor another send's claim of it. This try does not
+   * look the key up again.
+   */
+  keyHasNoOutcome?: boolean;
+  /** Set for a message of a batch: records that a lookup found neither a kept outcome of its key nor a claim of it. */
+  onNoOutcome?: () => void;
 }
 
 /** Implements `smsgateway.v1.SmsService`. */
@@ -102,6 +110,8 @@ export class SmsService {
     const entries = batchEntries(request);
     // Messages that reached #send, which looks up a rejected message's kept outcome itself.
     const reachedSend = new Uint8Array(entries.length);
+    // Messages whose key a lookup found with neither a kept outcome nor another send's claim.
+    const noOutcome = new Uint8Array(entries.length);
     const lookupProblems = new LookupProblems();
     const send = async (index: number, options: MessageSendOptions) => {
       const entry = entries[index]!;
@@ -120,6 +130,10 @@ export class SmsService {
         reread,
         reportFailure: options.reportFailure,
         lookupProblems,
+        keyHasNoOutcome: noOutcome[index] === 1,
+        onNoOutcome: () => {
+          noOutcome[index] = 1;
+        },
       };
       const integrationNow = await current();
       reachedSend[index] = 1;
@@ -135,7 +149,7 @@ export class SmsService {
     });
     // The lookups end where the batch ends, before the time it keeps back for its response.
     const lookupMs = deadlineMs === undefined ? undefined : context.timeoutMs()! - responseReserveMs(deadlineMs, entries.length);
-    const replayed = await this.#replayRejected(outcomes, entries, reachedSend, integration, {
+    const replayed = await this.#replayRejected(outcomes, entries, { reachedSend, noOutcome }, integration, {
       signal: context.signal,
       log: context.log,
       deadlineMs: lookupMs,
@@ -178,10 +192,16 @@ export class SmsService {
    */
   async #send(integration: StoredIntegration, message: SmsMessage, call: SendCall, passthroughPrefix: string): Promise<SendSmsResponse> {
     const { signal, requestId } = call;
-    const keyed = (message.idempotencyKey ?? "") !== "";
+    // A batch message whose earlier try found its key with neither a kept outcome nor another send's
+    // claim looks it up no more. A later send of the key by another call cannot make it send twice,
+    // because it claims the key before its request, and that claim returns the other send's outcome
+    // (IdempotencyKeys.run).
+    // NOTE: a message that flow control rejects for good after another call sent its key meanwhile
+    // reports the rejection, not that send. A repeat with the key gets the kept outcome.
+    const mayHaveOutcome = (message.idempotencyKey ?? "") !== "" && call.keyHasNoOutcome !== true;
     // Past a closed circuit, a replay would wait for the probe or be rejected, so the kept outcome
     // is looked up first. A closed circuit saves the lookup, which the send makes anyway.
-    const lookedUp = keyed && this.gate.circuitNotClosed(integration.id);
+    const lookedUp = mayHaveOutcome && this.gate.circuitNotClosed(integration.id);
     const startedAt = performance.now();
     if (lookedUp) {
       const stored = await this.#storedOutcome(integration, message, call);
@@ -205,7 +225,7 @@ export class SmsService {
     } catch (error) {
       // A repeat of a key that already sent must report that send, not that flow control rejected it.
       const lookup = { ...call, deadlineMs: timeLeftMs(call.deadlineMs, startedAt) };
-      const stored = keyed && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, lookup) : undefined;
+      const stored = mayHaveOutcome && !lookedUp && error instanceof FlowLimitError ? await this.#storedOutcome(integration, message, lookup) : undefined;
       if (stored !== undefined) {
         return sendSmsResponse(stored);
       }
@@ -217,22 +237,31 @@ export class SmsService {
 
   /**
    * Returns the kept outcome of a message's idempotency key, or undefined
-   * when it has none or the lookup got no result in time. A lookup without
-   * a result is logged (for a batch, counted and logged once), because the
-   * caller then gets the result the send would have given without it. A
-   * stored failure is thrown, and so is the error of a key that belongs to
-   * another request or whose outcome is unknown. The lookup ends with the
-   * call, and at the latest after SEND_TIMEOUT_MS.
+   * when it has none, another send has claimed the key, or the lookup got
+   * no result in time. When the key has neither an outcome nor a claim,
+   * `call.onNoOutcome` is called. A lookup without a result is
+   * logged (for a batch, counted and logged once), because the caller then
+   * gets the result the send would have given without it. A stored failure
+   * is thrown, and so is the error of a key that belongs to another request
+   * or whose outcome is unknown. The lookup ends with the call, and at the
+   * latest after SEND_TIMEOUT_MS.
    */
   async #storedOutcome(
     integration: StoredIntegration,
     message: SmsMessage,
-    call: Pick<SendCall, "signal" | "log" | "deadlineMs" | "lookupProblems">,
+    call: Pick<SendCall, "signal" | "log" | "deadlineMs" | "lookupProblems" | "onNoOutcome">,
   ): Promise<KeyedResult | undefined> {
     const limitMs = Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs);
     const outcome = await lookUpKeptOutcome(() => this.delivery.storedOutcome(integration, message), call.signal, limitMs);
     if (outcome.kind === "found") {
       return outcome.result;
+    }
+    if (outcome.kind === "none") {
+      call.onNoOutcome?.();
+      return undefined;
+    }
+    if (outcome.kind === "claimed") {
+      return undefined;
     }
     if (call.lookupProblems === undefined) {
       logLookupProblem(call.log, integration.id, outcome, limitMs);
@@ -247,18 +276,21 @@ export class SmsService {
    * reached a send, and the messages that a gateway's 429 kept from
    * starting, with the kept outcomes of their keys. An open circuit or a
    * long Retry-After fails every message not yet started, and a repeated
-   * batch must still report the messages that an earlier call sent.
+   * batch must still report the messages that an earlier call sent. A
+   * message whose earlier try found its key with neither an outcome nor a
+   * claim is not looked up again, as in #send.
    */
   async #replayRejected(
     outcomes: MessageOutcome<SendSmsResponse>[],
     entries: readonly BatchEntry[],
-    reachedSend: Uint8Array,
+    tries: { reachedSend: Uint8Array; noOutcome: Uint8Array },
     integration: StoredIntegration,
     call: Pick<SendCall, "signal" | "log" | "deadlineMs"> & { lookupProblems: LookupProblems },
   ): Promise<MessageOutcome<SendSmsResponse>[]> {
     const rejected = outcomes.flatMap((outcome, index) => {
       const keyed = (entries[index]!.sms.idempotencyKey ?? "") !== "";
-      return !outcome.ok && keyed && needsLookup(outcome.error, reachedSend[index] === 1) ? [index] : [];
+      const lookUp = !outcome.ok && keyed && tries.noOutcome[index] === 0 && needsLookup(outcome.error, tries.reachedSend[index] === 1);
+      return lookUp ? [index] : [];
     });
     // All the lookups share one time limit, and none starts once it has passed or the call ended.
     const endsAt = performance.now() + Math.min(call.deadlineMs ?? Number.POSITIVE_INFINITY, this.gate.sendTimeoutMs);

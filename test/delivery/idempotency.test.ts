@@ -14,7 +14,7 @@ import {
   TEST_DATABASE_URL,
   uniqueSchemaName,
 } from "../store/postgres-test-database.js";
-import { accepted, delayed, idempotencyErrorOf, inOrder, setUpDeliveryTests, type HarnessOptions } from "./fixtures.js";
+import { accepted, delayed, idempotencyErrorOf, inOrder, setUpDeliveryTests, type Harness, type HarnessOptions } from "./fixtures.js";
 
 const message: SmsMessage = { to: "+15551234567", content: "Your code is 123456", idempotencyKey: "order-42" };
 
@@ -358,6 +358,45 @@ describe("Delivery with an idempotency key", () => {
     await store.delete("acme");
 
     expect(await idempotency.get("acme", "order-42")).toBeNull();
+  });
+});
+
+describe("a key's stored outcome", () => {
+  const scope = { integrationId: "acme", key: "order-42", requestHash: requestHash("acme", message) };
+
+  /** Claims the key for an owner whose lease ends `leaseMs` from now. */
+  function claimWithLease(idempotency: Harness["idempotency"], leaseMs: number): Promise<boolean> {
+    const now = new Date();
+    const leaseExpireTime = new Date(now.getTime() + leaseMs);
+    return idempotency.claim({ ...scope, owner: "other-send", leaseExpireTime, expireTime: new Date(now.getTime() + 3_600_000), now });
+  }
+
+  test("is none for a new key", async () => {
+    const { delivery, integration } = await harness();
+
+    expect(await delivery.storedOutcome(integration, message)).toEqual({ kind: "none" });
+  });
+
+  test("is claimed while a send's lease runs", async () => {
+    const { delivery, integration, idempotency } = await harness();
+    await claimWithLease(idempotency, 60_000);
+
+    expect(await delivery.storedOutcome(integration, message)).toEqual({ kind: "claimed" });
+  });
+
+  test("is none once the lease ran out", async () => {
+    const { delivery, integration, idempotency } = await harness();
+    await claimWithLease(idempotency, -1);
+
+    expect(await delivery.storedOutcome(integration, message)).toEqual({ kind: "none" });
+  });
+
+  test("is found after a send", async () => {
+    env.gateway.on("/sms", accepted("m-kept"));
+    const { delivery, integration } = await harness();
+    await delivery.send(integration, message);
+
+    expect(await delivery.storedOutcome(integration, message)).toMatchObject({ kind: "found", result: { id: "m-kept", replayed: true } });
   });
 });
 
