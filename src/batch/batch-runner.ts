@@ -60,8 +60,9 @@ export interface MessageSendOptions {
   setConcurrency(concurrency: number): void;
   /**
    * Returns the milliseconds left of a wait that the gateway requested with
-   * a 429, 0 when there is none. A send that waited for a slot checks it
-   * before it sends, and throws {@link BatchPausedError} while it is above 0.
+   * a 429, 0 when there is none. A send checks it right before its first
+   * request, and a send that waited for a slot also before it takes a rate
+   * token. Either throws {@link BatchPausedError} while it is above 0.
    */
   gatewayWaitLeftMs(): number;
   /**

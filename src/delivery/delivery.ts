@@ -23,6 +23,16 @@ export interface DeliverySettings extends RetrySettings {
   tokenLifetimeSeconds: number;
 }
 
+/** Per-send options of {@link Delivery.send}. */
+export interface DeliverySendOptions extends SendOptions {
+  /**
+   * Runs right before the send's first SMS request, after every store read
+   * and token fetch of the send. What it throws ends the send, with nothing
+   * sent, and a claimed idempotency key is left retryable.
+   */
+  beforeFirstRequest?: () => void;
+}
+
 /** Settings and collaborators of {@link Delivery}. */
 export interface DeliveryOptions {
   dispatcher: Dispatcher;
@@ -91,14 +101,14 @@ export class Delivery {
    * @throws IdempotencyError when the idempotency key cannot be used for
    *   this request now.
    */
-  async send(integration: Integration, message: SmsMessage, options: SendOptions = {}): Promise<KeyedResult> {
+  async send(integration: Integration, message: SmsMessage, options: DeliverySendOptions = {}): Promise<KeyedResult> {
     const sms = buildSmsRequest(integration, message);
     const key = message.idempotencyKey ?? "";
     const deadline = new SendDeadline(this.dispatcher.budgetMs(options.deadlineMs), options.signal, options.requestId);
     const sendEnded = this.metrics?.sendStarted();
     try {
       await this.dispatcher.checkOutbound(integration, deadline);
-      const send = () => this.sender.send(integration, sms, deadline, key !== "");
+      const send = () => this.sender.send(integration, sms, deadline, key !== "", options.beforeFirstRequest);
       if (key === "") {
         return copyWith(await send(), { replayed: false });
       }

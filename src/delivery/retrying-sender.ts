@@ -63,14 +63,22 @@ export class RetryingSender {
   /**
    * Sends `sms` through `integration` within `deadline`, retrying as the
    * class describes, and returns the accepted reply with `attempts` set to
-   * the number of SMS requests tried.
+   * the number of SMS requests tried. `beforeFirstRequest` runs right before
+   * the first SMS request, after the token fetch, and what it throws ends
+   * the send before any request.
    *
    * @throws GatewayError of the last attempt when the send fails. Its
    *   `attempts` counts every attempt, `outcomeUnknown` is set when any
    *   attempt may have reached the gateway, and its message states why the
    *   retries stopped.
    */
-  async send(integration: Integration, sms: SmsRequest, deadline: SendDeadline, hasIdempotencyKey: boolean): Promise<SendResult> {
+  async send(
+    integration: Integration,
+    sms: SmsRequest,
+    deadline: SendDeadline,
+    hasIdempotencyKey: boolean,
+    beforeFirstRequest?: () => void,
+  ): Promise<SendResult> {
     const progress: SendProgress = { smsAttempts: 0, tokenRounds: 0, earlierOutcomeUnknown: false };
     let refreshedStaleToken = false;
     let limitedAttempts = 0;
@@ -87,6 +95,9 @@ export class RetryingSender {
         if (integration.authenticateByToken) {
           progress.tokenRounds += 1;
           lease = await this.tokens.get(integration, attemptDeadline);
+        }
+        if (progress.smsAttempts === 0) {
+          beforeFirstRequest?.();
         }
         progress.smsAttempts += 1;
         const result = await this.dispatcher.postSms(integration, sms, attemptDeadline, lease?.token);

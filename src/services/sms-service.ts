@@ -66,6 +66,8 @@ interface SendCall {
   keyHasNoOutcome?: boolean;
   /** Set for a message of a batch: records that a lookup found neither a kept outcome of its key nor a claim of it. */
   onNoOutcome?: () => void;
+  /** Set for a message of a batch: runs right before its first SMS request, and throws while the batch is paused. */
+  beforeFirstRequest?: () => void;
 }
 
 /** Implements `smsgateway.v1.SmsService`. */
@@ -133,6 +135,15 @@ export class SmsService {
         keyHasNoOutcome: noOutcome[index] === 1,
         onNoOutcome: () => {
           noOutcome[index] = 1;
+        },
+        // A 429 of another message may have paused the batch while this one read the store or
+        // fetched a token, after the runner's check.
+        // NOTE: a claimed key is then left retryable with an unknown outcome, which a concurrent
+        // call waiting for the key reports as IDEMPOTENCY_OUTCOME_UNKNOWN, although nothing was sent.
+        beforeFirstRequest: () => {
+          if (options.gatewayWaitLeftMs() > 0) {
+            throw new BatchPausedError();
+          }
         },
       };
       const integrationNow = await current();
@@ -219,7 +230,7 @@ export class SmsService {
     try {
       const report = call.reportFailure;
       result = await this.gate.run(integration, gateOptions, (deadlineMs, current) => {
-        const sent = this.delivery.send(current, message, { signal, deadlineMs, requestId });
+        const sent = this.delivery.send(current, message, { signal, deadlineMs, requestId, beforeFirstRequest: call.beforeFirstRequest });
         return report === undefined ? sent : sent.catch((error: unknown) => failAfterReport(error, report));
       });
     } catch (error) {

@@ -361,6 +361,39 @@ describe("Delivery with an idempotency key", () => {
   });
 });
 
+describe("Delivery's hook before the first request", () => {
+  test("stops the send and frees the key", async () => {
+    env.gateway.on("/sms", accepted("m-after-stop"));
+    const { delivery, integration, idempotency } = await harness();
+    const stop = () => {
+      throw new Error("stopped before the request");
+    };
+
+    await expect(delivery.send(integration, message, { beforeFirstRequest: stop })).rejects.toThrow("stopped before the request");
+    const record = await idempotency.get("acme", "order-42");
+    const sent = await delivery.send(integration, message);
+
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+    expect(record?.state).toBe("retryable");
+    expect(sent).toMatchObject({ id: "m-after-stop", replayed: false });
+  });
+
+  test("runs before the first attempt only", async () => {
+    env.gateway.on("/sms", inOrder({ status: 503 }, accepted("m-retried")));
+    const { delivery, integration } = await harness();
+    let calls = 0;
+
+    const sent = await delivery.send(integration, message, {
+      beforeFirstRequest: () => {
+        calls += 1;
+      },
+    });
+
+    expect(sent).toMatchObject({ id: "m-retried", attempts: 2 });
+    expect(calls).toBe(1);
+  });
+});
+
 describe("a key's stored outcome", () => {
   const scope = { integrationId: "acme", key: "order-42", requestHash: requestHash("acme", message) };
 
