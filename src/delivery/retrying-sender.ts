@@ -32,7 +32,13 @@ interface SendProgress {
   tokenRounds: number;
   /** True when an earlier SMS request may have reached the gateway. */
   earlierOutcomeUnknown: boolean;
+  /** True when the send has an idempotency key. */
+  keyed: boolean;
 }
+
+/** Ends the message of a keyed send that may have reached the gateway. */
+const KEYED_REPEAT_ADVICE =
+  "A repeat with the same idempotency_key sends again with the same Idempotency-Key header, which a gateway that deduplicates by it ignores.";
 
 /**
  * Sends one SMS request with retries, where a retry cannot send the SMS
@@ -79,7 +85,7 @@ export class RetryingSender {
     hasIdempotencyKey: boolean,
     beforeFirstRequest?: () => void,
   ): Promise<SendResult> {
-    const progress: SendProgress = { smsAttempts: 0, tokenRounds: 0, earlierOutcomeUnknown: false };
+    const progress: SendProgress = { smsAttempts: 0, tokenRounds: 0, earlierOutcomeUnknown: false, keyed: hasIdempotencyKey };
     let refreshedStaleToken = false;
     let limitedAttempts = 0;
 
@@ -188,7 +194,7 @@ function stopSentence(reason: FinalReason, progress: SendProgress, info: Gateway
   const tries = attempts === 1 ? "1 attempt" : `${attempts} attempts`;
   switch (reason) {
     case "no_idempotency_key":
-      return "It was not retried because the gateway may have acted on it; send with an idempotency_key to allow retries.";
+      return "It was not retried, because without an idempotency_key a retry could send the SMS twice. Set idempotency_key to allow retries.";
     case "attempt_limit":
       return attempts > 1 ? `The service gave up after ${tries} (SEND_MAX_ATTEMPTS).` : "";
     case "deadline":
@@ -217,6 +223,9 @@ function finalError(last: GatewayError, progress: SendProgress, reason: FinalRea
   const stop = stopSentence(reason, progress, info);
   if (stop !== "") {
     sentences.push(stop);
+  }
+  if (outcomeUnknown && progress.keyed) {
+    sentences.push(KEYED_REPEAT_ADVICE);
   }
   return new GatewayError(
     sentences.join(" "),

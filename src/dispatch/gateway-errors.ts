@@ -187,9 +187,7 @@ export interface TransportOutcome {
 }
 
 /** Ends the message of an SMS request that may have reached the gateway. */
-export const OUTCOME_UNKNOWN_ADVICE =
-  "The gateway may have received the request and sent the SMS. Before sending it again, check with the gateway. " +
-  "A send that had an idempotency_key may be retried with the same key if the gateway deduplicates by the Idempotency-Key header.";
+export const OUTCOME_UNKNOWN_ADVICE = "The gateway may have received the request and sent the SMS. Before sending it again, check with the gateway.";
 
 /**
  * Builds the error for a request that got no complete reply: the deadline

@@ -155,7 +155,7 @@ describe("Delivery retries", () => {
 
     expect(error.info).toMatchObject({ failure: "unavailable", httpStatus: status, attempts: 1 });
     expect(error.info.outcomeUnknown).toBeUndefined();
-    expect(error.message).toContain("send with an idempotency_key to allow retries");
+    expect(error.message).toContain("without an idempotency_key a retry could send the SMS twice. Set idempotency_key to allow retries.");
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
   });
 
@@ -207,7 +207,19 @@ describe("Delivery retries", () => {
 
     expect(error.info).toMatchObject({ failure: "timeout", attempts: 1, outcomeUnknown: true });
     expect(error.message).toContain("within 400 ms");
+    expect(error.message).not.toContain("same idempotency_key");
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+  });
+
+  test("tells a keyed send with an unknown outcome how a repeat sends", async () => {
+    env.gateway.on("/sms", { hang: true });
+    const { delivery, integration } = await harness({ settings: { attemptTimeoutMs: 100, maxAttempts: 2 } });
+
+    const error = await gatewayErrorOf(delivery.send(integration, keyed, { deadlineMs: 1_000 }));
+
+    expect(error.info).toMatchObject({ failure: "timeout", attempts: 2, outcomeUnknown: true });
+    expect(error.message).toContain("Before sending it again, check with the gateway.");
+    expect(error.message).toMatch(/A repeat with the same idempotency_key sends again with the same Idempotency-Key header, which a gateway that deduplicates by it ignores\.$/);
   });
 
   test("keeps an earlier unknown outcome after a final rejection", async () => {

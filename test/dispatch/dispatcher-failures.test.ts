@@ -348,7 +348,8 @@ describe("Dispatcher.send connection failures", () => {
 
     expect(error.info).toMatchObject({ failure: "canceled", stage: "send", httpStatus: 0, attempts: 1, outcomeUnknown: true });
     expect(error.message).toMatch(/^The service was shutting down and cut the SMS request of integration "acme" before/);
-    expect(error.message).toContain("may be retried with the same key");
+    expect(error.message).toContain("Before sending it again, check with the gateway.");
+    expect(error.message).not.toContain("idempotency_key");
     expect(error.message).not.toContain("caller");
   });
 
