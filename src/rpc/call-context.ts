@@ -22,6 +22,12 @@ export interface CallContext {
   readonly requestId: string;
   /** Logger bound to this call's procedure; the service logger adds the request id to every line of the call. */
   readonly log: Logger;
+  /**
+   * Fields that the pipeline adds to the call's `rpc finished` or `rpc failed`
+   * line, such as the integration and the gateway's message id of a send.
+   * The handler sets them; they must hold no secrets.
+   */
+  logFields?: Record<string, unknown>;
 }
 
 /** One unary RPC implementation over plain protobuf-es messages. */

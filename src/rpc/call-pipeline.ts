@@ -83,6 +83,7 @@ export class CallPipeline {
     let log = this.logger.child({ requestId, procedure, server: call.server });
 
     const callEnded = this.options.lifecycle?.callStarted();
+    let context: CallContext | undefined;
     try {
       if (this.options.lifecycle?.shuttingDown === true) {
         throw new ConnectError("the service is shutting down; retry on another instance", Code.Unavailable);
@@ -95,23 +96,24 @@ export class CallPipeline {
       }
       access?.authorize(procedure, caller);
 
-      const context: CallContext = {
+      context = {
         procedure,
         signal: call.signal,
         timeoutMs: () => call.timeoutMs(),
         requestHeader: (name) => call.requestHeader(name),
         requestId,
         log,
+        logFields: undefined,
       };
       const response = await handler(request, context);
       const code = endedCode(call, started);
       this.finished(procedure, code, started);
-      log.info({ code, durationMs: elapsedMs(started) }, "rpc finished");
+      log.info(withFields({ code, durationMs: elapsedMs(started) }, context.logFields), "rpc finished");
       return response;
     } catch (thrown) {
       const error = toConnectError(thrown);
       this.finished(procedure, codeName(error.code), started);
-      logFailure(log, error, elapsedMs(started));
+      logFailure(log, error, elapsedMs(started), context?.logFields);
       throw error;
     } finally {
       callEnded?.();
@@ -123,9 +125,12 @@ export class CallPipeline {
   }
 }
 
-function logFailure(log: Logger, error: ConnectError, durationMs: number): void {
+function logFailure(log: Logger, error: ConnectError, durationMs: number, handlerFields: Record<string, unknown> | undefined): void {
   const cause = causeToLog(error);
-  const fields = { code: codeName(error.code), durationMs, error: error.rawMessage, ...(cause === undefined ? {} : { err: cause }) };
+  const fields = withFields(
+    { code: codeName(error.code), durationMs, error: error.rawMessage, ...(cause === undefined ? {} : { err: cause }) },
+    handlerFields,
+  );
   if (isServerFault(error.code)) {
     log.error(fields, "rpc failed");
   } else if (error.code === Code.Unavailable || error.code === Code.DeadlineExceeded) {
@@ -133,6 +138,11 @@ function logFailure(log: Logger, error: ConnectError, durationMs: number): void 
   } else {
     log.info(fields, "rpc failed");
   }
+}
+
+/** Returns the pipeline's fields of a log line with the handler's after them; the pipeline's win a clash. */
+function withFields(fields: Record<string, unknown>, handlerFields: Record<string, unknown> | undefined): Record<string, unknown> {
+  return handlerFields === undefined ? fields : Object.assign({}, handlerFields, fields);
 }
 
 /**

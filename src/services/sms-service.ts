@@ -84,6 +84,8 @@ export class SmsService {
   async sendSms(request: SendSmsRequest, context: CallContext): Promise<SendSmsResponse> {
     throwIfInvalid([...integrationIdViolations(request.integrationId), ...messageViolations(request, "")]);
 
+    const logFields: Record<string, unknown> = { integrationId: request.integrationId };
+    context.logFields = logFields;
     const integration = await this.integrations.load(request.integrationId, "integration_id");
     assertSecretsReadable(integration, context.log);
     const message = {
@@ -94,7 +96,10 @@ export class SmsService {
       idempotencyKey: request.idempotencyKey,
     };
     const call = { signal: context.signal, deadlineMs: context.timeoutMs(), requestId: context.requestId, log: context.log };
-    return this.#send(integration, message, call, "");
+    const response = await this.#send(integration, message, call, "");
+    logFields.messageId = loggedMessageId(response.id);
+    logFields.replayed = response.replayed;
+    return response;
   }
 
   async sendSmsBatch(request: SendSmsBatchRequest, context: CallContext): Promise<SendSmsBatchResponse> {
@@ -365,6 +370,14 @@ function sendSmsResponse(result: KeyedResult): SendSmsResponse {
  */
 function timeLeftMs(deadlineMs: number | undefined, startedAt: number): number | undefined {
   return deadlineMs === undefined ? undefined : deadlineMs - (performance.now() - startedAt);
+}
+
+/** Maximum length of a gateway message id in a log line, in UTF-16 code units. */
+const LOGGED_ID_MAX_CHARS = 128;
+
+/** Returns the gateway's message id for the log, a longer one cut to {@link LOGGED_ID_MAX_CHARS} code units and followed by `…`. */
+function loggedMessageId(id: string): string {
+  return id.length <= LOGGED_ID_MAX_CHARS ? id : `${id.slice(0, LOGGED_ID_MAX_CHARS)}…`;
 }
 
 /** Passes a failed send's error to `report`, then throws it again. */

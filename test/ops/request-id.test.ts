@@ -131,6 +131,14 @@ describe("request id in logs and plain HTTP", () => {
     expect(service.logLines.filter((line) => line.msg === "rpc finished" && line.requestId === "send-trace-42")).toHaveLength(1);
   });
 
+  test("send's last line names the integration and message", async () => {
+    const sms = createClient(SmsService, createConnectTransport({ baseUrl: service.baseUrl, httpVersion: "2" }));
+    await sms.sendSms({ integrationId, to: "+15550001111", content: "id check" }, { headers: { "x-request-id": "send-trace-43" } });
+
+    const line = service.logLines.find((entry) => entry.msg === "rpc finished" && entry.requestId === "send-trace-43");
+    expect(line).toMatchObject({ integrationId, messageId: "gw-1", replayed: false, code: "OK" });
+  });
+
   test("lines outside a call have none", () => {
     const startup = service.logLines.find((line) => line.msg === "applied database migration");
 

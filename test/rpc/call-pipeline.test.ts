@@ -45,3 +45,32 @@ describe("CallPipeline code of a handler that returned", () => {
     expect(await loggedCode(reason, remainingMs)).toBe(code);
   });
 });
+
+describe("CallPipeline fields of the handler", () => {
+  /** Runs `handler` through the pipeline and returns the call's last log line. */
+  async function lastLine(handler: Parameters<CallPipeline["runUnary"]>[3]): Promise<Record<string, unknown> | undefined> {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const { call } = callAbortedWith(undefined, undefined);
+    await new CallPipeline(logger).runUnary("smsgateway.v1.SmsService/SendSms", {}, call, handler).catch(() => undefined);
+    return lines.at(-1);
+  }
+
+  test("success line has them", async () => {
+    const line = await lastLine((_request, context) => {
+      context.logFields = { integrationId: "acme", messageId: "m-1", code: "NOT_THE_CODE" };
+      return Promise.resolve("sent");
+    });
+
+    expect(line).toMatchObject({ msg: "rpc finished", integrationId: "acme", messageId: "m-1", code: "OK" });
+  });
+
+  test("failure line has them", async () => {
+    const line = await lastLine((_request, context) => {
+      context.logFields = { integrationId: "acme" };
+      return Promise.reject(new ConnectError("no such integration", Code.NotFound));
+    });
+
+    expect(line).toMatchObject({ msg: "rpc failed", integrationId: "acme", code: "NOT_FOUND", error: "no such integration" });
+  });
+});
