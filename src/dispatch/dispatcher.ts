@@ -400,8 +400,8 @@ export class Dispatcher {
         headers: exchange.headers,
         body: exchange.body,
         signal: deadline.signal,
-        headersTimeout: remainingMs,
-        bodyTimeout: remainingMs,
+        headersTimeout: remainingMs + UNDICI_TIMER_SLACK_MS,
+        bodyTimeout: remainingMs + UNDICI_TIMER_SLACK_MS,
       });
     } catch (error) {
       if (error instanceof OutboundBlockedError) {
@@ -461,6 +461,15 @@ export class Dispatcher {
     return error;
   }
 }
+
+/**
+ * Time added to undici's header and body timeouts, so that the send's own
+ * deadline, an exact timer, always ends a request first. undici times them on
+ * a clock that ticks about every 500 ms and counts from the tick before the
+ * request, so a timeout set to the time left could cut the request up to a
+ * tick early.
+ */
+const UNDICI_TIMER_SLACK_MS = 1_000;
 
 /** The secret forms of an integration's credentials, with the credentials that they were built from. */
 interface CredentialForms {

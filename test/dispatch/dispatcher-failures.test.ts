@@ -267,6 +267,28 @@ describe("Dispatcher.send connection failures", () => {
     expect(elapsedMs).toBeLessThan(TIMEOUT_MS + TIMER_SLACK_MS);
   });
 
+  test("lets a slow reply use the whole deadline", async () => {
+    // undici's header and body timers tick about every half second, so sends that start at
+    // different moments of a tick would see a timer set to the deadline fire up to a tick early.
+    const slowDispatcher = makeDispatcher({ timeoutMs: 10_000, maxConnectionsPerOrigin: 8 });
+    gateway.on("/sms", async () => {
+      await new Promise((resolve) => setTimeout(resolve, 850));
+      return { json: { data: { id: "slow" } } };
+    });
+
+    try {
+      const sends = [0, 100, 200, 300, 400].map(async (delayMs) => {
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        return slowDispatcher.send(makeIntegration(gateway.url()), message, { deadlineMs: 998 });
+      });
+      const results = await Promise.allSettled(sends);
+
+      expect(results.map((result) => (result.status === "rejected" ? String(result.reason) : "sent"))).toEqual(Array(5).fill("sent"));
+    } finally {
+      await slowDispatcher.close();
+    }
+  });
+
   const brokenErrorBodies: Array<[string, { hangBody?: boolean; resetBody?: boolean }]> = [
     ["hangs", { hangBody: true }],
     ["resets", { resetBody: true }],
@@ -295,7 +317,7 @@ describe("Dispatcher.send connection failures", () => {
   });
 
   test("shortens the timeout to the caller's deadline", async () => {
-    const slowDispatcher = makeDispatcher({ timeoutMs: 10_000 });
+    const slowDispatcher = makeDispatcher({ timeoutMs: 10_000, maxConnectionsPerOrigin: 8 });
     gateway.on("/sms", { hang: true });
     const startedAt = performance.now();
 
