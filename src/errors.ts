@@ -15,8 +15,13 @@ export interface FieldViolation {
 export class InvalidArgumentError extends Error {
   override readonly name = "InvalidArgumentError";
 
-  constructor(readonly violations: FieldViolation[]) {
-    super(violations.map((v) => `${v.field}: ${v.description}`).join("; "));
+  /** @param hint what the caller can do about the violations as a whole, added to the message after a period. */
+  constructor(
+    readonly violations: FieldViolation[],
+    hint?: string,
+  ) {
+    const list = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+    super(hint === undefined ? list : `${list}. ${hint}`);
   }
 
   /** Creates the error for one field. */

@@ -35,6 +35,11 @@ const MAX_PAGE_SIZE = 1000;
 const MAX_UPDATE_ATTEMPTS = 5;
 /** Base pause before an update computed again after a version conflict, in milliseconds. */
 const UPDATE_RETRY_DELAY_MS = 5;
+/** Added to the error of an update without `update_mask` that leaves required fields empty. */
+const WHOLE_UPDATE_HINT =
+  "Without update_mask, an update replaces the whole integration, so it must set every required field " +
+  "(an empty api_key or secret_key keeps the stored one). To change only some fields, name them in update_mask, " +
+  'such as default_sender ("updateMask": "defaultSender" in JSON)';
 
 /** Implements `smsgateway.v1.IntegrationService`. */
 export class IntegrationService {
@@ -80,7 +85,7 @@ export class IntegrationService {
       }
 
       try {
-        const updated = await this.store.update(input.id, await this.accepted(fields, context), existing);
+        const updated = await this.store.update(input.id, await this.accepted(fields, context, maskPaths.length === 0), existing);
         context.log.info({ integrationId: updated.id, fields: maskPaths }, "integration updated");
         return { integration: updated, created: false };
       } catch (error) {
@@ -203,17 +208,18 @@ export class IntegrationService {
     }
 
     const { existing, fields } = await this.resolveFields(target.value, maskPaths, true);
-    validated(fields);
+    validated(fields, existing !== null && maskPaths.length === 0);
     const now = new Date();
     return { ...fields, id: target.value.id, createTime: existing?.createTime ?? now, updateTime: now };
   }
 
   /**
    * Validates the fields of an integration about to be saved, then checks
-   * its URLs with the SSRF guard.
+   * its URLs with the SSRF guard. `wholeUpdate` marks an update without
+   * `update_mask`, as {@link validated} takes it.
    */
-  private async accepted<T extends IntegrationFields>(fields: T, context: CallContext): Promise<T> {
-    validated(fields);
+  private async accepted<T extends IntegrationFields>(fields: T, context: CallContext, wholeUpdate = false): Promise<T> {
+    validated(fields, wholeUpdate);
     let unresolved: Awaited<ReturnType<OutboundGuard["checkIntegration"]>>;
     try {
       unresolved = await this.outbound.checkIntegration(fields);
@@ -250,10 +256,17 @@ function requireId(id: string, field: string): void {
   }
 }
 
-function validated<T extends Parameters<typeof validateIntegration>[0]>(fields: T): T {
+/**
+ * Throws INVALID_ARGUMENT with every invalid field. With `wholeUpdate`, an
+ * update without `update_mask`, a missing required field also gets
+ * {@link WHOLE_UPDATE_HINT}, because the caller likely meant to change only
+ * the fields it sent.
+ */
+function validated<T extends Parameters<typeof validateIntegration>[0]>(fields: T, wholeUpdate = false): T {
   const violations = validateIntegration(fields, "integration.");
   if (violations.length > 0) {
-    throw new InvalidArgumentError(violations);
+    const missingRequired = violations.some((violation) => violation.description.startsWith("required"));
+    throw new InvalidArgumentError(violations, wholeUpdate && missingRequired ? WHOLE_UPDATE_HINT : undefined);
   }
   return fields;
 }

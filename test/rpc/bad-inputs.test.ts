@@ -184,6 +184,31 @@ describe("ConfigureIntegration rejects", () => {
     expect(result.message).toContain("set allow_missing to create it with this id");
   });
 
+  test("update without mask explains the mask", async () => {
+    const result = await failure(integrations.configureIntegration({ integration: { id: existingId, defaultSender: "AcmeBank" } }));
+
+    expect(result.code).toBe(Code.InvalidArgument);
+    expect(result.fields).toEqual(["integration.base_url", "integration.api_key_header"]);
+    expect(result.message).toContain("integration.base_url: required");
+    expect(result.message).toContain("integration.api_key_header: required");
+    expect(result.message).toContain("Without update_mask, an update replaces the whole integration");
+    expect(result.message).toContain('name them in update_mask, such as default_sender ("updateMask": "defaultSender" in JSON)');
+  });
+
+  test("unsaved edit without mask explains the mask", async () => {
+    const result = await failure(integrations.testIntegration({ target: { case: "integration", value: { id: existingId, defaultSender: "AcmeBank" } } }));
+
+    expect(result.fields).toEqual(["integration.base_url", "integration.api_key_header"]);
+    expect(result.message).toContain("Without update_mask, an update replaces the whole integration");
+  });
+
+  test("create with missing fields has no mask hint", async () => {
+    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: "" } }));
+
+    expect(result.fields).toEqual(["integration.base_url"]);
+    expect(result.message).not.toContain("update_mask");
+  });
+
   test("rejected update leaves the stored integration intact", async () => {
     await failure(integrations.configureIntegration({ integration: { id: existingId, baseUrl: "not a url" }, updateMask: { paths: ["baseUrl"] } }));
 
