@@ -1,4 +1,5 @@
 import { fromJson, ScalarType, type DescEnum, type DescField, type DescMessage, type JsonReadOptions, type JsonValue } from "@bufbuild/protobuf";
+import { protoCamelCase } from "@bufbuild/protobuf/reflect";
 import { isWrapperDesc } from "@bufbuild/protobuf/wkt";
 
 /** The location of a JSON decoding failure, with a likely fix for a misspelled key. */
@@ -16,7 +17,9 @@ export interface JsonErrorLocation {
   /**
    * The problem with the value at `path`, such as `expected a string, got a number`.
    * It names the JSON type of the value, never the value, which may be a secret or a
-   * phone number. Set whenever a value, rather than a key, is wrong.
+   * phone number. The one exception is a FieldMask string made only of letters,
+   * digits, underscores, dots and commas: it lists field names, so it is quoted with
+   * its lowerCamelCase form. Set whenever a value, rather than a key, is wrong.
    */
   problem?: string;
 }
@@ -24,7 +27,7 @@ export interface JsonErrorLocation {
 /**
  * Finds the value of a JSON request that fails to decode, so that an error can
  * name the message of a batch that is wrong, and describes the problem without
- * quoting the value. protobuf's own error names the message type and the key,
+ * quoting the value, unless it is a FieldMask of field names. protobuf's own error names the message type and the key,
  * never its position, and quotes the value.
  *
  * Call it only after decoding the whole text failed. It decodes each key of a
@@ -99,6 +102,9 @@ function locateElement(type: ElementType, value: unknown, path: string, options:
     return locateIn(type.message, value, path, options);
   }
   const expected = expectedJson(type);
+  if (type.message?.typeName === "google.protobuf.FieldMask" && typeof value === "string") {
+    return { path, problem: `expected ${expected.text}, got ${fieldMaskProblem(value)}` };
+  }
   const kind = jsonTypeOf(value);
   const problem = expected.types.includes(jsonTypeName(value))
     ? `expected ${expected.text}, got ${kind} ${expected.unfit ?? "that is not one"}`
@@ -184,6 +190,27 @@ function expectedMessageJson(type: DescMessage): ExpectedJson {
     default:
       return { types: ["object"], text: "a JSON object" };
   }
+}
+
+/** Maximum length of a FieldMask string that an error quotes. */
+const MAX_QUOTED_MASK_LENGTH = 200;
+
+/**
+ * Describes a FieldMask string that protobuf rejects. protobuf-es 2.13 rejects
+ * a JSON FieldMask string only for an underscore in a path, because JSON writes the
+ * paths in lowerCamelCase (`defaultSender`) and proto in snake_case
+ * (`default_sender`).
+ */
+function fieldMaskProblem(text: string): string {
+  const rule = "FieldMask paths are lowerCamelCase in JSON";
+  if (text.length > MAX_QUOTED_MASK_LENGTH || !/^[\w.,]+$/.test(text)) {
+    return `a string with an underscore in a path; ${rule}, such as "defaultSender" for default_sender`;
+  }
+  const camelCase = text
+    .split(",")
+    .map((path) => path.split(".").map(protoCamelCase).join("."))
+    .join(",");
+  return `"${text}"; ${rule}, so write "${camelCase}"`;
 }
 
 function jsonTypeName(value: unknown): JsonTypeName {

@@ -24,7 +24,8 @@ export async function rejectUndecodable(request: UndecodableRequest): Promise<ne
  * Returns the INVALID_ARGUMENT error for a request message that could not be
  * decoded. For JSON, a wrong value is described by its JSON type alone,
  * because protobuf's own message quotes the value, which may be a secret or
- * a phone number. protobuf's message is kept for a wrong key, such as an
+ * a phone number. A FieldMask of field names is the exception that
+ * {@link JsonErrorLocation.problem} describes. protobuf's message is kept for a wrong key, such as an
  * unknown one, and for binary messages, whose messages quote no value.
  */
 export function undecodableError(request: UndecodableRequest): ConnectError {

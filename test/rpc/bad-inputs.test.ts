@@ -291,6 +291,19 @@ describe("JSON request errors", () => {
     });
   });
 
+  test("snake_case mask names the path", async () => {
+    const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/ConfigureIntegration`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ integration: { id: existingId, defaultSender: "Acme" }, updateMask: "default_sender" }),
+    });
+
+    const error = await errorOf(reply);
+    expect(error).toMatchObject({ status: 400, code: "invalid_argument" });
+    expect(error.message).toContain('at updateMask: expected one string of lowerCamelCase field paths');
+    expect(error.message).toContain('got "default_sender"; FieldMask paths are lowerCamelCase in JSON, so write "defaultSender"');
+  });
+
   test("unknown mask path says how JSON names it", async () => {
     const reply = await fetch(`${service.baseUrl}/smsgateway.v1.IntegrationService/ConfigureIntegration`, {
       method: "POST",

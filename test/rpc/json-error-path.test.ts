@@ -74,6 +74,34 @@ describe("locateJsonError", () => {
     });
   });
 
+  test.each([
+    { mask: "default_sender", fix: "defaultSender" },
+    { mask: "base_url,default_sender", fix: "baseUrl,defaultSender" },
+    { mask: "displayName,secret_key_header", fix: "displayName,secretKeyHeader" },
+  ])("quotes snake_case mask $mask", ({ mask, fix }) => {
+    const text = JSON.stringify({ integration: { id: "gw" }, updateMask: mask });
+    expect(() => fromJsonString(ConfigureIntegrationRequestSchema, text, strict)).toThrow("path names must be lowerCamelCase");
+
+    const location = locateJsonError(ConfigureIntegrationRequestSchema, text, strict);
+
+    expect(location.path).toBe("updateMask");
+    expect(location.problem).toContain(`got "${mask}"; FieldMask paths are lowerCamelCase in JSON, so write "${fix}"`);
+  });
+
+  test.each([
+    { name: "a space", mask: "api key_x" },
+    { name: "a line break", mask: "x_y\n" },
+    { name: "over 200 characters", mask: `x_${"y".repeat(200)}` },
+  ])("mask with $name is not quoted", ({ mask }) => {
+    const text = JSON.stringify({ updateMask: mask });
+
+    const location = locateJsonError(ConfigureIntegrationRequestSchema, text, strict);
+
+    expect(location.path).toBe("updateMask");
+    expect(location.problem).toMatch(/, got a string with an underscore in a path; FieldMask paths are lowerCamelCase in JSON, such as "defaultSender" for default_sender$/);
+    expect(location.problem).not.toContain(mask);
+  });
+
   test("follows a single message field", () => {
     const text = JSON.stringify({ integration: { id: "gw", baseURL: "http://127.0.0.1:9/" } });
 
