@@ -5,40 +5,11 @@
  *   npm run gateway -- --port 9191
  *   npm run gateway -- --help
  */
-import { startLocalGateway, type LocalGatewayOptions } from "./local-gateway.js";
-
-const USAGE = `Usage: npm run gateway -- [--port N] [--host ADDRESS]
-
-Runs a stand-in SMS gateway that accepts every SMS POSTed to it and prints it.
-  --port N          port to listen on (default 9090, or GATEWAY_PORT)
-  --host ADDRESS    address to listen on (default 127.0.0.1)
-`;
-
-function parseOptions(argv: readonly string[]): LocalGatewayOptions | "help" {
-  const options: LocalGatewayOptions = { host: "127.0.0.1", port: Number(process.env.GATEWAY_PORT ?? 9090) };
-  for (let i = 0; i < argv.length; i++) {
-    const argument = argv[i] ?? "";
-    if (argument === "--help" || argument === "-h") {
-      return "help";
-    }
-    const [name, inline] = argument.split("=", 2);
-    const value = inline ?? argv[++i] ?? "";
-    if (name === "--port") {
-      options.port = Number(value);
-    } else if (name === "--host") {
-      options.host = value;
-    } else {
-      throw new Error(`unknown argument "${argument}"; use --port N and --host ADDRESS`);
-    }
-  }
-  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
-    throw new Error("--port must be a whole number from 0 to 65535");
-  }
-  return options;
-}
+import { startLocalGateway } from "./local-gateway.js";
+import { parseOptions, USAGE } from "./local-gateway-options.js";
 
 try {
-  const options = parseOptions(process.argv.slice(2));
+  const options = parseOptions(process.argv.slice(2), process.env);
   if (options === "help") {
     process.stdout.write(USAGE);
     process.exit(0);

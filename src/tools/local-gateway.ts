@@ -9,7 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import { isIPv6, type AddressInfo } from "node:net";
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -75,5 +75,10 @@ export async function startLocalGateway(
     server.listen(options.port, options.host, () => resolve());
   });
   const address = server.address() as AddressInfo;
-  return { server, url: `http://${options.host}:${address.port}` };
+  return { server, url: `http://${urlHost(options.host)}:${address.port}` };
+}
+
+/** Returns `host` as a URL writes it: an IPv6 address in brackets, as in `http://[::1]:9090`. */
+export function urlHost(host: string): string {
+  return isIPv6(host) ? `[${host}]` : host;
 }
