@@ -222,6 +222,7 @@ export const SETTINGS: readonly Setting[] = [
     description:
       "Folder of the embedded SQLite database, its lock file and the generated key file, created with mode 0700 when missing. " +
       "An existing folder keeps its mode, with a warning when other users may access it. " +
+      "The database file is created with mode 0600, and an existing one gets the same warning. " +
       "One service process at a time may use it; a second one exits with code 2.",
     parse: folder,
   },

@@ -6,6 +6,7 @@ import { Kysely } from "kysely";
 import type { Logger } from "pino";
 
 import { makeDirectory } from "../make-directory.js";
+import { prepareDatabaseFile } from "./database-file-mode.js";
 import { lockDataDir, type DataDirLock } from "./data-dir-lock.js";
 import type { StoreDatabase } from "./database-schema.js";
 import { GroupCommitSqliteDialect } from "./sqlite-group-commit.js";
@@ -75,9 +76,10 @@ export interface OpenedSqliteDatabase {
  * `full` mode blocks every call for the length of an fsync.
  *
  *
- * The data directory is created with mode 0700 because the file contains
- * gateway secrets. An existing directory keeps its mode, and the function
- * logs a warning when its group or other users have any access to it.
+ * The data directory is created with mode 0700 and the file with mode 0600
+ * because the file contains gateway secrets. An existing directory or file
+ * keeps its mode, and the function logs a warning when its group or other
+ * users have any access to it.
  *
  * With `lock`, the function also takes the data directory's lock (see
  * {@link lockDataDir}) once the file is open and writable, and destroying
@@ -100,6 +102,7 @@ export async function openSqliteDatabase(
   try {
     await makeDirectory(dataDir, 0o700);
     await warnIfShared(dataDir, logger);
+    await prepareDatabaseFile(file, logger);
     database = new Database(file);
   } catch (error) {
     throw new StorageError("open", error, description);

@@ -109,6 +109,54 @@ describe("SQLite store opening", () => {
     );
   });
 
+  test("creates the database file with mode 0600", async () => {
+    const dataDir = await tempDir();
+    await chmod(dataDir, 0o755);
+    // The usual umask, under which SQLite alone would create the files with mode 0644.
+    const umask = process.umask(0o022);
+    try {
+      const { db } = await openSqliteDatabase(dataDir, silentLogger());
+      try {
+        await sql`CREATE TABLE mode_check (id INTEGER)`.execute(db);
+        const file = path.join(dataDir, "smsgateway.db");
+
+        expect((await stat(file)).mode & 0o777).toBe(0o600);
+        expect((await stat(`${file}-wal`)).mode & 0o777).toBe(0o600);
+        expect((await stat(`${file}-shm`)).mode & 0o777).toBe(0o600);
+      } finally {
+        await db.destroy();
+      }
+    } finally {
+      process.umask(umask);
+    }
+  });
+
+  test("warns when the database file is shared", async () => {
+    const dataDir = await tempDir();
+    await (await openStore({ dataDir, logger: silentLogger() })).store.close();
+    await chmod(path.join(dataDir, "smsgateway.db"), 0o644);
+    const { logger, lines } = capturingLogger();
+
+    await (await openStore({ dataDir, logger })).store.close();
+
+    const warnings = lines.map((line) => JSON.parse(line) as { level: number; msg: string; mode?: string; file?: string });
+    expect(warnings).toContainEqual(
+      expect.objectContaining({ level: 40, mode: "0644", file: path.join(dataDir, "smsgateway.db"), msg: expect.stringContaining("consider chmod 600") }),
+    );
+    expect((await stat(path.join(dataDir, "smsgateway.db"))).mode & 0o777).toBe(0o644);
+  });
+
+  test("owner-only database file gets no warning", async () => {
+    const dataDir = await tempDir();
+    await (await openStore({ dataDir, logger: silentLogger() })).store.close();
+    const { logger, lines } = capturingLogger();
+
+    await (await openStore({ dataDir, logger })).store.close();
+
+    const warnings = lines.map((line) => JSON.parse(line) as { level: number }).filter((line) => line.level >= 40);
+    expect(warnings).toEqual([]);
+  });
+
   test("logs each applied migration once", async () => {
     const dataDir = await tempDir();
     const { logger, lines } = capturingLogger();
