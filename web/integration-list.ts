@@ -21,6 +21,8 @@ interface ListCallbacks {
   test(integration: Integration): void;
   /** Runs after every load with all integrations listed so far. */
   loaded(integrations: readonly Integration[]): void;
+  /** Runs when loading the first page fails, with the RPC error. */
+  failed(error: unknown): void;
 }
 
 /** Connects the integrations section: the table, paging, and the row actions. */
@@ -41,12 +43,19 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
       nextPageToken = page.nextPageToken;
     } catch (error) {
       errorBox.replaceChildren(renderError(error).view);
+      if (pageToken === "") {
+        // Rows listed earlier, perhaps with another API key, would no longer be current.
+        listed = [];
+        rows.replaceChildren(emptyRow("Integrations could not be listed; the error above says why."));
+        loadMore.hidden = true;
+        callbacks.failed(error);
+      }
       return;
     }
 
     rows.replaceChildren(...listed.map((integration) => row(integration, actions)));
     if (listed.length === 0) {
-      rows.append(element("tr", {}, element("td", { colspan: "6", class: "empty" }, "No integrations yet. Create one with “New integration”.")));
+      rows.append(emptyRow("No integrations yet. Create one with “New integration”."));
     }
     loadMore.hidden = nextPageToken === "";
     callbacks.loaded(listed);
@@ -78,6 +87,11 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
 
   loadMore.addEventListener("click", () => void load(nextPageToken));
   return { reload: () => load(""), announce };
+}
+
+/** Returns a table row with only a message, for a table without integrations. */
+function emptyRow(text: string): HTMLTableRowElement {
+  return element("tr", {}, element("td", { colspan: "6", class: "empty" }, text));
 }
 
 function row(integration: Integration, actions: ReturnType<typeof rowActions>): HTMLTableRowElement {

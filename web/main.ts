@@ -25,6 +25,7 @@ const list = createIntegrationList({
     testSection.open(integration);
   },
   loaded: (integrations) => sendForm.setIntegrations(integrations),
+  failed: (error) => sendForm.listFailed(error),
 });
 
 byId("new-integration", HTMLButtonElement).addEventListener("click", () => {

@@ -1,16 +1,23 @@
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { FieldViolationSchema } from "../gen/smsgateway/v1/errors_pb.js";
 import type { Integration } from "../gen/smsgateway/v1/integration_pb.js";
 import { DateSource, PassthroughSchema, type Passthrough, type SendSmsResponse } from "../gen/smsgateway/v1/sms_service_pb.js";
 import { smsClient } from "./api.js";
 import { byId, element, facts } from "./dom.js";
-import { clearInvalidFields, markInvalidFields, renderError, renderLocalProblems } from "./error-view.js";
+import { clearInvalidFields, codeName, markInvalidFields, renderError, renderLocalProblems } from "./error-view.js";
 
 /** The send form. */
 export interface SendForm {
-  /** Offers these integrations in the integration list, keeping the current choice when it is still there. */
+  /** Offers these integrations as suggestions for the integration id, and fills in the first when the field is empty. */
   setIntegrations(integrations: readonly Integration[]): void;
+  /**
+   * Clears the suggestions and shows why, after listing integrations failed.
+   * The id can still be typed, because an API key with only `sms:send` may
+   * send but not list.
+   */
+  listFailed(error: unknown): void;
   /** Picks an integration and moves to the form. */
   choose(integrationId: string): void;
 }
@@ -18,7 +25,9 @@ export interface SendForm {
 /** Connects the "Send an SMS" section. */
 export function createSendForm(): SendForm {
   const form = byId("send-form", HTMLFormElement);
-  const select = byId("s-integration_id", HTMLSelectElement);
+  const integrationId = byId("s-integration_id", HTMLInputElement);
+  const integrationOptions = byId("s-integration_options", HTMLDataListElement);
+  const integrationHint = byId("s-integration_id-hint", HTMLParagraphElement);
   const to = byId("s-to", HTMLInputElement);
   const content = byId("s-content", HTMLTextAreaElement);
   const sender = byId("s-sender", HTMLInputElement);
@@ -44,7 +53,7 @@ export function createSendForm(): SendForm {
     sendButton.disabled = true;
     void smsClient
       .sendSms({
-        integrationId: select.value,
+        integrationId: integrationId.value.trim(),
         to: to.value,
         content: content.value,
         sender: sender.value === "" ? undefined : sender.value,
@@ -74,22 +83,23 @@ export function createSendForm(): SendForm {
 
   return {
     setIntegrations(integrations) {
-      const current = select.value;
-      select.replaceChildren(
-        ...integrations.map((integration) => {
-          const label = integration.displayName === "" ? integration.id : `${integration.id} (${integration.displayName})`;
-          return element("option", { value: integration.id }, label);
-        }),
-      );
-      if (integrations.length === 0) {
-        select.append(element("option", { value: "" }, "No integrations yet"));
-      }
-      if (integrations.some((integration) => integration.id === current)) {
-        select.value = current;
+      integrationOptions.replaceChildren(...integrations.map((integration) => element("option", { value: integration.id }, integration.displayName)));
+      integrationHint.textContent = integrations.length === 0 ? "Create an integration above before sending." : "Pick an integration or type its id.";
+      const first = integrations[0];
+      if (integrationId.value === "" && first !== undefined) {
+        integrationId.value = first.id;
       }
     },
-    choose(integrationId) {
-      select.value = integrationId;
+    listFailed(error) {
+      const { code } = ConnectError.from(error);
+      integrationOptions.replaceChildren();
+      integrationHint.textContent =
+        code === Code.PermissionDenied
+          ? "This API key may not list integrations (PERMISSION_DENIED), so type the id of the integration to send through."
+          : `Integrations could not be listed (${codeName(code)}), so type the id of the integration to send through.`;
+    },
+    choose(id) {
+      integrationId.value = id;
       form.scrollIntoView({ block: "start" });
       to.focus();
     },

@@ -7,11 +7,15 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { chromium, type BrowserContext, type Page, type Request } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { startLocalGateway } from "../../src/tools/local-gateway.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
+import { createApiKey } from "../security/security-fixtures.js";
 
 /** Debian's chromium; CHROMIUM_PATH points the test at another system build. */
 const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -35,6 +39,10 @@ if (!chromiumInstalled && !IN_CI) {
 }
 
 let service: TestService;
+/** A second service that requires API keys, for the console with a key of limited scopes. */
+let keyedService: TestService;
+/** API keys of `keyedService`: `sendOnly` has the scope sms:send alone, as the README's `ci` example. */
+let keys: { sendOnly: string; operator: string };
 let gateway: Awaited<ReturnType<typeof startLocalGateway>>;
 let refusingGateway: ScriptedGateway;
 let userDataDir: string;
@@ -58,6 +66,10 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
       throw new Error(`${MISSING}: .ci/run does that when it is missing`);
     }
     service = await startTestService();
+    const sendOnly = createApiKey("ci", "sms:send");
+    const operator = createApiKey("ops", "integrations:read+integrations:write");
+    keyedService = await startTestService({ apiKeys: `${sendOnly.entry},${operator.entry}` });
+    keys = { sendOnly: sendOnly.key, operator: operator.key };
     gateway = await startLocalGateway({ host: "127.0.0.1", port: 0 }, (line) => gatewayLines.push(line));
     refusingGateway = (await ScriptedGateway.start()).otherwise({ status: 401, json: { error: "invalid api key" } });
 
@@ -68,10 +80,10 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
       headless: true,
       viewport: { width: 1280, height: 900 },
     });
-    // The page may load only from the service: anything else is blocked and reported.
-    const origin = new URL(service.baseUrl).origin;
+    // The page may load only from the services: anything else is blocked and reported.
+    const origins = new Set([service.baseUrl, keyedService.baseUrl].map((url) => new URL(url).origin));
     await context.route("**/*", (route) => {
-      if (new URL(route.request().url()).origin === origin) {
+      if (origins.has(new URL(route.request().url()).origin)) {
         return route.continue();
       }
       blockedUrls.push(route.request().url());
@@ -103,6 +115,7 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     gateway?.server.close();
     await refusingGateway?.close();
     await service?.stop();
+    await keyedService?.stop();
   });
 
   test("page opens with an empty list", async () => {
@@ -236,7 +249,10 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
   });
 
   test("sent SMS shows the gateway's id", async () => {
-    await page.getByLabel("Integration", { exact: true }).selectOption("demo");
+    expect(await page.getByLabel("Integration", { exact: true }).inputValue()).toBe("demo");
+    const suggestions = page.locator("#s-integration_options option");
+    expect(await suggestions.count()).toBe(1);
+    expect(await suggestions.first().getAttribute("value")).toBe("demo");
     await page.getByLabel("To", { exact: true }).fill("+15551234567");
     await page.getByLabel("Content").fill("Your code is 123456");
     await page.getByRole("button", { name: "Send", exact: true }).click();
@@ -370,6 +386,36 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     await page.getByText("Deleted demo.").waitFor();
     expect(await page.getByRole("button", { name: "Edit demo" }).count()).toBe(0);
     expect(await page.getByRole("button", { name: "Edit refusing" }).count()).toBe(1);
+  });
+
+  test("send-only API key types the integration", async () => {
+    const transport = createConnectTransport({ baseUrl: keyedService.baseUrl, httpVersion: "1.1" });
+    await createClient(IntegrationService, transport).configureIntegration(
+      { integration: { id: "keyed", baseUrl: `${gateway.url}/sms`, apiKeyHeader: "X-API-KEY", apiKey: "keyed-key-0123456789", defaultSender: "Acme" }, allowMissing: true },
+      { headers: { authorization: `Bearer ${keys.operator}` } },
+    );
+    await page.goto(`${keyedService.baseUrl}/`);
+    await page.getByLabel("Service API key").fill(keys.sendOnly);
+    await page.getByRole("button", { name: "Use key" }).click();
+
+    const hint = page.locator("#s-integration_id-hint");
+    await hint.getByText("PERMISSION_DENIED").waitFor();
+    expect(await hint.innerText()).toBe("This API key may not list integrations (PERMISSION_DENIED), so type the id of the integration to send through.");
+    expect(await page.locator("#list-error").innerText()).toContain("lacks the scope integrations:read");
+    expect(await page.locator("#integration-rows").innerText()).toContain("Integrations could not be listed");
+    expect(await page.locator("#s-integration_options option").count()).toBe(0);
+
+    await page.getByLabel("Integration", { exact: true }).fill("keyed");
+    await page.getByLabel("To", { exact: true }).fill("+15551234567");
+    await page.getByLabel("Content").fill("Sent with a send-only key");
+    await page.getByLabel("Passthrough (JSON)").fill("");
+    await page.getByRole("button", { name: "Send", exact: true }).click();
+
+    await page.locator("#send-outcome").getByText("Message id").waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS_DIR, "console-send-only.png"), fullPage: true });
+    expect(gatewayLines.at(-1)).toContain('to +15551234567 from Acme: "Sent with a send-only key"');
+    expect(lastCallBody("SendSms")).toMatchObject({ integrationId: "keyed" });
+    await page.getByRole("button", { name: "Forget" }).click();
   });
 
   test("page made no errors or outside requests", () => {
