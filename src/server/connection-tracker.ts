@@ -51,6 +51,11 @@ export class ConnectionTracker {
           (response as http.ServerResponse).shouldKeepAlive = false;
         }
         response.once("close", () => {
+          // When the client closes the connection mid-request, the socket's "close" listener runs
+          // first and removes the socket. Counting it again here would keep the closed socket for good.
+          if (!this.sockets.has(socket)) {
+            return;
+          }
           const left = (this.http1Requests.get(socket) ?? 1) - 1;
           this.http1Requests.set(socket, left);
           if (this.closing && left === 0) {
