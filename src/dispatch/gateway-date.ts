@@ -13,6 +13,14 @@ const EPOCH_SECONDS_BELOW = 1e11;
 /** Epoch values from here on are rejected. 1e14 milliseconds is the year 5138. */
 const EPOCH_MILLISECONDS_BELOW = 1e14;
 
+/**
+ * First and last millisecond that a google.protobuf.Timestamp can carry:
+ * 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z. protobuf-es 2.13 fails
+ * to encode a Timestamp outside them as JSON.
+ */
+const TIMESTAMP_MIN_MS = -62_135_596_800_000;
+const TIMESTAMP_MAX_MS = 253_402_300_799_999;
+
 const DECIMAL = /^[0-9]+(?:\.[0-9]+)?$/;
 
 const ISO_8601 =
@@ -59,6 +67,16 @@ export function parseGatewayDate(text: string): Date | undefined {
     return parseEpoch(Number(trimmed));
   }
   return parseIso8601(trimmed) ?? parseRfc2822(trimmed);
+}
+
+/**
+ * Tells whether a date lies in the years 1 to 9999, the range of a
+ * google.protobuf.Timestamp. A date parsed from text can fall outside it,
+ * such as the year 0 or a leap second on 9999-12-31.
+ */
+export function isInTimestampRange(date: Date): boolean {
+  const millis = date.getTime();
+  return millis >= TIMESTAMP_MIN_MS && millis <= TIMESTAMP_MAX_MS;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { isLosslessNumber } from "lossless-json";
 
-import { parseEpoch, parseGatewayDate } from "./gateway-date.js";
+import { isInTimestampRange, parseEpoch, parseGatewayDate } from "./gateway-date.js";
 import { readJsonPath, type PathLookup } from "./json-path.js";
 import { longerThan } from "../domain/text-length.js";
 import { describeJsonValue, isJsonObject, parseJsonLossless } from "./json-value.js";
@@ -302,13 +302,20 @@ function readDate(
     return fallback;
   }
 
+  // A long value is not quoted in part, because a cut could split a secret that the caller then cannot redact.
+  const shown = rawDate.length > MAX_QUOTED_CHARS ? `of ${rawDate.length} characters` : JSON.stringify(rawDate);
   if (date === undefined) {
-    // A long value is not quoted in part, because a cut could split a secret that the caller then cannot redact.
-    const shown =
-      rawDate.length > MAX_QUOTED_CHARS ? `of ${rawDate.length} characters` : JSON.stringify(rawDate);
     warnings.push(
       `could not parse the date ${shown} at ${datePath}, so the date is the send time. ` +
         "Expected ISO 8601, RFC 2822, or epoch seconds or milliseconds.",
+    );
+    return { ...fallback, rawDate };
+  }
+  if (!isInTimestampRange(date)) {
+    // The response could not be written as JSON with such a date, although the SMS was sent.
+    warnings.push(
+      `the date ${shown} at ${datePath} is outside the years 1 to 9999 that the response can carry, ` +
+        "so the date is the send time",
     );
     return { ...fallback, rawDate };
   }

@@ -329,6 +329,27 @@ describe("Dispatcher.send date path", () => {
         "Expected ISO 8601, RFC 2822, or epoch seconds or milliseconds.",
     ],
     [
+      "year 0",
+      '{"data": {"id": "m1", "date": "0000-06-15"}}',
+      "0000-06-15",
+      'the date "0000-06-15" at data.date is outside the years 1 to 9999 that the response can carry, ' +
+        "so the date is the send time",
+    ],
+    [
+      "leap second into year 10000",
+      '{"data": {"id": "m1", "date": "9999-12-31T23:59:60Z"}}',
+      "9999-12-31T23:59:60Z",
+      'the date "9999-12-31T23:59:60Z" at data.date is outside the years 1 to 9999 that the response can carry, ' +
+        "so the date is the send time",
+    ],
+    [
+      "year 0 offset",
+      '{"data": {"id": "m1", "date": "Mon, 01 Jan 0001 00:30:00 +0100"}}',
+      "Mon, 01 Jan 0001 00:30:00 +0100",
+      'the date "Mon, 01 Jan 0001 00:30:00 +0100" at data.date is outside the years 1 to 9999 that the response ' +
+        "can carry, so the date is the send time",
+    ],
+    [
       "an object",
       '{"data": {"id": "m1", "date": {"seconds": 1}}}',
       "",
