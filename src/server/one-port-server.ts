@@ -26,7 +26,27 @@ export interface ListenOptions {
    * `handler`.
    */
   grpcJs?: GrpcJsRoute;
+  /**
+   * Time a cleartext connection may take to send the bytes that choose
+   * HTTP/1.1 or HTTP/2 before it is closed; {@link FIRST_BYTES_TIMEOUT_MS}
+   * when unset.
+   */
+  firstBytesTimeoutMs?: number;
+  /**
+   * Limits of Node's HTTP/1.1 server on a request's headers and on the
+   * whole request; Node 20's defaults (60 s and 300 s, checked every 30 s)
+   * when unset.
+   */
+  http1Timeouts?: Pick<http.ServerOptions, "headersTimeout" | "requestTimeout" | "connectionsCheckingInterval">;
 }
+
+/**
+ * Default of {@link ListenOptions.firstBytesTimeoutMs}: Node's default
+ * `headersTimeout`, the time an HTTP/1.1 connection has for its first
+ * request's headers. Clients normally send their first bytes right after
+ * connecting, so mostly idle or hostile connections reach it.
+ */
+export const FIRST_BYTES_TIMEOUT_MS = 60_000;
 
 /** The grpc-js server of {@link ListenOptions.grpcJs} and the paths it implements. */
 export interface GrpcJsRoute {
@@ -57,7 +77,7 @@ export interface RunningServer {
 export async function startServer(handler: RequestHandler, options: ListenOptions): Promise<RunningServer> {
   const tracker = new ConnectionTracker();
   const tracked = tracker.wrap(handler);
-  const h1 = http.createServer(tracked);
+  const h1 = http.createServer(options.http1Timeouts ?? {}, tracked);
   const h2 = http2.createServer({}, tracked);
   h2.on("session", (session) => tracker.addSession(session));
 
@@ -105,7 +125,8 @@ export async function startServer(handler: RequestHandler, options: ListenOption
       }
     });
   } else {
-    listener = net.createServer((socket) => routeByPreface(socket, h1, toHttp2));
+    const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS;
+    listener = net.createServer((socket) => routeByPreface(socket, h1, toHttp2, firstBytesTimeoutMs));
     listener.on("connection", (socket: net.Socket) => tracker.addSocket(socket));
   }
 
@@ -121,6 +142,11 @@ export async function startServer(handler: RequestHandler, options: ListenOption
     injector?.destroy();
     throw error;
   }
+  // Node's HTTP/1.1 server starts enforcing headersTimeout and requestTimeout on its own
+  // "listening" event. h1 never listens, because the listener above owns the port, so it
+  // gets the event here. Without it a client could hold a connection open for good by
+  // sending a request's headers slowly or never finishing them.
+  h1.emit("listening");
   const address = listener.address() as AddressInfo;
 
   return {
@@ -130,6 +156,8 @@ export async function startServer(handler: RequestHandler, options: ListenOption
     async close(graceMs) {
       injector?.drain(graceMs);
       await tracker.drain(new Promise<void>((resolve) => listener.close(() => resolve())), graceMs);
+      // Stops the timer that checks HTTP/1.1 requests for their timeouts.
+      h1.close();
       injector?.destroy();
     },
   };
@@ -159,9 +187,19 @@ export function isGrpcProtoContentType(contentType: string): boolean {
 /**
  * Reads bytes until they either match the HTTP/2 preface or cannot, then
  * hands the socket to the matching server: to HTTP/1.1 with those bytes put
- * back, to `toHttp2` with the bytes read so far.
+ * back, to `toHttp2` with the bytes read so far. A connection that has not
+ * decided within `timeoutMs` is destroyed.
  */
-function routeByPreface(socket: net.Socket, h1: http.Server, toHttp2: (socket: net.Socket, received: Buffer) => void): void {
+function routeByPreface(
+  socket: net.Socket,
+  h1: http.Server,
+  toHttp2: (socket: net.Socket, received: Buffer) => void,
+  timeoutMs: number,
+): void {
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  timer.unref();
+  socket.once("close", () => clearTimeout(timer));
+
   let received = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     received = Buffer.concat([received, chunk]);
@@ -172,6 +210,7 @@ function routeByPreface(socket: net.Socket, h1: http.Server, toHttp2: (socket: n
     }
 
     socket.off("data", onData);
+    clearTimeout(timer);
     if (isHttp2) {
       toHttp2(socket, received);
     } else {

@@ -1,0 +1,74 @@
+import net from "node:net";
+import { afterEach, expect, test } from "vitest";
+import { startServer, type ListenOptions, type RunningServer } from "../../src/server/one-port-server.js";
+
+const servers: RunningServer[] = [];
+
+afterEach(async () => {
+  for (const server of servers.splice(0)) {
+    await server.close(0);
+  }
+});
+
+/** Starts a server whose handler responds to every request with 200, with the given limits. */
+async function start(options: Partial<ListenOptions>): Promise<RunningServer> {
+  const server = await startServer((_request, response) => response.end("ok"), { host: "127.0.0.1", port: 0, ...options });
+  servers.push(server);
+  return server;
+}
+
+/**
+ * Connects, writes `bytes` and waits up to `waitMs` for the server to close
+ * the connection. Resolves with what the server sent and whether it closed.
+ */
+async function holdOpen(port: number, bytes: string, waitMs: number): Promise<{ closed: boolean; received: string }> {
+  const socket = net.connect(port, "127.0.0.1");
+  socket.on("error", () => {});
+  let received = "";
+  socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")));
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+  socket.write(bytes);
+
+  const closed = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), waitMs);
+    socket.once("close", () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  socket.destroy();
+  return { closed, received };
+}
+
+test("silent connection is closed", async () => {
+  const server = await start({ firstBytesTimeoutMs: 200 });
+
+  const { closed } = await holdOpen(server.port, "", 5_000);
+
+  expect(closed, "a connection that sends nothing stayed open").toBe(true);
+});
+
+test("partial HTTP/2 preface is closed", async () => {
+  const server = await start({ firstBytesTimeoutMs: 200 });
+
+  const { closed } = await holdOpen(server.port, "PRI * HTTP/2.0\r\n", 5_000);
+
+  expect(closed, "a connection that stopped inside the HTTP/2 preface stayed open").toBe(true);
+});
+
+test("unfinished HTTP/1.1 headers time out", async () => {
+  const server = await start({ http1Timeouts: { headersTimeout: 300, requestTimeout: 600, connectionsCheckingInterval: 100 } });
+
+  const { closed, received } = await holdOpen(server.port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", 5_000);
+
+  expect(closed, "a connection that never finished its headers stayed open").toBe(true);
+  expect(received).toMatch(/^HTTP\/1\.1 408 /);
+});
+
+test("prompt HTTP/1.1 request is served", async () => {
+  const server = await start({ firstBytesTimeoutMs: 200 });
+
+  const { received } = await holdOpen(server.port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 5_000);
+
+  expect(received).toMatch(/^HTTP\/1\.1 200 /);
+});
