@@ -23,7 +23,10 @@ export interface BodyExcerpt {
  * characters, which is how an echo of the header's Latin-1 bytes reads as
  * UTF-8. The other is its UTF-8 bytes as Latin-1 characters, which is how a
  * gateway that took the header as UTF-8 and sends it back as Latin-1 shows
- * it. Empty secrets are skipped.
+ * it. A secret with leading or trailing spaces or tabs also gets the forms
+ * of its trimmed value, because HTTP parsers remove that whitespace from a
+ * header value (RFC 7230, section 3.2.4), so a gateway reads and echoes it
+ * trimmed. Empty secrets are skipped.
  *
  * Escaped echoes need no forms of their own: the redaction also searches
  * the text with its HTML character references, JSON string escapes or
@@ -36,7 +39,8 @@ export interface BodyExcerpt {
  */
 export function secretForms(secrets: readonly string[]): string[] {
   const forms = new Set<string>();
-  for (const secret of secrets) {
+  const sentForms = secrets.flatMap((secret) => [secret, secret.replace(/^[\t ]+|[\t ]+$/g, "")]);
+  for (const secret of new Set(sentForms)) {
     if (secret === "") {
       continue;
     }

@@ -45,6 +45,8 @@ describe("redactSecrets", () => {
     ["replaces UTF-8 after an invalid byte", `k=%FF${encodeURIComponent("Clé-Secret-ÄÖ1")}`, ["Clé-Secret-ÄÖ1"], "k=%FF[REDACTED]"],
     ["replaces UTF-8 bytes read as Latin-1", "to http://a/?k=bÃ¼cher-key1", ["bücher-key1"], "to http://a/?k=[REDACTED]"],
     ["replaces longer HTML names", "k=a&UnderBar;b&lbrack;c&rbrack;d1", ["a_b[c]d1"], "k=[REDACTED]"],
+    ["replaces a padded secret echoed trimmed", `id ${SECRET}!`, [`  ${SECRET}\t`], "id [REDACTED]!"],
+    ["replaces a padded secret echoed whole", `id " ${SECRET} "`, [` ${SECRET} `], 'id "[REDACTED]"'],
     ["skips empty secrets", "text", [""], "text"],
     ["keeps text without secrets", "nothing here", [SECRET], "nothing here"],
   ];
