@@ -90,7 +90,7 @@ function urlProblem(value: string, missing: string, expected: string): string | 
   try {
     url = new URL(value);
   } catch {
-    return portProblem(value) ?? "is not an absolute URL; write it as https://host/path";
+    return portProblem(value) ?? zoneIdProblem(value) ?? "is not an absolute URL; write it as https://host/path";
   }
   if (url.port === "0") {
     return PORT_MESSAGE;
@@ -112,7 +112,15 @@ function urlProblem(value: string, missing: string, expected: string): string | 
  * query, fragment or end. Neither host nor port may contain `@`, so the
  * password of a user-info part is never read as a port.
  */
-const URL_PORT = /^[a-z][a-z\d+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]/?#]*\]|[^:/?#@]*):([^/?#@]*)(?:[/?#]|$)/i;
+const URL_PORT = /^[a-z][a-z\d+.-]*:\/\/(?:[^@/?#]*@)?(?:\[[^\]/?#]*\]|[^[:/?#@]*):([^/?#@]*)(?:[/?#]|$)/i;
+
+/** The host of a URL as an IPv6 address in brackets with a zone id, such as `[fe80::1%25eth0]`. */
+const URL_ZONE_ID = /^[a-z][a-z\d+.-]*:\/\/(?:[^@/?#]*@)?\[[^\]/?#]*%/i;
+
+/** Returns why a URL that the URL parser rejected has an invalid host when it has a zone id, else null. */
+function zoneIdProblem(value: string): string | null {
+  return URL_ZONE_ID.test(value) ? "has an IPv6 zone id (after %), which a URL cannot carry; write the address without it" : null;
+}
 
 /**
  * Returns why the port of a URL that the URL parser rejected is invalid, or

@@ -123,6 +123,13 @@ describe("URL ports", () => {
     expect(result.message).not.toContain("123456");
   });
 
+  test.each(["http://[fe80::1%25eth0]/sms", "http://[fe80::1%eth0]:8080/sms"])("%s names the zone id", async (baseUrl) => {
+    const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl } }));
+
+    expect(result.fields).toEqual(["integration.base_url"]);
+    expect(result.message).toContain("integration.base_url: has an IPv6 zone id (after %), which a URL cannot carry; write the address without it");
+  });
+
   test("an unparsable URL is not quoted", async () => {
     const result = await failure(integrations.configureIntegration({ integration: { ...VALID, baseUrl: "http://gw example/sms" } }));
 
