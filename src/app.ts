@@ -20,6 +20,7 @@ import { connectRoutes, type ServiceBinding } from "./rpc/connect-routes.js";
 import { connectUnaryHandler } from "./rpc/connect-unary-handler.js";
 import { grpcJsServices } from "./rpc/grpc-js-services.js";
 import { EncryptingIntegrationStore } from "./security/encrypting-integration-store.js";
+import { checkStoredEncryptionKeys } from "./security/encryption-key-check.js";
 import { prepareSecurity } from "./security/security-setup.js";
 import { CorsPolicy } from "./server/cors.js";
 import { DescriptorIndex } from "./server/descriptor-index.js";
@@ -69,8 +70,10 @@ export interface AppOptions {
  * @throws ConfigError before anything is opened when the TLS files or the
  *   security settings are invalid or unsafe (see `readTlsFiles` and
  *   `prepareSecurity`), and when the SQLite folder cannot be written,
- *   PostgreSQL cannot be reached or the port cannot be bound. The message
- *   names the setting as the operator gave it.
+ *   PostgreSQL cannot be reached, a configured encryption key is not the
+ *   one first used under its id (see `checkStoredEncryptionKeys`) or the
+ *   port cannot be bound. The message names the setting as the operator
+ *   gave it.
  */
 export async function startApp(config: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
   const tls = await readTlsFiles(config);
@@ -78,6 +81,14 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
   const databaseSchema = config.databaseUrl === "" ? undefined : config.databaseSchema;
   const opened = await openConfiguredStore(config, logger, "service");
   const { description, idempotency } = opened;
+  try {
+    await checkStoredEncryptionKeys(opened.keyChecks, security.encryption, description, logger);
+  } catch (error) {
+    await opened.store.close().catch((closeError: unknown) => {
+      logger.warn({ database: description, err: closeError }, "closing the database failed");
+    });
+    throw error;
+  }
   const encrypted = new EncryptingIntegrationStore(opened.store, security.cipher);
   // Integrations stay in memory, so a send does not query the database for its integration. With
   // PostgreSQL, a LISTEN connection hears the changes of every replica; while it is down, reads go

@@ -21,6 +21,25 @@ export interface LoadedEncryptionKeys {
   ring: EncryptionKeyRing;
   /** `ENCRYPTION_KEYS`, or the path of the key file. */
   source: string;
+  /**
+   * Location of the keys' configuration, for error messages: the setting as
+   * the operator gave it (`ENCRYPTION_KEYS` or `--encryption-keys`), the
+   * setting and the path of ENCRYPTION_KEYS_FILE, or the generated key file and its path.
+   */
+  setting: string;
+  /**
+   * The keys of the generated key file in DATA_DIR that the configured keys
+   * leave out, when keys are configured on the SQLite store and that file
+   * exists. Whether stored secrets use them is known only once the store is
+   * open (see `reportStoredKeyUsage`).
+   */
+  generatedKeysLeftOut?: GeneratedKeysLeftOut;
+}
+
+/** Keys of the generated key file that the configured keys leave out. */
+export interface GeneratedKeysLeftOut {
+  file: string;
+  keyIds: string[];
 }
 
 /**
@@ -43,14 +62,15 @@ export async function loadEncryptionKeys(settings: EncryptionKeySettings, logger
   }
   if (encryptionKeys !== "") {
     const ring = parsed(encryptionKeys, names.encryptionKeys);
-    await warnAboutGeneratedKeys(settings, ring, logger);
-    return { ring, source: "ENCRYPTION_KEYS" };
+    const generatedKeysLeftOut = await findGeneratedKeysLeftOut(settings, ring);
+    return { ring, source: "ENCRYPTION_KEYS", setting: names.encryptionKeys, generatedKeysLeftOut };
   }
   if (encryptionKeysFile !== "") {
+    const setting = `${names.encryptionKeysFile} ${encryptionKeysFile}`;
     const text = await readKeyFile(encryptionKeysFile, names.encryptionKeysFile, logger);
-    const ring = parsed(text, `${names.encryptionKeysFile} ${encryptionKeysFile}`);
-    await warnAboutGeneratedKeys(settings, ring, logger);
-    return { ring, source: encryptionKeysFile };
+    const ring = parsed(text, setting);
+    const generatedKeysLeftOut = await findGeneratedKeysLeftOut(settings, ring);
+    return { ring, source: encryptionKeysFile, setting, generatedKeysLeftOut };
   }
   if (settings.databaseUrl !== "") {
     throw new ConfigError(
@@ -70,7 +90,7 @@ export async function loadEncryptionKeys(settings: EncryptionKeySettings, logger
       ? "created an encryption key file for stored gateway secrets because ENCRYPTION_KEYS is not set; back it up with the database"
       : "encrypting stored gateway secrets with the key file in DATA_DIR because ENCRYPTION_KEYS is not set; back it up with the database",
   );
-  return { ring, source: file };
+  return { ring, source: file, setting: `the key file generated in ${names.dataDir} (${file})` };
 }
 
 function parsed(text: string, source: string): EncryptionKeyRing {
@@ -82,14 +102,15 @@ function parsed(text: string, source: string): EncryptionKeyRing {
 }
 
 /**
- * Warns when the SQLite store has a generated key file whose keys the
- * configured keys leave out, because secrets written under them no longer
- * decrypt. This happens when an operator moves from the generated file to
- * ENCRYPTION_KEYS without copying its key.
+ * Returns the keys of the SQLite store's generated key file that the
+ * configured keys leave out, which happens when an operator moves from the
+ * generated file to ENCRYPTION_KEYS without copying its key. Returns
+ * undefined on PostgreSQL, without such a file, or when every key of the
+ * file is configured.
  */
-async function warnAboutGeneratedKeys(settings: EncryptionKeySettings, ring: EncryptionKeyRing, logger: Logger): Promise<void> {
+async function findGeneratedKeysLeftOut(settings: EncryptionKeySettings, ring: EncryptionKeyRing): Promise<GeneratedKeysLeftOut | undefined> {
   if (settings.databaseUrl !== "") {
-    return;
+    return undefined;
   }
 
   const file = path.join(settings.dataDir, GENERATED_KEY_FILE_NAME);
@@ -98,16 +119,10 @@ async function warnAboutGeneratedKeys(settings: EncryptionKeySettings, ring: Enc
     generated = parseEncryptionKeys(await readFile(file, "utf8"), file);
   } catch {
     // No generated file, or one that is not usable: there is nothing to compare.
-    return;
+    return undefined;
   }
-  const missing = generated.ids.filter((id) => ring.key(id) === undefined);
-  if (missing.length > 0) {
-    logger.warn(
-      { file, missingKeyIds: missing },
-      "the generated key file in DATA_DIR has keys that the configured keys leave out; secrets stored under them " +
-        "cannot be decrypted until those keys are added (then run npm run reencrypt)",
-    );
-  }
+  const keyIds = generated.ids.filter((id) => ring.key(id) === undefined);
+  return keyIds.length === 0 ? undefined : { file, keyIds };
 }
 
 /** Reads a key file, and warns when users other than the owner may read it. Errors name the file by `setting`. */
@@ -172,9 +187,15 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-/** Returns the text of a new key file: a comment on what it is, and one key named after today's date. */
+/**
+ * Returns the text of a new key file: a comment on what it is, and one key
+ * named after today's date and a random suffix. The suffix keeps a key
+ * generated again on the same day, after the file was deleted, from taking
+ * an id that the store has recorded for the first key (see
+ * `encryption-key-check.ts`), which would stop the service from starting.
+ */
 function generatedKeyFile(now: Date): string {
-  const keyId = `local-${now.toISOString().slice(0, 10).replaceAll("-", "")}`;
+  const keyId = `local-${now.toISOString().slice(0, 10).replaceAll("-", "")}-${randomBytes(3).toString("hex")}`;
   const key = randomBytes(ENCRYPTION_KEY_BYTES).toString("base64");
   return [
     `# Encryption keys of smsgateway's stored gateway secrets, created ${now.toISOString()}`,

@@ -7,6 +7,7 @@ import { ConfigError, helpText, loadConfig } from "../config/load-config.js";
 import { createLogger } from "../logger.js";
 import { openConfiguredStore } from "../store/open-configured-store.js";
 import { SQLITE_FILE_NAME } from "../store/sqlite-database.js";
+import { checkStoredEncryptionKeys } from "./encryption-key-check.js";
 import { loadEncryptionKeys } from "./encryption-key-source.js";
 import { reencryptSecrets } from "./reencrypt-secrets.js";
 import { SecretCipher } from "./secret-cipher.js";
@@ -19,16 +20,18 @@ export interface CommandOutput {
 }
 
 /**
- * Runs `npm run reencrypt`: reads the settings as the service does (flags,
- * environment, defaults), opens the same store with the same keys, and
- * rewrites every stored secret under the newest key.
+ * Runs `npm run reencrypt`. It reads the store's settings as the service
+ * does (flags, environment, defaults) and opens the same store with the same
+ * keys. It checks the keys against the store as the service does at
+ * start-up, then rewrites every stored secret under the newest key.
  *
  * @returns the exit code. 0 when every secret is under the newest key. 1
  *   when some could not be re-encrypted, when the store has no integrations
  *   (as a mistyped location looks), or when the store failed. 2 for a
- *   configuration error, such as a data folder without the service's SQLite
- *   file or one that a running service holds, a PostgreSQL database it
- *   cannot connect to, or a PostgreSQL schema that does not exist.
+ *   configuration error: a data folder without the service's SQLite file,
+ *   a PostgreSQL database it cannot connect to, a PostgreSQL schema that
+ *   does not exist, or a configured key that is not the key first used
+ *   under its id.
  */
 export async function runReencryptCommand(
   argv: readonly string[],
@@ -56,9 +59,10 @@ export async function runReencryptCommand(
     const logger = createLogger(config.logLevel, output.logs);
     const keys = await loadEncryptionKeys(config, logger);
     const cipher = new SecretCipher(keys.ring);
-    const { store, description } = await openConfiguredStore(config, logger, "reencrypt");
+    const { store, keyChecks, description } = await openConfiguredStore(config, logger, "reencrypt");
 
     try {
+      await checkStoredEncryptionKeys(keyChecks, keys, description, logger);
       const result = await reencryptSecrets(store, cipher, logger);
       output.out(
         `re-encrypted ${result.reencrypted} of ${result.examined} integrations under key ${result.keyId} ` +

@@ -5,7 +5,7 @@ import type { Config } from "../config/settings.js";
 import { PROCEDURE_SCOPES, PUBLIC_PROCEDURES } from "../rpc/procedure-scopes.js";
 import { loadApiKeys } from "./api-key-source.js";
 import { ApiKeyAuthenticator } from "./caller-authenticator.js";
-import { loadEncryptionKeys } from "./encryption-key-source.js";
+import { loadEncryptionKeys, type LoadedEncryptionKeys } from "./encryption-key-source.js";
 import { isLoopbackHost } from "./loopback-host.js";
 import { SecretCipher } from "./secret-cipher.js";
 
@@ -13,6 +13,8 @@ import { SecretCipher } from "./secret-cipher.js";
 export interface Security {
   access: ApiKeyAuthenticator;
   cipher: SecretCipher;
+  /** The keys of `cipher` and where they were configured, for the check against the store (`checkStoredEncryptionKeys`). */
+  encryption: LoadedEncryptionKeys;
 }
 
 /**
@@ -61,5 +63,5 @@ export async function prepareSecurity(config: Config, logger: Logger): Promise<S
     "stored gateway secrets are encrypted with AES-256-GCM",
   );
 
-  return { access, cipher: new SecretCipher(encryption.ring) };
+  return { access, cipher: new SecretCipher(encryption.ring), encryption };
 }

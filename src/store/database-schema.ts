@@ -41,6 +41,17 @@ export interface IntegrationRow {
 export interface StoreDatabase {
   integrations: IntegrationRow;
   idempotency_keys: IdempotencyKeyRow;
+  encryption_key_checks: EncryptionKeyCheckRow;
+}
+
+/** A row of `encryption_key_checks`: proof of which key was first configured under a key id. */
+export interface EncryptionKeyCheckRow {
+  /** Primary key; compared in byte order on both databases. */
+  key_id: string;
+  /** A fixed text encrypted under the key, in the `v1:<keyId>:<base64url>` format of the secrets. */
+  check_value: string;
+  /** When the row was inserted; same time format as `integrations.create_time`. */
+  create_time: string;
 }
 
 /** A row of `idempotency_keys`: one send request's claim on a key, and its outcome. */

@@ -2,6 +2,7 @@ import { sql, type Kysely, type Migration, type MigrationProvider } from "kysely
 
 import { migrateIdempotency } from "./idempotency-migration.js";
 import { createChangeNotifyTrigger, notifyRenamedIntegrationIds } from "./integration-change-migration.js";
+import { createKeyChecksTable } from "./key-check-migration.js";
 import { DEFAULT_POSTGRES_SCHEMA } from "./postgres-database.js";
 
 /** The database engines the store runs on. */
@@ -108,6 +109,9 @@ export function createMigrationProvider(engine: StoreEngine, schema?: string): M
           await notifyRenamedIntegrationIds(db, schema ?? DEFAULT_POSTGRES_SCHEMA);
         }
       },
+    },
+    "0006_encryption_key_checks": {
+      up: (db) => createKeyChecksTable(scoped(db), engine),
     },
   };
 

@@ -8,6 +8,8 @@ import type { IdempotencyStore } from "./idempotency-store.js";
 import type { IntegrationStore, SecretColumnsStore } from "./integration-store.js";
 import { KyselyIdempotencyStore } from "./kysely-idempotency-store.js";
 import { KyselyIntegrationStore } from "./kysely-integration-store.js";
+import type { KeyCheckStore } from "./key-check-store.js";
+import { KyselyKeyCheckStore } from "./kysely-key-check-store.js";
 import { MissingSchemaError } from "./missing-schema-error.js";
 import { createMigrationProvider, type StoreEngine } from "./migrations.js";
 import {
@@ -100,6 +102,8 @@ export interface OpenedStore {
   store: IntegrationStore & SecretColumnsStore;
   /** Idempotency keys in the same database; closing `store` closes it too. */
   idempotency: IdempotencyStore;
+  /** The encryption key checks and the key ids of the stored secrets, in the same database; closing `store` closes it too. */
+  keyChecks: KeyCheckStore;
   /**
    * The database for logs, with no password: `sqlite:data/smsgateway.db` or
    * `postgres://user@host:5432/db`, plus `(schema name)` for a schema other
@@ -179,7 +183,12 @@ async function prepareStore(
   }
 
   const scoped = schema === undefined ? db : db.withSchema(schema);
-  return { store: new KyselyIntegrationStore(scoped), idempotency: new KyselyIdempotencyStore(scoped), description };
+  return {
+    store: new KyselyIntegrationStore(scoped),
+    idempotency: new KyselyIdempotencyStore(scoped),
+    keyChecks: new KyselyKeyCheckStore(scoped, engine),
+    description,
+  };
 }
 
 async function checkConnection(db: Kysely<StoreDatabase>, description: string): Promise<void> {

@@ -154,19 +154,42 @@ describe("loadEncryptionKeys", () => {
     expect(logged).not.toContain(created.ring.current.key.toString("base64"));
   });
 
-  test("warns when the generated key is not configured", async () => {
+  test("names the generated keys that are not configured", async () => {
     const dataDir = await tempDir();
     const generated = await loadEncryptionKeys(settings({ dataDir }), silentLogger());
     const generatedEntry = `${generated.ring.current.id}:${generated.ring.current.key.toString("base64")}`;
     const left = capturingLogger();
-    const kept = capturingLogger();
 
-    await loadEncryptionKeys(settings({ dataDir, encryptionKeys: keyEntry("fresh") }), left.logger);
-    await loadEncryptionKeys(settings({ dataDir, encryptionKeys: `${generatedEntry},${keyEntry("fresh")}` }), kept.logger);
+    const leftOut = await loadEncryptionKeys(settings({ dataDir, encryptionKeys: keyEntry("fresh") }), left.logger);
+    const withGeneratedKey = await loadEncryptionKeys(settings({ dataDir, encryptionKeys: `${generatedEntry},${keyEntry("fresh")}` }), silentLogger());
 
-    const warning = left.lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.level === 40);
-    expect(warning).toMatchObject({ missingKeyIds: [generated.ring.current.id], msg: expect.stringContaining("cannot be decrypted") });
-    expect(kept.lines.join("")).not.toContain("missingKeyIds");
+    expect(leftOut.generatedKeysLeftOut).toEqual({ file: path.join(dataDir, "encryption-keys"), keyIds: [generated.ring.current.id] });
+    expect(withGeneratedKey.generatedKeysLeftOut).toBeUndefined();
+    // Whether stored secrets use the left-out keys is known only once the store is open, so nothing is logged yet.
+    expect(left.lines).toEqual([]);
+  });
+
+  test("a generated key gets an id of its own", async () => {
+    const first = await loadEncryptionKeys(settings({ dataDir: await tempDir() }), silentLogger());
+    const second = await loadEncryptionKeys(settings({ dataDir: await tempDir() }), silentLogger());
+
+    expect(first.ring.current.id).toMatch(/^local-\d{8}-[0-9a-f]{6}$/);
+    expect(second.ring.current.id).not.toBe(first.ring.current.id);
+  });
+
+  test("names where the keys were configured", async () => {
+    const dataDir = await tempDir();
+    const file = path.join(dataDir, "keys");
+    await writeFile(file, keyEntry("k"), { mode: 0o600 });
+    const names = { ...environmentNames(), encryptionKeys: "--encryption-keys" };
+
+    const fromFlag = await loadEncryptionKeys(settings({ encryptionKeys: keyEntry("k"), names }), silentLogger());
+    const fromFile = await loadEncryptionKeys(settings({ encryptionKeysFile: file }), silentLogger());
+    const generated = await loadEncryptionKeys(settings({ dataDir }), silentLogger());
+
+    expect(fromFlag.setting).toBe("--encryption-keys");
+    expect(fromFile.setting).toBe(`ENCRYPTION_KEYS_FILE ${file}`);
+    expect(generated.setting).toBe(`the key file generated in DATA_DIR (${path.join(dataDir, "encryption-keys")})`);
   });
 
   test("concurrent first starts share one key", async () => {
@@ -177,6 +200,6 @@ describe("loadEncryptionKeys", () => {
     const keys = new Set(loaded.map((entry) => entry.ring.current.key.toString("base64")));
     expect(keys.size).toBe(1);
     const text = await readFile(path.join(dataDir, "encryption-keys"), "utf8");
-    expect(text.match(/^local-\d{8}:/gm)).toHaveLength(1);
+    expect(text.match(/^local-\d{8}-[0-9a-f]{6}:/gm)).toHaveLength(1);
   });
 });

@@ -11,10 +11,11 @@ import { afterEach, beforeAll, beforeEach, describe, expect, test } from "vitest
 import { runReencryptCommand } from "../../src/security/reencrypt-command.js";
 import { reencryptSecrets, type ReencryptableStore } from "../../src/security/reencrypt-secrets.js";
 import { EncryptingIntegrationStore } from "../../src/security/encrypting-integration-store.js";
+import { checkStoredEncryptionKeys } from "../../src/security/encryption-key-check.js";
 import { describePostgresUrl } from "../../src/store/postgres-database.js";
 import { sampleFields, silentLogger } from "../store/integration-fixtures.js";
 import { assertPostgresReachable, dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "../store/postgres-test-database.js";
-import { cipherOf, keyEntry } from "./security-fixtures.js";
+import { cipherOf, keyEntry, ring } from "./security-fixtures.js";
 import { STORE_ENGINES, type EngineLocation } from "./store-engines.js";
 
 const run = promisify(execFile);
@@ -204,6 +205,35 @@ describe.each(STORE_ENGINES)("$name", (engine) => {
         await service.close();
         await plain.close();
       }
+    });
+
+    test("a mistyped key exits 2 before rewriting", async () => {
+      const expected = await seed();
+      const { store, keyChecks } = await location.openStore();
+      await checkStoredEncryptionKeys(keyChecks, { ring: ring(OLD), source: "ENCRYPTION_KEYS", setting: "ENCRYPTION_KEYS" }, location.description, silentLogger());
+      await store.close();
+      const rows = await Promise.all([...expected.keys()].map((id) => location.rawRow(id)));
+
+      const result = await reencrypt(location, `${keyEntry("old")},${NEW}`);
+
+      expect(result.code).toBe(2);
+      expect(result.err).toMatch(/^reencrypt: key id "old" in ENCRYPTION_KEYS is not the key that was first used under this id in /);
+      expect(result.out).toBe("");
+      expect(await Promise.all([...expected.keys()].map((id) => location.rawRow(id)))).toEqual(rows);
+      expect((await location.rawKeyChecks()).map((row) => row.key_id)).toEqual(["old"]);
+    });
+
+    test("a key that does not decrypt the stored secrets exits 2", async () => {
+      // Secrets written before the key checks existed: the key is tried on them.
+      const expected = await seed();
+      const rows = await Promise.all([...expected.keys()].map((id) => location.rawRow(id)));
+
+      const result = await reencrypt(location, `${keyEntry("old")},${NEW}`);
+
+      expect(result.code).toBe(2);
+      expect(result.err).toMatch(/^reencrypt: key id "old" in ENCRYPTION_KEYS is not the key .*: it does not decrypt the secrets stored under "old" \(integrations a, b, c\)/);
+      expect(await Promise.all([...expected.keys()].map((id) => location.rawRow(id)))).toEqual(rows);
+      expect(await location.rawKeyChecks()).toEqual([]);
     });
 
     test("invalid keys are a configuration error", async () => {

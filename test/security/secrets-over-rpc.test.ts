@@ -125,8 +125,8 @@ describe("echoed secrets", () => {
       const rows = database.prepare("select api_key, secret_key from integrations").all() as Record<string, string>[];
       expect(rows.length).toBeGreaterThan(0);
       for (const row of rows) {
-        expect(row.api_key).toMatch(/^v1:local-\d{8}:/);
-        expect(row.secret_key).toMatch(/^v1:local-\d{8}:/);
+        expect(row.api_key).toMatch(/^v1:local-\d{8}-[0-9a-f]{6}:/);
+        expect(row.secret_key).toMatch(/^v1:local-\d{8}-[0-9a-f]{6}:/);
       }
     } finally {
       database.close();
@@ -136,6 +136,8 @@ describe("echoed secrets", () => {
 
 describe("secret encrypted under a key that is gone", () => {
   const OLD = keyEntry("old");
+  /** One key for every restart, because a key id keeps the key first used under it. */
+  const NEW = keyEntry("new");
   /** Services started on the first one's data; the first one is closed in beforeAll. */
   const services: TestService[] = [];
   let integrationId: string;
@@ -172,7 +174,7 @@ describe("secret encrypted under a key that is gone", () => {
   }
 
   test("send fails with FAILED_PRECONDITION naming the key id", async () => {
-    const service = await restartWith(keyEntry("new"));
+    const service = await restartWith(NEW);
     const sms = CLIENT_KINDS[0]!.create(SmsService, service.baseUrl);
     const integrations = CLIENT_KINDS[0]!.create(IntegrationService, service.baseUrl);
     try {
@@ -196,7 +198,7 @@ describe("secret encrypted under a key that is gone", () => {
   });
 
   test("an update must send the unreadable secret", async () => {
-    const service = await restartWith(keyEntry("new"));
+    const service = await restartWith(NEW);
     const integrations = CLIENT_KINDS[0]!.create(IntegrationService, service.baseUrl);
     const sms = CLIENT_KINDS[0]!.create(SmsService, service.baseUrl);
     try {

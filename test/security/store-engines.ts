@@ -6,7 +6,8 @@ import Database from "better-sqlite3";
 import pg from "pg";
 
 import type { IntegrationStore, SecretColumnsStore } from "../../src/store/integration-store.js";
-import { openStore } from "../../src/store/open-store.js";
+import { openStore, type OpenedStore } from "../../src/store/open-store.js";
+import { describePostgresUrl } from "../../src/store/postgres-database.js";
 import { SQLITE_FILE_NAME } from "../../src/store/sqlite-database.js";
 import { silentLogger } from "../store/integration-fixtures.js";
 import { dropSchema, SKIP_POSTGRES, TEST_DATABASE_URL, uniqueSchemaName } from "../store/postgres-test-database.js";
@@ -18,8 +19,14 @@ export type RawRow = Record<string, unknown>;
 export interface EngineLocation {
   /** Opens the store without encryption, as `openStore` returns it. */
   openPlain(): Promise<IntegrationStore & SecretColumnsStore>;
+  /** Opens the store with its key checks and idempotency keys; closing `store` closes them all. */
+  openStore(): Promise<OpenedStore>;
+  /** The database as the store's messages name it. */
+  description: string;
   /** Reads a row with the database driver, bypassing the store. */
   rawRow(id: string): Promise<RawRow | undefined>;
+  /** Reads every row of `encryption_key_checks` with the database driver, in key id order. */
+  rawKeyChecks(): Promise<RawRow[]>;
   /** Writes the secret columns of a row with the database driver, bypassing the store. */
   writeRawSecrets(id: string, apiKey: string, secretKey: string): Promise<void>;
   /** Settings that point the re-encrypt command at this storage. */
@@ -48,7 +55,10 @@ async function openSqliteLocation(): Promise<EngineLocation> {
 
   return {
     openPlain: async () => (await openStore({ dataDir, logger: silentLogger() })).store,
+    openStore: () => openStore({ dataDir, logger: silentLogger() }),
+    description: `sqlite:${file}`,
     rawRow: async (id) => withDatabase((database) => database.prepare("select * from integrations where id = ?").get(id) as RawRow | undefined),
+    rawKeyChecks: async () => withDatabase((database) => database.prepare("select * from encryption_key_checks order by key_id").all() as RawRow[]),
     writeRawSecrets: async (id, apiKey, secretKey) => {
       withDatabase((database) => database.prepare("update integrations set api_key = ?, secret_key = ? where id = ?").run(apiKey, secretKey, id));
     },
@@ -70,10 +80,13 @@ async function openPostgresLocation(): Promise<EngineLocation> {
     }
   };
 
+  const open = () => openStore({ databaseUrl: TEST_DATABASE_URL, schema, dataDir: "/nonexistent/unused", logger: silentLogger() });
   return {
-    openPlain: async () =>
-      (await openStore({ databaseUrl: TEST_DATABASE_URL, schema, dataDir: "/nonexistent/unused", logger: silentLogger() })).store,
+    openPlain: async () => (await open()).store,
+    openStore: open,
+    description: describePostgresUrl(TEST_DATABASE_URL, schema),
     rawRow: async (id) => (await query(`select * from ${table} where id = $1`, [id]))[0],
+    rawKeyChecks: () => query(`select * from ${pg.escapeIdentifier(schema)}.encryption_key_checks order by key_id`, []),
     writeRawSecrets: async (id, apiKey, secretKey) => {
       await query(`update ${table} set api_key = $1, secret_key = $2 where id = $3`, [apiKey, secretKey, id]);
     },

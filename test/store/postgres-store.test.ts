@@ -67,6 +67,7 @@ describe.skipIf(SKIP_POSTGRES)(`PostgreSQL store (TEST_DATABASE_URL or the local
       await store.close();
 
       expect(await tablesIn(schema)).toEqual([
+        "encryption_key_checks",
         "idempotency_keys",
         "integrations",
         "kysely_migration",
