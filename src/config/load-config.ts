@@ -21,9 +21,13 @@ export type LoadResult = { kind: "run"; config: Config } | { kind: "help"; text:
 /**
  * Reads the configuration from flags, then environment variables, then
  * defaults, in that order of precedence.
+ *
+ * @param read the settings to read, by default every one. A program that
+ *   uses only some of them, such as `npm run reencrypt`, accepts only their
+ *   flags and gets the defaults of the others, whatever the environment sets.
  */
-export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): LoadResult {
-  const flags = parseFlags(argv);
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv, read: readonly Setting[] = SETTINGS): LoadResult {
+  const flags = parseFlags(argv, new Set(read.map((setting) => setting.flag)));
   if (flags === "help") {
     return { kind: "help", text: helpText() };
   }
@@ -33,8 +37,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Loa
   const names: Record<string, string> = {};
   const values: Record<string, unknown> = {};
   for (const setting of SETTINGS) {
+    const isRead = read.includes(setting);
     const fromFlag = flags.get(setting.flag);
-    const given = fromFlag ?? env[setting.env];
+    const given = isRead ? (fromFlag ?? env[setting.env]) : undefined;
     names[setting.key] = fromFlag === undefined ? setting.env : setting.flag;
     const label = given === undefined ? `default of ${setting.env}` : names[setting.key]!;
     values[setting.key] = parseSetting(setting, given ?? setting.defaultValue, label);
@@ -135,13 +140,20 @@ export function helpText(): string {
     "",
     "Each setting is read from its flag, else its environment variable, else the default.",
     "",
+    ...settingsHelp(SETTINGS),
   ];
-  for (const setting of SETTINGS) {
+  return lines.join("\n");
+}
+
+/** Returns the help lines of `settings`: for each, its flag, variable and unit, what it sets, and its default. */
+export function settingsHelp(settings: readonly Setting[]): string[] {
+  const lines: string[] = [];
+  for (const setting of settings) {
     const unit = setting.unit === "" ? "" : ` (${setting.unit})`;
     const fallback = setting.defaultValue === "" ? "unset" : setting.defaultValue;
     lines.push(`  ${setting.flag}, ${setting.env}${unit}`);
     lines.push(`      ${setting.description}`);
     lines.push(`      Default: ${fallback}`);
   }
-  return lines.join("\n");
+  return lines;
 }

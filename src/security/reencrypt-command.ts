@@ -3,7 +3,8 @@ import path from "node:path";
 
 import type { DestinationStream } from "pino";
 
-import { ConfigError, helpText, loadConfig } from "../config/load-config.js";
+import { ConfigError, loadConfig, settingsHelp } from "../config/load-config.js";
+import { SETTINGS, type SettingKey } from "../config/settings.js";
 import { createLogger } from "../logger.js";
 import { openConfiguredStore } from "../store/open-configured-store.js";
 import { SQLITE_FILE_NAME } from "../store/sqlite-database.js";
@@ -17,6 +18,35 @@ export interface CommandOutput {
   out(line: string): void;
   err(line: string): void;
   logs: DestinationStream;
+}
+
+/** The settings that the command reads: where the store is, its keys, and the log level. */
+const READ_SETTINGS: ReadonlySet<SettingKey> = new Set([
+  "dataDir",
+  "databaseUrl",
+  "databaseSchema",
+  "sqliteSynchronous",
+  "encryptionKeys",
+  "encryptionKeysFile",
+  "logLevel",
+]);
+const REENCRYPT_SETTINGS = SETTINGS.filter((setting) => READ_SETTINGS.has(setting.key));
+
+/** Returns the text of `npm run reencrypt -- --help`. */
+export function reencryptHelpText(): string {
+  return [
+    "Usage: npm run reencrypt -- [--flag value ...]",
+    "",
+    "Re-encrypts every stored gateway secret under the newest encryption key (the last one configured).",
+    "It may run while the service runs. Give it the same values of these settings as the service;",
+    "it reads no other setting. Each is read from its flag, else its environment variable, else the default.",
+    "",
+    ...settingsHelp(REENCRYPT_SETTINGS),
+    "",
+    "Exit codes: 0 when every secret is under the newest key; 1 when some could not be re-encrypted,",
+    "when the store has no integrations, or when the store failed; 2 for a setting to fix, such as a",
+    "configured key that is not the one first used under its key id.",
+  ].join("\n");
 }
 
 /**
@@ -39,13 +69,9 @@ export async function runReencryptCommand(
   output: CommandOutput,
 ): Promise<number> {
   try {
-    const loaded = loadConfig(argv, env);
+    const loaded = loadConfig(argv, env, REENCRYPT_SETTINGS);
     if (loaded.kind === "help") {
-      output.out(
-        "Usage: npm run reencrypt -- [--flag value ...]\n\n" +
-          "Re-encrypts every stored gateway secret under the newest encryption key, with the service's settings.\n\n" +
-          helpText(),
-      );
+      output.out(reencryptHelpText());
       return 0;
     }
 

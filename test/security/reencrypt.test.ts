@@ -37,7 +37,11 @@ const OLD = keyEntry("old");
 const NEW = keyEntry("new");
 
 /** Runs the command in this process and returns its exit code and output. */
-async function reencrypt(location: EngineLocation, keys: string): Promise<{ code: number; out: string; err: string; logs: string }> {
+async function reencrypt(
+  location: EngineLocation,
+  keys: string,
+  extraEnv: Record<string, string> = {},
+): Promise<{ code: number; out: string; err: string; logs: string }> {
   const out: string[] = [];
   const err: string[] = [];
   const logs: string[] = [];
@@ -47,7 +51,7 @@ async function reencrypt(location: EngineLocation, keys: string): Promise<{ code
       callback();
     },
   });
-  const env = { ...location.command.env, ENCRYPTION_KEYS: keys, LOG_LEVEL: "info" };
+  const env = { ...location.command.env, ENCRYPTION_KEYS: keys, LOG_LEVEL: "info", ...extraEnv };
   const code = await runReencryptCommand([], env, { out: (line) => out.push(line), err: (line) => err.push(line), logs: sink });
   return { code, out: out.join("\n"), err: err.join("\n"), logs: logs.join("") };
 }
@@ -262,6 +266,46 @@ describe("npm run reencrypt", () => {
 
       expect(stdout).toMatch(/^re-encrypted 1 of 1 integrations under key new in sqlite:.*\n$/);
       expect((await location.rawRow("one"))?.api_key).toMatch(/^v1:new:/);
+    } finally {
+      await location.dispose();
+    }
+  });
+
+  test("--help lists only the settings it reads", async () => {
+    const { stdout } = await run(TSX, ["src/tools/reencrypt.ts", "--help"], { env: process.env, timeout: 60_000 });
+
+    expect(stdout).toMatch(/^Usage: npm run reencrypt -- \[--flag value \.\.\.\]\n/);
+    const listed = [...stdout.matchAll(/^ {2}(--[a-z-]+), ([A-Z_]+)/gm)].map((match) => match[2]);
+    expect(listed.sort()).toEqual(
+      ["DATABASE_SCHEMA", "DATABASE_URL", "DATA_DIR", "ENCRYPTION_KEYS", "ENCRYPTION_KEYS_FILE", "LOG_LEVEL", "SQLITE_SYNCHRONOUS"],
+    );
+    expect(stdout).not.toContain("npm start");
+    expect(stdout).not.toContain("--port");
+    expect(stdout).not.toContain("TLS");
+  });
+
+  test("rejects a flag of the service only", async () => {
+    const err: string[] = [];
+    const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+
+    const code = await runReencryptCommand(["--port", "8080"], {}, { out: () => undefined, err: (line) => err.push(line), logs: sink });
+
+    expect(code).toBe(2);
+    expect(err.join("\n")).toBe('reencrypt: Unknown argument "--port". Run with --help to list the settings.');
+  });
+
+  test("ignores the variables of the service only", async () => {
+    const location = await STORE_ENGINES[0]!.open();
+    try {
+      const store = new EncryptingIntegrationStore(await location.openPlain(), cipherOf(OLD));
+      await store.create(sampleFields(), "one");
+      await store.close();
+      const serviceOnly = { PORT: "not-a-port", TLS_CERT_FILE: "/nonexistent/cert.pem" };
+
+      const result = await reencrypt(location, `${OLD},${NEW}`, serviceOnly);
+
+      expect(result.err).toBe("");
+      expect(result.code).toBe(0);
     } finally {
       await location.dispose();
     }
