@@ -59,8 +59,8 @@ export async function checkStoredEncryptionKeys(
  * processes cannot decrypt.
  *
  * A key id without a check value gets one. When secrets are already
- * stored under that id, the key must first decrypt one of them, so that
- * after an upgrade a wrong key cannot be the one recorded. The check
+ * stored under that id, the key must first decrypt most of those it tries,
+ * so that after an upgrade a wrong key cannot be the one recorded. The check
  * value is inserted only when the id still has none, and then read back,
  * so of two processes that start at once with different keys under one
  * id, the one whose row was not kept fails.
@@ -149,11 +149,14 @@ function assertChecksDecrypt(
 }
 
 /**
- * Throws unless `key` decrypts at least one stored secret under its id.
+ * Throws unless `key` decrypts more of the stored secrets that it tries
+ * under its id than it fails to. One success is not enough, because before
+ * the checks existed a replica with a wrong key may have written some of
+ * them, and that replica must not record its key when it starts first.
  * Only a failed authentication counts against the key, because a malformed
  * value does not show which key wrote it.
  *
- * @throws ConfigError naming the key id and the integrations tried.
+ * @throws ConfigError naming the key id and the integrations whose secrets it does not decrypt.
  */
 async function assertDecryptsStoredSecrets(
   store: KeyCheckStore,
@@ -163,6 +166,8 @@ async function assertDecryptsStoredSecrets(
 ): Promise<void> {
   const cipher = cipherOf(key);
   const prefix = `${CIPHERTEXT_PREFIX}${key.id}:`;
+  let decrypted = 0;
+  let failures = 0;
   const failed = new Set<string>();
 
   for (const secrets of await store.secretsUnderKey(key.id, SECRETS_TRIED)) {
@@ -173,24 +178,31 @@ async function assertDecryptsStoredSecrets(
       }
       try {
         cipher.decrypt(stored, { integrationId: secrets.integrationId, field });
-        return;
+        decrypted++;
       } catch (error) {
         if (!(error instanceof SecretDecryptionError)) {
           throw error;
         }
         if (error.failure === "authentication_failed") {
+          failures++;
           failed.add(secrets.integrationId);
         }
       }
     }
   }
-  if (failed.size === 0) {
+  if (decrypted > failures || failures === 0) {
     return;
   }
 
+  const integrations = [...failed].join(", ");
+  const finding =
+    decrypted === 0
+      ? `it does not decrypt the secrets stored under "${key.id}" (integrations ${integrations}). Sends through them would fail, and other ` +
+        "processes could not decrypt the secrets that this one writes. Configure the key that encrypted them"
+      : `it decrypts ${decrypted} of the ${decrypted + failures} secrets tried under "${key.id}" but not those of integrations ` +
+        `${integrations}, so another key wrote those. Configure the key that encrypted most of them`;
   throw new ConfigError(
-    `key id "${key.id}" in ${keys.setting} is not the key that was first used under this id in ${storage}: it does not ` +
-      `decrypt the secrets stored under "${key.id}" (integrations ${[...failed].join(", ")}). Sends through them would fail, and other ` +
-      `processes could not decrypt the secrets that this one writes. Configure the key that encrypted them; a new key needs a new key id.`,
+    `key id "${key.id}" in ${keys.setting} is not the key that was first used under this id in ${storage}: ${finding}; ` +
+      "a new key needs a new key id.",
   );
 }

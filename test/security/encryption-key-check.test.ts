@@ -205,6 +205,36 @@ describe.each(STORE_ENGINES)("$name", (engine) => {
       expect((await location.rawKeyChecks()).map((row) => row.key_id)).toEqual(["p2"]);
     });
 
+    test("a key behind a minority of secrets is rejected", async () => {
+      // Before the checks existed, a replica with a wrong key wrote "a0", and the right key wrote the rest.
+      const right = keyEntry("p2");
+      const wrong = keyEntry("p2");
+      await createUnder([wrong], ["a0"]);
+      await createUnder([right], ["x1", "x2", "x3"]);
+
+      const error = await failure(startWith(keysOf(wrong)));
+
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error.message).toMatch(/^key id "p2" in ENCRYPTION_KEYS is not the key that was first used under this id in .*: it decrypts 2 of the 8 secrets tried under "p2" but not those of integrations x1, x2, x3/);
+      expect(error.message).toContain("Configure the key that encrypted most of them; a new key needs a new key id.");
+      expect(await location.rawKeyChecks()).toEqual([]);
+
+      await startWith(keysOf(right));
+      expect((await location.rawKeyChecks()).map((row) => row.key_id)).toEqual(["p2"]);
+      const rejected = await failure(startWith(keysOf(wrong)));
+      expect(rejected.message).toContain("the check value that the store recorded for it (table encryption_key_checks) does not decrypt");
+    });
+
+    test("a key behind a majority of secrets is kept", async () => {
+      const right = keyEntry("p2");
+      await createUnder([keyEntry("p2")], ["a0"]);
+      await createUnder([right], ["x1", "x2"]);
+
+      await startWith(keysOf(right));
+
+      expect((await location.rawKeyChecks()).map((row) => row.key_id)).toEqual(["p2"]);
+    });
+
     test("counts integrations per key id", async () => {
       await createUnder([keyEntry("old")], ["a", "b"]);
       await createUnder([keyEntry("new")], ["c"]);
