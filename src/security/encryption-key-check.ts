@@ -46,7 +46,14 @@ export async function checkStoredEncryptionKeys(
   logger: Logger,
 ): Promise<void> {
   const usage = await store.countIntegrationsByKeyId();
-  await checkEncryptionKeys(store, keys, usage, storage);
+  const recordedNow = await checkEncryptionKeys(store, keys, usage, storage);
+  if (recordedNow.length > 0) {
+    // The first process with a key id decides its key, so this line shows which process did.
+    logger.info(
+      { keyIds: recordedNow, source: keys.setting },
+      "recorded the check values of new encryption key ids; later processes must use the same keys under these ids",
+    );
+  }
   reportStoredKeyUsage(usage, keys, logger);
 }
 
@@ -66,6 +73,7 @@ export async function checkStoredEncryptionKeys(
  * id, the one whose row was not kept fails.
  *
  * @param usage integrations per key id of their stored secrets.
+ * @returns the key ids that had no check value when the check began, whose values are now recorded.
  * @throws ConfigError naming the key id, where it was configured, and the fix.
  */
 export async function checkEncryptionKeys(
@@ -73,14 +81,14 @@ export async function checkEncryptionKeys(
   keys: LoadedEncryptionKeys,
   usage: ReadonlyMap<string, number>,
   storage: string,
-): Promise<void> {
+): Promise<string[]> {
   const configured = keys.ring.ids.map((id) => ({ id, key: keys.ring.key(id)! }));
   let recorded = await store.readChecks(keys.ring.ids);
   assertChecksDecrypt(configured.filter(({ id }) => recorded.has(id)), recorded, keys, storage);
 
   const unrecorded = configured.filter(({ id }) => !recorded.has(id));
   if (unrecorded.length === 0) {
-    return;
+    return [];
   }
   for (const key of unrecorded) {
     if ((usage.get(key.id) ?? 0) > 0) {
@@ -99,6 +107,7 @@ export async function checkEncryptionKeys(
     }
   }
   assertChecksDecrypt(unrecorded, recorded, keys, storage);
+  return unrecorded.map(({ id }) => id);
 }
 
 /** Returns a new check value of one key, encrypted with a fresh random IV. */
@@ -144,7 +153,10 @@ function assertChecksDecrypt(
     `${subject} in ${storage}: the check value that the store recorded for ${wrong.length === 1 ? "it" : "each"} ` +
       "(table encryption_key_checks) does not decrypt. Secrets stored under such an id would not decrypt, and other " +
       "processes could not decrypt the secrets that this one writes. Configure the key that was first used under " +
-      `${wrong.length === 1 ? "this id" : "each id"}; a new key needs a new key id.`,
+      `${wrong.length === 1 ? "this id" : "each id"}; a new key needs a new key id. If this key is the right one and no ` +
+      "secret is stored under the id yet, the first process that started with it had another key (its log line " +
+      `"recorded the check values of new encryption key ids" names the ids): correct that key, delete the id's row ` +
+      "from encryption_key_checks, and start again.",
   );
 }
 
