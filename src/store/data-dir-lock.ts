@@ -1,3 +1,4 @@
+import { closeSync, openSync } from "node:fs";
 import path from "node:path";
 
 import Database from "better-sqlite3";
@@ -45,6 +46,7 @@ export interface DataDirLock {
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   const file = path.join(dataDir, LOCK_FILE_NAME);
+  createOwnerOnly(file);
   let database: Database.Database;
   try {
     database = new Database(file, { timeout: 0 });
@@ -70,4 +72,20 @@ export function lockDataDir(dataDir: string): DataDirLock {
       }
     },
   };
+}
+
+/**
+ * Creates the lock file with mode 0600 when it is missing. SQLite would
+ * create it readable by every user, and another local user who can reach
+ * the folder could then hold a read lock on it and keep the service from
+ * starting. An existing file keeps its mode; other errors are left for
+ * SQLite's open to report.
+ */
+function createOwnerOnly(file: string): void {
+  try {
+    // Closed before the lock is taken, so closing it releases no lock of this process.
+    closeSync(openSync(file, "wx", 0o600));
+  } catch {
+    // EEXIST, or an error that opening the file reports again.
+  }
 }

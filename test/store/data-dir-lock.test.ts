@@ -62,3 +62,14 @@ test("store with lockDataDir holds the lock until closed", async () => {
   const next = await openStore({ dataDir, lockDataDir: true, logger: silentLogger() });
   await next.store.close();
 });
+
+test("lock file is owner-only", async () => {
+  const previous = process.umask(0o022);
+  try {
+    lockDataDir(dataDir).release();
+  } finally {
+    process.umask(previous);
+  }
+
+  expect((await stat(path.join(dataDir, LOCK_FILE_NAME))).mode & 0o777).toBe(0o600);
+});
