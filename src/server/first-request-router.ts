@@ -8,8 +8,18 @@ import { EMPTY_SETTINGS_FRAME, FirstRequestParser, type FirstRequest } from "./h
  */
 export const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 
+/**
+ * How long a client has to send its first request's headers, in
+ * milliseconds, unless the caller gives another time. A client that
+ * connects ahead of its first call reconnects after the GOAWAY.
+ */
+const FIRST_REQUEST_TIMEOUT_MS = 60_000;
+
 /** GOAWAY with last stream 0 and error SETTINGS_TIMEOUT (RFC 9113 sections 6.8 and 7). */
 const GOAWAY_SETTINGS_TIMEOUT = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x4]);
+
+/** GOAWAY with last stream 0 and error NO_ERROR: no stream was processed, so the client may retry on a new connection. */
+const GOAWAY_NO_ERROR = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
 
 /**
  * Holds an HTTP/2 connection until its first request's headers arrive. It
@@ -19,17 +29,20 @@ const GOAWAY_SETTINGS_TIMEOUT = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 
  *
  * The function sends the server preface itself: an empty SETTINGS frame,
  * whose acknowledgement it removes from the bytes it puts back. A
- * connection without a request waits as long as the client keeps it open.
+ * connection without a request after `firstRequestTimeoutMs` gets a GOAWAY
+ * and is closed, so idle connections cannot hold sockets for good.
  *
  * @param received Bytes already read from the socket, starting with the
  *   client preface; empty when none were read.
  * @param settingsAckTimeoutMs Time the client has to acknowledge the SETTINGS frame.
+ * @param firstRequestTimeoutMs Time the client has to send its first request's headers.
  */
 export function awaitFirstRequest(
   socket: net.Socket,
   received: Buffer,
   handover: (request: FirstRequest | undefined) => void,
   settingsAckTimeoutMs = SETTINGS_ACK_TIMEOUT_MS,
+  firstRequestTimeoutMs = FIRST_REQUEST_TIMEOUT_MS,
 ): void {
   const parser = new FirstRequestParser();
   const timer = setTimeout(() => {
@@ -39,6 +52,11 @@ export function awaitFirstRequest(
     }
   }, settingsAckTimeoutMs);
   timer.unref();
+  const requestTimer = setTimeout(() => {
+    socket.end(GOAWAY_NO_ERROR);
+    socket.destroySoon();
+  }, firstRequestTimeoutMs);
+  requestTimer.unref();
 
   const onData = (chunk: Buffer) => {
     const outcome = parser.push(chunk);
@@ -46,6 +64,7 @@ export function awaitFirstRequest(
       return;
     }
     clearTimeout(timer);
+    clearTimeout(requestTimer);
     socket.off("data", onData);
     socket.pause();
     socket.unshift(outcome.bytes);
@@ -54,7 +73,10 @@ export function awaitFirstRequest(
 
   socket.write(EMPTY_SETTINGS_FRAME);
   socket.on("data", onData);
-  socket.once("close", () => clearTimeout(timer));
+  socket.once("close", () => {
+    clearTimeout(timer);
+    clearTimeout(requestTimer);
+  });
   if (received.length > 0) {
     onData(received);
   }

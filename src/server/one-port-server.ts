@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import tls from "node:tls";
 import { ServerCredentials, type Server as GrpcJsServer } from "@grpc/grpc-js";
 import { ConnectionTracker } from "./connection-tracker.js";
-import { awaitFirstRequest } from "./first-request-router.js";
+import { awaitFirstRequest, SETTINGS_ACK_TIMEOUT_MS } from "./first-request-router.js";
 import { HTTP2_PREFACE, type FirstRequest } from "./http2-first-request.js";
 import type { TlsCredentials } from "./tls-files.js";
 
@@ -28,8 +28,9 @@ export interface ListenOptions {
   grpcJs?: GrpcJsRoute;
   /**
    * Time a cleartext connection may take to send the bytes that choose
-   * HTTP/1.1 or HTTP/2 before it is closed; {@link FIRST_BYTES_TIMEOUT_MS}
-   * when unset.
+   * HTTP/1.1 or HTTP/2 before it is closed, and with `grpcJs`, the time an
+   * HTTP/2 connection may take to send its first request's headers;
+   * {@link FIRST_BYTES_TIMEOUT_MS} when unset.
    */
   firstBytesTimeoutMs?: number;
   /**
@@ -96,14 +97,15 @@ export async function startServer(handler: RequestHandler, options: ListenOption
       h2.emit("connection", socket);
       return;
     }
-    awaitFirstRequest(socket, received, (request) => {
+    const handover = (request: FirstRequest | undefined) => {
       tracker.markHttp2(socket);
       if (request !== undefined && isGrpcJsRequest(request, route.paths)) {
         injector.injectConnection(socket);
       } else {
         h2.emit("connection", socket);
       }
-    });
+    };
+    awaitFirstRequest(socket, received, handover, SETTINGS_ACK_TIMEOUT_MS, options.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS);
   };
 
   let listener: net.Server;

@@ -19,7 +19,7 @@ afterEach(() => {
 });
 
 /** Starts a server that holds each connection with awaitFirstRequest; resolves the handover's request and the bytes read after it. */
-async function startServer(timeoutMs: number) {
+async function startServer(timeoutMs: number, firstRequestTimeoutMs?: number) {
   let handedOver!: (value: { request: FirstRequest | undefined; bytes: Promise<Buffer> }) => void;
   const handover = new Promise<{ request: FirstRequest | undefined; bytes: Promise<Buffer> }>((resolve) => (handedOver = resolve));
   const server = net.createServer((socket) => {
@@ -38,6 +38,7 @@ async function startServer(timeoutMs: number) {
         handedOver({ request, bytes });
       },
       timeoutMs,
+      firstRequestTimeoutMs,
     );
   });
   servers.push(server);
@@ -80,4 +81,20 @@ test("missing acknowledgement ends with GOAWAY", async () => {
   const goaway = bytes.subarray(9);
   expect(goaway[3]).toBe(0x7);
   expect(goaway.readUInt32BE(13)).toBe(0x4);
+});
+
+test("acknowledged connection without a request ends with GOAWAY", async () => {
+  const { port } = await startServer(10_000, 200);
+  const client = net.connect(port, "127.0.0.1");
+  const { received, ended } = collect(client);
+  client.write(Buffer.concat([HTTP2_PREFACE, CLIENT_SETTINGS]));
+  await expect.poll(() => Buffer.concat(received).length, { timeout: 10_000 }).toBe(EMPTY_SETTINGS_FRAME.length);
+  client.write(SETTINGS_ACK);
+
+  await ended;
+  const goaway = Buffer.concat(received).subarray(EMPTY_SETTINGS_FRAME.length);
+
+  expect(goaway.subarray(0, 9).equals(Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0]))).toBe(true);
+  expect(goaway.readUInt32BE(9)).toBe(0);
+  expect(goaway.readUInt32BE(13)).toBe(0);
 });
