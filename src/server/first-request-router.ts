@@ -45,20 +45,30 @@ export function awaitFirstRequest(
   firstRequestTimeoutMs = FIRST_REQUEST_TIMEOUT_MS,
 ): void {
   const parser = new FirstRequestParser();
+  // A GOAWAY with last stream 0 promises the client that no request was processed,
+  // so bytes that arrive after it must not reach either server.
+  let goneAway = false;
+  const goAway = (frame: Buffer) => {
+    goneAway = true;
+    clearTimeout(timer);
+    clearTimeout(requestTimer);
+    socket.off("data", onData);
+    socket.end(frame);
+    socket.destroySoon();
+  };
   const timer = setTimeout(() => {
     if (!parser.acknowledged) {
-      socket.end(GOAWAY_SETTINGS_TIMEOUT);
-      socket.destroySoon();
+      goAway(GOAWAY_SETTINGS_TIMEOUT);
     }
   }, settingsAckTimeoutMs);
   timer.unref();
-  const requestTimer = setTimeout(() => {
-    socket.end(GOAWAY_NO_ERROR);
-    socket.destroySoon();
-  }, firstRequestTimeoutMs);
+  const requestTimer = setTimeout(() => goAway(GOAWAY_NO_ERROR), firstRequestTimeoutMs);
   requestTimer.unref();
 
   const onData = (chunk: Buffer) => {
+    if (goneAway) {
+      return;
+    }
     const outcome = parser.push(chunk);
     if (outcome === undefined) {
       return;

@@ -1,6 +1,6 @@
 import net from "node:net";
 import type { AddressInfo } from "node:net";
-import { afterEach, expect, test } from "vitest";
+import { afterEach, expect, test, vi } from "vitest";
 import { awaitFirstRequest } from "../../src/server/first-request-router.js";
 import { EMPTY_SETTINGS_FRAME, HTTP2_PREFACE, type FirstRequest } from "../../src/server/http2-first-request.js";
 
@@ -97,4 +97,35 @@ test("acknowledged connection without a request ends with GOAWAY", async () => {
   expect(goaway.subarray(0, 9).equals(Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0]))).toBe(true);
   expect(goaway.readUInt32BE(9)).toBe(0);
   expect(goaway.readUInt32BE(13)).toBe(0);
+});
+
+test("request after the GOAWAY is not handed over", async () => {
+  vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+  try {
+    let handedOver = false;
+    const server = net.createServer((socket) => {
+      // Registered first, so the timers fire before the router reads the chunk that contains the request.
+      socket.on("data", (chunk: Buffer) => {
+        if (chunk.includes(HEADERS)) {
+          vi.runOnlyPendingTimers();
+        }
+      });
+      awaitFirstRequest(socket, Buffer.alloc(0), () => (handedOver = true), 10_000, 60_000);
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const client = net.connect((server.address() as AddressInfo).port, "127.0.0.1");
+    const { received, ended } = collect(client);
+    client.write(Buffer.concat([HTTP2_PREFACE, CLIENT_SETTINGS, SETTINGS_ACK]));
+    await expect.poll(() => Buffer.concat(received).length, { timeout: 10_000 }).toBe(EMPTY_SETTINGS_FRAME.length);
+    client.write(HEADERS);
+
+    await ended;
+    const goaway = Buffer.concat(received).subarray(EMPTY_SETTINGS_FRAME.length);
+
+    expect(goaway.readUInt32BE(13)).toBe(0);
+    expect(handedOver).toBe(false);
+  } finally {
+    vi.useRealTimers();
+  }
 });
