@@ -84,7 +84,7 @@ export async function checkEncryptionKeys(
 ): Promise<string[]> {
   const configured = keys.ring.ids.map((id) => ({ id, key: keys.ring.key(id)! }));
   let recorded = await store.readChecks(keys.ring.ids);
-  assertChecksDecrypt(configured.filter(({ id }) => recorded.has(id)), recorded, keys, storage);
+  assertChecksDecrypt(configured.filter(({ id }) => recorded.has(id)), recorded, keys, usage, storage);
 
   const unrecorded = configured.filter(({ id }) => !recorded.has(id));
   if (unrecorded.length === 0) {
@@ -106,7 +106,7 @@ export async function checkEncryptionKeys(
       throw new Error(`the check value of encryption key id "${id}" is missing right after it was inserted; start again`);
     }
   }
-  assertChecksDecrypt(unrecorded, recorded, keys, storage);
+  assertChecksDecrypt(unrecorded, recorded, keys, usage, storage);
   return unrecorded.map(({ id }) => id);
 }
 
@@ -131,11 +131,16 @@ function cipherOf(key: EncryptionKey): SecretCipher {
   return new SecretCipher(new EncryptionKeyRing([key]));
 }
 
-/** @throws ConfigError naming every key of `keys` whose recorded check value it does not decrypt. */
+/**
+ * @throws ConfigError naming every key of `keys` whose recorded check value
+ *   it does not decrypt. When no secret is stored under those ids, it also
+ *   says how to record the right key again.
+ */
 function assertChecksDecrypt(
   checked: readonly EncryptionKey[],
   recorded: ReadonlyMap<string, string>,
   keys: LoadedEncryptionKeys,
+  usage: ReadonlyMap<string, number>,
   storage: string,
 ): void {
   const wrong = checked.filter((key) => !decryptsCheckValue(key, recorded.get(key.id) ?? "")).map(({ id }) => id);
@@ -145,18 +150,23 @@ function assertChecksDecrypt(
   }
 
   const named = wrong.map((id) => `"${id}"`).join(", ");
-  const subject =
-    wrong.length === 1
-      ? `key id ${named} in ${keys.setting} is not the key that was first used under this id`
-      : `key ids ${named} in ${keys.setting} are not the keys that were first used under these ids`;
+  const one = wrong.length === 1;
+  const subject = one
+    ? `key id ${named} in ${keys.setting} is not the key that was first used under this id`
+    : `key ids ${named} in ${keys.setting} are not the keys that were first used under these ids`;
+  // Without stored secrets under the ids, the recorded key may be the wrong one, and nothing is lost by recording again.
+  const unused = wrong.every((id) => (usage.get(id) ?? 0) === 0);
+  const recovery = unused
+    ? ` No secret is stored under ${one ? "this id" : "these ids"} yet, so if ${one ? "this key is" : "these keys are"} the ` +
+      "right one, the first process that started with it had another key (its log line " +
+      '"recorded the check values of new encryption key ids" names the ids): stop that process, correct its key, delete ' +
+      `the row${one ? "" : "s"} of ${named} from encryption_key_checks, and start again.`
+    : "";
   throw new ConfigError(
-    `${subject} in ${storage}: the check value that the store recorded for ${wrong.length === 1 ? "it" : "each"} ` +
+    `${subject} in ${storage}: the check value that the store recorded for ${one ? "it" : "each"} ` +
       "(table encryption_key_checks) does not decrypt. Secrets stored under such an id would not decrypt, and other " +
       "processes could not decrypt the secrets that this one writes. Configure the key that was first used under " +
-      `${wrong.length === 1 ? "this id" : "each id"}; a new key needs a new key id. If this key is the right one and no ` +
-      "secret is stored under the id yet, the first process that started with it had another key (its log line " +
-      `"recorded the check values of new encryption key ids" names the ids): correct that key, delete the id's row ` +
-      "from encryption_key_checks, and start again.",
+      `${one ? "this id" : "each id"}; a new key needs a new key id.${recovery}`,
   );
 }
 

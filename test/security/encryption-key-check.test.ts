@@ -116,10 +116,22 @@ describe.each(STORE_ENGINES)("$name", (engine) => {
         new RegExp(`^key id "p2" in ENCRYPTION_KEYS is not the key that was first used under this id in ${escape(location.description)}: `),
       );
       expect(error.message).toContain("Configure the key that was first used under this id; a new key needs a new key id.");
+      expect(error.message).toContain('No secret is stored under this id yet, so if this key is the right one');
       expect(error.message).not.toContain(material(mistyped));
       expect(error.message).not.toContain(String(rows[1]?.check_value));
       expect(lines.join("")).not.toContain(material(mistyped));
       expect(await location.rawKeyChecks()).toEqual(rows);
+    });
+
+    test("no recovery hint once secrets use the id", async () => {
+      const original = keyEntry("p2");
+      await startWith(keysOf(original));
+      await createUnder([original], ["one"]);
+
+      const error = await failure(startWith(keysOf(keyEntry("p2"))));
+
+      expect(error.message).toContain("a new key needs a new key id.");
+      expect(error.message).not.toContain("No secret is stored");
     });
 
     test("every wrong key is named", async () => {

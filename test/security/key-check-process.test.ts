@@ -83,7 +83,7 @@ describe("wrong key at start-up on SQLite", () => {
       /^smsgateway: key id "p2" in ENCRYPTION_KEYS is not the key that was first used under this id in sqlite:\S+smsgateway\.db: /,
     );
     expect(second.stderr).toContain("Configure the key that was first used under this id; a new key needs a new key id. ");
-    expect(second.stderr).toContain("delete the id's row from encryption_key_checks, and start again.\n");
+    expect(second.stderr).toContain('stop that process, correct its key, delete the row of "p2" from encryption_key_checks, and start again.\n');
     expect(second.stdout).toContain('"failed to start"');
     expect(second.stdout).not.toContain('"address"');
     const database = new Database(path.join(dataDir, "smsgateway.db"), { readonly: true });
