@@ -81,10 +81,18 @@ export function createSendForm(): SendForm {
     outcome.replaceChildren(view);
   };
 
+  // Ids of the last list, so that an id taken from it and since deleted is replaced, while a typed one stays.
+  let listedIds = new Set<string>();
+
   return {
     setIntegrations(integrations) {
       integrationOptions.replaceChildren(...integrations.map((integration) => element("option", { value: integration.id }, integration.displayName)));
       integrationHint.textContent = integrations.length === 0 ? "Create an integration above before sending." : "Pick an integration or type its id.";
+      const ids = new Set(integrations.map((integration) => integration.id));
+      if (listedIds.has(integrationId.value) && !ids.has(integrationId.value)) {
+        integrationId.value = "";
+      }
+      listedIds = ids;
       const first = integrations[0];
       if (integrationId.value === "" && first !== undefined) {
         integrationId.value = first.id;

@@ -380,12 +380,15 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
   });
 
   test("deleted integration leaves the list", async () => {
+    await page.getByLabel("Integration", { exact: true }).fill("demo");
     page.once("dialog", (dialog) => void dialog.accept());
     await page.getByRole("button", { name: "Delete demo" }).click();
 
     await page.getByText("Deleted demo.").waitFor();
     expect(await page.getByRole("button", { name: "Edit demo" }).count()).toBe(0);
     expect(await page.getByRole("button", { name: "Edit refusing" }).count()).toBe(1);
+    await expect.poll(() => page.getByLabel("Integration", { exact: true }).inputValue()).not.toBe("demo");
+    expect(await page.getByLabel("Integration", { exact: true }).inputValue()).not.toBe("");
   });
 
   test("send-only API key types the integration", async () => {
