@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { performance } from "node:perf_hooks";
 import type { AddressInfo } from "node:net";
 import tls from "node:tls";
 import { ServerCredentials, type Server as GrpcJsServer } from "@grpc/grpc-js";
@@ -28,8 +29,9 @@ export interface ListenOptions {
   grpcJs?: GrpcJsRoute;
   /**
    * Time a cleartext connection may take to send the bytes that choose
-   * HTTP/1.1 or HTTP/2 before it is closed, and with `grpcJs`, the time an
-   * HTTP/2 connection may take to send its first request's headers;
+   * HTTP/1.1 or HTTP/2 before it is closed. With `grpcJs` it also bounds
+   * the time until an HTTP/2 connection's first request headers, counted
+   * from the same start (for TLS, the end of the handshake);
    * {@link FIRST_BYTES_TIMEOUT_MS} when unset.
    */
   firstBytesTimeoutMs?: number;
@@ -84,7 +86,9 @@ export async function startServer(handler: RequestHandler, options: ListenOption
 
   const route = options.grpcJs;
   const injector = route?.server.createConnectionInjector(ServerCredentials.createInsecure());
-  const toHttp2 = (socket: net.Socket, received: Buffer) => {
+  const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS;
+  // `connectedAt` starts the connection's one limit for its first request, preface included.
+  const toHttp2 = (socket: net.Socket, received: Buffer, connectedAt = performance.now()) => {
     if (injector === undefined || route === undefined) {
       // The HTTP/2 session drains the bytes buffered on the socket when it
       // starts, and then reads the handle itself. Resuming the socket here
@@ -105,7 +109,8 @@ export async function startServer(handler: RequestHandler, options: ListenOption
         h2.emit("connection", socket);
       }
     };
-    awaitFirstRequest(socket, received, handover, SETTINGS_ACK_TIMEOUT_MS, options.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS);
+    const leftMs = Math.max(0, firstBytesTimeoutMs - (performance.now() - connectedAt));
+    awaitFirstRequest(socket, received, handover, SETTINGS_ACK_TIMEOUT_MS, leftMs);
   };
 
   let listener: net.Server;
@@ -127,7 +132,6 @@ export async function startServer(handler: RequestHandler, options: ListenOption
       }
     });
   } else {
-    const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS;
     listener = net.createServer((socket) => routeByPreface(socket, h1, toHttp2, firstBytesTimeoutMs));
     listener.on("connection", (socket: net.Socket) => tracker.addSocket(socket));
   }
@@ -195,9 +199,10 @@ export function isGrpcProtoContentType(contentType: string): boolean {
 function routeByPreface(
   socket: net.Socket,
   h1: http.Server,
-  toHttp2: (socket: net.Socket, received: Buffer) => void,
+  toHttp2: (socket: net.Socket, received: Buffer, connectedAt: number) => void,
   timeoutMs: number,
 ): void {
+  const connectedAt = performance.now();
   const timer = setTimeout(() => socket.destroy(), timeoutMs);
   timer.unref();
   socket.once("close", () => clearTimeout(timer));
@@ -214,7 +219,7 @@ function routeByPreface(
     socket.off("data", onData);
     clearTimeout(timer);
     if (isHttp2) {
-      toHttp2(socket, received);
+      toHttp2(socket, received, connectedAt);
     } else {
       socket.pause();
       socket.unshift(received);

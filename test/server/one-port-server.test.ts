@@ -1,5 +1,7 @@
 import net from "node:net";
+import * as grpc from "@grpc/grpc-js";
 import { afterEach, expect, test } from "vitest";
+import { HTTP2_PREFACE } from "../../src/server/http2-first-request.js";
 import { startServer, type ListenOptions, type RunningServer } from "../../src/server/one-port-server.js";
 
 const servers: RunningServer[] = [];
@@ -71,4 +73,22 @@ test("prompt HTTP/1.1 request is served", async () => {
   const { received } = await holdOpen(server.port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 5_000);
 
   expect(received).toMatch(/^HTTP\/1\.1 200 /);
+});
+
+test("HTTP/2 connection has one limit for preface and first request", async () => {
+  const server = await start({ firstBytesTimeoutMs: 1_000, grpcJs: { server: new grpc.Server(), paths: new Set(["/a/B"]) } });
+  const socket = net.connect(server.port, "127.0.0.1");
+  socket.on("error", () => {});
+  // Read what the server sends, so that its end of the connection is seen.
+  socket.resume();
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+  const connectedAt = performance.now();
+  const closed = new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now() - connectedAt)));
+
+  // Most of the limit passes before the preface is complete; the rest is all the first request gets.
+  socket.write(HTTP2_PREFACE.subarray(0, 10));
+  await new Promise((resolve) => setTimeout(resolve, 900));
+  socket.write(Buffer.concat([HTTP2_PREFACE.subarray(10), Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0]), Buffer.from([0, 0, 0, 0x4, 0x1, 0, 0, 0, 0])]));
+
+  expect(await closed).toBeLessThan(1_700);
 });
