@@ -299,6 +299,14 @@ export class IdempotencyError extends Error {
 }
 
 /**
+ * Base of the errors that stop a send right before its first SMS request,
+ * so the gateway received nothing. A duplicate that waited for that send's
+ * idempotency key claims the key and sends, instead of reporting the
+ * outcome as unknown.
+ */
+export abstract class StoppedBeforeRequestError extends Error {}
+
+/**
  * Abort reason of every call still in progress when the shutdown grace
  * period ends. A send that it cuts short fails as `canceled`, like one the
  * caller canceled, with a message that names the shutdown instead.

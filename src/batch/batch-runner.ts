@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 
 import { MIN_ATTEMPT_MS } from "../delivery/retry-policy.js";
-import { MessageNotStartedError } from "../errors.js";
+import { MessageNotStartedError, StoppedBeforeRequestError } from "../errors.js";
 import { SlotWaitAbortedError } from "../flow/concurrency-slots.js";
 import { pacingDecision, type PacingDecision } from "./flow-pacing.js";
 
@@ -77,7 +77,7 @@ export interface MessageSendOptions {
  * Thrown by a message's send that found the batch paused by a gateway's
  * 429 before it sent anything, so that the message waits and starts again.
  */
-export class BatchPausedError extends Error {
+export class BatchPausedError extends StoppedBeforeRequestError {
   override readonly name = "BatchPausedError";
 
   constructor() {

@@ -6,9 +6,9 @@ import type { Logger } from "pino";
 import { copyWith } from "../copy-with.js";
 import type { SendResult } from "../dispatch/dispatcher.js";
 import type { DeadlineEnd, SendDeadline } from "../dispatch/send-deadline.js";
-import { GatewayError, IdempotencyError } from "../errors.js";
+import { GatewayError, IdempotencyError, StoppedBeforeRequestError } from "../errors.js";
 import type { IdempotencyOutcome, IdempotencyStore } from "../store/idempotency-store.js";
-import { canceledMayHaveSent, encodeFailed, encodeSent, encodeUnknown, replayOutcome } from "./stored-outcome.js";
+import { encodeFailed, encodeNotSent, encodeSent, encodeUnknown, replayOutcome, stoppedSendMayHaveSent } from "./stored-outcome.js";
 
 /**
  * Time a claim outlives its send's deadline. It covers writing the outcome
@@ -63,7 +63,11 @@ export interface IdempotencyKeysOptions {
  * gateway's rejection of the SMS request (3xx, 4xx other than 408 and 429). After any other
  * failure the key is `retryable`: the duplicates that waited get that
  * failure, and the next request with the key sends again, with the same
- * `Idempotency-Key` header.
+ * `Idempotency-Key` header. A send that was canceled or stopped
+ * (`StoppedBeforeRequestError`) before its request went out is no outcome
+ * for its duplicates: one of them claims the key and sends instead.
+ * Because the claim is atomic, it and a retry of the stopped send never
+ * both send.
  *
  * When a claimant records no outcome, because its process ended or because
  * the store failed when it wrote the outcome, its lease expires. The first send that then finds the key marks it
@@ -117,8 +121,8 @@ export class IdempotencyKeys {
         throw keyReusedError(scope);
       }
       if (record.state === "retryable" && waitingOn !== undefined) {
-        // A cancel belongs to the caller of the send waited on, not to this one.
-        const mayHaveSent = canceledMayHaveSent(record.outcome ?? "");
+        // A cancel, or a stop before the first request, belongs to the send waited on, not to this one.
+        const mayHaveSent = stoppedSendMayHaveSent(record.outcome ?? "");
         if (mayHaveSent === false) {
           // Nothing reached the gateway, so this call sends as a later request would.
           waitingOn = undefined;
@@ -293,6 +297,9 @@ export class IdempotencyKeys {
  * every other failure.
  */
 function failureOutcome(error: unknown, scope: IdempotencyScope): Pick<IdempotencyOutcome, "state" | "outcome"> {
+  if (error instanceof StoppedBeforeRequestError) {
+    return { state: "retryable", outcome: encodeNotSent(error.message) };
+  }
   if (!(error instanceof GatewayError)) {
     const problem =
       `the send that held key "${scope.key}" failed inside the service before it recorded an outcome. ` +

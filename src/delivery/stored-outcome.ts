@@ -8,6 +8,9 @@ import { GatewayError, IdempotencyError, type GatewayErrorInfo } from "../errors
  * - `unknown`: the send recorded no outcome (its process ended, storing the
  *   outcome failed, or it failed in the service itself), so the gateway may
  *   have the SMS.
+ * - `not_sent`: the send stopped before its first SMS request, so the
+ *   gateway has nothing. It is stored only with a `retryable` key, and a
+ *   duplicate that waited for the key claims it and sends.
  *
  * The `message` of `unknown` is the problem without the field name, because
  * each caller's error names the key by its own request path. Rows written
@@ -16,11 +19,16 @@ import { GatewayError, IdempotencyError, type GatewayErrorInfo } from "../errors
  *
  * `v` versions the format, so that a later release can still read rows
  * written by this one.
+ *
+ * NOTE: a release older than the `not_sent` kind fails with an internal
+ * error when it waits for a key that a newer replica left `not_sent`, which
+ * only a rolling upgrade over a shared PostgreSQL database can cause.
  */
 type StoredOutcome =
   | { v: 1; kind: "sent"; result: StoredResult }
   | { v: 1; kind: "failed"; message: string; info: GatewayErrorInfo }
-  | { v: 1; kind: "unknown"; message: string };
+  | { v: 1; kind: "unknown"; message: string }
+  | { v: 1; kind: "not_sent"; message: string };
 
 /** A `SendResult` with its date as ISO-8601 text. */
 type StoredResult = Omit<SendResult, "date"> & { date: string };
@@ -58,6 +66,12 @@ export function encodeUnknown(problem: string): string {
   return JSON.stringify(stored);
 }
 
+/** Encodes a send that stopped before its first SMS request, with the reason it stopped. */
+export function encodeNotSent(reason: string): string {
+  const stored: StoredOutcome = { v: 1, kind: "not_sent", message: reason };
+  return JSON.stringify(stored);
+}
+
 /**
  * Decodes a stored outcome: returns the stored result, or throws the stored
  * error again.
@@ -68,7 +82,9 @@ export function encodeUnknown(problem: string): string {
  * @throws GatewayError with the stored details of a failed send, and its
  *   message after a note that states it is a replay and what a repeat does.
  * @throws IdempotencyError (`outcome_unknown`) for a send without an outcome.
- * @throws Error when the text is not a stored outcome, which is a bug.
+ * @throws Error when the text is not a stored outcome, or is `not_sent`,
+ *   which a caller must check with {@link stoppedSendMayHaveSent} first.
+ *   Either is a bug.
  */
 export function replayOutcome(text: string, state: "done" | "retryable"): SendResult {
   // The service wrote the text itself, so only the format version is checked.
@@ -83,22 +99,31 @@ export function replayOutcome(text: string, state: "done" | "retryable"): SendRe
       throw new GatewayError(`${REPLAY_NOTES[state]} ${stored.message}`, stored.info, { replayed: true });
     case "unknown":
       throw new IdempotencyError("outcome_unknown", stored.message);
+    case "not_sent":
+      throw new Error(`stored idempotency outcome "not_sent" has no result to replay (${stored.message})`);
   }
   throw new Error(`stored idempotency outcome has unknown kind ${String((stored as { kind?: unknown }).kind)}`);
 }
 
 /**
- * Returns whether the request of a stored failure may have reached the
- * gateway, when the failure is a cancel: the caller of that send canceled it,
- * or its service instance cut it at shutdown. Returns undefined for any
- * other outcome.
+ * Returns whether the request of a send that stopped without a result of
+ * its own may have reached the gateway. That is a send whose caller
+ * canceled it, or whose service instance cut it at shutdown (a `canceled`
+ * failure), or one that stopped before its first SMS request (`not_sent`,
+ * always false). Returns undefined for any other outcome.
  */
-export function canceledMayHaveSent(text: string): boolean | undefined {
+export function stoppedSendMayHaveSent(text: string): boolean | undefined {
   if (text === "") {
     return undefined;
   }
   const stored = JSON.parse(text) as StoredOutcome;
-  if (stored.v !== 1 || stored.kind !== "failed" || stored.info.failure !== "canceled") {
+  if (stored.v !== 1) {
+    return undefined;
+  }
+  if (stored.kind === "not_sent") {
+    return false;
+  }
+  if (stored.kind !== "failed" || stored.info.failure !== "canceled") {
     return undefined;
   }
   return stored.info.outcomeUnknown === true;

@@ -142,9 +142,8 @@ export class SmsService {
           noOutcome[index] = 1;
         },
         // A 429 of another message may have paused the batch while this one read the store or
-        // fetched a token, after the runner's check.
-        // NOTE: a claimed key is then left retryable with an unknown outcome, which a concurrent
-        // call waiting for the key reports as IDEMPOTENCY_OUTCOME_UNKNOWN, although nothing was sent.
+        // fetched a token, after the runner's check. A key it claimed is then left retryable with
+        // nothing sent, so a concurrent call waiting for the key claims it and sends.
         beforeFirstRequest: () => {
           if (options.gatewayWaitLeftMs() > 0) {
             throw new BatchPausedError();

@@ -5,7 +5,7 @@ import { IdempotencyKeys } from "../../src/delivery/idempotency-keys.js";
 import { requestHash } from "../../src/delivery/request-hash.js";
 import { SendDeadline } from "../../src/dispatch/send-deadline.js";
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
-import { GatewayError, GraceEndedError } from "../../src/errors.js";
+import { GatewayError, GraceEndedError, StoppedBeforeRequestError } from "../../src/errors.js";
 import { gatewayErrorOf, invalidArgumentOf } from "../dispatch/fixtures.js";
 import {
   assertPostgresReachable,
@@ -17,6 +17,9 @@ import {
 import { accepted, delayed, idempotencyErrorOf, inOrder, setUpDeliveryTests, type Harness, type HarnessOptions } from "./fixtures.js";
 
 const message: SmsMessage = { to: "+15551234567", content: "Your code is 123456", idempotencyKey: "order-42" };
+
+/** A stop before the first request, as a caller of Delivery defines one. */
+class StoppedForTestError extends StoppedBeforeRequestError {}
 
 const env = setUpDeliveryTests();
 const harness = (options: Partial<HarnessOptions> = {}) => env.harness(options);
@@ -376,6 +379,35 @@ describe("Delivery's hook before the first request", () => {
     expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
     expect(record?.state).toBe("retryable");
     expect(sent).toMatchObject({ id: "m-after-stop", replayed: false });
+  });
+
+  test.each([
+    ["a stop before the request", "sends", () => new StoppedForTestError("stopped before the request")],
+    ["any other error", "reports unknown", () => new Error("failed inside the service")],
+  ])("after %s, a waiting duplicate %s", async (_case, expected, stopError) => {
+    env.gateway.on("/auth", delayed(300, { json: { data: { token: "t-1" } } }));
+    env.gateway.on("/sms", accepted("m-duplicate"));
+    const { delivery, integration } = await harness({
+      integration: { baseUrl: env.gateway.url("/sms"), authenticateByToken: true, authUrl: env.gateway.url("/auth"), tokenKey: "token" },
+    });
+    const error = stopError();
+    const stop = () => {
+      throw error;
+    };
+
+    // The first send claims the key, fetches a token, then stops before its SMS request.
+    const first = delivery.send(integration, message, { beforeFirstRequest: stop });
+    await waitFor(() => env.gateway.requestsTo("/auth").length === 1);
+    const duplicate = delivery.send(integration, message);
+
+    await expect(first).rejects.toBe(error);
+    if (expected === "sends") {
+      expect(await duplicate).toMatchObject({ id: "m-duplicate", replayed: false });
+      expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+    } else {
+      await idempotencyErrorOf(duplicate, "outcome_unknown");
+      expect(env.gateway.requestsTo("/sms")).toHaveLength(0);
+    }
   });
 
   test("runs before the first attempt only", async () => {

@@ -25,7 +25,7 @@ import { sampleFields } from "../store/integration-fixtures.js";
 
 /**
  * Delegates to a real idempotency store, counts the reads of each key, and
- * lets a test delay a claim after the database returned its result.
+ * lets a test delay a claim before or after the database runs it.
  */
 export class CountingIdempotencyStore implements IdempotencyStore {
   /** Reads (`get`) per key. */
@@ -35,6 +35,8 @@ export class CountingIdempotencyStore implements IdempotencyStore {
    * returns. Unset, a claim returns at once.
    */
   afterClaim: ((claim: IdempotencyClaim) => Promise<void>) | undefined;
+  /** Awaited before a claim reaches the database. Unset, a claim starts at once. */
+  beforeClaim: ((claim: IdempotencyClaim) => Promise<void>) | undefined;
 
   constructor(private readonly inner: IdempotencyStore) {}
 
@@ -49,6 +51,7 @@ export class CountingIdempotencyStore implements IdempotencyStore {
   }
 
   async claim(claim: IdempotencyClaim): Promise<boolean> {
+    await this.beforeClaim?.(claim);
     const claimed = await this.inner.claim(claim);
     await this.afterClaim?.(claim);
     return claimed;
