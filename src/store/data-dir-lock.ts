@@ -1,8 +1,8 @@
-import { closeSync, openSync } from "node:fs";
 import path from "node:path";
 
 import Database from "better-sqlite3";
 
+import { createOwnerOnlyFile } from "./database-file-mode.js";
 import { StorageError } from "./storage-error.js";
 
 /** Name of the lock file inside the data directory. The file contains no data. */
@@ -46,7 +46,10 @@ export interface DataDirLock {
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   const file = path.join(dataDir, LOCK_FILE_NAME);
-  createOwnerOnly(file);
+  // SQLite would create the file readable by every user, and another local user who can reach
+  // the folder could then hold a read lock on it and keep the service from starting. The file is
+  // closed before the lock is taken, so closing it releases no lock of this process.
+  createOwnerOnlyFile(file);
   let database: Database.Database;
   try {
     database = new Database(file, { timeout: 0 });
@@ -74,18 +77,3 @@ export function lockDataDir(dataDir: string): DataDirLock {
   };
 }
 
-/**
- * Creates the lock file with mode 0600 when it is missing. SQLite would
- * create it readable by every user, and another local user who can reach
- * the folder could then hold a read lock on it and keep the service from
- * starting. An existing file keeps its mode; other errors are left for
- * SQLite's open to report.
- */
-function createOwnerOnly(file: string): void {
-  try {
-    // Closed before the lock is taken, so closing it releases no lock of this process.
-    closeSync(openSync(file, "wx", 0o600));
-  } catch {
-    // EEXIST, or an error that opening the file reports again.
-  }
-}

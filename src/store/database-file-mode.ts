@@ -1,4 +1,5 @@
-import { open, stat } from "node:fs/promises";
+import { closeSync, openSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import type { Logger } from "pino";
 
 /** Mode of a database file that the service creates: read and write for its owner only. */
@@ -17,15 +18,8 @@ const DATABASE_FILE_MODE = 0o600;
  * error.
  */
 export async function prepareDatabaseFile(file: string, logger: Logger): Promise<void> {
-  try {
-    // O_EXCL, so that a file created at the same moment by another process keeps its own mode.
-    const handle = await open(file, "wx", DATABASE_FILE_MODE);
-    await handle.close();
+  if (createOwnerOnlyFile(file) !== "exists") {
     return;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") {
-      return;
-    }
   }
 
   const { mode } = await stat(file);
@@ -34,5 +28,20 @@ export async function prepareDatabaseFile(file: string, logger: Logger): Promise
       { file, mode: `0${(mode & 0o777).toString(8)}` },
       "database file is accessible to other users; it stores encrypted gateway secrets and send outcomes, so consider chmod 600 on it and on its -wal and -shm files",
     );
+  }
+}
+
+/**
+ * Creates an empty file with mode 0600 unless it exists. Returns `created`,
+ * `exists`, or `failed` for any other error, which opening the file later
+ * reports again.
+ */
+export function createOwnerOnlyFile(file: string): "created" | "exists" | "failed" {
+  try {
+    // O_EXCL, so that a file created at the same moment by another process keeps its own mode.
+    closeSync(openSync(file, "wx", DATABASE_FILE_MODE));
+    return "created";
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EEXIST" ? "exists" : "failed";
   }
 }

@@ -12,7 +12,7 @@ import { NotFoundError } from "../errors.js";
 import { INTEGRATION_RESOURCE } from "./integration-store.js";
 import { toStoredTime } from "./integration-row.js";
 import { QueryTemplate } from "./query-template.js";
-import { isForeignKeyViolation, StorageError } from "./storage-error.js";
+import { isForeignKeyViolation, runStatement, StorageError } from "./storage-error.js";
 
 const STATES: readonly IdempotencyState[] = ["pending", "done", "retryable"];
 
@@ -98,7 +98,7 @@ export class KyselyIdempotencyStore implements IdempotencyStore {
   async claim(claim: IdempotencyClaim): Promise<boolean> {
     let result;
     try {
-      result = await this.#run("claim idempotency key", () =>
+      result = await runStatement("claim idempotency key", () =>
         this.#claim.execute({
           integrationId: claim.integrationId,
           key: claim.key,
@@ -120,13 +120,13 @@ export class KyselyIdempotencyStore implements IdempotencyStore {
   }
 
   async get(integrationId: string, key: string): Promise<IdempotencyRecord | null> {
-    const result = await this.#run("read idempotency key", () => this.#get.execute({ integrationId, key }));
+    const result = await runStatement("read idempotency key", () => this.#get.execute({ integrationId, key }));
     const row = result.rows[0];
     return row === undefined ? null : fromRow(row);
   }
 
   async finish(integrationId: string, key: string, owner: string, outcome: IdempotencyOutcome): Promise<boolean> {
-    const result = await this.#run("record idempotency outcome", () =>
+    const result = await runStatement("record idempotency outcome", () =>
       this.#finish.execute({
         integrationId,
         key,
@@ -141,26 +141,17 @@ export class KyselyIdempotencyStore implements IdempotencyStore {
   }
 
   async abandon(integrationId: string, key: string, owner: string, outcome: string, now: Date): Promise<boolean> {
-    const result = await this.#run("abandon idempotency key", () =>
+    const result = await runStatement("abandon idempotency key", () =>
       this.#abandon.execute({ integrationId, key, owner, outcome, now: toStoredTime(now) }),
     );
     return (result.numAffectedRows ?? 0n) > 0n;
   }
 
   async purgeExpired(now: Date): Promise<number> {
-    const result = await this.#run("purge idempotency keys", () =>
+    const result = await runStatement("purge idempotency keys", () =>
       this.#db.deleteFrom("idempotency_keys").where("expire_time", "<=", toStoredTime(now)).executeTakeFirst(),
     );
     return Number(result.numDeletedRows);
-  }
-
-  /** Runs one statement and replaces any driver error with a StorageError that is safe to log. */
-  async #run<T>(operation: string, statement: () => Promise<T>): Promise<T> {
-    try {
-      return await statement();
-    } catch (error) {
-      throw new StorageError(operation, error);
-    }
   }
 }
 

@@ -14,7 +14,7 @@ import {
   type StoredIntegration,
   type StoredSecrets,
 } from "./integration-store.js";
-import { StorageError } from "./storage-error.js";
+import { runStatement, StorageError } from "./storage-error.js";
 
 /** Test seams of {@link KyselyIntegrationStore}; production uses the defaults. */
 export interface KyselyIntegrationStoreOptions {
@@ -65,7 +65,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
       version: 1,
     };
 
-    const inserted = await this.#run("create", () =>
+    const inserted = await runStatement("create", () =>
       this.#db
         .insertInto("integrations")
         .values(row)
@@ -84,7 +84,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
       return null;
     }
 
-    const row = await this.#run("get", () =>
+    const row = await runStatement("get", () =>
       this.#db.selectFrom("integrations").selectAll().where("id", "=", id).executeTakeFirst(),
     );
     return row === undefined ? null : fromRow(row);
@@ -128,7 +128,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
     now: string,
     match: { version: number; createTime: string } | undefined,
   ): Promise<IntegrationRow | undefined> {
-    return this.#run("update", () => {
+    return runStatement("update", () => {
       let query = this.#db
         .updateTable("integrations")
         .set((eb) => ({
@@ -146,7 +146,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
 
   /** Returns the stored text of the row's creation time when the row still has `read`'s version and creation time. */
   async #createTimeText(id: string, read: ReadVersion): Promise<string | undefined> {
-    const row = await this.#run("update", () =>
+    const row = await runStatement("update", () =>
       this.#db.selectFrom("integrations").select("create_time").where("id", "=", id).where("version", "=", read.version).executeTakeFirst(),
     );
     if (row === undefined || new Date(row.create_time).getTime() !== read.createTime.getTime()) {
@@ -166,7 +166,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
     // cut before its first U+0000)` is.
     const afterId = options.afterId?.split("\u0000")[0] ?? "";
 
-    const rows = await this.#run("list", () => {
+    const rows = await runStatement("list", () => {
       let query = this.#db.selectFrom("integrations").selectAll().orderBy("id").limit(limit);
       if (afterId !== "") {
         query = query.where("id", ">", afterId);
@@ -181,7 +181,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
       return false;
     }
 
-    const result = await this.#run("delete", () =>
+    const result = await runStatement("delete", () =>
       this.#db.deleteFrom("integrations").where("id", "=", id).executeTakeFirst(),
     );
     return result.numDeletedRows > 0n;
@@ -192,7 +192,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
       return false;
     }
 
-    const result = await this.#run("replace secrets", () =>
+    const result = await runStatement("replace secrets", () =>
       this.#db
         .updateTable("integrations")
         .set({ api_key: replacement.apiKey, secret_key: replacement.secretKey })
@@ -205,7 +205,7 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
   }
 
   async ping(): Promise<void> {
-    await this.#run("ping", () => sql`select 1`.execute(this.#db));
+    await runStatement("ping", () => sql`select 1`.execute(this.#db));
   }
 
   async close(): Promise<void> {
@@ -213,15 +213,6 @@ export class KyselyIntegrationStore implements IntegrationStore, SecretColumnsSt
       return;
     }
     this.#closed = true;
-    await this.#run("close", () => this.#db.destroy());
-  }
-
-  /** Runs one statement and replaces any driver error with a StorageError that is safe to log. */
-  async #run<T>(operation: string, statement: () => Promise<T>): Promise<T> {
-    try {
-      return await statement();
-    } catch (error) {
-      throw new StorageError(operation, error);
-    }
+    await runStatement("close", () => this.#db.destroy());
   }
 }

@@ -1,13 +1,11 @@
 import { sql, type Kysely, type RawBuilder, type SqlBool } from "kysely";
 
+import { CIPHERTEXT_PREFIX } from "../security/secret-cipher.js";
 import type { StoreDatabase } from "./database-schema.js";
 import { toStoredTime } from "./integration-row.js";
 import type { IntegrationSecrets, KeyCheckStore } from "./key-check-store.js";
 import type { StoreEngine } from "./migrations.js";
-import { StorageError } from "./storage-error.js";
-
-/** Prefix of an encrypted secret; see `CIPHERTEXT_PREFIX` in `src/security/secret-cipher.ts`. */
-const CIPHERTEXT_PREFIX = "v1:";
+import { runStatement } from "./storage-error.js";
 
 type SecretColumn = "api_key" | "secret_key";
 
@@ -32,14 +30,14 @@ export class KyselyKeyCheckStore implements KeyCheckStore {
     if (keyIds.length === 0) {
       return new Map();
     }
-    const rows = await this.#run("read key checks", () =>
+    const rows = await runStatement("read key checks", () =>
       this.#db.selectFrom("encryption_key_checks").select(["key_id", "check_value"]).where("key_id", "in", keyIds).execute(),
     );
     return new Map(rows.map((row) => [row.key_id, row.check_value]));
   }
 
   async insertCheck(keyId: string, checkValue: string): Promise<boolean> {
-    const inserted = await this.#run("insert key check", () =>
+    const inserted = await runStatement("insert key check", () =>
       this.#db
         .insertInto("encryption_key_checks")
         .values({ key_id: keyId, check_value: checkValue, create_time: toStoredTime(new Date()) })
@@ -52,7 +50,7 @@ export class KyselyKeyCheckStore implements KeyCheckStore {
 
   async countIntegrationsByKeyId(): Promise<Map<string, number>> {
     // One row per pair of key ids found together, so one scan and no distinct count give exact numbers.
-    const rows = await this.#run("count secrets by key id", () =>
+    const rows = await runStatement("count secrets by key id", () =>
       this.#db
         .selectFrom("integrations")
         .select((eb) => [
@@ -81,7 +79,7 @@ export class KyselyKeyCheckStore implements KeyCheckStore {
     const prefix = `${CIPHERTEXT_PREFIX}${keyId}:`;
     const startsWithPrefix = (column: SecretColumn) => sql<SqlBool>`substr(${sql.ref(column)}, 1, ${prefix.length}) = ${prefix}`;
 
-    const rows = await this.#run("read secrets by key id", () =>
+    const rows = await runStatement("read secrets by key id", () =>
       this.#db
         .selectFrom("integrations")
         .select(["id", "api_key", "secret_key"])
@@ -104,14 +102,5 @@ export class KyselyKeyCheckStore implements KeyCheckStore {
     const encrypted = sql`substr(${sql.ref(column)}, 1, ${sql.lit(CIPHERTEXT_PREFIX.length)}) = ${sql.lit(CIPHERTEXT_PREFIX)}`;
     const colon = this.#colonAfterKeyId(column);
     return sql<string | null>`case when ${encrypted} and ${colon} > 1 then substr(${sql.ref(column)}, ${sql.lit(CIPHERTEXT_PREFIX.length + 1)}, ${colon} - 1) end`;
-  }
-
-  /** Runs one statement and replaces any driver error with a StorageError that is safe to log. */
-  async #run<T>(operation: string, statement: () => Promise<T>): Promise<T> {
-    try {
-      return await statement();
-    } catch (error) {
-      throw new StorageError(operation, error);
-    }
   }
 }

@@ -149,3 +149,12 @@ export class StorageError extends Error {
     this.dataCorrupted = isCorruption(summary.code);
   }
 }
+
+/** Runs one statement and replaces any driver error with a StorageError that is safe to log. */
+export async function runStatement<T>(operation: string, statement: () => Promise<T>): Promise<T> {
+  try {
+    return await statement();
+  } catch (error) {
+    throw new StorageError(operation, error);
+  }
+}
