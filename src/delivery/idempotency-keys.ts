@@ -36,8 +36,8 @@ export interface KeyedResult extends SendResult {
 }
 
 /**
- * What a lookup of a key found: its kept outcome (`found`), a claim of
- * another send that may still keep one (`claimed`), or neither (`none`).
+ * Result of a key lookup: its kept outcome (`found`), a claim of another
+ * send that may still keep one (`claimed`), or neither (`none`).
  */
 export type KeyLookup = { kind: "found"; result: KeyedResult } | { kind: "claimed" } | { kind: "none" };
 

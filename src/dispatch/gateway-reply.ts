@@ -303,10 +303,10 @@ function readDate(
   }
 
   // A long value is not quoted in part, because a cut could split a secret that the caller then cannot redact.
-  const shown = rawDate.length > MAX_QUOTED_CHARS ? `of ${rawDate.length} characters` : JSON.stringify(rawDate);
+  const quotedDate = rawDate.length > MAX_QUOTED_CHARS ? `of ${rawDate.length} characters` : JSON.stringify(rawDate);
   if (date === undefined) {
     warnings.push(
-      `could not parse the date ${shown} at ${datePath}, so the date is the send time. ` +
+      `could not parse the date ${quotedDate} at ${datePath}, so the date is the send time. ` +
         "Expected ISO 8601, RFC 2822, or epoch seconds or milliseconds.",
     );
     return { ...fallback, rawDate };
@@ -314,7 +314,7 @@ function readDate(
   if (!isInTimestampRange(date)) {
     // The response could not be written as JSON with such a date, although the SMS was sent.
     warnings.push(
-      `the date ${shown} at ${datePath} is outside the years 1 to 9999 that the response can carry, ` +
+      `the date ${quotedDate} at ${datePath} is outside the years 1 to 9999 that the response can carry, ` +
         "so the date is the send time",
     );
     return { ...fallback, rawDate };

@@ -133,8 +133,8 @@ function cipherOf(key: EncryptionKey): SecretCipher {
 
 /**
  * @throws ConfigError naming every key of `keys` whose recorded check value
- *   it does not decrypt. When no secret is stored under those ids, it also
- *   says how to record the right key again.
+ *   it does not decrypt. When no secret is stored under those ids, the
+ *   message also states how to record the right key again.
  */
 function assertChecksDecrypt(
   checked: readonly EncryptionKey[],
@@ -150,23 +150,23 @@ function assertChecksDecrypt(
   }
 
   const named = wrong.map((id) => `"${id}"`).join(", ");
-  const one = wrong.length === 1;
-  const subject = one
+  const single = wrong.length === 1;
+  const subject = single
     ? `key id ${named} in ${keys.setting} is not the key that was first used under this id`
     : `key ids ${named} in ${keys.setting} are not the keys that were first used under these ids`;
-  // Without stored secrets under the ids, the recorded key may be the wrong one, and nothing is lost by recording again.
+  // Without stored secrets under the ids, deleting the recorded check value and recording it again loses no data.
   const unused = wrong.every((id) => (usage.get(id) ?? 0) === 0);
   const recovery = unused
-    ? ` No secret is stored under ${one ? "this id" : "these ids"} yet, so if ${one ? "this key is" : "these keys are"} the ` +
+    ? ` No secret is stored under ${single ? "this id" : "these ids"} yet, so if ${single ? "this key is" : "these keys are"} the ` +
       "right one, the first process that started with it had another key (its log line " +
       '"recorded the check values of new encryption key ids" names the ids): stop that process, correct its key, delete ' +
-      `the row${one ? "" : "s"} of ${named} from encryption_key_checks, and start again.`
+      `the row${single ? "" : "s"} of ${named} from encryption_key_checks, and start again.`
     : "";
   throw new ConfigError(
-    `${subject} in ${storage}: the check value that the store recorded for ${one ? "it" : "each"} ` +
+    `${subject} in ${storage}: the check value that the store recorded for ${single ? "it" : "each"} ` +
       "(table encryption_key_checks) does not decrypt. Secrets stored under such an id would not decrypt, and other " +
       "processes could not decrypt the secrets that this one writes. Configure the key that was first used under " +
-      `${one ? "this id" : "each id"}; a new key needs a new key id.${recovery}`,
+      `${single ? "this id" : "each id"}; a new key needs a new key id.${recovery}`,
   );
 }
 

@@ -124,7 +124,7 @@ function dataDirLockError(config: Config, error: StorageError): ConfigError {
   }
 
   return new ConfigError(
-    `${names.dataDir} ${config.dataDir}: the data folder is in use by another service process (it holds the lock on ${lockFile}). ` +
+    `${names.dataDir} ${config.dataDir}: the data folder is in use by another service process, which has the lock on ${lockFile}. ` +
       `Stop that process, set ${names.dataDir} to another folder, or set ${names.databaseUrl} to store the data in PostgreSQL, which several service processes can share.`,
   );
 }

@@ -21,8 +21,8 @@ import { sampleFields, silentLogger } from "../store/integration-fixtures.js";
 /** Returns the start-up error of a service whose DATA_DIR is in use by another process. */
 function inUseBySomeone(setting: string, dataDir: string): string {
   return (
-    `smsgateway: ${setting} ${dataDir}: the data folder is in use by another service process (it holds the lock on ` +
-    `${path.join(dataDir, LOCK_FILE_NAME)}). Stop that process, set ${setting} to another folder, or set ` +
+    `smsgateway: ${setting} ${dataDir}: the data folder is in use by another service process, which has the lock on ` +
+    `${path.join(dataDir, LOCK_FILE_NAME)}. Stop that process, set ${setting} to another folder, or set ` +
     "DATABASE_URL to store the data in PostgreSQL, which several service processes can share.\n"
   );
 }
