@@ -85,6 +85,11 @@ export class RateTokens {
     return waitMs;
   }
 
+  /** Puts back a token that a send took and did not use, as `TokenBucket.giveBack` does. */
+  giveBack(nowMs: number): void {
+    this.#bucket.giveBack(nowMs);
+  }
+
   #dropExpiredKeptToken(nowMs: number): void {
     if (this.#keptUntilMs !== undefined && nowMs >= this.#keptUntilMs) {
       this.#keptUntilMs = undefined;

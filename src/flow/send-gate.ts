@@ -13,7 +13,7 @@ import {
 import { ConcurrencySlots, SlotWaitAbortedError } from "./concurrency-slots.js";
 import { resolveSendLimits, type FlowDefaults, type SendLimits } from "./flow-limits.js";
 import { circuitOpenError, concurrencyLimitError, rateLimitError } from "./flow-rejection.js";
-import { classifySendOutcome } from "./send-outcome.js";
+import { classifySendOutcome, sentNoSmsRequest } from "./send-outcome.js";
 import { RateTokens } from "./rate-tokens.js";
 import { keptForRetryMs } from "./retry-delay.js";
 
@@ -113,7 +113,9 @@ interface GateEntry {
  * circuit is checked again, because it may have opened meanwhile, and then
  * the rate. `ConcurrencySlots` describes the queue and the slot that queued
  * sends leave to direct sends, and `RateTokens` the share of rate-limit
- * tokens direct sends get while queued sends wait for a token.
+ * tokens direct sends get while queued sends wait for a token. A send
+ * that fails before its first SMS request, such as a batch message that a
+ * gateway's Retry-After paused right then, gives its token back.
  *
  * State is per process and per integration id, in a map. An entry is
  * dropped once it has been idle for `IDLE_ENTRY_MS` with no send in flight
@@ -145,7 +147,8 @@ export class SendGate {
 
   /**
    * Runs `send` for `integration` if its limits and circuit allow, and
-   * records the outcome.
+   * records the outcome. When `send` fails before it wrote an SMS request
+   * (`sentNoSmsRequest`), its rate-limit token is given back.
    *
    * @throws FlowLimitError when a limit or the circuit rejects the send.
    *   `send` is not called then.
@@ -167,10 +170,13 @@ export class SendGate {
     let permit: CircuitPermit;
     let startMs = arrivalMs;
     let current = integration;
+    // The tokens that admission took one from, undefined without a rate limit.
+    let tokens: RateTokens | undefined;
     if (waitForSlot === undefined) {
       permit = this.#admit(integration.id, entry, limits, arrivalMs, requestId);
+      tokens = entry.tokens;
     } else {
-      ({ permit, startMs, integration: current } = await this.#admitInTurn(integration, entry, limits, options, waitForSlot));
+      ({ permit, startMs, integration: current, tokens } = await this.#admitInTurn(integration, entry, limits, options, waitForSlot));
     }
 
     const deadlineMs = options.deadlineMs === undefined ? undefined : Math.floor(options.deadlineMs - (startMs - arrivalMs));
@@ -183,6 +189,10 @@ export class SendGate {
       return result;
     } catch (error) {
       outcome = isReplay(error) ? "ignored" : classifySendOutcome(error, deadlineCutShort);
+      if (tokens !== undefined && sentNoSmsRequest(error)) {
+        // This catch runs once per admission, so a token goes back at most once.
+        tokens.giveBack(this.#now());
+      }
       throw error;
     } finally {
       this.#finish(current, entry, permit, outcome, startMs, options.requestId);
@@ -296,7 +306,7 @@ export class SendGate {
     limits: SendLimits,
     options: GateSendOptions<I>,
     waitForSlot: AbortSignal,
-  ): Promise<{ permit: CircuitPermit; startMs: number; integration: I }> {
+  ): Promise<{ permit: CircuitPermit; startMs: number; integration: I; tokens: RateTokens | undefined }> {
     const integrationId = integration.id;
     this.#checkCircuit(integrationId, entry, this.#now());
     const waited = !entry.slots.takeInTurn();
@@ -327,7 +337,8 @@ export class SendGate {
       entry.slots.release();
       throw error;
     }
-    return { permit: this.#startSend(integrationId, entry, nowMs, options.requestId), startMs: nowMs, integration: current };
+    const permit = this.#startSend(integrationId, entry, nowMs, options.requestId);
+    return { permit, startMs: nowMs, integration: current, tokens: entry.tokens };
   }
 
   /**

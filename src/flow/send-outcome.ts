@@ -1,4 +1,4 @@
-import { GatewayError } from "../errors.js";
+import { GatewayError, StoppedBeforeRequestError } from "../errors.js";
 import type { SendOutcome } from "./circuit-breaker.js";
 
 /**
@@ -41,4 +41,18 @@ export function classifySendOutcome(error: unknown, deadlineCutShort: boolean): 
     case "rate_limited":
       return "success";
   }
+}
+
+/**
+ * Tests whether a failed send wrote no SMS request, so that it used none of
+ * the integration's rate limit. That is so when it stopped right before its
+ * first SMS request (`StoppedBeforeRequestError`), or failed with `attempts`
+ * 0: canceled, out of time, stopped by the shutdown, or unable to resolve
+ * the gateway's host name before its first request. A failed token request
+ * to `auth_url` counts its rounds as attempts, so such a send does not
+ * qualify. Neither does an `OutboundBlockedError`, because the connector
+ * may raise it on a retry after an earlier request went out.
+ */
+export function sentNoSmsRequest(error: unknown): boolean {
+  return error instanceof StoppedBeforeRequestError || (error instanceof GatewayError && error.info.attempts === 0);
 }

@@ -56,6 +56,16 @@ export class TokenBucket {
     return Math.max(1, Math.ceil(((needed - this.#tokens) / this.#ratePerSecond) * 1000));
   }
 
+  /**
+   * Puts back one token that a send took and did not use. The bucket never
+   * holds more than its capacity, so a token that refilled meanwhile is not
+   * added twice.
+   */
+  giveBack(nowMs: number): void {
+    this.#refill(nowMs);
+    this.#tokens = Math.min(this.#capacity, this.#tokens + 1);
+  }
+
   /** Returns true when a new bucket would behave the same: no token is missing. */
   isFull(nowMs: number): boolean {
     this.#refill(nowMs);

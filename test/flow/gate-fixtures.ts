@@ -42,14 +42,14 @@ export function heldSend() {
   return { send: () => done, succeed: () => settle(), fail: (error: Error) => settle(error) };
 }
 
-export function gatewayFailure(failure: GatewayFailure, httpStatus: number): GatewayError {
+export function gatewayFailure(failure: GatewayFailure, httpStatus: number, attempts = 1): GatewayError {
   return new GatewayError(`gateway ${failure}`, {
     failure,
     stage: "send",
     httpStatus,
     bodyExcerpt: "",
     bodyTruncated: false,
-    attempts: 1,
+    attempts,
   });
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "vitest";
 
+import { BatchPausedError } from "../../src/batch/batch-runner.js";
 import type { Integration } from "../../src/domain/integration.js";
 import { FlowLimitError, GatewayError, type FlowLimitReason } from "../../src/errors.js";
 import { RETRY_AFTER_MARGIN_MS } from "../../src/flow/retry-delay.js";
@@ -336,6 +337,44 @@ describe("SendGate rate limit", () => {
     await running;
 
     await sendOk(gate, acme);
+  });
+
+  test.each([
+    { name: "a paused batch message", error: new BatchPausedError() },
+    { name: "a send canceled before its request", error: gatewayFailure("canceled", 0, 0) },
+  ])("$name gives its token back", async ({ error }) => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 1 });
+
+    await expect(gate.run(acme, { waitForSlot: neverAborted }, () => Promise.reject(error))).rejects.toBe(error);
+    await sendFailing(gate, acme, error);
+
+    await sendOk(gate, acme);
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("RATE_LIMITED");
+  });
+
+  test("a send whose request failed keeps its token", async () => {
+    const { gate } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 1 });
+
+    await sendFailing(gate, acme, gatewayFailure("canceled", 0));
+
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("RATE_LIMITED");
+  });
+
+  test("a token given back never overfills the bucket", async () => {
+    const { gate, advance } = makeGate();
+    const acme = integration("acme", { maxSendsPerSecond: 2 });
+    const held = heldSend();
+    const running = gate.run(acme, {}, held.send);
+    // The bucket is full again when the held send gives its token back.
+    advance(500);
+    held.fail(new BatchPausedError());
+    await expect(running).rejects.toBeInstanceOf(BatchPausedError);
+
+    await sendOk(gate, acme);
+    await sendOk(gate, acme);
+    expect(reasonOf(await rejectionOf(gate, acme))).toBe("RATE_LIMITED");
   });
 });
 

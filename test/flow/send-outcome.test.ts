@@ -1,12 +1,13 @@
 import { describe, expect, test } from "vitest";
 
-import { GatewayError, InvalidArgumentError, type GatewayFailure } from "../../src/errors.js";
-import { classifySendOutcome } from "../../src/flow/send-outcome.js";
+import { BatchPausedError } from "../../src/batch/batch-runner.js";
+import { GatewayError, InvalidArgumentError, OutboundBlockedError, type GatewayFailure } from "../../src/errors.js";
+import { classifySendOutcome, sentNoSmsRequest } from "../../src/flow/send-outcome.js";
 
-function gatewayError(failure: GatewayFailure, httpStatus: number, attempts = 1): GatewayError {
+function gatewayError(failure: GatewayFailure, httpStatus: number, attempts = 1, stage: "auth" | "send" = "send"): GatewayError {
   return new GatewayError("gateway failed", {
     failure,
-    stage: "send",
+    stage,
     httpStatus,
     bodyExcerpt: "",
     bodyTruncated: false,
@@ -39,5 +40,22 @@ describe("classifySendOutcome", () => {
 
   test("5xx under a shorter caller deadline still counts", () => {
     expect(classifySendOutcome(gatewayError("unavailable", 500), true)).toBe("failure");
+  });
+});
+
+describe("sentNoSmsRequest", () => {
+  test.each([
+    { name: "paused batch message", error: new BatchPausedError(), expected: true },
+    { name: "caller canceled before the request", error: gatewayError("canceled", 0, 0), expected: true },
+    { name: "deadline over before the request", error: gatewayError("timeout", 0, 0), expected: true },
+    { name: "auth_url host name not resolved", error: gatewayError("unavailable", 0, 0, "auth"), expected: true },
+    { name: "caller canceled after the request", error: gatewayError("canceled", 0), expected: false },
+    { name: "429", error: gatewayError("rate_limited", 429), expected: false },
+    { name: "token request failed", error: gatewayError("unavailable", 0, 1, "auth"), expected: false },
+    { name: "invalid passthrough", error: InvalidArgumentError.field("passthrough.headers", "invalid"), expected: false },
+    { name: "SSRF guard block", error: new OutboundBlockedError("integration.base_url", "OUTBOUND_ADDRESS_BLOCKED", "blocked", {}), expected: false },
+    { name: "bug", error: new TypeError("undefined is not a function"), expected: false },
+  ])("$name is $expected", ({ error, expected }) => {
+    expect(sentNoSmsRequest(error)).toBe(expected);
   });
 });

@@ -30,6 +30,26 @@ describe("TokenBucket", () => {
     expect(bucket.tryTake(2000)).toBe(0);
   });
 
+  test("takes a token given back", () => {
+    const bucket = new TokenBucket(2, 0);
+    bucket.tryTake(0);
+    bucket.tryTake(0);
+    bucket.giveBack(0);
+
+    expect(bucket.tryTake(0)).toBe(0);
+    expect(bucket.tryTake(0)).toBe(500);
+  });
+
+  test("holds no more than its capacity after a token is given back", () => {
+    const bucket = new TokenBucket(2, 0);
+    bucket.tryTake(0);
+    bucket.giveBack(600);
+
+    expect(bucket.isFull(600)).toBe(true);
+    expect([bucket.tryTake(600), bucket.tryTake(600)]).toEqual([0, 0]);
+    expect(bucket.tryTake(600)).toBe(500);
+  });
+
   test("leaves the tokens to keep", () => {
     const bucket = new TokenBucket(4, 0);
     bucket.tryTake(0);

@@ -84,6 +84,8 @@ export interface SmsServiceBedSettings {
   retryAfterMaxMs?: number;
   circuitFailureThreshold?: number;
   circuitOpenMs?: number;
+  /** Clock of the send gate in milliseconds, which tests stop to count rate-limit tokens exactly; `performance.now` when unset. */
+  gateNow?: () => number;
 }
 
 /** An SmsService over a SQLite store in a new directory, a scripted gateway, and a second Delivery in place of another replica. */
@@ -141,6 +143,7 @@ export async function openSmsServiceBed(settings: SmsServiceBedSettings = {}): P
     },
     sendTimeoutMs: 5_000,
     logger,
+    ...(settings.gateNow === undefined ? {} : { now: settings.gateNow }),
   });
 
   const bed: SmsServiceBed = {
