@@ -205,6 +205,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
       port: config.port,
       tls,
       grpcJs,
+      firstRequestTimeoutMs: config.firstRequestTimeoutMs,
     });
   } catch (error) {
     await delivery.close();

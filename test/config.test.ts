@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { ConfigError, helpText, loadConfig } from "../src/config/load-config.js";
 import { SETTINGS } from "../src/config/settings.js";
+import { FIRST_REQUEST_TIMEOUT_MS } from "../src/server/first-request-router.js";
 
 function run(argv: string[], env: Record<string, string> = {}) {
   const loaded = loadConfig(argv, env);
@@ -69,6 +70,34 @@ describe("loadConfig", () => {
     for (const setting of SETTINGS) {
       expect(text).toContain(`${setting.flag}, ${setting.env}`);
     }
+  });
+});
+
+describe("FIRST_REQUEST_TIMEOUT_MS", () => {
+  test("defaults to the server's 60 s", () => {
+    expect(run([]).firstRequestTimeoutMs).toBe(60_000);
+    expect(run([]).firstRequestTimeoutMs).toBe(FIRST_REQUEST_TIMEOUT_MS);
+  });
+
+  test.each<{ argv: string[]; env: Record<string, string>; expected: number }>([
+    { argv: [], env: { FIRST_REQUEST_TIMEOUT_MS: "1000" }, expected: 1_000 },
+    { argv: [], env: { FIRST_REQUEST_TIMEOUT_MS: " 300000 " }, expected: 300_000 },
+    { argv: ["--first-request-timeout-ms", "5000"], env: { FIRST_REQUEST_TIMEOUT_MS: "9000" }, expected: 5_000 },
+    { argv: ["--first-request-timeout-ms=15000"], env: {}, expected: 15_000 },
+  ])("reads $expected", ({ argv, env, expected }) => {
+    expect(run(argv, env).firstRequestTimeoutMs).toBe(expected);
+  });
+
+  test.each([
+    { argv: [], env: { FIRST_REQUEST_TIMEOUT_MS: "999" }, name: "FIRST_REQUEST_TIMEOUT_MS", value: "999" },
+    { argv: [], env: { FIRST_REQUEST_TIMEOUT_MS: "300001" }, name: "FIRST_REQUEST_TIMEOUT_MS", value: "300001" },
+    { argv: [], env: { FIRST_REQUEST_TIMEOUT_MS: "0" }, name: "FIRST_REQUEST_TIMEOUT_MS", value: "0" },
+    { argv: [], env: { FIRST_REQUEST_TIMEOUT_MS: "1.5" }, name: "FIRST_REQUEST_TIMEOUT_MS", value: "1.5" },
+    { argv: [], env: { FIRST_REQUEST_TIMEOUT_MS: "60s" }, name: "FIRST_REQUEST_TIMEOUT_MS", value: "60s" },
+    { argv: ["--first-request-timeout-ms", "-5"], env: {}, name: "--first-request-timeout-ms", value: "-5" },
+  ])("rejects $value from $name", ({ argv, env, name, value }) => {
+    expect(() => loadConfig(argv, env)).toThrow(ConfigError);
+    expect(() => loadConfig(argv, env)).toThrow(`${name}: invalid value "${value}": expected a whole number from 1000 to 300000.`);
   });
 });
 

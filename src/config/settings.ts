@@ -40,6 +40,8 @@ export interface Config {
   sendTimeoutMs: number;
   maxReplyBytes: number;
   maxRequestBytes: number;
+  /** Time a new connection has to send its first request's headers before it is closed. */
+  firstRequestTimeoutMs: number;
   gatewayConnections: number;
   gatewayKeepAliveMs: number;
   /** Networks and host names that the SSRF guard lets through; empty by default. */
@@ -289,6 +291,21 @@ export const SETTINGS: readonly Setting[] = [
     unit: "bytes",
     description: "Largest RPC request message accepted; larger ones fail with RESOURCE_EXHAUSTED. A SendSmsBatch of 10000 messages of 160 characters with idempotency keys is about 2.2 MB.",
     parse: integerIn(1024, 64 * 1024 * 1024),
+  },
+  {
+    key: "firstRequestTimeoutMs",
+    env: "FIRST_REQUEST_TIMEOUT_MS",
+    flag: "--first-request-timeout-ms",
+    defaultValue: "60000",
+    unit: "ms",
+    description:
+      "Time a new connection has to send its first request's headers before it is closed, counted from the connection (for TLS, from the end of the handshake). " +
+      "A cleartext HTTP/1.1 connection gets this time for its first bytes and again for its headers. " +
+      "It also limits the headers of every later HTTP/1.1 request. Node checks the HTTP/1.1 limits every 30 s, or every FIRST_REQUEST_TIMEOUT_MS when that is shorter.",
+    // The 1 s floor leaves time for clients that wait a round trip for the server's SETTINGS
+    // frame before their first request, as grpc-js does. Node 20 rejects a headersTimeout above
+    // its requestTimeout of 300 s.
+    parse: integerIn(1_000, 300_000),
   },
   {
     key: "gatewayConnections",

@@ -10,10 +10,13 @@ export const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 
 /**
  * How long a client has to send its first request's headers, in
- * milliseconds, unless the caller gives another time. A client that
+ * milliseconds, when the caller gives no other time. It is the default of
+ * the FIRST_REQUEST_TIMEOUT_MS setting and Node's default `headersTimeout`
+ * for HTTP/1.1. Clients normally send their first request right after
+ * connecting, so mostly idle or hostile connections reach it. A client that
  * connects ahead of its first call reconnects after the GOAWAY.
  */
-const FIRST_REQUEST_TIMEOUT_MS = 60_000;
+export const FIRST_REQUEST_TIMEOUT_MS = 60_000;
 
 /** GOAWAY with last stream 0 and error SETTINGS_TIMEOUT (RFC 9113 sections 6.8 and 7). */
 const GOAWAY_SETTINGS_TIMEOUT = Buffer.from([0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x4]);

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import tls from "node:tls";
 import { ServerCredentials, type Server as GrpcJsServer } from "@grpc/grpc-js";
 import { ConnectionTracker } from "./connection-tracker.js";
-import { awaitFirstRequest, SETTINGS_ACK_TIMEOUT_MS } from "./first-request-router.js";
+import { awaitFirstRequest, FIRST_REQUEST_TIMEOUT_MS, SETTINGS_ACK_TIMEOUT_MS } from "./first-request-router.js";
 import { HTTP2_PREFACE, type FirstRequest } from "./http2-first-request.js";
 import type { TlsCredentials } from "./tls-files.js";
 
@@ -28,28 +28,28 @@ export interface ListenOptions {
    */
   grpcJs?: GrpcJsRoute;
   /**
-   * Time a cleartext connection may take to send the bytes that choose
-   * HTTP/1.1 or HTTP/2 before it is closed. With `grpcJs` it also bounds
-   * the time until an HTTP/2 connection's first request headers, counted
-   * from the same start (for TLS, the end of the handshake);
-   * {@link FIRST_BYTES_TIMEOUT_MS} when unset.
+   * Time in milliseconds that a connection has for its first request's
+   * headers before it is closed (FIRST_REQUEST_TIMEOUT_MS), counted from the
+   * connection, or for TLS from the end of the handshake. A cleartext
+   * connection must send the bytes that choose HTTP/1.1 or HTTP/2 within
+   * it. With `grpcJs`, an HTTP/2 connection's first request must arrive
+   * within the same time. Unless `http1Timeouts` is set, it is also Node's
+   * `headersTimeout`, which gives each HTTP/1.1 request this time again for
+   * its headers. It must not exceed Node's `requestTimeout` of 300 s.
+   * {@link FIRST_REQUEST_TIMEOUT_MS} when unset.
    */
-  firstBytesTimeoutMs?: number;
+  firstRequestTimeoutMs?: number;
   /**
    * Limits of Node's HTTP/1.1 server on a request's headers and on the
-   * whole request; Node 20's defaults (60 s and 300 s, checked every 30 s)
-   * when unset.
+   * whole request. When unset, `headersTimeout` is `firstRequestTimeoutMs`,
+   * checked every 30 s or every `firstRequestTimeoutMs` when that is
+   * shorter, and `requestTimeout` is Node 20's default of 300 s.
    */
   http1Timeouts?: Pick<http.ServerOptions, "headersTimeout" | "requestTimeout" | "connectionsCheckingInterval">;
 }
 
-/**
- * Default of {@link ListenOptions.firstBytesTimeoutMs}: Node's default
- * `headersTimeout`, the time an HTTP/1.1 connection has for its first
- * request's headers. Clients normally send their first bytes right after
- * connecting, so mostly idle or hostile connections reach it.
- */
-export const FIRST_BYTES_TIMEOUT_MS = 60_000;
+/** Node 20's default time between its checks of the HTTP/1.1 header and request timeouts. */
+const NODE_CONNECTIONS_CHECKING_INTERVAL_MS = 30_000;
 
 /** The grpc-js server of {@link ListenOptions.grpcJs} and the paths it implements. */
 export interface GrpcJsRoute {
@@ -80,13 +80,13 @@ export interface RunningServer {
 export async function startServer(handler: RequestHandler, options: ListenOptions): Promise<RunningServer> {
   const tracker = new ConnectionTracker();
   const tracked = tracker.wrap(handler);
-  const h1 = http.createServer(options.http1Timeouts ?? {}, tracked);
+  const firstRequestTimeoutMs = options.firstRequestTimeoutMs ?? FIRST_REQUEST_TIMEOUT_MS;
+  const h1 = http.createServer(options.http1Timeouts ?? http1TimeoutsFor(firstRequestTimeoutMs), tracked);
   const h2 = http2.createServer({}, tracked);
   h2.on("session", (session) => tracker.addSession(session));
 
   const route = options.grpcJs;
   const injector = route?.server.createConnectionInjector(ServerCredentials.createInsecure());
-  const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? FIRST_BYTES_TIMEOUT_MS;
   // `connectedAt` starts the connection's one limit for its first request, preface included.
   const toHttp2 = (socket: net.Socket, received: Buffer, connectedAt = performance.now()) => {
     if (injector === undefined || route === undefined) {
@@ -109,7 +109,7 @@ export async function startServer(handler: RequestHandler, options: ListenOption
         h2.emit("connection", socket);
       }
     };
-    const leftMs = Math.max(0, firstBytesTimeoutMs - (performance.now() - connectedAt));
+    const leftMs = Math.max(0, firstRequestTimeoutMs - (performance.now() - connectedAt));
     awaitFirstRequest(socket, received, handover, SETTINGS_ACK_TIMEOUT_MS, leftMs);
   };
 
@@ -132,7 +132,7 @@ export async function startServer(handler: RequestHandler, options: ListenOption
       }
     });
   } else {
-    listener = net.createServer((socket) => routeByPreface(socket, h1, toHttp2, firstBytesTimeoutMs));
+    listener = net.createServer((socket) => routeByPreface(socket, h1, toHttp2, firstRequestTimeoutMs));
     listener.on("connection", (socket: net.Socket) => tracker.addSocket(socket));
   }
 
@@ -166,6 +166,18 @@ export async function startServer(handler: RequestHandler, options: ListenOption
       h1.close();
       injector?.destroy();
     },
+  };
+}
+
+/**
+ * Returns the HTTP/1.1 limits for a first-request time of
+ * `firstRequestTimeoutMs`: that time for each request's headers, checked at
+ * least that often, so that a short limit is not enforced up to 30 s late.
+ */
+function http1TimeoutsFor(firstRequestTimeoutMs: number): Pick<http.ServerOptions, "headersTimeout" | "connectionsCheckingInterval"> {
+  return {
+    headersTimeout: firstRequestTimeoutMs,
+    connectionsCheckingInterval: Math.min(NODE_CONNECTIONS_CHECKING_INTERVAL_MS, firstRequestTimeoutMs),
   };
 }
 

@@ -43,7 +43,7 @@ async function holdOpen(port: number, bytes: string, waitMs: number): Promise<{ 
 }
 
 test("silent connection is closed", async () => {
-  const server = await start({ firstBytesTimeoutMs: 200 });
+  const server = await start({ firstRequestTimeoutMs: 200 });
 
   const { closed } = await holdOpen(server.port, "", 5_000);
 
@@ -51,7 +51,7 @@ test("silent connection is closed", async () => {
 });
 
 test("partial HTTP/2 preface is closed", async () => {
-  const server = await start({ firstBytesTimeoutMs: 200 });
+  const server = await start({ firstRequestTimeoutMs: 200 });
 
   const { closed } = await holdOpen(server.port, "PRI * HTTP/2.0\r\n", 5_000);
 
@@ -68,7 +68,7 @@ test("unfinished HTTP/1.1 headers time out", async () => {
 });
 
 test("prompt HTTP/1.1 request is served", async () => {
-  const server = await start({ firstBytesTimeoutMs: 200 });
+  const server = await start({ firstRequestTimeoutMs: 200 });
 
   const { received } = await holdOpen(server.port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 5_000);
 
@@ -76,7 +76,7 @@ test("prompt HTTP/1.1 request is served", async () => {
 });
 
 test("HTTP/2 connection has one limit for preface and first request", async () => {
-  const server = await start({ firstBytesTimeoutMs: 1_000, grpcJs: { server: new grpc.Server(), paths: new Set(["/a/B"]) } });
+  const server = await start({ firstRequestTimeoutMs: 1_000, grpcJs: { server: new grpc.Server(), paths: new Set(["/a/B"]) } });
   const socket = net.connect(server.port, "127.0.0.1");
   socket.on("error", () => {});
   // Read what the server sends, so that its end of the connection is seen.
