@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { copyWith } from "../copy-with.js";
 import type { SendResult } from "../dispatch/dispatcher.js";
 import type { DeadlineEnd, SendDeadline } from "../dispatch/send-deadline.js";
-import { GatewayError, IdempotencyError, StoppedBeforeRequestError } from "../errors.js";
+import { GatewayError, IdempotencyError, NotFoundError, StoppedBeforeRequestError } from "../errors.js";
 import type { IdempotencyOutcome, IdempotencyStore } from "../store/idempotency-store.js";
 import { encodeFailed, encodeNotSent, encodeSent, encodeUnknown, replayOutcome, stoppedSendMayHaveSent } from "./stored-outcome.js";
 
@@ -74,6 +74,11 @@ export interface IdempotencyKeysOptions {
  * `retryable` and reports IDEMPOTENCY_OUTCOME_UNKNOWN instead of sending,
  * because the gateway may have received the first request. The caller
  * decides, and a retry with the same key sends again.
+ *
+ * A store call that fails may still have committed, when only its reply
+ * was lost. A claim that fails sends nothing, and the key is released in the
+ * background in case the claim committed (see `releaseFailedClaim`). A failed
+ * abandon reports the outcome as unknown, as a committed one would.
  */
 export class IdempotencyKeys {
   private readonly store: IdempotencyStore;
@@ -82,6 +87,8 @@ export class IdempotencyKeys {
   private readonly now: () => Date;
   private lastPurgeMs = Number.NEGATIVE_INFINITY;
   private purging: Promise<void> | undefined;
+  /** Releases of failed claims still running, which {@link close} waits for. */
+  private readonly releases = new Set<Promise<void>>();
 
   constructor(options: IdempotencyKeysOptions) {
     this.store = options.store;
@@ -149,7 +156,18 @@ export class IdempotencyKeys {
           throw inProgressError(scope, deadline.ended);
         }
         const message = abandonedMessage(scope);
-        await this.store.abandon(scope.integrationId, scope.key, record.owner, encodeUnknown(message), now);
+        try {
+          await this.store.abandon(scope.integrationId, scope.key, record.owner, encodeUnknown(message), now);
+        } catch (error) {
+          // The abandon may have committed with its reply lost. The storage error would then invite a
+          // retry, which claims the retryable key and sends again without the caller ever learning that
+          // the first send may have reached the gateway. The outcome is unknown either way.
+          this.log.warn(
+            { requestId: deadline.requestId, integrationId: scope.integrationId, owner: record.owner, err: error },
+            "marking an idempotency key whose lease expired without an outcome failed; reporting the outcome as unknown",
+          );
+          throw new IdempotencyError("outcome_unknown", message);
+        }
         this.log.warn(
           { requestId: deadline.requestId, integrationId: scope.integrationId, owner: record.owner },
           "idempotency key lease expired without an outcome; reporting the outcome as unknown",
@@ -193,22 +211,64 @@ export class IdempotencyKeys {
     return { kind: "found", result: copyWith(replayOutcome(record.outcome ?? "", record.state), { replayed: true }) };
   }
 
-  /** Waits for a purge that is running, so the store can close after it. */
+  /** Waits for a purge and the releases of failed claims that are running, so the store can close after them. */
   async close(): Promise<void> {
-    await this.purging;
+    await Promise.all([this.purging, ...this.releases]);
   }
 
   private async claim(scope: IdempotencyScope, owner: string, deadline: SendDeadline): Promise<boolean> {
     const now = this.now();
-    const claimed = await this.store.claim({
-      ...scope,
-      owner,
-      leaseExpireTime: new Date(now.getTime() + deadline.remainingMs() + LEASE_GRACE_MS),
-      expireTime: new Date(now.getTime() + this.ttlMs),
-      now,
-    });
+    let claimed: boolean;
+    try {
+      claimed = await this.store.claim({
+        ...scope,
+        owner,
+        leaseExpireTime: new Date(now.getTime() + deadline.remainingMs() + LEASE_GRACE_MS),
+        expireTime: new Date(now.getTime() + this.ttlMs),
+        now,
+      });
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) {
+        this.releaseFailedClaim(scope, owner, deadline);
+      }
+      throw error;
+    }
     this.purgeNowAndThen(now);
     return claimed;
+  }
+
+  /**
+   * Marks the key `retryable` with a `not_sent` outcome, in the background,
+   * in case the failed claim committed and only its reply was lost (a query
+   * timeout, a connection lost after the commit). This send sent nothing, so
+   * a duplicate waiting on the key, or the caller's retry, may claim it at
+   * once. Otherwise they would find it pending until the lease ends, and then
+   * report its outcome as unknown. The statement changes nothing unless this
+   * owner still owns the key.
+   */
+  private releaseFailedClaim(scope: IdempotencyScope, owner: string, deadline: SendDeadline): void {
+    const now = this.now();
+    const fields = { requestId: deadline.requestId, integrationId: scope.integrationId };
+    const outcome = encodeNotSent(`the claim of key "${scope.key}" failed in the storage before anything was sent`);
+    const release = this.store
+      .finish(scope.integrationId, scope.key, owner, { state: "retryable", outcome, expireTime: new Date(now.getTime() + this.ttlMs), now })
+      .then(
+        (released) => {
+          if (released) {
+            this.log.info(fields, "released an idempotency key whose claim was stored although the claim call failed");
+          }
+        },
+        (error: unknown) => {
+          this.log.warn(
+            { ...fields, err: error },
+            "releasing the idempotency key of a failed claim failed too; if the claim was stored, the key stays pending until its lease ends",
+          );
+        },
+      )
+      .finally(() => {
+        this.releases.delete(release);
+      });
+    this.releases.add(release);
   }
 
   private async sendAsOwner(
@@ -348,6 +408,7 @@ function abandonedMessage(scope: IdempotencyScope): string {
   return (
     `the send that held key "${scope.key}" recorded no outcome. Either its service instance ended ` +
     "before it stored one, or storing the outcome failed, which that instance logged as an error. " +
+    "Or the reply to its claim of the key was lost, and then it sent nothing. " +
     "So the gateway may or may not have sent the SMS, and only the response to the first call, if it arrived, has the outcome. " +
     "Check with the gateway, or retry with the same key to send again with the same Idempotency-Key header."
   );

@@ -18,6 +18,7 @@ import {
   describePostgresUrl,
   isPostgresUrl,
   MAX_SCHEMA_NAME_BYTES,
+  type PostgresTimeouts,
 } from "./postgres-database.js";
 import { openSqliteDatabase, type SqliteSynchronous } from "./sqlite-database.js";
 import { StorageError, summarizeDatabaseError } from "./storage-error.js";
@@ -93,6 +94,12 @@ export interface OpenStoreOptions {
   lockDataDir?: boolean;
   /** `synchronous` mode of SQLite; `normal` when unset. Ignored with PostgreSQL. */
   sqliteSynchronous?: SqliteSynchronous;
+  /**
+   * Timeouts of the PostgreSQL connections that replace those of
+   * `DEFAULT_POSTGRES_TIMEOUTS`. The migrations at opening run without the
+   * statement and query timeouts. Ignored with SQLite.
+   */
+  postgresTimeouts?: Partial<PostgresTimeouts>;
   logger: Logger;
 }
 
@@ -120,7 +127,7 @@ export interface OpenedStore {
  * takes an advisory lock, so replicas that start together migrate one at a
  * time.
  *
- * @throws Error when the options are invalid.
+ * @throws Error when the options are invalid, the PostgreSQL timeouts included.
  * @throws StorageError when the database cannot be opened, reached or
  *   migrated; the message names the database without its password. Its
  *   operation is `open` when the SQLite folder or file cannot be opened,
@@ -156,11 +163,20 @@ export async function openStore(options: OpenStoreOptions): Promise<OpenedStore>
   }
 
   const description = describePostgresUrl(databaseUrl, schema);
-  const db = await createPostgresDatabase(databaseUrl, description, logger);
-  return prepareStore(db, "postgres", schema, description, logger, options.createMissingSchema ?? true);
+  const timeouts = options.postgresTimeouts ?? {};
+  const db = await createPostgresDatabase(databaseUrl, description, logger, timeouts);
+  // The migrations may wait for another replica's migration lock, or run long, so their
+  // connection has neither timeout.
+  const openMigrationDatabase = () =>
+    createPostgresDatabase(databaseUrl, description, logger, { ...timeouts, statementTimeoutMs: 0, queryTimeoutMs: 0 });
+  return prepareStore(db, "postgres", schema, description, logger, options.createMissingSchema ?? true, openMigrationDatabase);
 }
 
-/** Checks the connection (and, unless `createMissingSchema`, the schema) and migrates; closes `db` when any step fails. */
+/**
+ * Checks the connection (and, unless `createMissingSchema`, the schema) and
+ * migrates; closes `db` when any step fails. PostgreSQL migrates through a
+ * database of its own, which `openMigrationDatabase` creates.
+ */
 async function prepareStore(
   db: Kysely<StoreDatabase>,
   engine: StoreEngine,
@@ -168,13 +184,18 @@ async function prepareStore(
   description: string,
   logger: Logger,
   createMissingSchema = true,
+  openMigrationDatabase?: () => Promise<Kysely<StoreDatabase>>,
 ): Promise<OpenedStore> {
   try {
     await checkConnection(db, description);
     if (schema !== undefined && !createMissingSchema) {
       await checkSchemaExists(db, schema, description);
     }
-    await migrate(db, engine, schema, description, logger);
+    if (openMigrationDatabase === undefined) {
+      await runMigrations(db, engine, schema, description, logger);
+    } else {
+      await migratePostgres(await openMigrationDatabase(), engine, schema, description, logger);
+    }
   } catch (error) {
     await db.destroy().catch((closeError: unknown) => {
       logger.warn({ database: description, err: summarizeDatabaseError(closeError) }, "closing the database failed");
@@ -218,17 +239,20 @@ async function checkSchemaExists(db: Kysely<StoreDatabase>, schema: string, desc
   }
 }
 
-async function migrate(
-  db: Kysely<StoreDatabase>,
+/**
+ * Migrates on one connection of `migrationDb` with `statement_timeout`
+ * off, whatever the role or database sets, because the statement timeout
+ * would also cut the wait for the migration lock. Destroys `migrationDb`.
+ */
+async function migratePostgres(
+  migrationDb: Kysely<StoreDatabase>,
   engine: StoreEngine,
   schema: string | undefined,
   description: string,
   logger: Logger,
 ): Promise<void> {
-  if (engine === "postgres") {
-    // The pool's statement timeout would also cut the wait for the migration lock, and any
-    // migration that takes longer, so the migrations run on one connection without it.
-    await db.connection().execute(async (connection) => {
+  try {
+    await migrationDb.connection().execute(async (connection) => {
       await sql`set statement_timeout = 0`.execute(connection).catch((error: unknown) => {
         throw new StorageError("migrate", error, description);
       });
@@ -242,13 +266,13 @@ async function migrate(
         await runMigrations(connection, engine, schema, description, logger);
       } finally {
         clearTimeout(waiting);
-        // Only a broken connection fails to reset, and then the migration's own error is the one to report.
-        await sql`reset statement_timeout`.execute(connection).catch(() => undefined);
       }
     });
-    return;
+  } finally {
+    await migrationDb.destroy().catch((closeError: unknown) => {
+      logger.warn({ database: description, err: summarizeDatabaseError(closeError) }, "closing the migration connection failed");
+    });
   }
-  await runMigrations(db, engine, schema, description, logger);
 }
 
 /** Brings the schema up to date with Kysely's Migrator, logging each migration applied. */

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from "kysely";
 import type { Logger } from "pino";
 
+import { BoundedPostgresPool } from "./bounded-postgres-pool.js";
 import type { StoreDatabase } from "./database-schema.js";
 import { loadPg } from "./pg-module.js";
 import { summarizeDatabaseError } from "./storage-error.js";
@@ -8,12 +9,46 @@ import { summarizeDatabaseError } from "./storage-error.js";
 /** How long opening a connection may take before the query fails, in milliseconds. */
 export const POSTGRES_CONNECT_TIMEOUT_MS = 5_000;
 
+/** Timeouts of the store's PostgreSQL connections, in milliseconds. */
+export interface PostgresTimeouts {
+  /** How long opening a connection, or waiting for a free one in a full pool, may take. */
+  connectTimeoutMs: number;
+  /**
+   * PostgreSQL's `statement_timeout`: the server cancels a statement that
+   * runs longer, lock waits included. 0 leaves the server's own setting.
+   */
+  statementTimeoutMs: number;
+  /**
+   * How long a query may wait for its reply before the service closes the
+   * connection and fails the query; 0 waits without limit. It must be longer
+   * than `statementTimeoutMs`, so that a slow statement on a live server
+   * fails with the server's error, and only a silent server or network hits
+   * this timeout.
+   */
+  queryTimeoutMs: number;
+}
+
 /**
- * Maximum time a statement may run, lock waits included, in milliseconds. Every
- * store statement touches one row or one page, so this only cuts off a
- * database that hangs.
+ * Timeouts of the service's store. Every store statement touches one row or
+ * one page, so the statement timeout only cuts off a database that hangs.
+ * The 2 s between the two timeouts leave room for the server's cancel and
+ * the round trip of its reply.
  */
-const POSTGRES_STATEMENT_TIMEOUT_MS = 10_000;
+export const DEFAULT_POSTGRES_TIMEOUTS: PostgresTimeouts = {
+  connectTimeoutMs: POSTGRES_CONNECT_TIMEOUT_MS,
+  statementTimeoutMs: 10_000,
+  queryTimeoutMs: 12_000,
+};
+
+/**
+ * Idle time of a connection before TCP keepalive probes check that the
+ * server is still there, in milliseconds. Node 20.20 on Linux then sends
+ * 10 probes 1 s apart (seen with strace), so a silent server counts as gone
+ * about 20 s after the connection went quiet. Probes are not sent while a
+ * query's own bytes wait for their acknowledgement. They matter most for
+ * the migrations, which run without a query timeout.
+ */
+const POSTGRES_KEEPALIVE_IDLE_MS = 10_000;
 
 /** Schema of the tables when the caller names none. */
 export const DEFAULT_POSTGRES_SCHEMA = "public";
@@ -56,25 +91,43 @@ export function describePostgresUrl(databaseUrl: string, schema: string = DEFAUL
 }
 
 /**
- * Creates a Kysely instance over a pg Pool for the URL. No connection is
- * opened until the first query.
+ * Creates a Kysely instance over a pg Pool for the URL, with the timeouts
+ * of {@link DEFAULT_POSTGRES_TIMEOUTS} unless `timeouts` replaces some. No
+ * connection is opened until the first query. A query without a reply
+ * within the query timeout fails with a QueryTimeoutError (see
+ * BoundedPostgresPool), and pooled connections use TCP keepalive.
  *
  * Errors of idle pooled connections are logged as a summary: the pool emits
  * them with the client attached, and an unhandled pool error would end the
  * process.
+ *
+ * @throws Error when the query timeout is not longer than the statement timeout.
  */
 export async function createPostgresDatabase(
   databaseUrl: string,
   description: string,
   logger: Logger,
+  timeouts: Partial<PostgresTimeouts> = {},
 ): Promise<Kysely<StoreDatabase>> {
+  const { connectTimeoutMs, statementTimeoutMs, queryTimeoutMs } = { ...DEFAULT_POSTGRES_TIMEOUTS, ...timeouts };
+  if (queryTimeoutMs !== 0 && statementTimeoutMs !== 0 && queryTimeoutMs <= statementTimeoutMs) {
+    throw new Error(
+      `invalid PostgreSQL timeouts: the query timeout (${queryTimeoutMs} ms) must be longer than the statement timeout (${statementTimeoutMs} ms), ` +
+        "so that a slow statement fails with the server's error",
+    );
+  }
+
   const pg = await loadPg();
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     // Parameters in the URL take precedence over these.
     application_name: "smsgateway",
-    connectionTimeoutMillis: POSTGRES_CONNECT_TIMEOUT_MS,
-    statement_timeout: POSTGRES_STATEMENT_TIMEOUT_MS,
+    connectionTimeoutMillis: connectTimeoutMs,
+    // pg sends no statement_timeout for 0.
+    // NOTE: a statement_timeout in the URL replaces this one and is not checked against the query timeout.
+    statement_timeout: statementTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: POSTGRES_KEEPALIVE_IDLE_MS,
   });
 
   pool.on("error", (error) => {
@@ -84,5 +137,7 @@ export async function createPostgresDatabase(
     );
   });
 
-  return new Kysely<StoreDatabase>({ dialect: new PostgresDialect({ pool }) });
+  return new Kysely<StoreDatabase>({
+    dialect: new PostgresDialect({ pool: new BoundedPostgresPool(pool, { queryTimeoutMs, description }) }),
+  });
 }

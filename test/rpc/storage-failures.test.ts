@@ -395,6 +395,7 @@ describe("statements the database refuses", () => {
     { code: "SQLITE_CONSTRAINT_UNIQUE", rejected: true },
     { code: "SQLITE_ERROR", rejected: true },
     { code: "ECONNRESET", rejected: false },
+    { code: "ETIMEDOUT", rejected: false },
     { code: "57P01", rejected: false },
     { code: "08006", rejected: false },
     { code: "53300", rejected: false },

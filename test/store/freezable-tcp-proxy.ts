@@ -5,12 +5,15 @@ import net from "node:net";
  * A TCP proxy on 127.0.0.1 in front of another loopback server, which a
  * test can freeze: frozen, it keeps every connection open but passes no
  * more bytes, and holds new connections without connecting them, as a
- * network that silently drops packets would. Or it can cut them: reset
- * every connection and each new one, as a network that drops the
- * connections would. Released, it passes bytes on all of them again.
+ * network that silently drops packets would. Or it can hold only the
+ * replies, so that statements reach the server and commit but their results
+ * never come back. Or it can cut them: reset every connection and each new
+ * one, as a network that drops the connections would. Released, it passes
+ * bytes on all of them again.
  */
 export class FreezableTcpProxy {
   #frozen = false;
+  #holdingReplies = false;
   #cut = false;
   readonly #pairs = new Set<ProxiedPair>();
   #accepted = 0;
@@ -34,6 +37,16 @@ export class FreezableTcpProxy {
     return (this.server.address() as net.AddressInfo).port;
   }
 
+  /** Connections accepted since the proxy started, closed ones included. */
+  get acceptedConnections(): number {
+    return this.#accepted;
+  }
+
+  /** Connections whose client side has not closed yet. */
+  get openConnections(): number {
+    return this.#pairs.size;
+  }
+
   /** Stops passing bytes on every connection, and holds new ones. */
   freeze(): void {
     this.#frozen = true;
@@ -48,16 +61,41 @@ export class FreezableTcpProxy {
   }
 
   /**
-   * Passes bytes again on every connection that a freeze stopped, connects
-   * the ones that arrived meanwhile, and passes each new one through. Does
-   * nothing unless frozen, because piping a connection twice would send its
-   * bytes twice.
+   * Passes the clients' bytes on to the target but holds the target's
+   * replies, on every connection and each new one, until {@link release}.
+   * Does nothing while frozen.
+   */
+  holdReplies(): void {
+    if (this.#frozen || this.#holdingReplies) {
+      return;
+    }
+    this.#holdingReplies = true;
+    for (const pair of this.#pairs) {
+      pair.upstream?.unpipe(pair.client);
+      pair.upstream?.pause();
+    }
+  }
+
+  /**
+   * Passes bytes again on every connection that a freeze or a hold of the
+   * replies stopped, connects the ones that arrived meanwhile, and passes
+   * each new one through. Does nothing unless frozen or holding, because
+   * piping a connection twice would send its bytes twice.
    */
   release(): void {
+    if (this.#holdingReplies && !this.#frozen) {
+      this.#holdingReplies = false;
+      for (const pair of this.#pairs) {
+        pair.upstream?.pipe(pair.client);
+        pair.upstream?.resume();
+      }
+      return;
+    }
     if (!this.#frozen) {
       return;
     }
     this.#frozen = false;
+    this.#holdingReplies = false;
     for (const pair of this.#pairs) {
       if (pair.upstream === undefined) {
         this.#connect(pair);
@@ -90,6 +128,7 @@ export class FreezableTcpProxy {
   /** Closes the frozen connections and passes new ones through again. */
   thaw(): void {
     this.#frozen = false;
+    this.#holdingReplies = false;
     this.#cut = false;
     for (const pair of this.#pairs) {
       pair.client.destroy();
@@ -133,7 +172,11 @@ export class FreezableTcpProxy {
     upstream.on("error", () => client.destroy());
     upstream.on("close", () => client.destroy());
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (this.#holdingReplies) {
+      upstream.pause();
+    } else {
+      upstream.pipe(client);
+    }
   }
 }
 

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import pg from "pg";
 
 import { summarizeDatabaseError } from "../../src/store/storage-error.js";
+import { FreezableTcpProxy } from "./freezable-tcp-proxy.js";
 
 /**
  * PostgreSQL database of the tests: `TEST_DATABASE_URL`, or the local server
@@ -37,6 +38,15 @@ export async function assertPostgresReachable(): Promise<void> {
         "start it, point TEST_DATABASE_URL at another server, or set SKIP_POSTGRES=1 to skip these tests",
     );
   }
+}
+
+/** Starts a proxy in front of the test database, and returns it with a URL that connects through it. */
+export async function proxiedTestDatabase(): Promise<{ proxy: FreezableTcpProxy; databaseUrl: string }> {
+  const target = new URL(TEST_DATABASE_URL);
+  const proxy = await FreezableTcpProxy.start({ host: target.hostname, port: Number(target.port || 5432) });
+  const relayed = new URL(TEST_DATABASE_URL);
+  relayed.host = `127.0.0.1:${proxy.port}`;
+  return { proxy, databaseUrl: relayed.toString() };
 }
 
 /** Returns a schema name no other test run uses. */
