@@ -71,11 +71,31 @@ export async function startLocalGateway(
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (error) => reject(listenError(error, options)));
     server.listen(options.port, options.host, () => resolve());
   });
   const address = server.address() as AddressInfo;
   return { server, url: `http://${urlHost(options.host)}:${address.port}` };
+}
+
+/**
+ * Returns the error of a failed listen, reworded to name the fix when the
+ * port is taken or the address is not on this machine.
+ */
+function listenError(error: NodeJS.ErrnoException, options: LocalGatewayOptions): Error {
+  if (error.code === "EADDRINUSE") {
+    return new Error(
+      `another process already listens on ${options.host} port ${options.port} (EADDRINUSE); stop it, ` +
+        "or pick a free port with --port N or GATEWAY_PORT (0 picks one) and use that port in the integration's URLs",
+      { cause: error },
+    );
+  }
+  if (error.code === "EADDRNOTAVAIL") {
+    return new Error(`${options.host} is not an address of this machine (EADDRNOTAVAIL); use --host 127.0.0.1, or --host ::1`, {
+      cause: error,
+    });
+  }
+  return error;
 }
 
 /** Returns `host` as a URL writes it: an IPv6 address in brackets, as in `http://[::1]:9090`. */

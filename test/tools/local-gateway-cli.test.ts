@@ -1,5 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
+import net from "node:net";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { expect, test } from "vitest";
@@ -94,6 +95,30 @@ test("invalid GATEWAY_PORT is named", async () => {
   expect(failure?.code).toBe(1);
   expect(failure?.stderr).toContain('GATEWAY_PORT must be a whole number from 0 to 65535 (0 picks any free port), got "abc"');
   expect(failure?.stderr).not.toContain("--port");
+});
+
+test("port in use names the fix", async () => {
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, "127.0.0.1", resolve));
+  const { port } = holder.address() as net.AddressInfo;
+  try {
+    const failure = await failedRun(["--port", String(port)]);
+
+    expect(failure?.code).toBe(1);
+    expect(failure?.stderr).toContain(
+      `local gateway: another process already listens on 127.0.0.1 port ${port} (EADDRINUSE); stop it, ` +
+        "or pick a free port with --port N or GATEWAY_PORT (0 picks one) and use that port in the integration's URLs",
+    );
+  } finally {
+    holder.close();
+  }
+});
+
+test("address not on this machine is named", async () => {
+  // 192.0.2.1 is a documentation address (RFC 5737), so the bind fails locally and sends no packet.
+  await expect(startLocalGateway({ host: "192.0.2.1", port: 0 }, () => undefined)).rejects.toThrow(
+    "192.0.2.1 is not an address of this machine (EADDRNOTAVAIL); use --host 127.0.0.1, or --host ::1",
+  );
 });
 
 test("IPv6 address is bracketed in the URL", async () => {
