@@ -218,13 +218,16 @@ export class IdempotencyKeys {
 
   private async claim(scope: IdempotencyScope, owner: string, deadline: SendDeadline): Promise<boolean> {
     const now = this.now();
+    const leaseExpireMs = now.getTime() + deadline.remainingMs() + LEASE_GRACE_MS;
     let claimed: boolean;
     try {
       claimed = await this.store.claim({
         ...scope,
         owner,
-        leaseExpireTime: new Date(now.getTime() + deadline.remainingMs() + LEASE_GRACE_MS),
-        expireTime: new Date(now.getTime() + this.ttlMs),
+        leaseExpireTime: new Date(leaseExpireMs),
+        // Counted from the end of the lease, because a row past its expiry may be claimed again or purged.
+        // So a send that takes longer than the TTL keeps its key, and an abandoned claim keeps its unknown outcome.
+        expireTime: new Date(leaseExpireMs + this.ttlMs),
         now,
       });
     } catch (error) {

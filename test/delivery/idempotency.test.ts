@@ -334,6 +334,25 @@ describe("Delivery with an idempotency key", () => {
     expect((await idempotency.get("acme", "order-42"))?.requestHash).toBe(requestHash("acme", changed));
   });
 
+  test("keeps a key claimed while its send outlasts the TTL", async () => {
+    env.gateway.on("/sms", delayed(1_000, accepted("m-first")));
+    let now = new Date("2026-03-01T00:00:00Z");
+    const { delivery, integration } = await harness({
+      settings: { idempotencyTtlSeconds: 60, attemptTimeoutMs: 120_000 },
+      dispatcher: { timeoutMs: 120_000 },
+      now: () => now,
+    });
+    const first = delivery.send(integration, message);
+    await waitFor(() => env.gateway.requestsTo("/sms").length === 1);
+
+    // The duplicate comes after the TTL, while the first send has not finished.
+    now = new Date(now.getTime() + 61_000);
+    await idempotencyErrorOf(delivery.send(integration, message, { deadlineMs: 200 }), "in_progress");
+
+    expect((await first).id).toBe("m-first");
+    expect(env.gateway.requestsTo("/sms")).toHaveLength(1);
+  });
+
   test("purges expired keys when it claims another", async () => {
     env.gateway.on("/sms", accepted());
     let now = new Date("2026-03-01T00:00:00Z");
