@@ -30,8 +30,11 @@ interface Entry {
   token: string | undefined;
   /** Time (epoch milliseconds) from which `token` is no longer used. */
   refreshAtMs: number;
-  /** True when the last auth reply set an expiry, a sign that the gateway's tokens may be shared. */
-  replyExpires: boolean;
+  /**
+   * Whether the expiry that the last auth reply set lets a token be reused: true for a lifetime
+   * above 0, false for one of 0 or in the past (single-use tokens), undefined when it set none.
+   */
+  replyReusable: boolean | undefined;
   /** The token request that concurrent sends share, while it runs. */
   inflight: Promise<string> | undefined;
 }
@@ -43,10 +46,10 @@ interface Entry {
  * Entries are keyed by integration id and checked against the version
  * (update time and row version), so a changed integration never gets a
  * token fetched for its old settings. When an integration's tokens may be
- * shared (a configured lifetime above 0, or a previous reply that set an
- * expiry), sends that find no valid token share one token request. Otherwise
- * each send fetches its own token, as a gateway that gives no expiry may
- * issue single-use tokens.
+ * shared (the last auth reply set an expiry above 0, or it set none and the
+ * configured lifetime is above 0), sends that find no valid token share one
+ * token request. Otherwise each send fetches its own token, as a gateway that
+ * gives no expiry, or an expiry of 0, may issue single-use tokens.
  *
  * NOTE: entries of deleted integrations stay in memory until the process
  * restarts; there is one small entry per integration that sent with a token.
@@ -97,7 +100,7 @@ export class TokenCache {
     const version = versionOf(integration);
     let entry = this.entries.get(integration.id);
     if (entry === undefined || entry.version !== version) {
-      entry = { version, token: undefined, refreshAtMs: 0, replyExpires: false, inflight: undefined };
+      entry = { version, token: undefined, refreshAtMs: 0, replyReusable: undefined, inflight: undefined };
       this.entries.set(integration.id, entry);
     }
     return entry;
@@ -108,14 +111,15 @@ export class TokenCache {
   }
 
   private shareable(integration: Integration, entry: Entry): boolean {
-    return this.lifetimeSeconds(integration) > 0 || entry.replyExpires;
+    // The reply's expiry wins over the configured lifetime, as it does for the token's lifetime.
+    return entry.replyReusable ?? this.lifetimeSeconds(integration) > 0;
   }
 
   private remember(entry: Entry, integration: Integration, fetched: FetchedToken): void {
     const now = this.now();
     const expiry = tokenExpiry(fetched, this.lifetimeSeconds(integration), now);
-    entry.replyExpires = expiry.fromReply;
     entry.token = expiry.refreshAtMs > now ? fetched.token : undefined;
+    entry.replyReusable = expiry.fromReply ? entry.token !== undefined : undefined;
     entry.refreshAtMs = expiry.refreshAtMs;
   }
 

@@ -203,6 +203,26 @@ describe("Token caching", () => {
     expect(smsTokens()).toEqual(Array(10).fill("tok-shared"));
   });
 
+  test.each([
+    ["expires_in 0", 0],
+    ["expires_in 0 over a configured lifetime", 600],
+  ])("shares no token after %s", async (_name, tokenLifetimeSeconds) => {
+    let issued = 0;
+    env.gateway.on("/auth", async () => {
+      issued += 1;
+      const token = `tok-${issued}`;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      return { json: { data: { token, expires_in: 0 } } };
+    });
+    const harnessed = await harness({ settings: { tokenLifetimeSeconds } });
+    await sendTimes(harnessed, 1);
+
+    await Promise.all(Array.from({ length: 3 }, () => harnessed.delivery.send(harnessed.integration, message)));
+
+    expect(env.gateway.requestsTo("/auth")).toHaveLength(4);
+    expect(new Set(smsTokens()).size).toBe(4);
+  });
+
   test("fails every waiting send when the shared token request fails", async () => {
     env.gateway.on("/auth", delayed(100, { status: 400, json: { error: "bad key" } }));
     const harnessed = await harness({ settings: { tokenLifetimeSeconds: 60 } });
