@@ -3,7 +3,7 @@ import { errors } from "undici";
 
 import { GatewayError, type GatewayFailure, type GatewayStage } from "../errors.js";
 import { parseRetryAfter } from "./retry-after.js";
-import { redactSecrets, type BodyExcerpt } from "./redact.js";
+import { redactSecrets, redactValue, type BodyExcerpt } from "./redact.js";
 import type { DeadlineEnd } from "./send-deadline.js";
 
 /** Request details for gateway error messages: the integration, the request and the secrets to hide. */
@@ -86,7 +86,7 @@ export function statusError(
 ): GatewayError {
   const failure = failureForStatus(status);
   const retryAfterSeconds =
-    status === 429 || status === 503 ? parseRetryAfter(headers["retry-after"], nowMs) : undefined;
+    status === 429 || status === 503 ? retryAfterWithoutSecrets(headers["retry-after"], context.secretForms, nowMs) : undefined;
   const message = statusMessage(context, failure, status, headers, retryAfterSeconds);
 
   return new GatewayError(message, {
@@ -115,7 +115,7 @@ function statusMessage(
         `Check api_key, secret_key and their header names${context.usesToken ? ", and token_key" : ""}.`
       );
     case "rate_limited":
-      return `The gateway rate-limited ${request} with HTTP ${status}. ${retryAdvice(context, retryAfterSeconds)}.`;
+      return `The gateway rate-limited ${request} with HTTP ${status}. ${retryAdvice(retryAfterSeconds)}.`;
     case "redirected":
       return (
         `The gateway replied to ${request} with a redirect, HTTP ${status} ` +
@@ -137,19 +137,32 @@ function statusMessage(
     default:
       return (
         `The gateway failed ${request} with HTTP ${status}. ` +
-        `${retryAdvice(context, retryAfterSeconds)}, and check the gateway's status if the failure persists.`
+        `${retryAdvice(retryAfterSeconds)}, and check the gateway's status if the failure persists.`
       );
   }
 }
 
+/**
+ * Reads `Retry-After` as `parseRetryAfter` does, but ignores a value that echoes a secret, such as
+ * a numeric API key. The seconds reach the caller in the `retry-after` header and in `RetryInfo`,
+ * which cannot carry `[REDACTED]`.
+ */
+function retryAfterWithoutSecrets(header: string | string[] | undefined, forms: readonly string[], nowMs: number): number | undefined {
+  const seconds = parseRetryAfter(header, nowMs);
+  if (seconds === undefined) {
+    return undefined;
+  }
+  const raw = (Array.isArray(header) ? header[0] : header)?.trim() ?? "";
+  const echoesSecret = redactValue(raw, forms) !== raw || redactValue(String(seconds), forms) !== String(seconds);
+  return echoesSecret ? undefined : seconds;
+}
+
 /** Returns "Retry later", or "Retry after N seconds" with the wait that the gateway's Retry-After requested. */
-function retryAdvice(context: RequestContext, retryAfterSeconds: number | undefined): string {
+function retryAdvice(retryAfterSeconds: number | undefined): string {
   if (retryAfterSeconds === undefined) {
     return "Retry later";
   }
-  // The seconds come from the gateway's Retry-After header, which could echo a numeric key.
-  const seconds = redactSecrets(String(retryAfterSeconds), context.secretForms);
-  return `Retry after ${seconds} ${retryAfterSeconds === 1 ? "second" : "seconds"}`;
+  return `Retry after ${retryAfterSeconds} ${retryAfterSeconds === 1 ? "second" : "seconds"}`;
 }
 
 /** Builds the error for a 2xx auth reply without a usable token. */

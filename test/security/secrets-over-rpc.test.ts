@@ -6,7 +6,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import Database from "better-sqlite3";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 
-import { GatewayErrorSchema } from "../../gen/smsgateway/v1/errors_pb.js";
+import { GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SendSmsResponseSchema, SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
@@ -16,6 +16,8 @@ import { keyEntry, rejection } from "./security-fixtures.js";
 
 const API_KEY = "echoed-api-key-5f2a9c1b7d";
 const SECRET_KEY = "echoed-secret-8e4d2a6c0f";
+/** An API key of digits only, which a gateway can echo as a valid Retry-After. */
+const NUMERIC_API_KEY = "48213977051";
 
 let gateway: ScriptedGateway;
 
@@ -27,7 +29,8 @@ beforeAll(async () => {
       json: { error: `invalid key ${API_KEY}`, echo: request.headers, secret: encodeURIComponent(SECRET_KEY) },
     }))
     .on("/accept", () => ({ json: { data: { id: "msg-77", date: API_KEY, note: SECRET_KEY } } }))
-    .on("/ok", () => ({ json: { data: { id: "msg-88", date: "2026-01-02T03:04:05Z" } } }));
+    .on("/ok", () => ({ json: { data: { id: "msg-88", date: "2026-01-02T03:04:05Z" } } }))
+    .on("/rate-limit", (request) => ({ status: 429, headers: { "retry-after": String(request.headers["x-api-key"]) } }));
 });
 
 afterAll(async () => {
@@ -51,14 +54,14 @@ describe("echoed secrets", () => {
     await service.stop();
   });
 
-  async function configure(pathName: string): Promise<string> {
+  async function configure(pathName: string, apiKey = API_KEY): Promise<string> {
     const { client, close } = CLIENT_KINDS[0]!.create(IntegrationService, service.baseUrl);
     try {
       const { integration } = await client.configureIntegration({
         integration: {
           baseUrl: gateway.url(pathName),
           apiKeyHeader: "X-API-KEY",
-          apiKey: API_KEY,
+          apiKey,
           secretKeyHeader: "X-SECRET-KEY",
           secretKey: SECRET_KEY,
           defaultSender: "Acme",
@@ -87,6 +90,21 @@ describe("echoed secrets", () => {
       }
     });
 
+    test("Retry-After echoing a numeric key is dropped", async () => {
+      const integrationId = await configure("/rate-limit", NUMERIC_API_KEY);
+      const { client, close } = kind.create(SmsService, service.baseUrl);
+      try {
+        const error = await rejection(client.sendSms({ integrationId, to: "+15550002222", content: "hi" }));
+
+        expect(error.code).toBe(Code.ResourceExhausted);
+        expect(error.metadata.get("retry-after")).toBeNull();
+        expect(error.findDetails(RetryInfoSchema)).toEqual([]);
+        expect(errorText(error)).not.toContain(NUMERIC_API_KEY);
+      } finally {
+        close();
+      }
+    });
+
     test("2xx reply echoing the key is redacted in warnings and fields", async () => {
       const integrationId = await configure("/accept");
       const { client, close } = kind.create(SmsService, service.baseUrl);
@@ -109,6 +127,7 @@ describe("echoed secrets", () => {
     const text = JSON.stringify(service.logLines);
     expect(text).not.toContain(API_KEY);
     expect(text).not.toContain(SECRET_KEY);
+    expect(text).not.toContain(NUMERIC_API_KEY);
   });
 
   test("database files never contain the keys", async () => {
