@@ -216,7 +216,14 @@ export class Dispatcher {
     const forms = token === undefined ? credentialSecretForms(integration) : [...credentialSecretForms(integration), ...secretForms([token])];
     const warnings = fields.warnings.map((warning) => redactSecrets(warning, forms));
     fields.id = redactValue(fields.id, forms);
-    fields.rawDate = redactValue(fields.rawDate, forms);
+    const rawDate = redactValue(fields.rawDate, forms);
+    if (rawDate !== fields.rawDate && fields.dateSource === "gateway") {
+      // A date parsed from a secret would show it, as a numeric key read as epoch seconds does.
+      fields.date = sendTime;
+      fields.dateSource = "send_time";
+      warnings.push(`the date at ${integration.datePath} repeats a credential, so the date is the send time`);
+    }
+    fields.rawDate = rawDate;
     if (this.log.isLevelEnabled("debug")) {
       this.log.debug(
         { requestId: deadline.requestId, integrationId: integration.id, to: maskPhone(sms.to), status: reply.status, warnings },

@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 
 import { GatewayErrorSchema, RetryInfoSchema } from "../../gen/smsgateway/v1/errors_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
-import { SendSmsResponseSchema, SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { DateSource, SendSmsResponseSchema, SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { CLIENT_KINDS } from "../helpers/clients.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
@@ -30,6 +30,7 @@ beforeAll(async () => {
     }))
     .on("/accept", () => ({ json: { data: { id: "msg-77", date: API_KEY, note: SECRET_KEY } } }))
     .on("/ok", () => ({ json: { data: { id: "msg-88", date: "2026-01-02T03:04:05Z" } } }))
+    .on("/numeric-date", (request) => ({ json: { data: { id: "msg-99", date: request.headers["x-api-key"] } } }))
     .on("/rate-limit", (request) => ({ status: 429, headers: { "retry-after": String(request.headers["x-api-key"]) } }));
 });
 
@@ -100,6 +101,22 @@ describe("echoed secrets", () => {
         expect(error.metadata.get("retry-after")).toBeNull();
         expect(error.findDetails(RetryInfoSchema)).toEqual([]);
         expect(errorText(error)).not.toContain(NUMERIC_API_KEY);
+      } finally {
+        close();
+      }
+    });
+
+    test("date echoing a numeric key is the send time", async () => {
+      const integrationId = await configure("/numeric-date", NUMERIC_API_KEY);
+      const { client, close } = kind.create(SmsService, service.baseUrl);
+      try {
+        const startSeconds = Math.floor(Date.now() / 1000);
+        const sent = await client.sendSms({ integrationId, to: "+15550002222", content: "hi" });
+
+        expect(sent.rawDate).toBe("[REDACTED]");
+        expect(sent.dateSource).toBe(DateSource.SEND_TIME);
+        expect(Number(sent.date?.seconds)).toBeGreaterThanOrEqual(startSeconds);
+        expect(sent.warnings).toContain("the date at data.date repeats a credential, so the date is the send time");
       } finally {
         close();
       }
