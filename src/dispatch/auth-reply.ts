@@ -5,6 +5,15 @@ import { isHeaderValue } from "../domain/http-header.js";
 import { bodyText, type BodyStart } from "./read-body.js";
 import { buildBodyExcerpt, REDACTED, type BodyExcerpt } from "./redact.js";
 
+/**
+ * Maximum length of a token, in characters, that the service sends. Node.js
+ * and nginx take request headers of 16 KiB and 8 KiB by default. And a failed
+ * send reads and searches its error reply for every form of the token, so a
+ * token as long as the auth reply (up to `MAX_REPLY_BYTES`) would make each
+ * failed send read and search megabytes.
+ */
+export const MAX_TOKEN_LENGTH = 8192;
+
 /** The token from a 2xx auth reply, or why the reply has none. */
 export type AuthReply = { token: string; expiresInSeconds?: number } | { problem: string };
 
@@ -13,7 +22,8 @@ export type AuthReply = { token: string; expiresInSeconds?: number } | { problem
  *
  * `tokenKey` is one key, even when it contains dots. A string token is used
  * as is and a number token digit-exact. An empty token or one that cannot be
- * sent as a header value is a problem, as is a reply larger than `maxBytes`.
+ * sent as a header value is a problem, as are a token longer than
+ * {@link MAX_TOKEN_LENGTH} and a reply larger than `maxBytes`.
  * The problem text completes the sentence "The token reply ...".
  */
 export function readAuthReply(reply: BodyStart, tokenKey: string, maxBytes: number): AuthReply {
@@ -47,6 +57,9 @@ export function readAuthReply(reply: BodyStart, tokenKey: string, maxBytes: numb
 
   if (token === "") {
     return { problem: `has an empty token at data.${tokenKey}` };
+  }
+  if (token.length > MAX_TOKEN_LENGTH) {
+    return { problem: `has a token at data.${tokenKey} of ${token.length} characters, more than the ${MAX_TOKEN_LENGTH} that the service sends` };
   }
   if (!isHeaderValue(token)) {
     return { problem: `has a token at data.${tokenKey} with characters that cannot be sent in a header` };

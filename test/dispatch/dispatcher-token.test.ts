@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
 
+import { MAX_TOKEN_LENGTH } from "../../src/dispatch/auth-reply.js";
 import type { SmsMessage } from "../../src/dispatch/dispatcher.js";
 import type { Integration } from "../../src/domain/integration.js";
 import type { GatewayFailure } from "../../src/errors.js";
@@ -51,6 +52,7 @@ describe("Dispatcher.send with token auth", () => {
     ["a number token digit-exact", "token", '{"data": {"token": 98765432109876543210}}', "98765432109876543210"],
     ["a hyphenated key", "access-token", '{"data": {"access-token": "t-1"}}', "t-1"],
     ["a dotted key as one key", "auth.token", '{"data": {"auth.token": "t-2", "auth": {"token": "wrong"}}}', "t-2"],
+    ["a token of the maximum length", "token", JSON.stringify({ data: { token: "t".repeat(MAX_TOKEN_LENGTH) } }), "t".repeat(MAX_TOKEN_LENGTH)],
   ];
 
   test.each(tokenCases)("reads %s", async (_name, tokenKey, authBody, expected) => {
@@ -68,6 +70,7 @@ describe("Dispatcher.send with token auth", () => {
     ["an object token", { json: { data: { token: { value: TOKEN } } } }, 'has an object with the keys "value"'],
     ["a boolean token", { json: { data: { token: true } } }, "has true at data.token"],
     ["a token with a line break", { json: { data: { token: "a\r\nX-Injected: 1" } } }, "cannot be sent in a header"],
+    ["a token over the maximum length", { json: { data: { token: "t".repeat(MAX_TOKEN_LENGTH + 1) } } }, "more than the 8192 that"],
     ["a non-JSON reply", { body: "token=abc" }, "is not JSON"],
     ["an empty 204 reply", { status: 204 }, "is not JSON"],
   ];
