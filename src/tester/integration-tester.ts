@@ -109,10 +109,13 @@ export function testMessage(request: TestIntegrationRequest): TestMessage {
  * Tests an integration. It shows the requests a send would make and the
  * SSRF guard's verdict on its URLs. On request, it also sends a test SMS
  * through the path every send takes: flow control, the SSRF guard, the
- * token request and the dispatcher.
+ * token request and the dispatcher. The test SMS makes one attempt with a
+ * new token, without the retries and the token cache of `SendSms`, so the
+ * result shows the gateway's first reply.
  *
  * A test SMS that fails is an outcome of the test, reported in the result
- * with the code and message `SendSms` would return, so the call succeeds.
+ * with the code and message that `SendSms` would return if its first
+ * attempt failed in the same way, so the call succeeds.
  */
 export class IntegrationTester {
   constructor(private readonly options: IntegrationTesterOptions) {}
@@ -140,7 +143,7 @@ export class IntegrationTester {
     return response;
   }
 
-  /** Sends the test SMS as `SendSms` would, and turns a send failure into a result. */
+  /** Sends the test SMS in one attempt, and turns a send failure into a result. */
   private async sendTest(integration: Integration, message: SmsMessage, context: CallContext): Promise<TestSendResult> {
     const { dispatcher, gate } = this.options;
     const deadlineMs = context.timeoutMs();

@@ -312,4 +312,29 @@ describe("flow control of unsaved edits", () => {
       sms.close();
     }
   });
+
+  test("test send makes one attempt", async () => {
+    const path = uniquePath("sms");
+    const authPath = uniquePath("auth");
+    setup.gateway.on(authPath, { json: { data: { "X-Token": TOKEN } } });
+    setup.gateway.on(path, { status: 503, headers: { "retry-after": "1" }, json: { error: "busy" } });
+    const { client, close } = CLIENT_KINDS[0]!.create(IntegrationService, setup.service.baseUrl);
+    try {
+      const id = await storeIntegration(client, tokenIntegration(setup.gateway, path, authPath));
+      const request = { target: { case: "integrationId" as const, value: id }, ...MESSAGE, send: true };
+
+      const first = (await client.testIntegration(request)).sendResult;
+      const second = (await client.testIntegration(request)).sendResult;
+
+      // SendSms would retry this 503 after the 1 s of its Retry-After, with its cached token.
+      expect(first?.failure?.code).toBe("UNAVAILABLE");
+      expect(first?.failure?.message).toContain("Retry after 1 second");
+      expect(first?.attempts).toBe(1);
+      expect(second?.attempts).toBe(1);
+      expect(setup.gateway.requestsTo(path)).toHaveLength(2);
+      expect(setup.gateway.requestsTo(authPath)).toHaveLength(2);
+    } finally {
+      close();
+    }
+  });
 });

@@ -302,7 +302,9 @@ export declare type TestIntegrationRequest = Message<"smsgateway.v1.TestIntegrat
   passthrough?: Passthrough | undefined;
 
   /**
-   * Send the test SMS to the gateway. False only shows what would be sent.
+   * Send the test SMS to the gateway, in one attempt with a new token:
+   * unlike `SmsService.SendSms`, the test does not retry and does not use
+   * the token cache. False only shows what would be sent.
    *
    * @generated from field: bool send = 8;
    */
@@ -610,7 +612,9 @@ export declare type TestSendResult = Message<"smsgateway.v1.TestSendResult"> & {
 export declare const TestSendResultSchema: GenMessage<TestSendResult>;
 
 /**
- * The error a `SendSms` call with the same input would have returned.
+ * The error a `SendSms` call with the same input would have returned if
+ * its first attempt had failed in the same way. `SendSms` retries some
+ * failures, such as HTTP 503, which the test reports after one attempt.
  *
  * @generated from message smsgateway.v1.TestSendFailure
  */
