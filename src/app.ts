@@ -1,5 +1,4 @@
 import { createRegistry } from "@bufbuild/protobuf";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ServerReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -16,9 +15,11 @@ import { ServiceMetrics } from "./observability/metrics.js";
 import { OutboundGuard } from "./outbound/outbound-guard.js";
 import type { Resolver } from "./outbound/resolver.js";
 import { CallPipeline } from "./rpc/call-pipeline.js";
-import { connectRoutes, type ServiceBinding } from "./rpc/connect-routes.js";
+import { connectNodeHandler } from "./rpc/connect-node-handler.js";
+import type { ServiceBinding } from "./rpc/connect-routes.js";
 import { connectUnaryHandler } from "./rpc/connect-unary-handler.js";
 import { grpcJsServices } from "./rpc/grpc-js-services.js";
+import { RejectedRequests } from "./rpc/rejected-requests.js";
 import { EncryptingIntegrationStore } from "./security/encrypting-integration-store.js";
 import { checkStoredEncryptionKeys } from "./security/encryption-key-check.js";
 import { prepareSecurity } from "./security/security-setup.js";
@@ -157,30 +158,30 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     { desc: SmsServiceDesc, handlers: bindMethods(sms) },
   ];
   const pipeline = new CallPipeline(logger, { metrics, lifecycle, access: security.access });
+  const servedServices = [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha];
+  const rejections = new RejectedRequests(logger, servedServices, metrics);
   // SendSmsBatch results carry error details in google.protobuf.Any, and the
   // JSON encoding of an Any needs its message type from this registry.
   // Connect ignores unknown JSON fields by default, so a misspelled
   // `idempotencyKey` would send without a key. The service rejects them.
   const jsonOptions = { registry: createRegistry(file_smsgateway_v1_errors), ignoreUnknownFields: false };
-  const apiRoutes = connectRoutes(bindings, pipeline, jsonOptions);
   const grpcJs = grpcJsServices(bindings, pipeline, {
     maxRequestBytes: config.maxRequestBytes,
     shutdownSignal: lifecycle.forceSignal,
+    rejections,
   });
   const health = new HealthStatusBoard([IntegrationServiceDesc.typeName, SmsServiceDesc.typeName]);
-  const schema = new DescriptorIndex(
-    [IntegrationServiceDesc, SmsServiceDesc, Health, ServerReflectionV1, ServerReflectionV1alpha],
-    [file_smsgateway_v1_errors],
-  );
-  const connectNode = connectNodeAdapter({
-    routes: (router) => {
-      apiRoutes(router);
+  const schema = new DescriptorIndex(servedServices, [file_smsgateway_v1_errors]);
+  const connectNode = connectNodeHandler(bindings, pipeline, {
+    otherRoutes: (router) => {
       registerHealthService(router, health);
       registerReflectionService(router, schema, lifecycle.stoppingSignal);
     },
-    readMaxBytes: config.maxRequestBytes,
+    maxRequestBytes: config.maxRequestBytes,
     shutdownSignal: lifecycle.forceSignal,
     jsonOptions,
+    rejections,
+    logger,
   });
   const rpc = connectUnaryHandler(bindings, pipeline, {
     maxRequestBytes: config.maxRequestBytes,
@@ -188,6 +189,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
     jsonOptions,
     fallback: connectNode,
     logger,
+    rejections,
   });
   const handler = createFrontHandler({
     rpc: withHttpRoutes([...webConsoleRoutes(logger)], rpc),

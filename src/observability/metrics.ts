@@ -51,7 +51,9 @@ export class ServiceMetrics {
     const registers = [this.registry];
     this.rpcs = new Counter({
       name: "smsgateway_rpcs_total",
-      help: "RPCs of the smsgateway.v1 services that finished, by service, method and gRPC status code.",
+      help:
+        "RPCs of the smsgateway.v1 services that finished, and requests that the port rejected before a call started, " +
+        "by service, method and gRPC status code; unknown services and methods count as unknown.",
       labelNames: ["service", "method", "code"],
       registers,
     });
@@ -122,6 +124,16 @@ export class ServiceMetrics {
     const labels = { service: procedure.slice(0, slash), method: procedure.slice(slash + 1), code };
     this.rpcs.inc(labels);
     this.rpcSeconds.observe(labels, seconds);
+  }
+
+  /**
+   * Counts one request that the port rejected before a call started, such as
+   * a call to an unknown method. `service` and `method` must name a service
+   * and method that the port serves, or be `unknown`. Names taken from the
+   * request unchecked would let a caller create series without bound.
+   */
+  rpcRejected(service: string, method: string, code: string): void {
+    this.rpcs.inc({ service, method, code });
   }
 
   /** Counts one SMS request to a gateway and records how long it took, retries included one by one. */

@@ -131,13 +131,22 @@ function logFailure(log: Logger, error: ConnectError, durationMs: number, handle
     { code: codeName(error.code), durationMs, error: error.rawMessage, ...(cause === undefined ? {} : { err: cause }) },
     handlerFields,
   );
-  if (isServerFault(error.code)) {
-    log.error(fields, "rpc failed");
-  } else if (error.code === Code.Unavailable || error.code === Code.DeadlineExceeded) {
-    log.warn(fields, "rpc failed");
-  } else {
-    log.info(fields, "rpc failed");
+  log[failureLogLevel(error.code)](fields, "rpc failed");
+}
+
+/**
+ * Returns the log level of a call or request that failed with `code`:
+ * `error` for a fault of the service, `warn` for UNAVAILABLE and
+ * DEADLINE_EXCEEDED, and `info` for the caller's mistakes.
+ */
+export function failureLogLevel(code: Code): "error" | "warn" | "info" {
+  if (isServerFault(code)) {
+    return "error";
   }
+  if (code === Code.Unavailable || code === Code.DeadlineExceeded) {
+    return "warn";
+  }
+  return "info";
 }
 
 /** Returns the pipeline's fields of a log line with the handler's after them; the pipeline's win a clash. */

@@ -6,6 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionNegotiate, type Compression } from "@connectrpc/connect/protocol";
 import {
   codeToHttpStatus,
+  codeToString,
   contentTypeUnaryJson,
   contentTypeUnaryProto,
   errorToJsonBytes,
@@ -17,12 +18,16 @@ import {
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { LightAbortController } from "../light-abort-controller.js";
+import { REQUEST_ID_HEADER } from "../observability/request-id.js";
 import type { RequestHandler } from "../server/one-port-server.js";
+import { pathOf } from "../server/request-parts.js";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
 import { capDeadlineHeaders } from "./deadline-headers.js";
 import { locateJsonError } from "./json-error-path.js";
+import { formatPeer, unknownMethodMessage, type RejectedRequests } from "./rejected-requests.js";
+import { requestTooLarge } from "./request-too-large.js";
 import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
 import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
 import { unaryMethods } from "./unary-methods.js";
@@ -45,6 +50,8 @@ export interface ConnectUnaryOptions {
   fallback: RequestHandler;
   /** Logs replies that could not be written. */
   logger: Logger;
+  /** Logs and counts the requests that the handler rejects before a call starts, such as calls to unknown methods. */
+  rejections?: RejectedRequests;
 }
 
 /** Compression the handler accepts and offers, as connect-node does by default. */
@@ -154,6 +161,19 @@ export function connectUnaryHandler(
     }
   };
 
+  const reject = (request: AnyRequest, response: AnyResponse, path: string, mistake: CallMistake) => {
+    options.rejections?.record({
+      path,
+      protocol: "connect",
+      server: "connect-unary",
+      code: mistake.code,
+      reason: mistake.message,
+      requestId: headerValue(request, REQUEST_ID_HEADER) ?? undefined,
+      peer: formatPeer(request.socket.remoteAddress, request.socket.remotePort),
+    });
+    void replyAfterBody(request, options.maxRequestBytes, () => sendError(response, mistake));
+  };
+
   return (request, response) => {
     // This handler and connect-node pass the deadline to setTimeout, which fires one over 2^31-1 ms after 1 ms.
     capDeadlineHeaders(request.headers);
@@ -161,7 +181,7 @@ export function connectUnaryHandler(
     if (request.method !== "POST") {
       const mistake = methodMistake(request, routes.get(path));
       if (mistake !== undefined) {
-        void replyAfterBody(request, options.maxRequestBytes, () => sendError(response, mistake));
+        reject(request, response, path, mistake);
       } else {
         options.fallback(request, response);
       }
@@ -173,7 +193,7 @@ export function connectUnaryHandler(
     if (route === undefined || type === undefined || type.stream) {
       const mistake = request.method === "POST" ? callMistake(path, route, contentType, type, methodsOf) : undefined;
       if (mistake !== undefined) {
-        void replyAfterBody(request, options.maxRequestBytes, () => sendError(response, mistake));
+        reject(request, response, path, mistake);
         return;
       }
       options.fallback(request, response);
@@ -192,7 +212,7 @@ export function connectUnaryHandler(
 /** A request that no server of the port can serve, and what the caller should change. */
 interface CallMistake {
   status: number;
-  code: "unimplemented" | "invalid_argument";
+  code: Code.Unimplemented | Code.InvalidArgument;
   message: string;
   /** The HTTP methods that the path takes, for the `Allow` header of a 405. */
   allow?: string;
@@ -218,22 +238,15 @@ function callMistake(
     }
     return {
       status: 415,
-      code: "invalid_argument",
+      code: Code.InvalidArgument,
       message:
         `unsupported content type ${contentType === null ? "(none)" : JSON.stringify(contentType)}; ` +
         "send Connect calls as application/json or application/proto, or use a gRPC or gRPC-Web client",
     };
   }
 
-  const slash = path.lastIndexOf("/");
-  const methods = methodsOf.get(path.slice(1, slash));
-  if (type === undefined || type.stream || methods === undefined) {
-    return undefined;
-  }
-  const name = path.slice(slash + 1);
-  const match = methods.find((method) => method.toLowerCase() === name.toLowerCase());
-  const suggestion = match === undefined ? `its methods are ${methods.join(", ")}` : `did you mean ${match}?`;
-  return { status: 404, code: "unimplemented", message: `${path.slice(1, slash)} has no method ${JSON.stringify(name)}; ${suggestion}` };
+  const message = type === undefined || type.stream ? undefined : unknownMethodMessage(path, methodsOf);
+  return message === undefined ? undefined : { status: 404, code: Code.Unimplemented, message };
 }
 
 /**
@@ -253,14 +266,14 @@ function methodMistake(request: AnyRequest, route: UnaryRoute | undefined): Call
   if (request.method !== "GET" || !route.allowsGet) {
     const allow = route.allowsGet ? "POST, GET" : "POST";
     const problem = request.method === "GET" ? `${name} has side effects, so it takes POST only` : `${name} takes ${allow.replace(", ", " or ")}`;
-    return { status: 405, code: "unimplemented", message: `${problem}; ${post}`, allow };
+    return { status: 405, code: Code.Unimplemented, message: `${problem}; ${post}`, allow };
   }
   if (new URLSearchParams((request.url ?? "").split("?", 2)[1] ?? "").has("encoding")) {
     return undefined;
   }
   return {
     status: 415,
-    code: "invalid_argument",
+    code: Code.InvalidArgument,
     message:
       `a Connect GET of ${name} needs the query parameters encoding=json and message, the request as URL-encoded JSON, ` +
       `as in ?encoding=json&message=%7B%7D; or ${post}`,
@@ -269,7 +282,7 @@ function methodMistake(request: AnyRequest, route: UnaryRoute | undefined): Call
 
 /** Writes a Connect error body for a request that never became a call. */
 function sendError(response: AnyResponse, mistake: CallMistake): void {
-  const body = Buffer.from(JSON.stringify({ code: mistake.code, message: mistake.message }));
+  const body = Buffer.from(JSON.stringify({ code: codeToString(mistake.code), message: mistake.message }));
   const headers: Record<string, string | number> = { "content-type": contentTypeUnaryJson, "content-length": body.byteLength };
   if (mistake.allow !== undefined) {
     headers.allow = mistake.allow;
@@ -315,7 +328,7 @@ async function readMessageBytes(
 ): Promise<Uint8Array> {
   const declared = headerValue(request, "content-length");
   if (declared !== null && /^\d+$/.test(declared) && Number(declared) > maxBytes) {
-    throw tooLarge(maxBytes, Number(declared));
+    throw requestTooLarge(maxBytes, Number(declared));
   }
 
   const bytes = await new Promise<Buffer>((resolve, reject) => {
@@ -332,7 +345,7 @@ async function readMessageBytes(
       if (received > maxBytes) {
         settle();
         request.pause();
-        reject(tooLarge(maxBytes));
+        reject(requestTooLarge(maxBytes));
         return;
       }
       chunks.push(chunk);
@@ -368,7 +381,7 @@ async function readMessageBytes(
   try {
     return await compression.decompress(bytes, maxBytes);
   } catch (error) {
-    throw ConnectError.from(error).code === Code.ResourceExhausted ? tooLarge(maxBytes) : error;
+    throw ConnectError.from(error).code === Code.ResourceExhausted ? requestTooLarge(maxBytes) : error;
   }
 }
 
@@ -440,15 +453,6 @@ function stopRequestAfterReply(request: AnyRequest): void {
 
 function callerCanceled(): ConnectError {
   return new ConnectError("the caller canceled the call", Code.Canceled);
-}
-
-/** Returns the error for a request message over `maxBytes`, naming the setting that raises it. */
-function tooLarge(maxBytes: number, declaredBytes?: number): ConnectError {
-  const size = declaredBytes === undefined ? "" : ` of ${declaredBytes} bytes`;
-  return new ConnectError(
-    `the request message${size} is larger than MAX_REQUEST_BYTES (${maxBytes} bytes); send a smaller request or raise MAX_REQUEST_BYTES`,
-    Code.ResourceExhausted,
-  );
 }
 
 /**
@@ -529,10 +533,4 @@ function headerValue(request: AnyRequest, name: string): string | null {
     return null;
   }
   return typeof value === "string" ? value : value.join(", ");
-}
-
-function pathOf(request: AnyRequest): string {
-  const url = request.url ?? "";
-  const query = url.indexOf("?");
-  return query === -1 ? url : url.slice(0, query);
 }

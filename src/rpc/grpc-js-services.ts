@@ -1,14 +1,14 @@
 import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type http2 from "node:http2";
 import * as grpc from "@grpc/grpc-js";
 import { deadlineSlackMs } from "../dispatch/send-deadline.js";
 import { LightAbortController } from "../light-abort-controller.js";
-import { isGrpcProtoContentType } from "../server/one-port-server.js";
 import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
+import { acceptOnlyGrpcProto, answerUnknownMethods, failReadsThroughPipeline } from "./grpc-js-rejections.js";
 import { toGrpcJsError } from "./grpc-js-status.js";
+import type { RejectedRequests } from "./rejected-requests.js";
 import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
 import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
 import { unaryMethods } from "./unary-methods.js";
@@ -23,6 +23,8 @@ export interface GrpcJsServicesOptions {
    * before the connections close.
    */
   shutdownSignal?: AbortSignal;
+  /** Logs and counts the requests that grpc-js rejects before a call starts, such as calls to unknown methods. */
+  rejections?: RejectedRequests;
 }
 
 /** A grpc-js server with the services added, and the request paths it implements. */
@@ -35,9 +37,10 @@ export interface GrpcJsServices {
 /**
  * Returns a grpc-js server that implements the given services, each method
  * running through the pipeline like its Connect route: the same handlers,
- * request ids, logs and error details. The server listens nowhere; the
- * one-port server hands it connections. Fails at start-up when a method has
- * no handler.
+ * request ids, logs and error details. A request whose message grpc-js
+ * cannot read, such as one over `maxRequestBytes`, fails through the
+ * pipeline too. The server listens nowhere; the one-port server hands it
+ * connections. Fails at start-up when a method has no handler.
  */
 export function grpcJsServices(
   bindings: readonly ServiceBinding[],
@@ -49,30 +52,35 @@ export function grpcJsServices(
     // Channelz counts every call for a debugging service that this server does not offer.
     "grpc.enable_channelz": 0,
   });
-  acceptOnlyGrpcProto(server);
   const paths = new Set<string>();
   const shutdown = new ShutdownFanOut(options.shutdownSignal);
+  const methodsOf = new Map<string, string[]>();
 
   const services = new Map<DescService, GrpcJsService>();
   for (const { service, method, procedure, handler } of unaryMethods(bindings)) {
     const added = services.get(service) ?? { definition: {}, implementation: {} };
     const path = `/${procedure}`;
+    const requestDeserialize = deserializer(method.input);
     added.definition[method.localName] = {
       path,
       requestStream: false,
       responseStream: false,
       requestSerialize: serializer(method.input),
-      requestDeserialize: deserializer(method.input),
+      requestDeserialize,
       responseSerialize: serializer(method.output),
       responseDeserialize: deserializer(method.output),
     };
     added.implementation[method.localName] = unaryImplementation(procedure, handler, pipeline, shutdown);
+    failReadsThroughPipeline(requestDeserialize, { procedure, pipeline, maxRequestBytes: options.maxRequestBytes });
     services.set(service, added);
+    methodsOf.set(service.typeName, [...(methodsOf.get(service.typeName) ?? []), method.name]);
     paths.add(path);
   }
   for (const { definition, implementation } of services.values()) {
     server.addService(definition, implementation);
   }
+  acceptOnlyGrpcProto(server, options.rejections);
+  answerUnknownMethods(server, options.rejections, methodsOf);
 
   return { server, paths };
 }
@@ -81,42 +89,6 @@ export function grpcJsServices(
 interface GrpcJsService {
   definition: Record<string, grpc.MethodDefinition<unknown, unknown>>;
   implementation: grpc.UntypedServiceImplementation;
-}
-
-/** The part of grpc-js's server that checks each request's content type before the call starts. */
-interface ContentTypeCheck {
-  _verifyContentType(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
-}
-
-/**
- * Makes the server reply HTTP 415 to every request that is not gRPC with
- * protobuf. grpc-js takes any content type that starts with
- * `application/grpc`, so a gRPC-Web request on a connection routed to grpc-js
- * ran as native gRPC: its SMS was sent, and the gRPC-Web client could not read
- * the reply.
- *
- * NOTE: this wraps `_verifyContentType`, a private method of grpc-js 1.14,
- * which package.json pins to 1.14.x. test/rpc/one-port-routing.test.ts fails
- * if a later grpc-js stops calling it, and the service fails to start with a
- * clear message if the method is gone.
- */
-function acceptOnlyGrpcProto(server: grpc.Server): void {
-  const check = server as unknown as ContentTypeCheck;
-  if (typeof check._verifyContentType !== "function") {
-    throw new Error(
-      "this @grpc/grpc-js has no _verifyContentType, which the service wraps to reject requests other than gRPC with protobuf; " +
-        "install the version of package-lock.json with npm ci, or adapt acceptOnlyGrpcProto in src/rpc/grpc-js-services.ts",
-    );
-  }
-  const verify = check._verifyContentType.bind(server);
-  check._verifyContentType = (stream, headers) => {
-    const contentType = headers["content-type"];
-    if (typeof contentType === "string" && !isGrpcProtoContentType(contentType)) {
-      stream.respond({ ":status": 415 }, { endStream: true });
-      return false;
-    }
-    return verify(stream, headers);
-  };
 }
 
 function unaryImplementation(

@@ -7,6 +7,7 @@ import type { CorsPolicy } from "./cors.js";
 import { isLoopbackAuthority } from "./loopback-host.js";
 import type { RequestHandler } from "./one-port-server.js";
 import type { ReadinessProbe } from "./readiness.js";
+import { firstValue, pathOf } from "./request-parts.js";
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
@@ -107,14 +108,4 @@ function sendJson(response: AnyResponse, status: number, body: unknown): void {
   response.setHeader("Content-Type", "application/json");
   response.setHeader("Cache-Control", "no-store");
   response.end(`${JSON.stringify(body)}\n`);
-}
-
-function pathOf(request: AnyRequest): string {
-  const url = request.url ?? "/";
-  const query = url.indexOf("?");
-  return query === -1 ? url : url.slice(0, query);
-}
-
-function firstValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { ServiceMetrics } from "../../src/observability/metrics.js";
+import { sample } from "../helpers/prometheus.js";
 import { ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 
@@ -46,21 +47,6 @@ async function scrape(): Promise<string> {
   expect(response.status).toBe(200);
   expect(response.headers.get("content-type")).toContain("text/plain");
   return response.text();
-}
-
-/** Returns the value of the sample with this name and these labels (others may be present), or undefined. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const line of text.split("\n")) {
-    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null || match[1] !== name) {
-      continue;
-    }
-    const present = new Map([...(match[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([key, value]) => present.get(key) === value)) {
-      return Number(match[3]);
-    }
-  }
-  return undefined;
 }
 
 describe("GET /metrics", () => {
