@@ -36,7 +36,13 @@ interface Entry {
    */
   replyReusable: boolean | undefined;
   /** The token request that concurrent sends share, while it runs. */
-  inflight: Promise<string> | undefined;
+  inflight: Promise<SharedToken> | undefined;
+}
+
+/** The token of a shared request, and whether its reply lets more than one send use it. */
+interface SharedToken {
+  token: string;
+  reusable: boolean;
 }
 
 /**
@@ -48,8 +54,10 @@ interface Entry {
  * token fetched for its old settings. When an integration's tokens may be
  * shared (the last auth reply set an expiry above 0, or it set none and the
  * configured lifetime is above 0), sends that find no valid token share one
- * token request. Otherwise each send fetches its own token, as a gateway that
- * gives no expiry, or an expiry of 0, may issue single-use tokens.
+ * token request. When that request's reply makes the token single-use, only
+ * the send that started it uses the token, and the others fetch their own.
+ * Otherwise each send fetches its own token, as a gateway that gives no
+ * expiry, or an expiry of 0, may issue single-use tokens.
  *
  * NOTE: entries of deleted integrations stay in memory until the process
  * restarts; there is one small entry per integration that sent with a token.
@@ -76,13 +84,17 @@ export class TokenCache {
     }
 
     if (!this.shareable(integration, entry)) {
-      const fetched = await this.options.source.fetchToken(integration, deadline);
-      this.remember(entry, integration, fetched);
-      return { token: fetched.token, fromCache: false };
+      return this.fetchOwn(integration, entry, deadline);
     }
 
+    const started = entry.inflight === undefined;
     entry.inflight ??= this.fetchShared(integration, entry);
-    return { token: await this.waitFor(entry.inflight, integration, deadline), fromCache: false };
+    const shared = await this.waitFor(entry.inflight, integration, deadline);
+    if (shared.reusable || started) {
+      return { token: shared.token, fromCache: false };
+    }
+    // The reply made the token single-use, so it is left to the send that started the request.
+    return this.fetchOwn(integration, entry, deadline);
   }
 
   /**
@@ -115,12 +127,22 @@ export class TokenCache {
     return entry.replyReusable ?? this.lifetimeSeconds(integration) > 0;
   }
 
-  private remember(entry: Entry, integration: Integration, fetched: FetchedToken): void {
+  /** Fetches a token for this send alone. */
+  private async fetchOwn(integration: Integration, entry: Entry, deadline: SendDeadline): Promise<TokenLease> {
+    const fetched = await this.options.source.fetchToken(integration, deadline);
+    this.remember(entry, integration, fetched);
+    return { token: fetched.token, fromCache: false };
+  }
+
+  /** Caches a fetched token while it may be reused, and returns whether it may. */
+  private remember(entry: Entry, integration: Integration, fetched: FetchedToken): boolean {
     const now = this.now();
     const expiry = tokenExpiry(fetched, this.lifetimeSeconds(integration), now);
-    entry.token = expiry.refreshAtMs > now ? fetched.token : undefined;
-    entry.replyReusable = expiry.fromReply ? entry.token !== undefined : undefined;
+    const reusable = expiry.refreshAtMs > now;
+    entry.token = reusable ? fetched.token : undefined;
+    entry.replyReusable = expiry.fromReply ? reusable : undefined;
     entry.refreshAtMs = expiry.refreshAtMs;
+    return reusable;
   }
 
   /**
@@ -128,14 +150,11 @@ export class TokenCache {
    * deadline, because the send that started it may be canceled while
    * others still wait.
    */
-  private fetchShared(integration: Integration, entry: Entry): Promise<string> {
+  private fetchShared(integration: Integration, entry: Entry): Promise<SharedToken> {
     const deadline = new SendDeadline(this.options.sharedFetchTimeoutMs, undefined);
     const shared = this.options.source
       .fetchToken(integration, deadline)
-      .then((fetched) => {
-        this.remember(entry, integration, fetched);
-        return fetched.token;
-      })
+      .then((fetched) => ({ token: fetched.token, reusable: this.remember(entry, integration, fetched) }))
       .finally(() => {
         deadline.dispose();
         if (entry.inflight === shared) {
@@ -148,7 +167,7 @@ export class TokenCache {
   }
 
   /** Waits for a shared token request, or fails when this send's deadline ends first. */
-  private async waitFor(shared: Promise<string>, integration: Integration, deadline: SendDeadline): Promise<string> {
+  private async waitFor(shared: Promise<SharedToken>, integration: Integration, deadline: SendDeadline): Promise<SharedToken> {
     if (deadline.ended !== undefined) {
       throw this.options.source.endedError(integration, "auth", deadline);
     }

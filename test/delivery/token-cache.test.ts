@@ -49,6 +49,17 @@ function numberedTokens(extra: (index: number) => Record<string, unknown> = () =
   };
 }
 
+/** Builds an auth reply script that numbers its tokens, marks each single-use with `expires_in` 0, and replies after 50 ms. */
+function slowSingleUseTokens(): ReplyScript {
+  let issued = 0;
+  return async () => {
+    issued += 1;
+    const token = `tok-${issued}`;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    return { json: { data: { token, expires_in: 0 } } };
+  };
+}
+
 /** Returns the token header of each SMS request. */
 function smsTokens(): Array<string | string[] | undefined> {
   return env.gateway.requestsTo("/sms").map((request) => request.headers["token"]);
@@ -207,13 +218,7 @@ describe("Token caching", () => {
     ["expires_in 0", 0],
     ["expires_in 0 over a configured lifetime", 600],
   ])("shares no token after %s", async (_name, tokenLifetimeSeconds) => {
-    let issued = 0;
-    env.gateway.on("/auth", async () => {
-      issued += 1;
-      const token = `tok-${issued}`;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      return { json: { data: { token, expires_in: 0 } } };
-    });
+    env.gateway.on("/auth", slowSingleUseTokens());
     const harnessed = await harness({ settings: { tokenLifetimeSeconds } });
     await sendTimes(harnessed, 1);
 
@@ -221,6 +226,17 @@ describe("Token caching", () => {
 
     expect(env.gateway.requestsTo("/auth")).toHaveLength(4);
     expect(new Set(smsTokens()).size).toBe(4);
+  });
+
+  test("single-use shared token goes to one send", async () => {
+    // The configured lifetime lets the first sends share a request, before any reply sets an expiry.
+    env.gateway.on("/auth", slowSingleUseTokens());
+    const harnessed = await harness({ settings: { tokenLifetimeSeconds: 600 } });
+
+    await Promise.all(Array.from({ length: 3 }, () => harnessed.delivery.send(harnessed.integration, message)));
+
+    expect(env.gateway.requestsTo("/auth")).toHaveLength(3);
+    expect(new Set(smsTokens()).size).toBe(3);
   });
 
   test("fails every waiting send when the shared token request fails", async () => {
