@@ -95,7 +95,9 @@ export function describePostgresUrl(databaseUrl: string, schema: string = DEFAUL
  * of {@link DEFAULT_POSTGRES_TIMEOUTS} unless `timeouts` replaces some. No
  * connection is opened until the first query. A query without a reply
  * within the query timeout fails with a QueryTimeoutError (see
- * BoundedPostgresPool), and pooled connections use TCP keepalive.
+ * BoundedPostgresPool), and pooled connections use TCP keepalive. A
+ * `statement_timeout` in the URL's query string replaces the configured one,
+ * and the query timeout then keeps its margin above it.
  *
  * Errors of idle pooled connections are logged as a summary: the pool emits
  * them with the client attached, and an unhandled pool error would end the
@@ -117,6 +119,9 @@ export async function createPostgresDatabase(
     );
   }
 
+  const urlStatementTimeoutMs = statementTimeoutInUrl(databaseUrl);
+  const boundMs = queryTimeoutAbove(urlStatementTimeoutMs, statementTimeoutMs, queryTimeoutMs);
+
   const pg = await loadPg();
   const pool = new pg.Pool({
     connectionString: databaseUrl,
@@ -124,7 +129,6 @@ export async function createPostgresDatabase(
     application_name: "smsgateway",
     connectionTimeoutMillis: connectTimeoutMs,
     // pg sends no statement_timeout for 0.
-    // NOTE: a statement_timeout in the URL replaces this one and is not checked against the query timeout.
     statement_timeout: statementTimeoutMs,
     keepAlive: true,
     keepAliveInitialDelayMillis: POSTGRES_KEEPALIVE_IDLE_MS,
@@ -138,6 +142,48 @@ export async function createPostgresDatabase(
   });
 
   return new Kysely<StoreDatabase>({
-    dialect: new PostgresDialect({ pool: new BoundedPostgresPool(pool, { queryTimeoutMs, description }) }),
+    dialect: new PostgresDialect({ pool: new BoundedPostgresPool(pool, { queryTimeoutMs: boundMs, description }) }),
   });
+}
+
+/**
+ * Returns the statement timeout in milliseconds that a `statement_timeout`
+ * parameter of the URL's query string sets, as pg 8.23 sends it in place of
+ * the configured one: the value read by `parseInt`. Returns 0 for an empty
+ * value, which pg does not send, so the server's own setting applies, and
+ * that setting is unknown here. Returns undefined when the URL sets none, or
+ * a value that is no number, which the server rejects at connect.
+ */
+function statementTimeoutInUrl(databaseUrl: string): number | undefined {
+  const queryStart = databaseUrl.indexOf("?");
+  if (queryStart === -1) {
+    return undefined;
+  }
+  const query = databaseUrl.slice(queryStart + 1).split("#", 1)[0];
+  const value = new URLSearchParams(query).get("statement_timeout");
+  if (value === null) {
+    return undefined;
+  }
+  if (value === "") {
+    return 0;
+  }
+  const milliseconds = Number.parseInt(value, 10);
+  return Number.isNaN(milliseconds) ? undefined : milliseconds;
+}
+
+/**
+ * Returns the query timeout to use when the URL replaces the statement
+ * timeout: `queryTimeoutMs`, or the URL's statement timeout plus the same
+ * margin when that is longer. With no statement timeout on the server
+ * (0), a statement may run for any time, so no query timeout can tell a slow
+ * statement from a silent server, and queries wait without one.
+ */
+function queryTimeoutAbove(urlStatementTimeoutMs: number | undefined, statementTimeoutMs: number, queryTimeoutMs: number): number {
+  if (urlStatementTimeoutMs === undefined || queryTimeoutMs === 0) {
+    return queryTimeoutMs;
+  }
+  if (urlStatementTimeoutMs === 0) {
+    return 0;
+  }
+  return Math.max(queryTimeoutMs, urlStatementTimeoutMs + queryTimeoutMs - statementTimeoutMs);
 }

@@ -152,6 +152,36 @@ describe.skipIf(SKIP_POSTGRES)("PostgreSQL statement and query timeouts", () => 
     expect(rows).toEqual([{ one: 1 }]);
   });
 
+  test.each([
+    { name: "longer statement_timeout", statementTimeout: "2000" },
+    { name: "statement_timeout 0", statementTimeout: "0" },
+  ])("URL with $name lets a slow statement finish", async ({ statementTimeout }) => {
+    // pg sends the URL's statement_timeout in place of the configured one, so the server lets the statement run.
+    const url = new URL(TEST_DATABASE_URL);
+    url.searchParams.set("statement_timeout", statementTimeout);
+    const db = await database(url.toString(), TIMEOUTS);
+
+    const { rows } = await sql<{ slept: boolean }>`select pg_sleep(1) is not null as slept`.execute(db);
+
+    expect(rows).toEqual([{ slept: true }]);
+  });
+
+  test("URL statement_timeout keeps the query timeout's margin", async () => {
+    const { proxy, databaseUrl } = await proxiedTestDatabase();
+    proxies.push(proxy);
+    const url = new URL(databaseUrl);
+    url.searchParams.set("statement_timeout", "1000");
+    const db = await database(url.toString(), TIMEOUTS);
+    await sql`select 1`.execute(db);
+
+    proxy.freeze();
+    const { error } = await timedRejection(sql`select 1`.execute(db));
+
+    // The URL's 1000 ms plus the 400 ms between the configured statement and query timeouts.
+    expect(error).toMatchObject({ code: "ETIMEDOUT" });
+    expect((error as Error).message).toContain("did not reply within 1400 ms");
+  });
+
   test("query timeout below statement timeout rejected", async () => {
     await expect(createPostgresDatabase(TEST_DATABASE_URL, "test database", silentLogger(), { statementTimeoutMs: 1_000, queryTimeoutMs: 1_000 })).rejects.toThrow(
       "the query timeout (1000 ms) must be longer than the statement timeout (1000 ms)",
