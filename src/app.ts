@@ -208,6 +208,7 @@ export async function startApp(config: Config, logger: Logger, options: AppOptio
       tls,
       grpcJs,
       firstRequestTimeoutMs: config.firstRequestTimeoutMs,
+      logger,
     });
   } catch (error) {
     await delivery.close();

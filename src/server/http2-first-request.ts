@@ -4,6 +4,19 @@ import { HpackDecoder, HpackError, type HeaderField } from "./hpack-decoder.js";
 export const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 /**
+ * Compares the first bytes of a connection with {@link HTTP2_PREFACE}:
+ * "http2" when they start with the whole preface, "partial" while they are
+ * a shorter start of it, and "other" when they differ from it.
+ */
+export function matchHttp2Preface(received: Buffer): "http2" | "partial" | "other" {
+  const compared = Math.min(received.length, HTTP2_PREFACE.length);
+  if (!received.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared))) {
+    return "other";
+  }
+  return compared < HTTP2_PREFACE.length ? "partial" : "http2";
+}
+
+/**
  * A SETTINGS frame without parameters: a server connection preface that
  * keeps every setting at its default (RFC 9113 section 3.4).
  */

@@ -5,9 +5,11 @@ import { performance } from "node:perf_hooks";
 import type { AddressInfo } from "node:net";
 import tls from "node:tls";
 import { ServerCredentials, type Server as GrpcJsServer } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import { CleartextConnectionLog, CleartextRejection, routeTlsPortConnection } from "./cleartext-on-tls-port.js";
 import { ConnectionTracker } from "./connection-tracker.js";
 import { awaitFirstRequest, FIRST_REQUEST_TIMEOUT_MS, SETTINGS_ACK_TIMEOUT_MS } from "./first-request-router.js";
-import { HTTP2_PREFACE, type FirstRequest } from "./http2-first-request.js";
+import { matchHttp2Preface, type FirstRequest } from "./http2-first-request.js";
 import type { TlsCredentials } from "./tls-files.js";
 
 /** A request handler that works for both HTTP/1.1 and HTTP/2 requests. */
@@ -19,8 +21,14 @@ export type RequestHandler = (
 export interface ListenOptions {
   host: string;
   port: number;
-  /** PEM certificate chain and key; when set, the port serves TLS with ALPN for h2 and http/1.1. */
+  /**
+   * PEM certificate chain and key; when set, the port serves TLS with ALPN
+   * for h2 and http/1.1. A cleartext HTTP/1.x or HTTP/2 request on it gets
+   * an error that states that the port expects TLS, and its connection closes.
+   */
   tls?: TlsCredentials;
+  /** Logger of the cleartext connections to the TLS port, at warn level; they are not logged when unset. */
+  logger?: Logger;
   /**
    * A grpc-js server that takes the HTTP/2 connections whose first request
    * is gRPC with protobuf to one of `paths`; every other connection goes to
@@ -30,10 +38,10 @@ export interface ListenOptions {
   /**
    * Time in milliseconds that a connection has for its first request's
    * headers before it is closed (FIRST_REQUEST_TIMEOUT_MS), counted from the
-   * connection, or for TLS from the end of the handshake. A cleartext
-   * connection must send the bytes that choose HTTP/1.1 or HTTP/2 within
-   * it. With `grpcJs`, an HTTP/2 connection's first request must arrive
-   * within the same time. Unless `http1Timeouts` is set, it is also Node's
+   * connection, or for TLS from the end of the handshake. A connection must
+   * send the bytes that choose HTTP/1.1 or HTTP/2, or with TLS the first
+   * bytes of its handshake, within it. With `grpcJs`, an HTTP/2
+   * connection's first request must arrive within the same time. Unless `http1Timeouts` is set, it is also Node's
    * `headersTimeout`, which gives each HTTP/1.1 request this time again for
    * its headers. It must not exceed Node's `requestTimeout` of 300 s.
    * {@link FIRST_REQUEST_TIMEOUT_MS} when unset.
@@ -73,9 +81,10 @@ export interface RunningServer {
 /**
  * Listens on one port for HTTP/1.1 and HTTP/2. In cleartext, the first bytes
  * of each connection decide: the HTTP/2 preface goes to HTTP/2, anything
- * else to HTTP/1.1. With TLS, ALPN decides. With `grpcJs`, an HTTP/2
- * connection then goes to grpc-js when its first request is gRPC to one of
- * the grpc-js paths, and to `handler` otherwise.
+ * else to HTTP/1.1. With TLS, ALPN decides, and cleartext HTTP gets a reply
+ * that the port expects TLS. With `grpcJs`, an HTTP/2 connection then goes
+ * to grpc-js when its first request is gRPC to one of the grpc-js paths,
+ * and to `handler` otherwise.
  */
 export async function startServer(handler: RequestHandler, options: ListenOptions): Promise<RunningServer> {
   const tracker = new ConnectionTracker();
@@ -115,14 +124,19 @@ export async function startServer(handler: RequestHandler, options: ListenOption
 
   let listener: net.Server;
   if (options.tls !== undefined) {
-    listener = tls.createServer({
+    const tlsServer = tls.createServer({
       cert: options.tls.cert,
       key: options.tls.key,
       ALPNProtocols: ["h2", "http/1.1"],
     });
-    // NOTE: connections still in the TLS handshake are not tracked, so
-    // closing waits for their handshake to end or time out.
-    listener.on("secureConnection", (socket: tls.TLSSocket) => {
+    // The listener reads the first bytes itself, so that a cleartext client gets a reply
+    // it can read, and hands TLS connections to tlsServer, which does not listen.
+    const cleartextLog = options.logger === undefined ? undefined : new CleartextConnectionLog(options.logger);
+    const cleartext = new CleartextRejection(firstRequestTimeoutMs, cleartextLog);
+    listener = net.createServer((socket) => routeTlsPortConnection(socket, tlsServer, cleartext, firstRequestTimeoutMs));
+    // NOTE: connections before the end of the TLS handshake are not tracked,
+    // so closing waits for their first bytes and handshake to end or time out.
+    tlsServer.on("secureConnection", (socket: tls.TLSSocket) => {
       tracker.addSocket(socket);
       socket.on("error", () => socket.destroy());
       if (socket.alpnProtocol === "h2") {
@@ -222,15 +236,14 @@ function routeByPreface(
   let received = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     received = Buffer.concat([received, chunk]);
-    const compared = Math.min(received.length, HTTP2_PREFACE.length);
-    const isHttp2 = received.subarray(0, compared).equals(HTTP2_PREFACE.subarray(0, compared));
-    if (isHttp2 && compared < HTTP2_PREFACE.length) {
+    const preface = matchHttp2Preface(received);
+    if (preface === "partial") {
       return;
     }
 
     socket.off("data", onData);
     clearTimeout(timer);
-    if (isHttp2) {
+    if (preface === "http2") {
       toHttp2(socket, received, connectedAt);
     } else {
       socket.pause();

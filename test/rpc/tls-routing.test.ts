@@ -69,6 +69,16 @@ describe.skipIf(!hasOpenssl())("TLS with ALPN", () => {
     expect(servedBy(requestId)).toBe(expected);
   });
 
+  test("plain HTTP gets 400 and a warning", async () => {
+    const response = await fetch(`http://127.0.0.1:${service.app.server.port}/healthz`);
+    const body = await response.text();
+
+    expect(response.status).toBe(400);
+    expect(body).toMatch(/^This port expects TLS: use https:\/\//);
+    const warning = service.logLines.find((line) => line.msg === "rejected a cleartext HTTP connection on the TLS port");
+    expect(warning).toMatchObject({ level: 40, remoteAddress: "127.0.0.1", protocol: "http/1.x" });
+  });
+
   test("grpc-js client", async () => {
     const client = new grpc.Client(`127.0.0.1:${service.app.server.port}`, grpc.credentials.createSsl(cert), {
       "grpc.ssl_target_name_override": "localhost",

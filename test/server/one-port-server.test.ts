@@ -3,6 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { afterEach, expect, test } from "vitest";
 import { HTTP2_PREFACE } from "../../src/server/http2-first-request.js";
 import { startServer, type ListenOptions, type RunningServer } from "../../src/server/one-port-server.js";
+import { holdOpen } from "../helpers/raw-connection.js";
 
 const servers: RunningServer[] = [];
 
@@ -17,29 +18,6 @@ async function start(options: Partial<ListenOptions>): Promise<RunningServer> {
   const server = await startServer((_request, response) => response.end("ok"), { host: "127.0.0.1", port: 0, ...options });
   servers.push(server);
   return server;
-}
-
-/**
- * Connects, writes `bytes` and waits up to `waitMs` for the server to close
- * the connection. Resolves with what the server sent and whether it closed.
- */
-async function holdOpen(port: number, bytes: string, waitMs: number): Promise<{ closed: boolean; received: string }> {
-  const socket = net.connect(port, "127.0.0.1");
-  socket.on("error", () => {});
-  let received = "";
-  socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")));
-  await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
-  socket.write(bytes);
-
-  const closed = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), waitMs);
-    socket.once("close", () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-  socket.destroy();
-  return { closed, received };
 }
 
 test("silent connection is closed", async () => {

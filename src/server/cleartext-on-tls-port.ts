@@ -1,0 +1,180 @@
+import http from "node:http";
+import http2 from "node:http2";
+import type net from "node:net";
+import type tls from "node:tls";
+import type { Logger } from "pino";
+import { matchHttp2Preface } from "./http2-first-request.js";
+
+/** Shortest time in milliseconds between two log lines about cleartext connections to the TLS port. */
+export const CLEARTEXT_LOG_INTERVAL_MS = 60_000;
+
+/** Error message for a cleartext request to the TLS port, sent as the body, the Connect error message or the gRPC status message. */
+export const EXPECTS_TLS_MESSAGE =
+  "This port expects TLS: use https:// instead of http://. " +
+  "With buf curl, use an https:// URL and leave out --http2-prior-knowledge. " +
+  "With a gRPC client, use TLS credentials instead of insecure or plaintext ones.";
+
+/** gRPC status FAILED_PRECONDITION: the call fails again until the client changes its settings. */
+const GRPC_FAILED_PRECONDITION = "9";
+
+/** Protocol of a cleartext connection to the TLS port, as the log line names it. */
+type CleartextProtocol = "http/1.x" | "h2c";
+
+/**
+ * Logs cleartext connections to the TLS port at warn level, at most one
+ * line per {@link CLEARTEXT_LOG_INTERVAL_MS}, so that a scanner cannot
+ * flood the log. Each line counts the connections since the previous line
+ * that were not logged.
+ */
+export class CleartextConnectionLog {
+  private lastLoggedAt = Number.NEGATIVE_INFINITY;
+  private unlogged = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly intervalMs = CLEARTEXT_LOG_INTERVAL_MS,
+  ) {}
+
+  record(remoteAddress: string | undefined, protocol: CleartextProtocol): void {
+    const now = performance.now();
+    if (now - this.lastLoggedAt < this.intervalMs) {
+      this.unlogged++;
+      return;
+    }
+    this.logger.warn(
+      { remoteAddress, protocol, unloggedSinceLastLine: this.unlogged },
+      "rejected a cleartext HTTP connection on the TLS port",
+    );
+    this.lastLoggedAt = now;
+    this.unlogged = 0;
+  }
+}
+
+/**
+ * Rejects cleartext HTTP requests on the TLS port. Each gets an error that
+ * states that the port expects TLS, in the form its client reads, and the
+ * connection then closes.
+ */
+export class CleartextRejection {
+  private readonly http1 = http.createServer((request, response) => {
+    response.shouldKeepAlive = false;
+    respondExpectsTls(request, response);
+  });
+  private readonly http2 = http2.createServer({}, (request, response) => {
+    respondExpectsTls(request, response);
+    // Streams already open finish; the session then ends with GOAWAY NO_ERROR.
+    request.stream.session?.close();
+  });
+
+  /**
+   * @param timeoutMs Time from the connection after which a cleartext
+   *   connection is destroyed, whether or not it got a reply.
+   * @param log Where the connections are logged; they are not logged when undefined.
+   */
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly log: CleartextConnectionLog | undefined,
+  ) {}
+
+  /** Takes a connection whose first bytes, `received`, are cleartext: the HTTP/2 preface or an HTTP/1.x request. */
+  take(socket: net.Socket, received: Buffer, connectedAt: number): void {
+    const isHttp2 = matchHttp2Preface(received) === "http2";
+    this.log?.record(socket.remoteAddress, isHttp2 ? "h2c" : "http/1.x");
+
+    const leftMs = Math.max(0, this.timeoutMs - (performance.now() - connectedAt));
+    const timer = setTimeout(() => socket.destroy(), leftMs);
+    timer.unref();
+    socket.once("close", () => clearTimeout(timer));
+
+    socket.pause();
+    socket.unshift(received);
+    if (isHttp2) {
+      // The HTTP/2 session reads the bytes put back when it starts.
+      this.http2.emit("connection", socket);
+    } else {
+      this.http1.emit("connection", socket);
+      socket.resume();
+    }
+  }
+}
+
+/**
+ * Reads the first bytes of a connection to the TLS port and routes it.
+ * Bytes that start with a letter are cleartext HTTP: the start of an
+ * HTTP/1.x method or of the HTTP/2 preface, where a TLS record starts with
+ * its content type, 20 to 24. They go to `cleartext` once they decide
+ * between HTTP/1.x and HTTP/2. Everything else goes to `tlsServer` with
+ * the bytes put back. A connection that has not sent the bytes that decide
+ * within `timeoutMs` is destroyed.
+ */
+export function routeTlsPortConnection(
+  socket: net.Socket,
+  tlsServer: tls.Server,
+  cleartext: CleartextRejection,
+  timeoutMs: number,
+): void {
+  const connectedAt = performance.now();
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  timer.unref();
+  const onError = () => socket.destroy();
+  socket.on("error", onError);
+  socket.once("close", () => clearTimeout(timer));
+
+  let received = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    received = Buffer.concat([received, chunk]);
+    const isCleartext = isAsciiLetter(received[0]!);
+    if (isCleartext && matchHttp2Preface(received) === "partial") {
+      return;
+    }
+
+    socket.off("data", onData);
+    clearTimeout(timer);
+    if (isCleartext) {
+      cleartext.take(socket, received, connectedAt);
+      return;
+    }
+    // The TLS socket listens for errors on the connection itself.
+    socket.off("error", onError);
+    socket.pause();
+    socket.unshift(received);
+    // Node's TLS socket takes the bytes buffered on the socket before it reads
+    // the connection itself (initRead in lib/_tls_wrap.js, Node 20), so the handshake starts complete.
+    tlsServer.emit("connection", socket);
+  };
+  socket.on("data", onData);
+}
+
+function isAsciiLetter(byte: number): boolean {
+  return (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a);
+}
+
+/**
+ * Responds with {@link EXPECTS_TLS_MESSAGE} in the form the request's
+ * protocol reads: a trailers-only gRPC response with FAILED_PRECONDITION
+ * for gRPC and gRPC-Web, a Connect error with HTTP 400 for Connect, and
+ * plain text with HTTP 400 for anything else.
+ */
+function respondExpectsTls(
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  response: http.ServerResponse | http2.Http2ServerResponse,
+): void {
+  const contentType = String(request.headers["content-type"] ?? "");
+  if (/^application\/grpc/i.test(contentType)) {
+    // The message is printable ASCII without "%", which a grpc-message header carries without percent-encoding.
+    const headers = { "content-type": contentType, "grpc-status": GRPC_FAILED_PRECONDITION, "grpc-message": EXPECTS_TLS_MESSAGE };
+    if (request instanceof http2.Http2ServerRequest) {
+      // One HEADERS frame that ends the stream, which gRPC clients read as a trailers-only response.
+      request.stream.respond({ ":status": 200, ...headers }, { endStream: true });
+    } else {
+      response.writeHead(200, headers).end();
+    }
+    return;
+  }
+
+  const isConnect = request.headers["connect-protocol-version"] !== undefined || /^application\/(json|proto|connect\+)/i.test(contentType);
+  const [type, body] = isConnect
+    ? ["application/json", JSON.stringify({ code: "failed_precondition", message: EXPECTS_TLS_MESSAGE })]
+    : ["text/plain; charset=utf-8", `${EXPECTS_TLS_MESSAGE}\n`];
+  response.writeHead(400, { "content-type": type, "content-length": Buffer.byteLength(body) }).end(body);
+}
