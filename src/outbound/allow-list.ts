@@ -86,7 +86,9 @@ function parseEntry(entry: string): Network | string {
 function parseNetwork(entry: string, addressText: string, bitsText: string): Network {
   const address = parseIpAddress(addressText);
   if (address === null) {
-    throw new Error(`entry "${entry}" is not a CIDR; write it as 10.0.0.0/8 or fd00::/8`);
+    const problem = dottedNumbersProblem(addressText);
+    const reason = problem === undefined ? "" : `: ${addressText} is not a valid IPv4 address because ${problem}`;
+    throw new Error(`entry "${entry}" is not a CIDR${reason}; write it as 10.0.0.0/8 or fd00::/8`);
   }
   if (address.kind() === "ipv4" && addressText.includes(":")) {
     throw new Error(`entry "${entry}" is an IPv4-mapped IPv6 network; write the IPv4 network instead`);
@@ -116,10 +118,42 @@ function parseHostName(entry: string): string {
   try {
     hostName = new URL(`http://${entry}/`).hostname;
   } catch {
-    throw new Error(`entry "${entry}" is not a valid host name`);
+    throw new Error(`entry "${entry}" is ${invalidNameReason(entry)}`);
   }
   if (parseIpAddress(hostName) !== null) {
     throw new Error(`entry "${entry}" is an IP address in a short or numeric form; write it in full, as ${hostName}`);
   }
   return normalizeHostName(hostName);
+}
+
+/**
+ * Explains why the URL parser rejected an entry as a host name. A name whose
+ * last label is a number, such as `300.1.1.1` or `sms.1`, is parsed as an
+ * IPv4 address (WHATWG URL standard, "ends in a number"), so the reason
+ * names the IPv4 problem.
+ */
+function invalidNameReason(entry: string): string {
+  const labels = entry.replace(/\.$/, "").split(".");
+  if (!/^(\d+|0x[0-9a-f]*)$/i.test(labels.at(-1) ?? "")) {
+    return "not a valid host name";
+  }
+  const problem = dottedNumbersProblem(entry) ?? "a host name must not end in a number, because such a name is parsed as an IPv4 address";
+  return `neither a valid IP address nor a valid host name: ${problem}; write an IPv4 address as four numbers from 0 to 255, such as 10.0.0.1`;
+}
+
+/**
+ * Returns what is wrong with dotted decimal numbers that look like an IPv4
+ * address but are not one: more than four numbers, or four with an octet
+ * over 255. Returns undefined for other text.
+ */
+function dottedNumbersProblem(text: string): string | undefined {
+  const labels = text.replace(/\.$/, "").split(".");
+  if (!labels.every((label) => /^\d+$/.test(label))) {
+    return undefined;
+  }
+  if (labels.length > 4) {
+    return `it has ${labels.length} numbers and an IPv4 address has 4`;
+  }
+  const tooLarge = labels.length === 4 ? labels.find((label) => Number(label) > 255) : undefined;
+  return tooLarge === undefined ? undefined : `octet ${tooLarge} is over 255`;
 }

@@ -54,6 +54,12 @@ describe("OutboundAllowList.parse", () => {
     ["sms.internal:8443", /without scheme, port or wildcard/],
     ["sms internal", /without scheme, port or wildcard/],
     ["sms%zz.internal", /not a valid host name/],
+    ["300.1.1.1", /^entry "300\.1\.1\.1" is neither a valid IP address nor a valid host name: octet 300 is over 255; write an IPv4 address as four numbers from 0 to 255/],
+    ["10.0.0.256", /neither a valid IP address nor a valid host name: octet 256 is over 255/],
+    ["1.2.3.4.5", /neither a valid IP address nor a valid host name: it has 5 numbers and an IPv4 address has 4/],
+    ["sms.1", /neither a valid IP address nor a valid host name: a host name must not end in a number/],
+    ["4294967296", /neither a valid IP address nor a valid host name: a host name must not end in a number/],
+    ["300.1.1.0/24", /^entry "300\.1\.1\.0\/24" is not a CIDR: 300\.1\.1\.0 is not a valid IPv4 address because octet 300 is over 255/],
   ])("rejects %j", (text, message) => {
     expect(() => OutboundAllowList.parse(text)).toThrow(message);
   });
