@@ -63,6 +63,20 @@ describe("loadConfig", () => {
     expect(() => loadConfig(argv, env)).toThrow(message);
   });
 
+  test.each([
+    { argv: ["--prot", "8080"], message: 'Unknown argument "--prot". Did you mean --port? Run with --help to list the settings.' },
+    { argv: ["--api-key=x"], message: 'Unknown argument "--api-key=x". Did you mean --api-keys? Run with --help to list the settings.' },
+    { argv: ["-port", "8080"], message: 'Unknown argument "-port". Did you mean --port? Run with --help to list the settings.' },
+    { argv: ["--LOG-LEVEL", "info"], message: 'Unknown argument "--LOG-LEVEL". Did you mean --log-level? Run with --help to list the settings.' },
+    { argv: ["--sned-timeout-ms", "500"], message: 'Unknown argument "--sned-timeout-ms". Did you mean --send-timeout-ms? Run with --help to list the settings.' },
+    { argv: ["--hepl"], message: 'Unknown argument "--hepl". Did you mean --help? Run with --help to list the settings.' },
+    { argv: ["--verbose"], message: 'Unknown argument "--verbose". Run with --help to list the settings.' },
+    { argv: ["8080"], message: 'Unknown argument "8080". Run with --help to list the settings.' },
+    { argv: ["--"], message: 'Unknown argument "--". Run with --help to list the settings.' },
+  ])("unknown flag $argv.0 gets the closest flag", ({ argv, message }) => {
+    expect(() => loadConfig(argv, {})).toThrow(new ConfigError(message));
+  });
+
   test("help lists every setting", () => {
     expect(loadConfig(["--help"], {}).kind).toBe("help");
 

@@ -1,3 +1,4 @@
+import { closestFlag } from "./closest-flag.js";
 import {
   DEFAULT_DATABASE_SCHEMA,
   DEFAULT_SQLITE_SYNCHRONOUS,
@@ -97,7 +98,8 @@ function bothNames(key: SettingKey): string {
  * Parses `--name value` and `--name=value` pairs of the `known` flags (by
  * default the settings' flags); returns "help" for `--help` or `-h`.
  *
- * @throws ConfigError for an unknown flag or a flag without a value.
+ * @throws ConfigError for an unknown flag, naming the closest known flag
+ *   when one is close, or for a flag without a value.
  */
 export function parseFlags(
   argv: readonly string[],
@@ -113,7 +115,9 @@ export function parseFlags(
     const equals = arg.indexOf("=");
     const name = equals === -1 ? arg : arg.slice(0, equals);
     if (!known.has(name)) {
-      throw new ConfigError(`Unknown argument "${arg}". Run with --help to list the settings.`);
+      const suggestion = closestFlag(name, [...known, "--help"]);
+      const didYouMean = suggestion === undefined ? "" : ` Did you mean ${suggestion}?`;
+      throw new ConfigError(`Unknown argument "${arg}".${didYouMean} Run with --help to list the settings.`);
     }
 
     let value: string | undefined;
