@@ -9,7 +9,7 @@ const PAGE_SIZE = 100;
 
 /** The integration table. */
 export interface IntegrationList {
-  /** Fetches the first page again, replacing the rows. */
+  /** Fetches the first page again, replacing the rows and clearing the confirmation. */
   reload(): Promise<void>;
   /** Shows a short confirmation above the table. */
   announce(text: string): void;
@@ -32,10 +32,17 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
   const errorBox = byId("list-error", HTMLDivElement);
   const loadMore = byId("load-more", HTMLButtonElement);
 
+  const announce = (text: string) => {
+    status.textContent = text;
+  };
+
   let listed: Integration[] = [];
   let nextPageToken = "";
 
   const load = async (pageToken: string) => {
+    // A confirmation such as "Created p1." is stale once the list loads
+    // again, for example after the API key changed.
+    announce("");
     errorBox.replaceChildren();
     try {
       const page = await integrationClient.listIntegrations({ pageSize: PAGE_SIZE, pageToken });
@@ -61,10 +68,6 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
     callbacks.loaded(listed);
   };
 
-  const announce = (text: string) => {
-    status.textContent = text;
-  };
-
   const handlers: RowActionHandlers = {
     edit: callbacks.edit,
     useForSending: callbacks.useForSending,
@@ -83,7 +86,14 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
       announce(`Deleted ${integration.id}.`);
     },
   };
-  const actions = rowActions(handlers);
+  // Each row action starts something new, so it clears the confirmation of the previous one.
+  const actions = rowActions(handlers).map((action) => ({
+    ...action,
+    run: (integration: Integration) => {
+      announce("");
+      return action.run(integration);
+    },
+  }));
 
   loadMore.addEventListener("click", () => void load(nextPageToken));
   return { reload: () => load(""), announce };

@@ -15,15 +15,9 @@ const editor = createIntegrationEditor(({ integration, created }) => {
   void list.reload().then(() => list.announce(`${created ? "Created" : "Saved"} ${integration.id}.`));
 });
 const list = createIntegrationList({
-  edit: (integration) => {
-    list.announce("");
-    editor.openEdit(integration);
-  },
+  edit: (integration) => editor.openEdit(integration),
   useForSending: (integration) => sendForm.choose(integration.id),
-  test: (integration) => {
-    list.announce("");
-    testSection.open(integration);
-  },
+  test: (integration) => testSection.open(integration),
   loaded: (integrations) => sendForm.setIntegrations(integrations),
   failed: (error) => sendForm.listFailed(error),
 });
@@ -32,9 +26,6 @@ byId("new-integration", HTMLButtonElement).addEventListener("click", () => {
   list.announce("");
   editor.openNew();
 });
-byId("refresh-list", HTMLButtonElement).addEventListener("click", () => {
-  list.announce("");
-  void list.reload();
-});
+byId("refresh-list", HTMLButtonElement).addEventListener("click", () => void list.reload());
 wireApiKeyForm(() => void list.reload());
 void list.reload();

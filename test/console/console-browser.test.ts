@@ -421,6 +421,41 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     await page.getByRole("button", { name: "Forget" }).click();
   });
 
+  test("key change clears the list status", async () => {
+    await page.getByLabel("Service API key").fill(keys.operator);
+    await page.getByRole("button", { name: "Use key" }).click();
+    await page.getByRole("button", { name: "Edit keyed" }).waitFor();
+    await page.getByRole("button", { name: "New integration" }).click();
+    await page.getByLabel("Id", { exact: true }).fill("p1");
+    await page.getByLabel("Base URL").fill(`${gateway.url}/sms`);
+    await page.getByLabel("Default sender").fill("Acme");
+    await page.getByLabel("API key header").fill("X-API-KEY");
+    await page.getByLabel("API key", { exact: true }).fill("p1-key-0123456789");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Created p1.").waitFor();
+
+    await page.getByLabel("Service API key").fill(keys.sendOnly);
+    await page.getByRole("button", { name: "Use key" }).click();
+
+    await page.locator("#list-error").getByText("PERMISSION_DENIED").waitFor();
+    expect(await page.locator("#list-status").innerText()).toBe("");
+  });
+
+  test("row action clears the list status", async () => {
+    await page.getByLabel("Service API key").fill(keys.operator);
+    await page.getByRole("button", { name: "Use key" }).click();
+    await page.getByRole("button", { name: "Edit p1" }).click();
+    await page.getByLabel("Display name").fill("Renamed");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.getByText("Saved p1.").waitFor();
+
+    await page.getByRole("button", { name: "Send p1" }).click();
+
+    expect(await page.locator("#list-status").innerText()).toBe("");
+    expect(await page.getByLabel("Integration", { exact: true }).inputValue()).toBe("p1");
+    await page.getByRole("button", { name: "Forget" }).click();
+  });
+
   test("page made no errors or outside requests", () => {
     expect(pageErrors).toEqual([]);
     expect(blockedUrls).toEqual([]);
