@@ -65,7 +65,7 @@ describe("loadConfig", () => {
 
   test.each([
     { argv: ["--prot", "8080"], message: 'Unknown argument "--prot". Did you mean --port? Run with --help to list the settings.' },
-    { argv: ["--api-key=x"], message: 'Unknown argument "--api-key=x". Did you mean --api-keys? Run with --help to list the settings.' },
+    { argv: ["--api-key=ops:not-for-stderr"], message: 'Unknown argument "--api-key=...". Did you mean --api-keys? Run with --help to list the settings.' },
     { argv: ["-port", "8080"], message: 'Unknown argument "-port". Did you mean --port? Run with --help to list the settings.' },
     { argv: ["--LOG-LEVEL", "info"], message: 'Unknown argument "--LOG-LEVEL". Did you mean --log-level? Run with --help to list the settings.' },
     { argv: ["--sned-timeout-ms", "500"], message: 'Unknown argument "--sned-timeout-ms". Did you mean --send-timeout-ms? Run with --help to list the settings.' },

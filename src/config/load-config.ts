@@ -117,7 +117,9 @@ export function parseFlags(
     if (!known.has(name)) {
       const suggestion = closestFlag(name, [...known, "--help"]);
       const didYouMean = suggestion === undefined ? "" : ` Did you mean ${suggestion}?`;
-      throw new ConfigError(`Unknown argument "${arg}".${didYouMean} Run with --help to list the settings.`);
+      // The value of `--name=value` stays out of the message, because it may be a key meant for --api-keys.
+      const printedArgument = equals === -1 ? arg : `${name}=...`;
+      throw new ConfigError(`Unknown argument "${printedArgument}".${didYouMean} Run with --help to list the settings.`);
     }
 
     let value: string | undefined;
