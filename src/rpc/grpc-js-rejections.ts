@@ -18,7 +18,8 @@ import { requestTooLarge } from "./request-too-large.js";
 /** The private methods of grpc-js's server that check each request before its call starts. */
 interface RequestChecks {
   _verifyContentType(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
-  _retrieveHandler(path: string): GrpcJsHandler | null;
+  /** `path` is undefined for a CONNECT request, which has no `:path`. */
+  _retrieveHandler(path: string | undefined): GrpcJsHandler | null;
 }
 
 /** A method as grpc-js's server keeps it. */
@@ -91,14 +92,16 @@ export function answerUnknownMethods(
 ): void {
   const checks = requestChecks(server, "_retrieveHandler");
   const retrieve = checks._retrieveHandler.bind(server);
-  checks._retrieveHandler = (path) => retrieve(path) ?? unknownMethodHandler(path, rejections, methodsOf);
+  checks._retrieveHandler = (path) => retrieve(path) ?? unknownMethodHandler(path ?? "", rejections, methodsOf);
 }
 
 function unknownMethodHandler(path: string, rejections: RejectedRequests | undefined, methodsOf: ReadonlyMap<string, readonly string[]>): GrpcJsHandler {
   const reason =
-    unknownMethodMessage(path, methodsOf) ??
-    `no method ${path.slice(1)} on this HTTP/2 connection: its first request went to grpc-js, which serves only ` +
-      `${[...methodsOf.keys()].join(" and ")}; call other services, such as health and reflection, on a connection of their own`;
+    path === ""
+      ? "the request has no path; a gRPC call names its method in :path, such as /smsgateway.v1.SmsService/SendSms"
+      : (unknownMethodMessage(path, methodsOf) ??
+        `no method ${path.slice(1)} on this HTTP/2 connection: its first request went to grpc-js, which serves only ` +
+          `${[...methodsOf.keys()].join(" and ")}; call other services, such as health and reflection, on a connection of their own`);
   const fail: grpc.handleBidiStreamingCall<Buffer, Buffer> = (call) => {
     const requestId = resolveRequestId(firstString(call.metadata.get(REQUEST_ID_HEADER)));
     rejections?.record({

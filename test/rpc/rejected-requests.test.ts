@@ -194,6 +194,32 @@ describe("unknown method", () => {
     }
   });
 
+  test("CONNECT on a grpc-js connection is UNIMPLEMENTED", async () => {
+    const session = http2.connect(service.baseUrl);
+    const requestId = `connect-${randomUUID()}`;
+    try {
+      const first = session.request({ ":method": "POST", ":path": SEND_SMS, "content-type": "application/grpc", te: "trailers" });
+      first.end(Buffer.from([0, 0, 0, 0, 0]));
+      first.resume();
+      await new Promise((resolve) => first.on("close", resolve));
+
+      // A CONNECT request has no :path, so grpc-js looks up its method with an undefined path.
+      const connect = session.request({ ":method": "CONNECT", ":authority": "127.0.0.1:9", "content-type": "application/grpc", "x-request-id": requestId });
+      const reply = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        connect.on("response", resolve);
+        connect.on("error", reject);
+        setTimeout(() => reject(new Error("no reply to the CONNECT request within 2 s")), 2_000).unref();
+      });
+      connect.close();
+
+      expect(reply["grpc-status"]).toBe(String(grpc.status.UNIMPLEMENTED));
+      expect(lineOf(requestId)).toMatchObject({ msg: "rpc rejected", path: "", server: "grpc-js", code: "UNIMPLEMENTED" });
+      expect((await fetch(`${service.baseUrl}/healthz`)).status).toBe(200);
+    } finally {
+      session.close();
+    }
+  });
+
   test("unknown service counts as unknown", async () => {
     const transport = createGrpcTransport({ baseUrl: service.baseUrl });
     const method = { ...sendSmsNamed("Call"), parent: { ...SmsService, typeName: "example.v1.NoSuchService" } } as typeof SmsService.method.sendSms;
