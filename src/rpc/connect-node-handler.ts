@@ -107,7 +107,10 @@ export function connectNodeHandler(bindings: readonly ServiceBinding[], pipeline
       return reply;
     }
     const protocol = protocolOfContentType(reply.header?.get("content-type"));
-    const failure = readFailure(await readErrorReply(protocol, reply), options.maxRequestBytes);
+    const replied = await readErrorReply(protocol, reply);
+    // connect reports a body that the caller cut off by closing the stream as INTERNAL, which would
+    // log a fault of the service at error. The Connect handler reports the same call as CANCELLED.
+    const failure = universal.signal.aborted ? new ConnectError("the caller canceled the call", Code.Canceled) : readFailure(replied, options.maxRequestBytes);
     const header = new Headers(reply.header);
     const error = await pipeline
       .runUnary(procedure, undefined, incomingCall(universal, header), () => Promise.reject(failure))

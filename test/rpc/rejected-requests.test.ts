@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SendSmsRequestSchema, SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
+import { eventually } from "../helpers/eventually.js";
 import { sample } from "../helpers/prometheus.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 import { createApiKey } from "../security/security-fixtures.js";
@@ -389,6 +390,56 @@ describe("undecodable request message", () => {
     expect(error?.rawMessage).toMatch(/^the request message could not be decoded: /);
     expect(added).toBe(1);
     expect(lineOf(requestId)).toMatchObject({ msg: "rpc failed", server: "connect-node", procedure: "smsgateway.v1.IntegrationService/GetIntegration" });
+  });
+});
+
+describe("upload canceled by the caller", () => {
+  const canceled = { service: "smsgateway.v1.SmsService", method: "SendSms", code: "CANCELLED" };
+  const internal = { service: "smsgateway.v1.SmsService", method: "SendSms", code: "INTERNAL" };
+  /** The start of a gRPC-Web message that declares 1000 bytes, of which the caller sends three. */
+  const PARTIAL_MESSAGE = Buffer.from([0, 0, 0, 0x03, 0xe8, 1, 2, 3]);
+
+  async function lineWhenLogged(requestId: string): Promise<Record<string, unknown>> {
+    const found = await eventually(async () => lineOf(requestId), (line) => line !== undefined, `log line of ${requestId}`, { timeoutMs: 2_000 });
+    return found.value!;
+  }
+
+  test("gRPC-Web over HTTP/1.1 is CANCELLED", async () => {
+    const requestId = `upload-${randomUUID()}`;
+    const internalBefore = await rpcCount(service, internal);
+
+    const added = await counted(canceled, async () => {
+      const socket = net.connect(service.app.server.port, "127.0.0.1");
+      await new Promise((resolve) => socket.once("connect", resolve));
+      socket.write(
+        `POST ${SEND_SMS} HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/grpc-web+proto\r\n` +
+          `content-length: 1005\r\nx-request-id: ${requestId}\r\n\r\n`,
+      );
+      socket.write(PARTIAL_MESSAGE);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      socket.destroy();
+      await lineWhenLogged(requestId);
+    });
+
+    expect(added).toBe(1);
+    expect(await rpcCount(service, internal)).toBe(internalBefore);
+    expect(lineOf(requestId)).toMatchObject({ msg: "rpc failed", level: 30, server: "connect-node", code: "CANCELLED" });
+  });
+
+  test("gRPC-Web over HTTP/2 is CANCELLED", async () => {
+    const session = http2.connect(service.baseUrl);
+    const requestId = `upload-${randomUUID()}`;
+    try {
+      const stream = session.request({ ":method": "POST", ":path": SEND_SMS, "content-type": "application/grpc-web+proto", "x-request-id": requestId });
+      stream.on("error", () => {});
+      stream.write(PARTIAL_MESSAGE);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      stream.destroy();
+
+      expect(await lineWhenLogged(requestId)).toMatchObject({ msg: "rpc failed", level: 30, server: "connect-node", code: "CANCELLED" });
+    } finally {
+      session.close();
+    }
   });
 });
 
