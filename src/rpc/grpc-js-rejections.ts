@@ -139,6 +139,8 @@ interface GrpcJsCallState {
   readonly cancelled: boolean;
   /** Time of the caller's deadline in milliseconds since the epoch, or Infinity without one. */
   readonly deadline: number;
+  /** Whether the handler waits for the next message or the end of the request. grpc-js delivers neither while it is false. */
+  isReadPending: boolean;
   sendStatus(status: GrpcJsStatus): void;
 }
 
@@ -187,6 +189,12 @@ export function failReadsThroughPipeline(deserialize: object, route: ReadFailure
       return;
     }
     const route = this.handler === null ? undefined : readFailureRoutes.get(this.handler.deserialize);
+    if (route !== undefined) {
+      // grpc-js goes on reading after such a status, such as DEADLINE_EXCEEDED before the request
+      // ended. A unary call whose message had arrived would then start its handler when the
+      // request ends, and send an SMS for a call that already failed.
+      this.isReadPending = false;
+    }
     // grpc-js also ends calls with these codes while the handler runs, which logs them itself.
     const duringCall = status.code === CANCELLED || status.code === DEADLINE_EXCEEDED;
     if (route === undefined || duringCall || this.cancelled) {

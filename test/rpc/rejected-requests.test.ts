@@ -357,6 +357,59 @@ describe("request over MAX_REQUEST_BYTES", () => {
       client.close();
     }
   });
+
+  test.each([
+    {
+      name: "an oversized second message",
+      headers: {},
+      // The first message arrives whole. The second declares more than MAX_REQUEST_BYTES, and the body ends with it.
+      rest: Buffer.from([0, 0, 0, 0x10, 0]),
+      status: grpc.status.RESOURCE_EXHAUSTED,
+      line: { msg: "rpc failed", code: "RESOURCE_EXHAUSTED" },
+    },
+    // grpc-js sends DEADLINE_EXCEEDED without the pipeline, so the call has no line.
+    { name: "the deadline", headers: { "grpc-timeout": "50m" }, rest: Buffer.alloc(0), status: grpc.status.DEADLINE_EXCEEDED, line: undefined },
+  ])("grpc-js runs no handler after $name", async ({ headers, rest, status, line }) => {
+    const session = http2.connect(service.baseUrl);
+    const requestId = `ended-${randomUUID()}`;
+    const notFound = { service: "smsgateway.v1.SmsService", method: "SendSms", code: "NOT_FOUND" };
+    const message = toBinary(SendSmsRequestSchema, create(SendSmsRequestSchema, { integrationId: "int_missing", to: "+15550001111", content: "hi" }));
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+    const call = (callHeaders: http2.OutgoingHttpHeaders, send: (stream: http2.ClientHttp2Stream) => Promise<void>) =>
+      new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        const stream = session.request({ ":method": "POST", ":path": SEND_SMS, "content-type": "application/grpc", te: "trailers", ...callHeaders });
+        const reply: http2.IncomingHttpHeaders = {};
+        stream.on("response", (received) => Object.assign(reply, received));
+        stream.on("trailers", (received) => Object.assign(reply, received));
+        stream.on("close", () => resolve(reply));
+        stream.on("error", reject);
+        stream.resume();
+        send(stream).catch(reject);
+      });
+    try {
+      await call({}, async (stream) => void stream.end(frame));
+
+      let reply: http2.IncomingHttpHeaders = {};
+      const handled = await counted(notFound, async () => {
+        reply = await call({ ...headers, "x-request-id": requestId }, async (stream) => {
+          stream.write(frame);
+          await new Promise((resolve) => setTimeout(resolve, 150));
+          stream.end(rest);
+        });
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      });
+
+      expect(reply["grpc-status"]).toBe(String(status));
+      expect(handled).toBe(0);
+      if (line === undefined) {
+        expect(lineOf(requestId)).toBeUndefined();
+      } else {
+        expect(lineOf(requestId)).toMatchObject(line);
+      }
+    } finally {
+      session.close();
+    }
+  });
 });
 
 describe("undecodable request message", () => {
