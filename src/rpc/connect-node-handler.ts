@@ -146,13 +146,14 @@ export function connectNodeHandler(bindings: readonly ServiceBinding[], pipeline
     try {
       universal = universalRequestFromNodeRequest(request, response, undefined, createContextValues().set(CALL_PROGRESS, progress));
     } catch (error) {
-      // connect-node needs the request's authority, which an HTTP/1.0 request may leave out. Its own
-      // adapter lets this error escape the request handler, and the uncaught exception ends the process.
+      // connect-node builds a URL from the request's Host header, which an HTTP/1.0 request may leave
+      // out and any caller may fill with text that is not a host. Its own adapter lets the error
+      // escape the request handler, and the uncaught exception ends the process.
       options.rejections?.record({
         ...requestFacts(request, protocolOfContentType(firstValue(request.headers["content-type"]))),
         code: Code.InvalidArgument,
         httpStatus: 400,
-        reason: `${ConnectError.from(error).rawMessage}; send a Host header`,
+        reason: hostProblem(request) ?? ConnectError.from(error).rawMessage,
       });
       response.writeHead(400);
       response.end();
@@ -197,6 +198,16 @@ function incomingCall(request: UniversalServerRequest, responseHeader: Headers):
     requestHeader: (name) => request.header.get(name),
     setResponseHeader: (name, value) => responseHeader.set(name, value),
   };
+}
+
+/** Returns what is wrong with a request's Host header (`:authority` in HTTP/2), or undefined when it names a valid host. */
+function hostProblem(request: AnyRequest): string | undefined {
+  const host = firstValue(request.headers[":authority"]) ?? request.headers.host;
+  const fix = "send the server's host name or address, and its port, in Host";
+  if (host === undefined || host === "") {
+    return `the request has no Host header; ${fix}`;
+  }
+  return URL.canParse(`http://${host}`) ? undefined : `the Host header ${JSON.stringify(host.slice(0, 200))} is not a valid host; ${fix}`;
 }
 
 /** Returns the facts of a rejected request that the Node request contains. */

@@ -523,11 +523,17 @@ describe("unreadable request without credentials", () => {
   });
 });
 
-test("HTTP/1.0 request without Host is rejected", async () => {
+test.each([
+  { name: "HTTP/1.0 request without Host", version: "HTTP/1.0", host: "", reason: /^the request has no Host header; / },
+  { name: "Host with a space", version: "HTTP/1.1", host: "host: a b\r\nconnection: close\r\n", reason: /^the Host header "a b" is not a valid host; / },
+])("$name is rejected", async ({ version, host, reason }) => {
   const requestId = `no-host-${randomUUID()}`;
   const reply = await new Promise<string>((resolve, reject) => {
     const socket = net.connect(secured.app.server.port, "127.0.0.1", () => {
-      socket.end(`POST /grpc.health.v1.Health/Check HTTP/1.0\r\ncontent-type: application/grpc-web+proto\r\nx-request-id: ${requestId}\r\ncontent-length: 5\r\n\r\n\0\0\0\0\0`);
+      socket.end(
+        `POST /grpc.health.v1.Health/Check ${version}\r\n${host}content-type: application/grpc-web+proto\r\n` +
+          `x-request-id: ${requestId}\r\ncontent-length: 5\r\n\r\n\0\0\0\0\0`,
+      );
     });
     let text = "";
     socket.on("data", (chunk: Buffer) => (text += chunk.toString("latin1")));
@@ -537,5 +543,7 @@ test("HTTP/1.0 request without Host is rejected", async () => {
 
   expect(reply).toMatch(/^HTTP\/1\.1 400 /);
   expect(lineOf(requestId, secured)).toMatchObject({ msg: "rpc rejected", procedure: "grpc.health.v1.Health/Check", server: "connect-node", httpStatus: 400 });
+  expect(lineOf(requestId, secured)?.error).toMatch(reason);
   expect((await fetch(`${secured.baseUrl}/healthz`)).status).toBe(200);
 });
+
