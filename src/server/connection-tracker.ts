@@ -30,6 +30,12 @@ export class ConnectionTracker {
     });
   }
 
+  /** Stops tracking a socket whose connection another socket now carries, such as its TLS socket. */
+  removeSocket(socket: net.Socket): void {
+    this.sockets.delete(socket);
+    this.http1Requests.delete(socket);
+  }
+
   addSession(session: http2.Http2Session): void {
     this.sessions.add(session);
     session.once("close", () => this.sessions.delete(session));

@@ -133,10 +133,28 @@ export async function startServer(handler: RequestHandler, options: ListenOption
     // it can read, and hands TLS connections to tlsServer, which does not listen.
     const cleartextLog = options.logger === undefined ? undefined : new CleartextConnectionLog(options.logger);
     const cleartext = new CleartextRejection(firstRequestTimeoutMs, cleartextLog);
-    listener = net.createServer((socket) => routeTlsPortConnection(socket, tlsServer, cleartext, firstRequestTimeoutMs));
-    // NOTE: connections before the end of the TLS handshake are not tracked,
-    // so closing waits for their first bytes and handshake to end or time out.
+    // Until its handshake ends, a connection is tracked as the accepted socket, which closing
+    // destroys at once: it has no request yet, or only a cleartext one that gets no answer.
+    // The TLS socket then takes its place, keyed by the same TCP addresses and ports.
+    const handshaking = new Map<string, net.Socket>();
+    listener = net.createServer((socket) => {
+      const key = connectionKey(socket);
+      handshaking.set(key, socket);
+      socket.once("close", () => {
+        if (handshaking.get(key) === socket) {
+          handshaking.delete(key);
+        }
+      });
+      tracker.addSocket(socket);
+      routeTlsPortConnection(socket, tlsServer, cleartext, firstRequestTimeoutMs);
+    });
     tlsServer.on("secureConnection", (socket: tls.TLSSocket) => {
+      const key = connectionKey(socket);
+      const accepted = handshaking.get(key);
+      if (accepted !== undefined) {
+        handshaking.delete(key);
+        tracker.removeSocket(accepted);
+      }
       tracker.addSocket(socket);
       socket.on("error", () => socket.destroy());
       if (socket.alpnProtocol === "h2") {
@@ -193,6 +211,11 @@ function http1TimeoutsFor(firstRequestTimeoutMs: number): Pick<http.ServerOption
     headersTimeout: firstRequestTimeoutMs,
     connectionsCheckingInterval: Math.min(NODE_CONNECTIONS_CHECKING_INTERVAL_MS, firstRequestTimeoutMs),
   };
+}
+
+/** Names a connection by its TCP addresses and ports, which the accepted socket and its TLS socket share. */
+function connectionKey(socket: net.Socket): string {
+  return `${socket.localAddress} ${socket.localPort} ${socket.remoteAddress} ${socket.remotePort}`;
 }
 
 /** Content types of gRPC with protobuf messages, the only encoding the grpc-js services decode. */

@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
+import net from "node:net";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -207,6 +208,60 @@ describe.skipIf(!hasOpenssl())("cleartext on the TLS port", () => {
     const { closed } = await holdOpen(server.port, bytes, 5_000);
 
     expect(closed, "the connection stayed open past the first-request limit").toBe(true);
+  });
+
+  test.each([
+    { case: "silent connection", bytes: "" },
+    { case: "letter and nothing more", bytes: "G" },
+    { case: "partial HTTP/2 preface", bytes: "PRI * HTTP/2.0\r\n" },
+    { case: "partial TLS ClientHello", bytes: Buffer.from([0x16, 0x03, 0x01, 0x02]) },
+  ])("closing ends a $case within the grace period", async ({ bytes }) => {
+    const server = await startServer((_request, response) => response.end("ok"), {
+      host: "127.0.0.1",
+      port: 0,
+      tls: credentials,
+      firstRequestTimeoutMs: 30_000,
+    });
+    const socket = net.connect(server.port, "127.0.0.1");
+    socket.on("error", () => {});
+    const socketClosed = new Promise((resolve) => socket.once("close", resolve));
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write(bytes);
+    // Lets the server read the bytes before it closes.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+
+    const startedAt = performance.now();
+    await server.close(100);
+
+    expect(performance.now() - startedAt, "closing waited for the first-request limit").toBeLessThan(2_000);
+    await socketClosed;
+  });
+
+  test("closing lets a TLS request in progress finish", async () => {
+    let started!: () => void;
+    const requestStarted = new Promise<void>((resolve) => (started = resolve));
+    const server = await startServer(
+      (_request, response) => {
+        started();
+        setTimeout(() => response.end("late"), 300);
+      },
+      { host: "127.0.0.1", port: 0, tls: credentials },
+    );
+
+    const body = new Promise<string>((resolve, reject) => {
+      https
+        .get({ host: "127.0.0.1", port: server.port, path: "/", ca: credentials.cert, servername: "localhost", agent: false }, (response) => {
+          let text = "";
+          response.setEncoding("utf8");
+          response.on("data", (chunk: string) => (text += chunk));
+          response.on("end", () => resolve(text));
+        })
+        .on("error", reject);
+    });
+    await requestStarted;
+    await server.close(5_000);
+
+    expect(await body).toBe("late");
   });
 });
 
