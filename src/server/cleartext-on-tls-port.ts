@@ -172,7 +172,10 @@ function respondExpectsTls(
     return;
   }
 
-  const isConnect = request.headers["connect-protocol-version"] !== undefined || /^application\/(json|proto|connect\+)/i.test(contentType);
+  // A Connect GET request, which clients use for methods without side effects, carries only "connect=v1" in its query.
+  const isConnectGet = /[?&]connect=v1(&|$)/.test(request.url ?? "");
+  const isConnect =
+    isConnectGet || request.headers["connect-protocol-version"] !== undefined || /^application\/(json|proto|connect\+)/i.test(contentType);
   const [type, body] = isConnect
     ? ["application/json", JSON.stringify({ code: "failed_precondition", message: EXPECTS_TLS_MESSAGE })]
     : ["text/plain; charset=utf-8", `${EXPECTS_TLS_MESSAGE}\n`];

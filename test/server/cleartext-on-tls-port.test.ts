@@ -133,9 +133,13 @@ describe.skipIf(!hasOpenssl())("cleartext on the TLS port", () => {
     await closed;
   });
 
-  test.each(["1.1", "2"] as const)("Connect client over HTTP/%s gets FAILED_PRECONDITION", async (httpVersion) => {
+  test.each([
+    { httpVersion: "1.1", useHttpGet: false },
+    { httpVersion: "2", useHttpGet: false },
+    { httpVersion: "1.1", useHttpGet: true },
+  ] as const)("Connect client over HTTP/$httpVersion (GET: $useHttpGet) gets FAILED_PRECONDITION", async ({ httpVersion, useHttpGet }) => {
     const server = await startTls();
-    const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion });
+    const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion, useHttpGet });
 
     const error = await createClient(IntegrationService, transport)
       .listIntegrations({})
