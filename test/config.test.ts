@@ -71,10 +71,19 @@ describe("loadConfig", () => {
     { argv: ["--sned-timeout-ms", "500"], message: 'Unknown argument "--sned-timeout-ms". Did you mean --send-timeout-ms? Run with --help to list the settings.' },
     { argv: ["--hepl"], message: 'Unknown argument "--hepl". Did you mean --help? Run with --help to list the settings.' },
     { argv: ["--verbose"], message: 'Unknown argument "--verbose". Run with --help to list the settings.' },
-    { argv: ["8080"], message: 'Unknown argument "8080". Run with --help to list the settings.' },
+    { argv: ["8080"], message: "Argument 1 is a value without a flag. Write it after its flag, as --name value or --name=value. Run with --help to list the settings." },
+    { argv: ["prot", "8080"], message: "Argument 1 is a value without a flag. Write it after its flag, as --name value or --name=value. Did you mean --port? Run with --help to list the settings." },
     { argv: ["--"], message: 'Unknown argument "--". Run with --help to list the settings.' },
   ])("unknown flag $argv.0 gets the closest flag", ({ argv, message }) => {
     expect(() => loadConfig(argv, {})).toThrow(new ConfigError(message));
+  });
+
+  test("a stray value is not printed, because it may be a key", () => {
+    // Keys separated by a space instead of a comma leave the second one without a flag.
+    const argv = ["--api-keys", "ops:first-key", "ops:second-key-not-for-stderr"];
+    expect(() => loadConfig(argv, {})).toThrow(
+      new ConfigError("Argument 3 is a value without a flag. Write it after its flag, as --name value or --name=value. Run with --help to list the settings."),
+    );
   });
 
   test("help lists every setting", () => {

@@ -99,7 +99,8 @@ function bothNames(key: SettingKey): string {
  * default the settings' flags); returns "help" for `--help` or `-h`.
  *
  * @throws ConfigError for an unknown flag, naming the closest known flag
- *   when one is close, or for a flag without a value.
+ *   when one is close, for a value without a flag, which it does not
+ *   print, or for a flag without a value.
  */
 export function parseFlags(
   argv: readonly string[],
@@ -117,9 +118,12 @@ export function parseFlags(
     if (!known.has(name)) {
       const suggestion = closestFlag(name, [...known, "--help"]);
       const didYouMean = suggestion === undefined ? "" : ` Did you mean ${suggestion}?`;
-      // The value of `--name=value` stays out of the message, because it may be a key meant for --api-keys.
-      const printedArgument = equals === -1 ? arg : `${name}=...`;
-      throw new ConfigError(`Unknown argument "${printedArgument}".${didYouMean} Run with --help to list the settings.`);
+      // A value stays out of the message, because it may be a key. That is the value of `--name=value`,
+      // or an argument without a leading dash, such as the second key of `--api-keys ops:K1 ops:K2`.
+      const problem = arg.startsWith("-")
+        ? `Unknown argument "${equals === -1 ? arg : `${name}=...`}".`
+        : `Argument ${i + 1} is a value without a flag. Write it after its flag, as --name value or --name=value.`;
+      throw new ConfigError(`${problem}${didYouMean} Run with --help to list the settings.`);
     }
 
     let value: string | undefined;
