@@ -9,8 +9,12 @@ const PAGE_SIZE = 100;
 
 /** The integration table. */
 export interface IntegrationList {
-  /** Fetches the first page again, replacing the rows and clearing the confirmation. */
-  reload(): Promise<void>;
+  /**
+   * Fetches the first page again, replacing the rows and clearing the
+   * confirmation, and then shows `confirmation` if given. A load that a later
+   * one overtook changes nothing when it ends.
+   */
+  reload(confirmation?: string): Promise<void>;
   /** Shows a short confirmation above the table. */
   announce(text: string): void;
 }
@@ -38,17 +42,28 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
 
   let listed: Integration[] = [];
   let nextPageToken = "";
+  // Counts the loads started, so that a reply which arrives after a later load started is dropped.
+  // It may come from another API key, such as the key in use before the user changed it.
+  let loadsStarted = 0;
 
-  const load = async (pageToken: string) => {
+  const load = async (pageToken: string, confirmation = "") => {
+    loadsStarted += 1;
+    const thisLoad = loadsStarted;
     // A confirmation such as "Created p1." is stale once the list loads
     // again, for example after the API key changed.
     announce("");
     errorBox.replaceChildren();
     try {
       const page = await integrationClient.listIntegrations({ pageSize: PAGE_SIZE, pageToken });
+      if (thisLoad !== loadsStarted) {
+        return;
+      }
       listed = pageToken === "" ? page.integrations : [...listed, ...page.integrations];
       nextPageToken = page.nextPageToken;
     } catch (error) {
+      if (thisLoad !== loadsStarted) {
+        return;
+      }
       errorBox.replaceChildren(renderError(error).view);
       if (pageToken === "") {
         // Rows listed earlier, perhaps with another API key, would no longer be current.
@@ -57,6 +72,8 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
         loadMore.hidden = true;
         callbacks.failed(error);
       }
+      // The change that the confirmation reports was made, even though the list could not be read after it.
+      announce(confirmation);
       return;
     }
 
@@ -66,6 +83,7 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
     }
     loadMore.hidden = nextPageToken === "";
     callbacks.loaded(listed);
+    announce(confirmation);
   };
 
   const handlers: RowActionHandlers = {
@@ -82,8 +100,7 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
         errorBox.replaceChildren(renderError(error).view);
         return;
       }
-      await load("");
-      announce(`Deleted ${integration.id}.`);
+      await load("", `Deleted ${integration.id}.`);
     },
   };
   // Each row action starts something new, so it clears the confirmation of the previous one.
@@ -96,7 +113,7 @@ export function createIntegrationList(callbacks: ListCallbacks): IntegrationList
   }));
 
   loadMore.addEventListener("click", () => void load(nextPageToken));
-  return { reload: () => load(""), announce };
+  return { reload: (confirmation) => load("", confirmation), announce };
 }
 
 /** Returns a table row with only a message, for a table without integrations. */

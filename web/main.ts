@@ -12,7 +12,7 @@ import { createTestSection } from "./test-section.js";
 const sendForm = createSendForm();
 const testSection = createTestSection();
 const editor = createIntegrationEditor(({ integration, created }) => {
-  void list.reload().then(() => list.announce(`${created ? "Created" : "Saved"} ${integration.id}.`));
+  void list.reload(`${created ? "Created" : "Saved"} ${integration.id}.`);
 });
 const list = createIntegrationList({
   edit: (integration) => editor.openEdit(integration),

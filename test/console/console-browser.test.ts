@@ -456,6 +456,48 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     await page.getByRole("button", { name: "Forget" }).click();
   });
 
+  test("overtaken list reply is dropped", async () => {
+    await page.getByLabel("Service API key").fill(keys.operator);
+    await page.getByRole("button", { name: "Use key" }).click();
+    await page.getByRole("button", { name: "Edit p1" }).click();
+    await page.getByLabel("Display name").fill("Renamed again");
+    // Holds the list request that follows the save until the key has changed and its own list request failed.
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let requested = () => {};
+    const holding = new Promise<void>((resolve) => (requested = resolve));
+    let first = true;
+    const listPath = "**/smsgateway.v1.IntegrationService/ListIntegrations";
+    await page.route(listPath, async (route) => {
+      if (first) {
+        first = false;
+        requested();
+        await held;
+      }
+      await route.continue();
+    });
+
+    try {
+      await page.getByRole("button", { name: "Save" }).click();
+      await holding;
+      await page.getByLabel("Service API key").fill(keys.sendOnly);
+      await page.getByRole("button", { name: "Use key" }).click();
+      await page.locator("#list-error").getByText("PERMISSION_DENIED").waitFor();
+      const heldReply = page.waitForResponse((response) => response.url().includes("/ListIntegrations") && response.status() === 200);
+      release();
+      await heldReply;
+      // Lets the page run what the reply resolves.
+      await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 100)));
+
+      expect(await page.locator("#list-status").innerText()).toBe("");
+      expect(await page.locator("#list-error").innerText()).toContain("PERMISSION_DENIED");
+      expect(await page.getByRole("button", { name: "Edit p1" }).count()).toBe(0);
+    } finally {
+      release();
+      await page.unroute(listPath);
+    }
+  });
+
   test("page made no errors or outside requests", () => {
     expect(pageErrors).toEqual([]);
     expect(blockedUrls).toEqual([]);
