@@ -246,6 +246,9 @@ export function transportError(context: RequestContext, error: unknown, outcome:
     throw error;
   }
   if (code === "UND_ERR_CLOSED" || code === "UND_ERR_DESTROYED") {
+    // NOTE: undici also fails a request that it already wrote with these codes when its dispatcher is
+    // destroyed, and then "not sent" with 0 attempts would be wrong (a send gives its rate token back on
+    // 0 attempts). The service only closes its agent, which lets requests in progress finish first.
     return closedError(context, { cause: error });
   }
 
