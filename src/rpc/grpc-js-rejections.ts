@@ -6,7 +6,7 @@ import { REQUEST_ID_HEADER, resolveRequestId } from "../observability/request-id
 import { isGrpcProtoContentType } from "../server/one-port-server.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import { toGrpcJsError } from "./grpc-js-status.js";
-import { formatPeer, protocolOfContentType, unknownMethodMessage, type RejectedRequests } from "./rejected-requests.js";
+import { formatPeer, protocolOfContentType, unknownMethodMessage, type RejectedRequests, type RequestRejection } from "./rejected-requests.js";
 import { requestTooLarge } from "./request-too-large.js";
 
 // grpc-js replies to several requests before any handler runs, which would
@@ -33,10 +33,13 @@ interface GrpcJsHandler {
 
 /**
  * Makes the server reply HTTP 415 to every request that is not gRPC with
- * protobuf, and logs and counts each such reply as a rejected request.
- * grpc-js takes any content type that starts with `application/grpc`, so a
- * gRPC-Web request on a connection routed to grpc-js ran as native gRPC: its
- * SMS was sent, and the gRPC-Web client could not read the reply.
+ * protobuf, and HTTP 405 to every gRPC request whose method is not POST, and
+ * logs and counts each such reply as a rejected request. grpc-js takes any
+ * content type that starts with `application/grpc`, so a gRPC-Web request on
+ * a connection routed to grpc-js ran as native gRPC: its SMS was sent, and
+ * the gRPC-Web client could not read the reply. It also takes any HTTP
+ * method, so a HEAD, GET or PUT request sent its SMS where connect-node
+ * replies 405, and the reply to HEAD lost its body and trailers.
  *
  * NOTE: the service fails to start with a clear message if grpc-js no longer
  * has the private method that this wraps.
@@ -47,30 +50,46 @@ export function acceptOnlyGrpcProto(server: grpc.Server, rejections: RejectedReq
   checks._verifyContentType = (stream, headers) => {
     const contentType = headers["content-type"];
     const otherEncoding = typeof contentType === "string" && !isGrpcProtoContentType(contentType);
-    if (!otherEncoding && verify(stream, headers)) {
-      return true;
+    if (otherEncoding || !verify(stream, headers)) {
+      reject(stream, headers, {
+        code: Code.InvalidArgument,
+        httpStatus: 415,
+        reason:
+          typeof contentType === "string"
+            ? `content type ${JSON.stringify(contentType)} is not gRPC with protobuf, the only one served on an HTTP/2 connection ` +
+              "whose first request went to grpc-js; send other requests on a connection of their own"
+            : "the request has no content type; gRPC requests carry application/grpc",
+      });
+      return false;
     }
+    const method = headers[":method"];
+    if (method !== "POST") {
+      // The words of connect-node's rejection of the same request.
+      reject(stream, headers, {
+        code: Code.Unimplemented,
+        httpStatus: 405,
+        reason: `the HTTP method is not allowed: ${String(method)} with content type ${JSON.stringify(contentType)}; gRPC calls use POST`,
+      });
+      return false;
+    }
+    return true;
+  };
 
+  const reject = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, failure: Pick<RequestRejection, "code" | "httpStatus" | "reason">) => {
     const requestId = resolveRequestId(firstString(headers[REQUEST_ID_HEADER]));
     if (!stream.headersSent) {
-      stream.respond({ ":status": 415, [REQUEST_ID_HEADER]: requestId }, { endStream: true });
+      stream.respond({ ":status": failure.httpStatus, [REQUEST_ID_HEADER]: requestId }, { endStream: true });
     }
     const socket = stream.session?.socket;
+    const contentType = headers["content-type"];
     rejections?.record({
+      ...failure,
       path: firstString(headers[":path"]) ?? "",
       protocol: protocolOfContentType(typeof contentType === "string" ? contentType : undefined),
       server: "grpc-js",
-      code: Code.InvalidArgument,
-      httpStatus: 415,
-      reason:
-        typeof contentType === "string"
-          ? `content type ${JSON.stringify(contentType)} is not gRPC with protobuf, the only one served on an HTTP/2 connection ` +
-            "whose first request went to grpc-js; send other requests on a connection of their own"
-          : "the request has no content type; gRPC requests carry application/grpc",
       requestId,
       peer: formatPeer(socket?.remoteAddress, socket?.remotePort),
     });
-    return false;
   };
 }
 

@@ -11,6 +11,7 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { IntegrationService } from "../../gen/smsgateway/v1/integration_service_pb.js";
 import { SendSmsRequestSchema, SmsService } from "../../gen/smsgateway/v1/sms_service_pb.js";
 import { eventually } from "../helpers/eventually.js";
+import { ScriptedGateway } from "../helpers/scripted-gateway.js";
 import { sample } from "../helpers/prometheus.js";
 import { startTestService, type TestService } from "../helpers/service.js";
 import { createApiKey } from "../security/security-fixtures.js";
@@ -195,7 +196,7 @@ describe("unknown method", () => {
     }
   });
 
-  test("CONNECT on a grpc-js connection is UNIMPLEMENTED", async () => {
+  test("CONNECT on a grpc-js connection is 405", async () => {
     const session = http2.connect(service.baseUrl);
     const requestId = `connect-${randomUUID()}`;
     try {
@@ -204,7 +205,7 @@ describe("unknown method", () => {
       first.resume();
       await new Promise((resolve) => first.on("close", resolve));
 
-      // A CONNECT request has no :path, so grpc-js looks up its method with an undefined path.
+      // A CONNECT request has no :path, which grpc-js would look up as an undefined method.
       const connect = session.request({ ":method": "CONNECT", ":authority": "127.0.0.1:9", "content-type": "application/grpc", "x-request-id": requestId });
       const reply = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
         connect.on("response", resolve);
@@ -213,8 +214,8 @@ describe("unknown method", () => {
       });
       connect.close();
 
-      expect(reply["grpc-status"]).toBe(String(grpc.status.UNIMPLEMENTED));
-      expect(lineOf(requestId)).toMatchObject({ msg: "rpc rejected", path: "", server: "grpc-js", code: "UNIMPLEMENTED" });
+      expect(reply[":status"]).toBe(405);
+      expect(lineOf(requestId)).toMatchObject({ msg: "rpc rejected", path: "", server: "grpc-js", code: "UNIMPLEMENTED", httpStatus: 405 });
       expect((await fetch(`${service.baseUrl}/healthz`)).status).toBe(200);
     } finally {
       session.close();
@@ -315,6 +316,55 @@ describe("unsupported content type", () => {
       expect(reply["x-request-id"]).toBe(requestId);
       expect(added).toBe(1);
       expect(lineOf(requestId)).toMatchObject({ msg: "rpc rejected", server: "grpc-js", protocol: "grpc-web", httpStatus: 415, code: "INVALID_ARGUMENT" });
+    } finally {
+      session.close();
+    }
+  });
+});
+
+describe("HTTP method other than POST on a grpc-js connection", () => {
+  let gateway: ScriptedGateway;
+  let integrationId = "";
+
+  beforeAll(async () => {
+    gateway = await ScriptedGateway.start();
+    gateway.on("/sms", { json: { data: { id: "gw-1", date: "2026-01-02T03:04:05Z" } } });
+    const integrations = createClient(IntegrationService, createConnectTransport({ baseUrl: service.baseUrl, httpVersion: "1.1" }));
+    const { integration } = await integrations.configureIntegration({
+      integration: { baseUrl: gateway.url("/sms"), apiKeyHeader: "X-API-KEY", apiKey: "method-key-1234", defaultSender: "Acme" },
+    });
+    integrationId = integration?.id ?? "";
+  });
+
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  // grpc-js itself serves any method, so these sent the SMS where connect-node replies 405.
+  test.each(["HEAD", "GET", "PUT", "OPTIONS"])("%s is 405 and sends nothing", async (method) => {
+    const requestId = `method-${method}-${randomUUID()}`;
+    const message = toBinary(SendSmsRequestSchema, create(SendSmsRequestSchema, { integrationId, to: "+15550001111", content: `via ${method}` }));
+    const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+    // The first request names a grpc-js method in gRPC with protobuf, so the connection goes to grpc-js.
+    const session = http2.connect(service.baseUrl);
+    try {
+      let reply: http2.IncomingHttpHeaders = {};
+      const added = await counted({ service: "smsgateway.v1.SmsService", method: "SendSms", code: "UNIMPLEMENTED" }, async () => {
+        const stream = session.request({ ":method": method, ":path": SEND_SMS, "content-type": "application/grpc", te: "trailers", "x-request-id": requestId }, { endStream: false });
+        stream.end(framed);
+        stream.resume();
+        reply = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+          stream.on("response", resolve);
+          stream.on("error", reject);
+        });
+        await new Promise((resolve) => stream.on("close", resolve));
+      });
+
+      expect(reply[":status"]).toBe(405);
+      expect(reply["x-request-id"]).toBe(requestId);
+      expect(added).toBe(1);
+      expect(lineOf(requestId)).toMatchObject({ msg: "rpc rejected", server: "grpc-js", protocol: "grpc", httpStatus: 405, code: "UNIMPLEMENTED" });
+      expect(gateway.requestsTo("/sms")).toHaveLength(0);
     } finally {
       session.close();
     }
