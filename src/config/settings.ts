@@ -300,7 +300,7 @@ export const SETTINGS: readonly Setting[] = [
     unit: "ms",
     description:
       "Time a new connection has to send its first request's headers before it is closed, counted from the connection (for TLS, from the end of the handshake). " +
-      "A cleartext HTTP/1.1 connection gets this time for its first bytes and again for its headers, and a connection to the TLS port gets it for its first bytes. " +
+      "A cleartext HTTP/1.1 connection gets this time for its first bytes and again for its headers, and a connection to the TLS port gets it for its first bytes and its TLS handshake together. " +
       "It also limits the headers of every later HTTP/1.1 request. Node checks the HTTP/1.1 limits every 30 s, or every FIRST_REQUEST_TIMEOUT_MS when that is shorter.",
     // The 1 s floor leaves time for clients that wait a round trip for the server's SETTINGS
     // frame before their first request, as grpc-js does. Node 20 rejects a headersTimeout above

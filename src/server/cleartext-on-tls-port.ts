@@ -105,14 +105,18 @@ export class CleartextRejection {
  * its content type, 20 to 24. They go to `cleartext` once they decide
  * between HTTP/1.x and HTTP/2. Everything else goes to `tlsServer` with
  * the bytes put back. A connection that has not sent the bytes that decide
- * within `timeoutMs` is destroyed.
+ * within `timeoutMs`, or that goes to `tlsServer` and has not finished its
+ * handshake within `timeoutMs` of connecting, is destroyed.
+ *
+ * Returns the function to call when the connection's TLS handshake ends,
+ * which stops that time limit.
  */
 export function routeTlsPortConnection(
   socket: net.Socket,
   tlsServer: tls.Server,
   cleartext: CleartextRejection,
   timeoutMs: number,
-): void {
+): () => void {
   const connectedAt = performance.now();
   const timer = setTimeout(() => socket.destroy(), timeoutMs);
   timer.unref();
@@ -129,11 +133,13 @@ export function routeTlsPortConnection(
     }
 
     socket.off("data", onData);
-    clearTimeout(timer);
     if (isCleartext) {
+      clearTimeout(timer);
       cleartext.take(socket, received, connectedAt);
       return;
     }
+    // The timer runs on until the handshake ends. Node's own handshakeTimeout (120 s) is an idle
+    // timeout (TLSSocket's setTimeout, Node 20), which a client that sends a byte now and then never reaches.
     // The TLS socket listens for errors on the connection itself.
     socket.off("error", onError);
     socket.pause();
@@ -143,6 +149,7 @@ export function routeTlsPortConnection(
     tlsServer.emit("connection", socket);
   };
   socket.on("data", onData);
+  return () => clearTimeout(timer);
 }
 
 function isAsciiLetter(byte: number): boolean {

@@ -40,7 +40,8 @@ export interface ListenOptions {
    * headers before it is closed (FIRST_REQUEST_TIMEOUT_MS), counted from the
    * connection, or for TLS from the end of the handshake. A connection must
    * send the bytes that choose HTTP/1.1 or HTTP/2, or with TLS the first
-   * bytes of its handshake, within it. With `grpcJs`, an HTTP/2
+   * bytes of its handshake, within it, and with TLS finish the handshake
+   * within it too. With `grpcJs`, an HTTP/2
    * connection's first request must arrive within the same time. Unless `http1Timeouts` is set, it is also Node's
    * `headersTimeout`, which gives each HTTP/1.1 request this time again for
    * its headers. It must not exceed Node's `requestTimeout` of 300 s.
@@ -136,24 +137,26 @@ export async function startServer(handler: RequestHandler, options: ListenOption
     // Until its handshake ends, a connection is tracked as the accepted socket, which closing
     // destroys at once: it has no request yet, or only a cleartext one that gets no answer.
     // The TLS socket then takes its place, keyed by the same TCP addresses and ports.
-    const handshaking = new Map<string, net.Socket>();
+    // Each entry also has the function that stops the connection's time limit for its handshake.
+    const handshaking = new Map<string, { accepted: net.Socket; endHandshake: () => void }>();
     listener = net.createServer((socket) => {
       const key = connectionKey(socket);
-      handshaking.set(key, socket);
       socket.once("close", () => {
-        if (handshaking.get(key) === socket) {
+        if (handshaking.get(key)?.accepted === socket) {
           handshaking.delete(key);
         }
       });
       tracker.addSocket(socket);
-      routeTlsPortConnection(socket, tlsServer, cleartext, firstRequestTimeoutMs);
+      const endHandshake = routeTlsPortConnection(socket, tlsServer, cleartext, firstRequestTimeoutMs);
+      handshaking.set(key, { accepted: socket, endHandshake });
     });
     tlsServer.on("secureConnection", (socket: tls.TLSSocket) => {
       const key = connectionKey(socket);
-      const accepted = handshaking.get(key);
-      if (accepted !== undefined) {
+      const entry = handshaking.get(key);
+      if (entry !== undefined) {
         handshaking.delete(key);
-        tracker.removeSocket(accepted);
+        entry.endHandshake();
+        tracker.removeSocket(entry.accepted);
       }
       tracker.addSocket(socket);
       socket.on("error", () => socket.destroy());

@@ -206,12 +206,31 @@ describe.skipIf(!hasOpenssl())("cleartext on the TLS port", () => {
     { case: "partial HTTP/2 preface", bytes: "PRI * HTTP/2.0\r\n" },
     { case: "unfinished HTTP/1.1 headers", bytes: "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" },
     { case: "HTTP/2 preface without request", bytes: HTTP2_PREFACE },
+    // Node's own handshakeTimeout would hold it for 120 s.
+    { case: "partial TLS ClientHello", bytes: Buffer.from([0x16, 0x03, 0x01, 0x02]) },
   ])("$case is closed after the first-request limit", async ({ bytes }) => {
     const server = await startTls({ firstRequestTimeoutMs: 200 });
 
     const { closed } = await holdOpen(server.port, bytes, 5_000);
 
     expect(closed, "the connection stayed open past the first-request limit").toBe(true);
+  });
+
+  test("TLS handshake sent byte by byte is closed at the limit", async () => {
+    const server = await startTls({ firstRequestTimeoutMs: 300 });
+    const socket = net.connect(server.port, "127.0.0.1");
+    socket.on("error", () => {});
+    const socketClosed = new Promise<boolean>((resolve) => socket.once("close", () => resolve(true)));
+    await new Promise((resolve) => socket.once("connect", resolve));
+    // A TLS record header that declares a 512-byte ClientHello, then one byte of it every 50 ms.
+    socket.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]));
+    const dribble = setInterval(() => socket.write(Buffer.from([0x01])), 50);
+
+    const closed = await Promise.race([socketClosed, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 3_000))]);
+    clearInterval(dribble);
+    socket.destroy();
+
+    expect(closed, "a handshake that kept sending bytes outlived the first-request limit").toBe(true);
   });
 
   test.each([
