@@ -4,9 +4,8 @@ import type net from "node:net";
 import type tls from "node:tls";
 import type { Logger } from "pino";
 import { matchHttp2Preface } from "./http2-first-request.js";
+import { ThrottledWarning } from "./throttled-warning.js";
 
-/** Shortest time in milliseconds between two log lines about cleartext connections to the TLS port. */
-export const CLEARTEXT_LOG_INTERVAL_MS = 60_000;
 
 /** Error message for a cleartext request to the TLS port, sent as the body, the Connect error message or the gRPC status message. */
 export const EXPECTS_TLS_MESSAGE =
@@ -21,32 +20,19 @@ const GRPC_FAILED_PRECONDITION = "9";
 type CleartextProtocol = "http/1.x" | "h2c";
 
 /**
- * Logs cleartext connections to the TLS port at warn level, at most one
- * line per {@link CLEARTEXT_LOG_INTERVAL_MS}, so that a scanner cannot
- * flood the log. Each line counts the connections since the previous line
- * that were not logged.
+ * Logs cleartext connections to the TLS port at warn level, as a
+ * {@link ThrottledWarning}: at most one line per interval, with the count of
+ * the connections that were not logged.
  */
 export class CleartextConnectionLog {
-  private lastLoggedAt = Number.NEGATIVE_INFINITY;
-  private unlogged = 0;
+  private readonly warning: ThrottledWarning;
 
-  constructor(
-    private readonly logger: Logger,
-    private readonly intervalMs = CLEARTEXT_LOG_INTERVAL_MS,
-  ) {}
+  constructor(logger: Logger, intervalMs?: number) {
+    this.warning = new ThrottledWarning(logger, "rejected a cleartext HTTP connection on the TLS port", intervalMs);
+  }
 
   record(remoteAddress: string | undefined, protocol: CleartextProtocol): void {
-    const now = performance.now();
-    if (now - this.lastLoggedAt < this.intervalMs) {
-      this.unlogged++;
-      return;
-    }
-    this.logger.warn(
-      { remoteAddress, protocol, unloggedSinceLastLine: this.unlogged },
-      "rejected a cleartext HTTP connection on the TLS port",
-    );
-    this.lastLoggedAt = now;
-    this.unlogged = 0;
+    this.warning.record({ remoteAddress, protocol });
   }
 }
 

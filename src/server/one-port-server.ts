@@ -10,6 +10,7 @@ import { CleartextConnectionLog, CleartextRejection, routeTlsPortConnection } fr
 import { ConnectionTracker } from "./connection-tracker.js";
 import { awaitFirstRequest, FIRST_REQUEST_TIMEOUT_MS, SETTINGS_ACK_TIMEOUT_MS } from "./first-request-router.js";
 import { matchHttp2Preface, type FirstRequest } from "./http2-first-request.js";
+import { ThrottledWarning } from "./throttled-warning.js";
 import type { TlsCredentials } from "./tls-files.js";
 
 /** A request handler that works for both HTTP/1.1 and HTTP/2 requests. */
@@ -134,6 +135,9 @@ export async function startServer(handler: RequestHandler, options: ListenOption
     // it can read, and hands TLS connections to tlsServer, which does not listen.
     const cleartextLog = options.logger === undefined ? undefined : new CleartextConnectionLog(options.logger);
     const cleartext = new CleartextRejection(firstRequestTimeoutMs, cleartextLog);
+    if (options.logger !== undefined) {
+      logFailedHandshakes(tlsServer, options.logger);
+    }
     // Until its handshake ends, a connection is tracked as the accepted socket, which closing
     // destroys at once: it has no request yet, or only a cleartext one that gets no answer.
     // The TLS socket then takes its place, keyed by the same TCP addresses and ports.
@@ -214,6 +218,29 @@ function http1TimeoutsFor(firstRequestTimeoutMs: number): Pick<http.ServerOption
     headersTimeout: firstRequestTimeoutMs,
     connectionsCheckingInterval: Math.min(NODE_CONNECTIONS_CHECKING_INTERVAL_MS, firstRequestTimeoutMs),
   };
+}
+
+/**
+ * Logs TLS handshakes that fail, such as a client that offers no protocol
+ * version or cipher the server takes or rejects the certificate, as a
+ * throttled warning with the client's address and OpenSSL's reason. Node
+ * destroys the connection either way.
+ */
+function logFailedHandshakes(tlsServer: tls.Server, logger: Logger): void {
+  const warning = new ThrottledWarning(logger, "TLS handshake failed; the client's TLS settings or its trust in the certificate may be wrong");
+  tlsServer.on("tlsClientError", (error: Error & { code?: string }, socket: tls.TLSSocket) => {
+    warning.record({ remoteAddress: remoteAddressOf(socket), code: error.code, error: error.message });
+  });
+}
+
+/**
+ * Returns the client address of a TLS socket that may be destroyed already.
+ * Node 20 destroys it before it emits `tlsClientError`, and then only the TCP
+ * socket it wraps still has the address, in `_parent`, a field internal to
+ * Node. Without that field the address is left out of the line.
+ */
+function remoteAddressOf(socket: tls.TLSSocket): string | undefined {
+  return socket.remoteAddress ?? (socket as tls.TLSSocket & { _parent?: net.Socket })._parent?.remoteAddress;
 }
 
 /** Names a connection by its TCP addresses and ports, which the accepted socket and its TLS socket share. */

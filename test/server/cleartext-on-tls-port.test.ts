@@ -2,6 +2,7 @@ import http from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
 import net from "node:net";
+import tls from "node:tls";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -33,6 +34,17 @@ function capturingLogger(lines: Record<string, unknown>[]) {
     },
   });
   return createLogger("debug", sink);
+}
+
+/** Waits until a line whose message starts with `prefix` is in `lines`, for at most 5 s. */
+async function waitForLine(lines: Record<string, unknown>[], prefix: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!lines.some((line) => String(line.msg).startsWith(prefix))) {
+    if (Date.now() > deadline) {
+      throw new Error(`no log line starting with "${prefix}" within 5 s; lines: ${JSON.stringify(lines)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** Starts a TLS server whose handler responds "ok" to every request; its log lines land in `logLines`. */
@@ -74,6 +86,41 @@ describe.skipIf(!hasOpenssl())("cleartext on the TLS port", () => {
     expect(received).toMatch(/\r\nconnection: close\r\n/i);
     expect(received.split("\r\n\r\n")[1]).toBe(`${EXPECTS_TLS_MESSAGE}\n`);
     expect(closed, "the connection stayed open after the 400").toBe(true);
+  });
+
+  test("failed handshake is logged", async () => {
+    const logLines: Record<string, unknown>[] = [];
+    const server = await startTls({}, logLines);
+
+    // The client does not trust the self-signed certificate, so it closes the connection during the handshake.
+    const clientError = await new Promise<Error>((resolve) => {
+      const socket = tls.connect({ host: "127.0.0.1", port: server.port, servername: "localhost" });
+      socket.once("secureConnect", () => resolve(new Error("the handshake succeeded")));
+      socket.once("error", resolve);
+    });
+    await waitForLine(logLines, "TLS handshake failed");
+
+    expect(clientError.message).toMatch(/self[- ]signed/);
+    const line = logLines.find((entry) => String(entry.msg).startsWith("TLS handshake failed"));
+    expect(line).toMatchObject({ level: 40, remoteAddress: "127.0.0.1", unloggedSinceLastLine: 0 });
+    expect(line?.code).toBe("ECONNRESET");
+    expect(line?.error).toBe("socket hang up");
+  });
+
+  test("handshake without a shared TLS version is logged", async () => {
+    const logLines: Record<string, unknown>[] = [];
+    const server = await startTls({}, logLines);
+
+    await new Promise<void>((resolve) => {
+      const socket = tls.connect({ host: "127.0.0.1", port: server.port, minVersion: "TLSv1", maxVersion: "TLSv1.1", rejectUnauthorized: false });
+      socket.once("secureConnect", () => resolve());
+      socket.once("error", () => resolve());
+    });
+    await waitForLine(logLines, "TLS handshake failed");
+
+    const line = logLines.find((entry) => String(entry.msg).startsWith("TLS handshake failed"));
+    expect(line?.code).toMatch(/^ERR_SSL_/);
+    expect(String(line?.error)).toContain("unsupported protocol");
   });
 
   test("message names https and the client options", () => {
