@@ -58,7 +58,7 @@ export class TokenBucket {
 
   /**
    * Puts back one token that a send took and did not use. The bucket never
-   * holds more than its capacity, so a token that refilled meanwhile is not
+   * contains more than its capacity, so a token that refilled meanwhile is not
    * added twice.
    */
   giveBack(nowMs: number): void {

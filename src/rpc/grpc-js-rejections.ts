@@ -4,8 +4,9 @@ import * as grpc from "@grpc/grpc-js";
 import { BaseServerInterceptingCall } from "@grpc/grpc-js/build/src/server-interceptors.js";
 import { REQUEST_ID_HEADER, resolveRequestId } from "../observability/request-id.js";
 import { isGrpcProtoContentType } from "../server/one-port-server.js";
+import { firstValue } from "../server/request-parts.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
-import { toGrpcJsError } from "./grpc-js-status.js";
+import { metadataValue, toGrpcJsError } from "./grpc-js-status.js";
 import { formatPeer, protocolOfContentType, unknownMethodMessage, type RejectedRequests, type RequestRejection } from "./rejected-requests.js";
 import { requestTooLarge } from "./request-too-large.js";
 
@@ -76,7 +77,7 @@ export function acceptOnlyGrpcProto(server: grpc.Server, rejections: RejectedReq
   };
 
   const reject = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, failure: Pick<RequestRejection, "code" | "httpStatus" | "reason">) => {
-    const requestId = resolveRequestId(firstString(headers[REQUEST_ID_HEADER]));
+    const requestId = resolveRequestId(firstValue(headers[REQUEST_ID_HEADER]));
     if (!stream.headersSent) {
       stream.respond({ ":status": failure.httpStatus, [REQUEST_ID_HEADER]: requestId }, { endStream: true });
     }
@@ -84,7 +85,7 @@ export function acceptOnlyGrpcProto(server: grpc.Server, rejections: RejectedReq
     const contentType = headers["content-type"];
     rejections?.record({
       ...failure,
-      path: firstString(headers[":path"]) ?? "",
+      path: firstValue(headers[":path"]) ?? "",
       protocol: protocolOfContentType(typeof contentType === "string" ? contentType : undefined),
       server: "grpc-js",
       requestId,
@@ -122,7 +123,7 @@ function unknownMethodHandler(path: string, rejections: RejectedRequests | undef
         `no method ${path.slice(1)} on this HTTP/2 connection: its first request went to grpc-js, which serves only ` +
           `${[...methodsOf.keys()].join(" and ")}; call other services, such as health and reflection, on a connection of their own`);
   const fail: grpc.handleBidiStreamingCall<Buffer, Buffer> = (call) => {
-    const requestId = resolveRequestId(firstString(call.metadata.get(REQUEST_ID_HEADER)));
+    const requestId = resolveRequestId(metadataValue(call.metadata, REQUEST_ID_HEADER));
     rejections?.record({
       path,
       protocol: "grpc",
@@ -237,7 +238,7 @@ async function failThroughPipeline(route: ReadFailureRoute, call: GrpcJsCallStat
     server: "grpc-js",
     signal: NEVER_ABORTED,
     timeoutMs: () => (Number.isFinite(call.deadline) ? call.deadline - Date.now() : undefined),
-    requestHeader: (name) => firstString(call.metadata.get(name)) ?? null,
+    requestHeader: (name) => metadataValue(call.metadata, name),
     setResponseHeader: (name, value) => responseHeaders.set(name, value),
   };
   const failure = readFailure(status, route.maxRequestBytes);
@@ -285,12 +286,4 @@ function peerOfGrpcJs(peer: string): string | undefined {
   const colon = peer.lastIndexOf(":");
   const port = Number(peer.slice(colon + 1));
   return colon <= 0 || !Number.isInteger(port) ? undefined : formatPeer(peer.slice(0, colon), port);
-}
-
-function firstString(value: string | readonly (string | Buffer)[] | undefined): string | undefined {
-  const first = Array.isArray(value) ? (value as readonly (string | Buffer)[])[0] : value;
-  if (first === undefined) {
-    return undefined;
-  }
-  return typeof first === "string" ? first : first.toString("latin1");
 }

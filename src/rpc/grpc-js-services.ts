@@ -7,7 +7,7 @@ import type { UnaryHandler } from "./call-context.js";
 import type { CallPipeline, IncomingCall } from "./call-pipeline.js";
 import type { ServiceBinding } from "./connect-routes.js";
 import { acceptOnlyGrpcProto, answerUnknownMethods, failReadsThroughPipeline } from "./grpc-js-rejections.js";
-import { toGrpcJsError } from "./grpc-js-status.js";
+import { metadataValue, toGrpcJsError } from "./grpc-js-status.js";
 import type { RejectedRequests } from "./rejected-requests.js";
 import { ShutdownFanOut, type ShutdownAbortable } from "./shutdown-fan-out.js";
 import { rejectUndecodable, UndecodableRequest } from "./undecodable-request.js";
@@ -187,11 +187,7 @@ class GrpcJsIncomingCall implements IncomingCall, ShutdownAbortable {
   }
 
   requestHeader(name: string): string | null {
-    const [value] = this.call.metadata.get(name);
-    if (value === undefined) {
-      return null;
-    }
-    return typeof value === "string" ? value : value.toString("latin1");
+    return metadataValue(this.call.metadata, name);
   }
 
   setResponseHeader(name: string, value: string): void {

@@ -32,3 +32,12 @@ export function toGrpcJsError(error: ConnectError): ServerErrorResponse {
     metadata,
   });
 }
+
+/** Returns the first value of a metadata key as text, a binary value as Latin-1, or null when the key is missing. */
+export function metadataValue(metadata: Metadata, name: string): string | null {
+  const [value] = metadata.get(name);
+  if (value === undefined) {
+    return null;
+  }
+  return typeof value === "string" ? value : value.toString("latin1");
+}

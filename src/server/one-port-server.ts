@@ -139,7 +139,7 @@ export async function startServer(handler: RequestHandler, options: ListenOption
       logFailedHandshakes(tlsServer, options.logger);
     }
     // Until its handshake ends, a connection is tracked as the accepted socket, which closing
-    // destroys at once: it has no request yet, or only a cleartext one that gets no answer.
+    // destroys at once, because it has no request yet or only a cleartext one that gets no reply.
     // The TLS socket then takes its place, keyed by the same TCP addresses and ports.
     // Each entry also has the function that stops the connection's time limit for its handshake.
     const handshaking = new Map<string, { accepted: net.Socket; endHandshake: () => void }>();

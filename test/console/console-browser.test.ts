@@ -463,7 +463,7 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
     await page.getByLabel("Display name").fill("Renamed again");
     // Holds the list request that follows the save until the key has changed and its own list request failed.
     let release = () => {};
-    const held = new Promise<void>((resolve) => (release = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
     let requested = () => {};
     const holding = new Promise<void>((resolve) => (requested = resolve));
     let first = true;
@@ -472,7 +472,7 @@ describe.skipIf(!chromiumInstalled && !IN_CI)(`web console in Chromium${chromium
       if (first) {
         first = false;
         requested();
-        await held;
+        await released;
       }
       await route.continue();
     });

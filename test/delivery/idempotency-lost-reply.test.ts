@@ -37,10 +37,10 @@ const SENT: SendResult = {
  * reply is lost.
  */
 function losingReplyOf(store: IdempotencyStore, method: "claim" | "abandon", proxy: FreezableTcpProxy): IdempotencyStore {
-  let held = false;
+  let replyHeld = false;
   const holdRepliesOnce = (called: "claim" | "abandon") => {
-    if (called === method && !held) {
-      held = true;
+    if (called === method && !replyHeld) {
+      replyHeld = true;
       proxy.holdReplies();
     }
   };
